@@ -1,0 +1,3 @@
+"""spikerbm: Restricted Boltzmann Machines for large-scale spiking recordings."""
+
+__version__ = "0.1.0"

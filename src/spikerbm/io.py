@@ -1,0 +1,105 @@
+"""All disk I/O of spikerbm: netCDF datasets, figures, tables. Writes are atomic."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import xarray as xr
+
+NETCDF_ENGINE = "netcdf4"
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
+
+    A failed or killed writer leaves ``path`` untouched (an old complete file, or nothing).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=suffix if suffix is not None else path.suffix + ".tmp",
+        dir=path.parent,
+    )
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_netcdf(ds: xr.Dataset, path: str | os.PathLike, *,
+                 attrs: dict[str, Any] | None = None) -> Path:
+    """Write ``ds`` to ``path`` atomically, adding ``attrs`` (e.g. provenance) to its attributes.
+
+    Parameters
+    ----------
+    ds
+        Dataset to write; boolean variables are stored as uint8.
+    path
+        Destination ``.nc`` file; parent folders are created.
+    attrs
+        Extra global attributes (strings or numbers).
+
+    Returns
+    -------
+    Path
+        The written path.
+    """
+    ds = ds.copy()
+    if attrs:
+        ds.attrs.update(attrs)
+    for name, var in list(ds.variables.items()):
+        if var.dtype == bool:
+            ds[name] = var.astype("uint8")
+    encoding = {
+        name: {"zlib": True, "complevel": 1}
+        for name, var in ds.data_vars.items()
+        if var.dtype.kind in "biuf" and var.size > 1024
+    }
+    with atomic_path(path, suffix=".nc.tmp") as tmp:
+        ds.to_netcdf(tmp, engine=NETCDF_ENGINE, encoding=encoding)
+    return Path(path)
+
+
+def read_netcdf(path: str | os.PathLike) -> xr.Dataset:
+    """Read a whole netCDF file into memory and close it (no pickle, no code execution).
+
+    Raises
+    ------
+    FileNotFoundError
+        With the path, when it does not exist.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"netCDF file not found: {path}")
+    with xr.open_dataset(path, engine=NETCDF_ENGINE) as ds:
+        return ds.load()
+
+
+def save_figure(fig: Any, path: str | os.PathLike, *, dpi: int = 150) -> Path:
+    """Save a matplotlib figure atomically and close it."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    with atomic_path(path, suffix=".tmp" + path.suffix) as tmp:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=path.suffix.lstrip("."))
+    plt.close(fig)
+    return path
+
+
+def write_text(text: str, path: str | os.PathLike) -> Path:
+    """Write a text file atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)

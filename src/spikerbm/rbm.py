@@ -1,0 +1,187 @@
+"""Bernoulli-Bernoulli Restricted Boltzmann Machine: parameters, energies, conditionals.
+
+Conventions (METHODS §2): visible ``v`` in {0,1}^N, hidden ``h`` in {0,1}^M, weights ``W`` of
+shape (N, M), visible bias ``a`` (N,), hidden bias ``b`` (M,).
+
+TF32 policy
+-----------
+Matrix products inside sampling run in the RBM's dtype (float32) and may use TF32 on CUDA when
+the training config asks for it (``tf32: true``). Every *energy* and *likelihood* is computed in
+float64 (:func:`free_energy`, :func:`energy`, :func:`hidden_free_energy` cast to float64 first),
+so TF32, which only ever affects float32 products, can never touch them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class RBM:
+    """Parameters of a Bernoulli RBM.
+
+    Attributes
+    ----------
+    W
+        Weights, shape (n_visible, n_hidden).
+    a
+        Visible biases, shape (n_visible,).
+    b
+        Hidden biases, shape (n_hidden,).
+    """
+
+    W: torch.Tensor
+    a: torch.Tensor
+    b: torch.Tensor
+
+    def __post_init__(self) -> None:
+        n, m = self.W.shape
+        if self.a.shape != (n,) or self.b.shape != (m,):
+            raise ValueError(
+                f"RBM shapes disagree: W {tuple(self.W.shape)}, a {tuple(self.a.shape)}, "
+                f"b {tuple(self.b.shape)}; expected a ({n},) and b ({m},)"
+            )
+
+    @property
+    def n_visible(self) -> int:
+        return int(self.W.shape[0])
+
+    @property
+    def n_hidden(self) -> int:
+        return int(self.W.shape[1])
+
+    @property
+    def device(self) -> torch.device:
+        return self.W.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.W.dtype
+
+    def to(self, device: torch.device | str | None = None,
+           dtype: torch.dtype | None = None) -> RBM:
+        """Copy to another device and/or dtype."""
+        return RBM(*(t.to(device=device, dtype=dtype) for t in (self.W, self.a, self.b)))
+
+    def clone(self) -> RBM:
+        return RBM(self.W.clone(), self.a.clone(), self.b.clone())
+
+    def parameters(self) -> dict[str, torch.Tensor]:
+        return {"W": self.W, "a": self.a, "b": self.b}
+
+
+def independent_site(a: torch.Tensor, n_hidden: int) -> RBM:
+    """The independent-site model: ``W = 0``, ``b = 0``, visible bias ``a``.
+
+    Its log partition function is ``sum_i softplus(a_i) + n_hidden * log 2``.
+    """
+    n = a.shape[0]
+    return RBM(
+        torch.zeros(n, n_hidden, dtype=a.dtype, device=a.device),
+        a.clone(),
+        torch.zeros(n_hidden, dtype=a.dtype, device=a.device),
+    )
+
+
+def _f64(rbm: RBM, x: torch.Tensor) -> tuple[RBM, torch.Tensor]:
+    return rbm.to(dtype=torch.float64), x.to(device=rbm.device, dtype=torch.float64)
+
+
+def energy(rbm: RBM, v: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """Joint energy ``E(v, h)`` in float64, shape (batch,)."""
+    r, v = _f64(rbm, v)
+    h = h.to(device=r.device, dtype=torch.float64)
+    return -(v @ r.a) - (h @ r.b) - ((v @ r.W) * h).sum(-1)
+
+
+def free_energy(rbm: RBM, v: torch.Tensor) -> torch.Tensor:
+    """Marginal energy ``E(v) = -a.v - sum_mu softplus(b_mu + (vW)_mu)`` in float64, (batch,)."""
+    r, v = _f64(rbm, v)
+    return -(v @ r.a) - F.softplus(r.b + v @ r.W).sum(-1)
+
+
+def hidden_free_energy(rbm: RBM, h: torch.Tensor) -> torch.Tensor:
+    """Marginal energy of the hidden layer, ``-b.h - sum_i softplus(a_i + (W h)_i)``, float64."""
+    r, h = _f64(rbm, h)
+    return -(h @ r.b) - F.softplus(r.a + h @ r.W.T).sum(-1)
+
+
+def hidden_probs(rbm: RBM, v: torch.Tensor) -> torch.Tensor:
+    """``p(h_mu = 1 | v)``, shape (batch, n_hidden), in the RBM's dtype."""
+    return torch.sigmoid(rbm.b + v.to(rbm.dtype) @ rbm.W)
+
+
+def visible_probs(rbm: RBM, h: torch.Tensor) -> torch.Tensor:
+    """``p(v_i = 1 | h)``, shape (batch, n_visible), in the RBM's dtype."""
+    return torch.sigmoid(rbm.a + h.to(rbm.dtype) @ rbm.W.T)
+
+
+def init_rbm(v_mean: torch.Tensor, *, n_hidden: int, weight_std: float = 1e-4,
+             generator: torch.Generator | None = None, eps: float = 1e-4) -> RBM:
+    """METHODS §3 initialisation from training-split means.
+
+    ``W ~ weight_std * N(0, 1)``, ``a_i = logit(clamp(<v_i>_train, eps, 1 - eps))``, ``b = 0``.
+    """
+    a = torch.logit(v_mean.clamp(eps, 1 - eps))
+    W = weight_std * torch.randn(
+        v_mean.shape[0], n_hidden, generator=generator, dtype=v_mean.dtype, device="cpu"
+    ).to(v_mean.device)
+    return RBM(W, a, torch.zeros(n_hidden, dtype=v_mean.dtype, device=v_mean.device))
+
+
+@contextmanager
+def tf32_matmul(enabled: bool) -> Iterator[None]:
+    """Allow (or forbid) TF32 in float32 CUDA matrix products inside the block; restore after."""
+    old_matmul = torch.backends.cuda.matmul.allow_tf32
+    old_cudnn = torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    torch.backends.cudnn.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = old_matmul
+        torch.backends.cudnn.allow_tf32 = old_cudnn
+
+
+def resolve_device(device: str) -> torch.device:
+    """Map the config's ``device: auto|cpu|cuda`` to a torch device, with a clear error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(
+            "config asks for device: cuda but torch sees no CUDA device "
+            f"(torch {torch.__version__}); set device: auto or cpu, or install a CUDA build"
+        )
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device must be one of auto, cpu, cuda; got {device!r}")
+    return torch.device(device)
+
+
+def rbm_from_numpy(W, a, b, *, device: torch.device | str = "cpu",
+                   dtype: torch.dtype = torch.float32) -> RBM:
+    """Build an RBM from array-likes (e.g. netCDF variables)."""
+    return RBM(*(torch.as_tensor(x).to(device=device, dtype=dtype) for x in (W, a, b)))
+
+
+def rbm_from_dataset(ds, *, checkpoint: int | None = None, device: torch.device | str = "cpu",
+                     dtype: torch.dtype = torch.float32) -> RBM:
+    """Parameters from a model (``model.nc``) or selected-model (``selected.nc``) dataset.
+
+    Parameters
+    ----------
+    ds
+        xarray Dataset with ``W``, ``a``, ``b``; a model trajectory also has a ``checkpoint`` dim.
+    checkpoint
+        Update number to take from a trajectory (default: the last checkpoint).
+    """
+    if "checkpoint" in ds["W"].dims:
+        sel = ds.isel(checkpoint=-1) if checkpoint is None else ds.sel(checkpoint=checkpoint)
+    else:
+        sel = ds
+    return rbm_from_numpy(sel["W"].values, sel["a"].values, sel["b"].values,
+                          device=device, dtype=dtype)

@@ -1,0 +1,123 @@
+# Helpers shared by every rule: the sessions sheet, wildcard constraints, input functions.
+import re
+
+import pandas as pd
+from snakemake.utils import validate
+
+SESSION_ID = re.compile(r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def _check_session_id(session_id, row):
+    if not SESSION_ID.match(session_id):
+        raise ValueError(
+            f"{config['sessions']} row {row}: session_id {session_id!r} is not allowed: use "
+            "letters, digits, '_', '-' and '.', start with a letter or digit, and no '..' "
+            "(no '/', whitespace or shell metacharacters; it becomes a folder name)"
+        )
+
+
+def parse_params(text, row):
+    """`key=value;key=value` -> dict (values typed by YAML: 3 -> int, 0.5 -> float)."""
+    import yaml
+
+    params = {}
+    for item in filter(None, (s.strip() for s in str(text or "").split(";"))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(
+                f"{config['sessions']} row {row}: params item {item!r} is not key=value; "
+                "write params as key=value pairs separated by ';'"
+            )
+        params[key.strip()] = yaml.safe_load(value.strip())
+    return params
+
+
+def load_sessions(path):
+    table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, comment="#")
+    if table.empty:
+        raise ValueError(f"{path} lists no sessions: add rows session_id<TAB>source<TAB>params")
+    for row, rec in enumerate(table.to_dict("records"), start=2):
+        _check_session_id(str(rec.get("session_id", "")), row)
+    validate(table, "../schemas/sessions.schema.yaml")
+    dup = table.session_id[table.session_id.duplicated()].tolist()
+    if dup:
+        raise ValueError(f"{path}: duplicated session_id {dup}; session ids must be unique")
+    table["params"] = [
+        parse_params(p, row) for row, p in enumerate(table.get("params", ""), start=2)
+    ]
+    return table.set_index("session_id", drop=False)
+
+
+SESSIONS = load_sessions(config["sessions"])
+N_HIDDEN = [int(n) for n in config["train"]["n_hidden"]]
+
+
+def _alternation(ids):
+    """Regex matching exactly these ids (or nothing, when empty)."""
+    return "|".join(re.escape(i) for i in ids) if len(ids) else "(?!x)x"
+
+
+def sessions_of(source):
+    return SESSIONS.index[SESSIONS.source == source].tolist()
+
+
+wildcard_constraints:
+    session=_alternation(SESSIONS.index.tolist()),
+    n_hidden=r"[1-9][0-9]*",
+
+
+SYNTHETIC_SESSIONS = _alternation(sessions_of("synthetic"))
+RASTER_SESSIONS = _alternation(sessions_of("raster"))
+VBN_SESSIONS = _alternation(sessions_of("vbn"))
+SPIKE_SESSIONS = _alternation(sessions_of("synthetic") + sessions_of("vbn"))
+
+
+def session_params(wildcards):
+    """Source parameters of the session's row (a dict)."""
+    return SESSIONS.loc[wildcards.session, "params"]
+
+
+def synthetic_params(wildcards):
+    """Config defaults for the synthetic source, overridden by the row's params."""
+    params = dict(config.get("synthetic", {}))
+    params.update(session_params(wildcards))
+    return params
+
+
+def get_model_files(wildcards):
+    return expand(
+        "results/{session}/hidden~{n_hidden}/model.nc",
+        session=wildcards.session,
+        n_hidden=N_HIDDEN,
+    )
+
+
+def get_loglik_files(wildcards):
+    return expand(
+        "results/{session}/hidden~{n_hidden}/loglik.nc",
+        session=wildcards.session,
+        n_hidden=N_HIDDEN,
+    )
+
+
+def get_truth(wildcards):
+    """The planted ground truth, for synthetic sessions only (empty otherwise)."""
+    if SESSIONS.loc[wildcards.session, "source"] == "synthetic":
+        return f"results/{wildcards.session}/truth.nc"
+    return []
+
+
+def get_final_outputs(wildcards):
+    per_session = [
+        "results/{session}/raster.nc",
+        "results/{session}/selected.nc",
+        "results/{session}/figures/fig2_loglik.png",
+        "results/{session}/statistics.nc",
+        "results/{session}/figures/fig3_statistics.png",
+        "results/{session}/couplings.nc",
+        "results/{session}/figures/fig4_couplings.png",
+        "results/{session}/figures/fig5_areas.png",
+        "results/{session}/dynamics.nc",
+        "results/{session}/figures/fig6_dynamics.png",
+    ]
+    return expand(per_session, session=SESSIONS.index)
