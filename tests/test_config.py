@@ -1,0 +1,67 @@
+"""Config and sessions-sheet validation through the real Snakefile (snakemake -n)."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import snakemake
+
+pytestmark = pytest.mark.workflow
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "expected"),
+    [
+        ("train", "k", -3, ["train", "'k'", "-3", "minimum of 1"]),
+        ("train", "lr", "fast", ["train", "'lr'", "'fast'", "not of type 'number'"]),
+        (None, "device", "tpu", ["device", "'tpu'", "'auto'", "'cpu'", "'cuda'"]),
+        ("binarize", "epochs", 5, ["binarize", "'epochs'"]),
+    ],
+)
+def test_bad_config_value_names_key_value_and_allowed(workflow_dir, section, key, value,
+                                                      expected):
+    override = {section: {key: value}} if section else {key: value}
+    wf = workflow_dir(override)
+    proc = snakemake(wf, "-n", "--cores", "1")
+    assert proc.returncode != 0
+    text = proc.stdout + proc.stderr
+    for piece in expected:
+        assert piece in text, f"{piece!r} missing from:\n{text}"
+
+
+def test_unknown_config_key_is_rejected(workflow_dir):
+    wf = workflow_dir({"train": {"n_hiden": [4]}})
+    proc = snakemake(wf, "-n", "--cores", "1")
+    assert proc.returncode != 0
+    assert "n_hiden" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("bad_id", ["a/b", "..", "x..y", "a b", "a;rm", "$(id)", "-lead", "a|b"])
+def test_bad_session_id_is_rejected_with_clear_message(workflow_dir, bad_id):
+    wf = workflow_dir(sessions=f"session_id\tsource\tparams\n{bad_id}\tsynthetic\tseed=1\n")
+    proc = snakemake(wf, "-n", "--cores", "1")
+    assert proc.returncode != 0
+    text = proc.stdout + proc.stderr
+    assert repr(bad_id) in text and "is not allowed" in text, text
+
+
+def test_unknown_source_is_rejected(workflow_dir):
+    wf = workflow_dir(sessions="session_id\tsource\tparams\ns1\tcsv\t\n")
+    proc = snakemake(wf, "-n", "--cores", "1")
+    assert proc.returncode != 0
+    text = proc.stdout + proc.stderr
+    assert "'csv'" in text and "synthetic" in text and "vbn" in text, text
+
+
+def test_malformed_params_are_rejected(workflow_dir):
+    wf = workflow_dir(sessions="session_id\tsource\tparams\ns1\tsynthetic\tseed\n")
+    proc = snakemake(wf, "-n", "--cores", "1")
+    assert proc.returncode != 0
+    assert "'seed' is not key=value" in proc.stdout + proc.stderr
+
+
+def test_duplicate_session_ids_are_rejected(workflow_dir):
+    wf = workflow_dir(sessions="session_id\tsource\tparams\ns1\tsynthetic\t\ns1\tsynthetic\t\n")
+    proc = snakemake(wf, "-n", "--cores", "1")
+    assert proc.returncode != 0
+    assert "duplicated session_id ['s1']" in proc.stdout + proc.stderr
