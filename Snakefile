@@ -12,6 +12,7 @@ validate(config, "workflow/schemas/config.schema.yaml")
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/vbn.smk"
 include: "workflow/rules/training.smk"
 include: "workflow/rules/likelihood.smk"
 include: "workflow/rules/statistics.smk"

@@ -28,6 +28,7 @@ def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterat
     )
     os.close(fd)
     tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o644)  # mkstemp makes 0600; results are ordinary readable files
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
@@ -103,3 +104,21 @@ def write_text(text: str, path: str | os.PathLike) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     return Path(path)
+
+
+def file_exists(path: str | os.PathLike) -> bool:
+    """Whether ``path`` exists (a file or folder)."""
+    return Path(path).exists()
+
+
+def remove_file(path: str | os.PathLike) -> None:
+    """Delete a file; a missing file is not an error."""
+    Path(path).unlink(missing_ok=True)
+
+
+def stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Temporary files that :func:`atomic_path` writers of ``path`` left behind when killed."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    return sorted(p for p in path.parent.glob(f".{path.name}.*") if p.name.endswith(".tmp"))
