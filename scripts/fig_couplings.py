@@ -1,0 +1,17 @@
+"""Snakemake adapter: Figs. 4 (couplings) and 5 (per-area histograms) from couplings.nc."""
+
+import logging
+
+from spikerbm import io
+from spikerbm.plotting import fig_areas, fig_couplings
+
+snakemake = globals()["snakemake"]
+logging.basicConfig(level=logging.INFO, handlers=[logging.FileHandler(snakemake.log[0])],
+                    format="%(asctime)s %(levelname)s %(message)s")
+log = logging.getLogger("spikerbm.fig_couplings")
+
+ds = io.read_netcdf(snakemake.input.couplings)
+session = snakemake.wildcards.session
+io.save_figure(fig_couplings(ds, title=f"{session}: effective couplings"), snakemake.output.fig4)
+io.save_figure(fig_areas(ds, title=f"{session}: couplings per area"), snakemake.output.fig5)
+log.info("wrote %s and %s", snakemake.output.fig4, snakemake.output.fig5)
