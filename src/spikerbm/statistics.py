@@ -1,0 +1,794 @@
+"""Generated-vs-real statistics of a trained RBM (METHODS §5, paper Fig. 3).
+
+Three parts:
+
+1. **Equilibrium sampling** (:func:`sample_equilibrium`): block Gibbs on many independent chains,
+   half started from data bins and half from random states, with an explicit equilibration
+   check written into the output (integrated autocorrelation time of the energy and of the
+   population activity, and a z-test between the two chain sets).
+2. **Estimators** on binary samples ``v`` of shape (n_samples, n_neurons): firing rates,
+   connected pairwise covariances, connected 3-point correlations on random triplets, PCA
+   projections on the training data's principal axes, the population-activity histogram, the
+   marginal-energy histogram and the calibration of ``P(v_i = 1 | h_eff)``.
+3. **Comparisons** (:func:`compare_statistic`, :func:`normalised_score`): Pearson r and
+   least-squares slope of train-vs-test (the noise ceiling) and train-vs-generated, and a score
+   (0 = no better than the independent-site model, 1 = as close to train as the test set).
+
+Score definition
+----------------
+With ``d(X, Y)`` the mean squared difference of a statistic between sets X and Y (over neurons,
+pairs or triplets)::
+
+    score = (d(train, independent) - d(train, generated)) / (d(train, independent) - d(train, test))
+
+The independent-site model is Bernoulli with the training rates, sampled with as many samples
+as the generated set. The score is NaN (undefined) when the gap
+``d(train, independent) - d(train, test)`` is at most ``MIN_SCORE_GAP`` times
+``d(train, independent)``: the floor is then indistinguishable from the ceiling within
+finite-sample noise. For firing rates this is structural (the independent model reproduces the
+train rates exactly in expectation, so both distances are pure sampling noise), so the rate
+score is always NaN; rates are judged by r, slope and ``error_ratio = d(train, generated) /
+d(train, test)`` (reported for every statistic; 1 = as good as the test set).
+
+Precision
+---------
+Sampling runs in float32; every energy and every effective field (an energy difference) is
+computed in float64. Pair counts ``sum_t v_ti v_tj`` are computed as float32 matrix products of
+0/1 values, which are exact integers while ``n_samples < 2**24``; triple counts use bit sets and
+popcounts (exact). All moments are then formed in float64.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import xarray as xr
+
+from spikerbm import rbm as rbm_mod
+from spikerbm.provenance import derive_seed
+from spikerbm.rbm import RBM
+from spikerbm.sampling import PersistentChains
+
+#: The sample sets compared, in the order of the ``set`` dimension.
+SETS = ("train", "test", "generated", "independent")
+#: Statistics compared by r, slope and score.
+STATS = ("rate", "covariance", "corr3")
+#: Comparisons against the training set.
+COMPARISONS = ("train_test", "train_generated", "train_independent")
+#: Sets for which the P(v_i = 1 | h_eff) calibration is computed.
+HEFF_SETS = ("test", "generated")
+#: Minimal floor-to-ceiling gap, relative to d(train, independent), for a defined score.
+MIN_SCORE_GAP = 0.1
+#: Most time points kept of the per-chain energy / activity traces (longer runs are strided).
+MAX_TRACE_RECORDS = 4000
+#: Chains per start set whose energy / activity traces are recorded (bounds the cost).
+MAX_TRACE_CHAINS = 128
+#: Sokal's window constant for the integrated autocorrelation time.
+SOKAL_C = 5.0
+
+
+# --------------------------------------------------------------------------------------------
+# validation helpers
+# --------------------------------------------------------------------------------------------
+def _as_binary(v: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
+    """Return ``v`` as a 2-D uint8 numpy array of 0/1, or raise a ValueError naming ``name``."""
+    if isinstance(v, torch.Tensor):
+        v = v.detach().cpu().numpy()
+    v = np.asarray(v)
+    if v.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_neurons); got shape {v.shape}")
+    if v.shape[0] < 2:
+        raise ValueError(f"{name} needs at least 2 samples to estimate moments; got {v.shape[0]}")
+    if v.dtype == bool:
+        ok = True
+    elif v.dtype.kind == "u":
+        ok = v.size == 0 or int(v.max()) <= 1
+    else:
+        ok = bool(((v == 0) | (v == 1)).all())
+    if not ok:
+        bad = v[(v != 0) & (v != 1)].ravel()[:3]
+        raise ValueError(f"{name} must be binary (0/1); found values such as {bad.tolist()}")
+    return v.astype(np.uint8, copy=False)
+
+
+def _check_positive_int(value: int, name: str, *, minimum: int = 1) -> int:
+    if int(value) != value or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
+    return int(value)
+
+
+# --------------------------------------------------------------------------------------------
+# equilibrium sampling (block Gibbs: spikerbm.sampling) and its diagnostics
+# --------------------------------------------------------------------------------------------
+def integrated_autocorr_time(x: np.ndarray, *, c: float = SOKAL_C) -> tuple[float, bool]:
+    """Integrated autocorrelation time of a multi-chain trace, with Sokal's automatic window.
+
+    The autocorrelation is taken about the *global* mean (over all chains and times), so chains
+    stuck in different states show up as long correlations rather than being hidden by
+    per-chain centring.
+
+    Parameters
+    ----------
+    x
+        Trace, shape (n_steps, n_chains) (a 1-D trace is one chain).
+    c
+        Window constant: the window ``M`` is the smallest lag with ``M >= c * tau(M)``.
+
+    Returns
+    -------
+    tau : float
+        ``1 + 2 sum_{t=1}^{M} rho(t)``, in steps of the trace.
+    converged : bool
+        Whether a window satisfying ``M >= c * tau(M)`` exists inside the trace and the trace
+        is at least ``2 * c * tau`` long; otherwise ``tau`` is a lower bound and must not be
+        trusted.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim != 2 or x.shape[0] < 1:
+        raise ValueError(f"trace must have shape (n_steps, n_chains); got {x.shape}")
+    n = x.shape[0]
+    y = x - x.mean()
+    var = float((y**2).mean())
+    if not np.isfinite(var):
+        raise ValueError("trace contains NaN or inf values")
+    if var <= 1e-300:
+        return 1.0, n >= 2  # a constant trace: nothing to decorrelate
+    if n < 2:
+        return 1.0, False
+    nfft = 1 << (2 * n - 1).bit_length()
+    f = np.fft.rfft(y, n=nfft, axis=0)
+    acf = np.fft.irfft(f * np.conj(f), n=nfft, axis=0)[:n].sum(axis=1)
+    rho = acf / acf[0]
+    taus = 1.0 + 2.0 * np.cumsum(rho[1:])  # taus[m-1] = tau(M = m)
+    lags = np.arange(1, n)
+    ok = lags >= c * taus
+    if ok.any():
+        m = int(np.argmax(ok))
+        tau = float(taus[m])
+        return tau, bool(n >= 2 * c * tau)
+    return float(max(taus[-1], 1.0)), False
+
+
+def _z_between(a: np.ndarray, b: np.ndarray) -> float:
+    """Two-sample z of the difference of means of independent per-chain averages."""
+    se2 = a.var(ddof=1) / a.size + b.var(ddof=1) / b.size
+    diff = float(a.mean() - b.mean())
+    if se2 <= 0:
+        return 0.0 if diff == 0 else math.copysign(math.inf, diff)
+    return diff / math.sqrt(se2)
+
+
+def sample_equilibrium(rbm: RBM, *, init_data: np.ndarray, n_samples: int, n_chains: int,
+                       burn_in_sweeps: int, thin_sweeps: int, seed: int,
+                       init_random: np.ndarray | None = None, tau_factor: float = 20.0,
+                       z_max: float = 4.0) -> xr.Dataset:
+    """Equilibrium samples of an RBM from independent Gibbs chains, with an equilibration check.
+
+    Half of the chains start from data bins drawn at random from ``init_data``, the other half
+    from random states (Bernoulli(1/2), or the rows of ``init_random``). After
+    ``burn_in_sweeps`` sweeps every chain is sampled every ``thin_sweeps`` sweeps until
+    ``n_samples`` states are collected.
+
+    The check passes when both hold:
+
+    - the integrated autocorrelation times ``tau`` of the marginal energy ``E(v)`` and of the
+      population activity ``K = sum_i v_i`` (recorded on up to ``MAX_TRACE_CHAINS`` chains of
+      each start set, estimated from half-way through the burn-in to the end) are reliably
+      estimated and ``burn_in_sweeps >= tau_factor * tau``;
+    - chains started from data and from random states agree: the per-chain means of ``E`` and
+      ``K`` over the collected samples differ between the two sets by at most ``z_max``
+      standard errors (chains are independent, so the standard error is exact).
+
+    Parameters
+    ----------
+    rbm
+        The model; sampling runs in float32 on ``rbm.device``.
+    init_data
+        Data states, shape (n_bins, n_visible), 0/1.
+    n_samples
+        Number of samples to return.
+    n_chains
+        Number of independent chains (at least 4: two per start set).
+    burn_in_sweeps
+        Sweeps before the first sample.
+    thin_sweeps
+        Sweeps between samples of one chain.
+    seed
+        Seed of the chain initialisation and of the Gibbs noise.
+    init_random
+        Optional starting states for the "random" half, shape (k, n_visible); rows are cycled.
+    tau_factor
+        Required ratio of burn-in to autocorrelation time.
+    z_max
+        Largest accepted ``|z|`` between the two chain sets.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``samples(sample, visible)`` uint8; ``trace_energy(start, record)`` and
+        ``trace_k(start, record)`` (means over the traced chains of each start set) with
+        ``record_sweep(record)``;
+        attrs ``equilibrated`` (1/0), ``equilibration_reason``, ``tau_energy_sweeps``,
+        ``tau_k_sweeps``, ``tau_converged``, ``z_energy``, ``z_k``, ``z_max``, ``tau_factor``,
+        ``burn_in_sweeps``, ``thin_sweeps``, ``n_chains``, ``n_chains_data``,
+        ``n_chains_random``.
+    """
+    n_samples = _check_positive_int(n_samples, "n_samples")
+    n_chains = _check_positive_int(n_chains, "n_chains", minimum=4)
+    burn_in_sweeps = _check_positive_int(burn_in_sweeps, "burn_in_sweeps")
+    thin_sweeps = _check_positive_int(thin_sweeps, "thin_sweeps")
+    if tau_factor <= 0 or z_max <= 0:
+        raise ValueError(f"tau_factor and z_max must be > 0; got {tau_factor}, {z_max}")
+    data = _as_binary(init_data, "init_data")
+    n_vis = rbm.n_visible
+    if data.shape[1] != n_vis:
+        raise ValueError(f"init_data has {data.shape[1]} neurons but the RBM has {n_vis} "
+                         "visible units; pass the raster the model was trained on")
+    device, dtype = rbm.device, torch.float32
+    model = rbm.to(dtype=dtype)
+    rng = np.random.default_rng(derive_seed(seed, "init"))
+    gen = torch.Generator(device=device)
+    gen.manual_seed(derive_seed(seed, "gibbs"))
+
+    n_data = n_chains // 2
+    n_rand = n_chains - n_data
+    rows = rng.choice(data.shape[0], size=n_data, replace=data.shape[0] < n_data)
+    v_data = torch.as_tensor(data[rows], dtype=dtype).to(device)
+    if init_random is None:
+        v_rand = torch.bernoulli(torch.full((n_rand, n_vis), 0.5, dtype=dtype, device=device),
+                                 generator=gen)
+    else:
+        r = np.atleast_2d(np.asarray(init_random))
+        if r.ndim != 2 or r.shape[1] != n_vis or not np.isin(r, (0, 1)).all():
+            raise ValueError(f"init_random must be 0/1 of shape (k, {n_vis}); got {r.shape}")
+        v_rand = torch.as_tensor(r[np.arange(n_rand) % r.shape[0]], dtype=dtype).to(device)
+    chains = PersistentChains(torch.cat([v_data, v_rand]), n_hidden=model.n_hidden, dtype=dtype)
+
+    per_chain = math.ceil(n_samples / n_chains)
+    total = burn_in_sweeps + per_chain * thin_sweeps
+    every = max(1, math.ceil(total / MAX_TRACE_RECORDS))
+    n_rec = total // every
+    rbm64 = model.to(dtype=torch.float64)
+    n_td, n_tr = min(n_data, MAX_TRACE_CHAINS), min(n_rand, MAX_TRACE_CHAINS)
+    traced = torch.cat([torch.arange(n_td), n_data + torch.arange(n_tr)]).to(device)
+    tr_e = torch.empty(n_rec, n_td + n_tr, dtype=torch.float64, device=device)
+    tr_k = torch.empty(n_rec, n_td + n_tr, dtype=torch.float64, device=device)
+    samples = torch.empty(per_chain, n_chains, n_vis, dtype=torch.uint8, device=device)
+    rec = 0
+    with torch.no_grad():
+        for sweep in range(1, total + 1):
+            chains.sweep(model, generator=gen)
+            v = chains.v
+            if sweep % every == 0 and rec < n_rec:
+                vt = v[traced]
+                tr_e[rec] = rbm_mod.free_energy(rbm64, vt)
+                tr_k[rec] = vt.sum(1, dtype=torch.float64)
+                rec += 1
+            after = sweep - burn_in_sweeps
+            if after > 0 and after % thin_sweeps == 0:
+                samples[after // thin_sweeps - 1] = v.to(torch.uint8)
+        s_energy = rbm_mod.free_energy(rbm64, samples.reshape(-1, n_vis)).reshape(per_chain, -1)
+    tr_e_np, tr_k_np = tr_e.cpu().numpy(), tr_k.cpu().numpy()
+    rec_sweep = (np.arange(n_rec) + 1) * every
+    window = rec_sweep > burn_in_sweeps // 2
+    tau_e, conv_e = integrated_autocorr_time(tr_e_np[window])
+    tau_k, conv_k = integrated_autocorr_time(tr_k_np[window])
+    tau_e, tau_k = tau_e * every, tau_k * every
+    mean_e = s_energy.mean(0).cpu().numpy()
+    mean_k = samples.sum(2, dtype=torch.float64).mean(0).cpu().numpy()
+    z_e = _z_between(mean_e[:n_data], mean_e[n_data:])
+    z_k = _z_between(mean_k[:n_data], mean_k[n_data:])
+
+    reasons = []
+    if not (conv_e and conv_k):
+        reasons.append(
+            "autocorrelation time not reliably estimable (trace too short or not decaying: "
+            f"tau_energy >= {tau_e:.3g}, tau_K >= {tau_k:.3g} sweeps)")
+    tau_max = max(tau_e, tau_k)
+    if burn_in_sweeps < tau_factor * tau_max:
+        reasons.append(f"burn-in {burn_in_sweeps} sweeps < {tau_factor:g} x tau "
+                       f"({tau_max:.3g} sweeps)")
+    for name, z in (("energy", z_e), ("K", z_k)):
+        if not abs(z) <= z_max:
+            reasons.append(f"data- and random-started chains disagree on mean {name}: "
+                           f"|z| = {abs(z):.3g} > {z_max:g}")
+    ok = not reasons
+
+    flat = samples.reshape(-1, n_vis)[:n_samples].cpu().numpy()
+    return xr.Dataset(
+        {
+            "samples": (("sample", "visible"), flat),
+            "trace_energy": (("start", "record"), np.stack(
+                [tr_e_np[:, :n_td].mean(1), tr_e_np[:, n_td:].mean(1)]), {"units": "1"}),
+            "trace_k": (("start", "record"), np.stack(
+                [tr_k_np[:, :n_td].mean(1), tr_k_np[:, n_td:].mean(1)]),
+                {"units": "active neurons"}),
+        },
+        coords={"start": ["data", "random"], "record_sweep": ("record", rec_sweep)},
+        attrs={
+            "equilibrated": int(ok),
+            "equilibration_reason": "passed" if ok else "; ".join(reasons),
+            "tau_energy_sweeps": float(tau_e),
+            "tau_k_sweeps": float(tau_k),
+            "tau_converged": int(conv_e and conv_k),
+            "z_energy": float(z_e),
+            "z_k": float(z_k),
+            "z_max": float(z_max),
+            "tau_factor": float(tau_factor),
+            "burn_in_sweeps": burn_in_sweeps,
+            "thin_sweeps": thin_sweeps,
+            "n_chains": n_chains,
+            "n_chains_data": n_data,
+            "n_chains_random": n_rand,
+        },
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# estimators
+# --------------------------------------------------------------------------------------------
+def firing_rates(v: np.ndarray) -> np.ndarray:
+    """Rates ``m_i = <v_i>``, float64, shape (n_neurons,)."""
+    return _as_binary(v, "v").mean(axis=0, dtype=np.float64)
+
+
+def second_moments(v: np.ndarray, *, device: torch.device | str = "cpu") -> np.ndarray:
+    """``<v_i v_j>`` (all i, j), float64, shape (n_neurons, n_neurons).
+
+    Counts come from a float32 matrix product of 0/1 values, exact for fewer than 2**24 samples.
+    """
+    v = _as_binary(v, "v")
+    if v.shape[0] >= 2**24:
+        raise ValueError(f"{v.shape[0]} samples exceed float32's exact-integer range; "
+                         "pass fewer than 2**24 samples")
+    x = torch.as_tensor(v).to(device=device, dtype=torch.float32)
+    with rbm_mod.tf32_matmul(False):
+        counts = (x.T @ x).cpu().numpy().astype(np.float64)
+    return counts / v.shape[0]
+
+
+def covariances(v: np.ndarray, *, device: torch.device | str = "cpu") -> np.ndarray:
+    """Connected covariances ``C_ij = <v_i v_j> - m_i m_j``, float64, (n_neurons, n_neurons)."""
+    m = firing_rates(v)
+    return second_moments(v, device=device) - np.outer(m, m)
+
+
+def upper_pairs(n_neurons: int) -> tuple[np.ndarray, np.ndarray]:
+    """Index arrays ``(i, j)`` of all pairs ``i < j`` (row-major order)."""
+    i, j = np.triu_indices(n_neurons, k=1)
+    return i.astype(np.int32), j.astype(np.int32)
+
+
+def sample_triplets(n_neurons: int, n_triplets: int, *, seed: int) -> np.ndarray:
+    """A seeded random subset of distinct triplets ``i < j < k``, sorted, shape (n, 3), int64.
+
+    All ``C(n_neurons, 3)`` triplets are returned when there are no more than ``n_triplets``.
+    """
+    _check_positive_int(n_triplets, "n_triplets")
+    if n_neurons < 3:
+        raise ValueError(f"3-point correlations need at least 3 neurons; got {n_neurons}")
+    total = math.comb(n_neurons, 3)
+    if total <= n_triplets:
+        return np.array(list(itertools.combinations(range(n_neurons), 3)), dtype=np.int64)
+    rng = np.random.default_rng(derive_seed(seed, "triplets"))
+    n3 = np.int64(n_neurons)
+    found = np.empty(0, dtype=np.int64)
+    while found.size < n_triplets:
+        draw = np.sort(rng.integers(0, n_neurons, size=(2 * (n_triplets - found.size) + 64, 3)),
+                       axis=1)
+        draw = draw[(draw[:, 0] < draw[:, 1]) & (draw[:, 1] < draw[:, 2])]
+        codes = (draw[:, 0] * n3 + draw[:, 1]) * n3 + draw[:, 2]
+        # keep first occurrences in draw order so the subset does not depend on sorting
+        merged = np.concatenate([found, codes])
+        _, first = np.unique(merged, return_index=True)
+        found = merged[np.sort(first)]
+    codes = np.sort(found[:n_triplets])
+    return np.column_stack([codes // (n3 * n3), (codes // n3) % n3, codes % n3]).astype(np.int64)
+
+
+def _bitsets(v: np.ndarray) -> np.ndarray:
+    """Columns of a 0/1 (T, N) array as bit sets: uint64 array (N, ceil(T / 64))."""
+    packed = np.packbits(v.T.astype(bool), axis=1)  # (N, ceil(T/8)) uint8
+    pad = (-packed.shape[1]) % 8
+    if pad:
+        packed = np.pad(packed, ((0, 0), (0, pad)))
+    return np.ascontiguousarray(packed).view(np.uint64)
+
+
+def connected_corr3(v: np.ndarray, triplets: np.ndarray, *,
+                    moments2: np.ndarray | None = None, chunk: int = 20000) -> np.ndarray:
+    """Connected 3-point correlations ``C_ijk = <(v_i - m_i)(v_j - m_j)(v_k - m_k)>``.
+
+    Uses the set's own means ``m`` and the exact expansion
+    ``<v_i v_j v_k> - m_i <v_j v_k> - m_j <v_i v_k> - m_k <v_i v_j> + 2 m_i m_j m_k``; the
+    triple moments are exact popcounts of bit-set intersections.
+
+    Parameters
+    ----------
+    v
+        Samples, (n_samples, n_neurons), 0/1.
+    triplets
+        (n_triplets, 3) integer indices (any distinct triples).
+    moments2
+        Optional precomputed :func:`second_moments` of ``v``.
+    chunk
+        Triplets per vectorised block (memory bound).
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, shape (n_triplets,).
+    """
+    v = _as_binary(v, "v")
+    t = np.asarray(triplets)
+    n = v.shape[1]
+    if t.ndim != 2 or t.shape[1] != 3:
+        raise ValueError(f"triplets must have shape (n, 3); got {t.shape}")
+    if t.size and (t.min() < 0 or t.max() >= n):
+        raise ValueError(f"triplet indices must lie in [0, {n}); got range [{t.min()}, {t.max()}]")
+    m = v.mean(axis=0, dtype=np.float64)
+    mom2 = second_moments(v) if moments2 is None else moments2
+    bits = _bitsets(v)
+    i, j, k = t[:, 0], t[:, 1], t[:, 2]
+    triple = np.empty(t.shape[0], dtype=np.float64)
+    for s in range(0, t.shape[0], chunk):
+        sl = slice(s, s + chunk)
+        both = bits[i[sl]] & bits[j[sl]] & bits[k[sl]]
+        triple[sl] = np.bitwise_count(both).sum(axis=1, dtype=np.int64)
+    triple /= v.shape[0]
+    return (triple - m[i] * mom2[j, k] - m[j] * mom2[i, k] - m[k] * mom2[i, j]
+            + 2.0 * m[i] * m[j] * m[k])
+
+
+def pca_axes(train: np.ndarray, *, n_components: int = 2) -> tuple[np.ndarray, np.ndarray,
+                                                                     np.ndarray]:
+    """Principal axes of the centred training data.
+
+    Returns
+    -------
+    axes : numpy.ndarray
+        (n_neurons, n_components), orthonormal columns, sign fixed so that each axis's
+        largest-magnitude component is positive.
+    mean : numpy.ndarray
+        Training means (the centre).
+    explained : numpy.ndarray
+        Fraction of the total variance along each axis.
+    """
+    train = _as_binary(train, "train")
+    if not 1 <= n_components <= train.shape[1]:
+        raise ValueError(f"n_components must be in [1, {train.shape[1]}]; got {n_components}")
+    cov = covariances(train)
+    evals, evecs = np.linalg.eigh(cov)
+    order = np.argsort(evals)[::-1][:n_components]
+    axes = evecs[:, order]
+    flip = np.sign(axes[np.argmax(np.abs(axes), axis=0), np.arange(n_components)])
+    axes = axes * np.where(flip == 0, 1.0, flip)
+    total = float(np.trace(cov))
+    explained = evals[order] / total if total > 0 else np.zeros(n_components)
+    return axes, firing_rates(train), explained
+
+
+def activity_histogram(v: np.ndarray) -> np.ndarray:
+    """``P(K)`` of the population activity ``K = sum_i v_i``, K = 0..n_neurons, float64."""
+    v = _as_binary(v, "v")
+    k = v.sum(axis=1, dtype=np.int64)
+    return np.bincount(k, minlength=v.shape[1] + 1) / v.shape[0]
+
+
+def effective_fields(rbm: RBM, v: np.ndarray, *, max_elements: int = 2**22) -> np.ndarray:
+    """Exact effective fields ``h_eff_i(v)`` with ``P(v_i = 1 | v_-i) = sigmoid(h_eff_i)``.
+
+    ``h_eff_i = a_i + sum_mu [softplus(b_mu + W_imu + x_mu^(-i)) - softplus(b_mu + x_mu^(-i))]``
+    with ``x_mu^(-i) = sum_{j != i} W_jmu v_j`` (METHODS §5), in float64 on the RBM's device.
+
+    Parameters
+    ----------
+    rbm
+        The model.
+    v
+        States, (n_samples, n_visible), 0/1.
+    max_elements
+        Largest (batch x visible x hidden) block evaluated at once.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, shape (n_samples, n_visible).
+    """
+    v = _as_binary(v, "v")
+    if v.shape[1] != rbm.n_visible:
+        raise ValueError(f"v has {v.shape[1]} neurons but the RBM has {rbm.n_visible}")
+    r = rbm.to(dtype=torch.float64)
+    W, a, b = r.W, r.a, r.b
+    step = max(1, max_elements // max(1, rbm.n_visible * rbm.n_hidden))
+    out = np.empty(v.shape, dtype=np.float64)
+    with torch.no_grad():
+        for s in range(0, v.shape[0], step):
+            x = torch.as_tensor(v[s:s + step]).to(device=r.device, dtype=torch.float64)
+            pre = b + x @ W  # (B, M)
+            rest = pre[:, None, :] - x[:, :, None] * W[None]  # (B, N, M): b + x^(-i)
+            out[s:s + step] = (a + (F.softplus(rest + W[None]) - F.softplus(rest)).sum(-1)
+                               ).cpu().numpy()
+    return out
+
+
+def heff_calibration(heff: Mapping[str, np.ndarray], v: Mapping[str, np.ndarray], *,
+                     n_bins: int) -> dict[str, np.ndarray]:
+    """Observed ``P(v_i = 1)`` vs mean ``sigmoid(h_eff)`` in bins of ``h_eff``.
+
+    Bins are common to all sets: equal-count bins (quantiles) of the pooled ``h_eff`` values
+    over neurons x samples of every set (duplicate edges merged), so each bin holds data.
+
+    Parameters
+    ----------
+    heff
+        Per set, (n_samples, n_neurons) effective fields.
+    v
+        Per set, the matching 0/1 states.
+    n_bins
+        Number of bins requested.
+
+    Returns
+    -------
+    dict
+        ``edges`` (n+1,), and per-bin arrays of shape (n_sets, n) in the mapping's order:
+        ``count``, ``fraction`` (observed fraction of v_i = 1), ``sem``
+        (``sqrt(f (1 - f) / count)``, binomial; it ignores correlations between entries of a
+        bin), ``sigma`` (mean sigmoid(h_eff)), ``heff`` (mean h_eff).
+    """
+    _check_positive_int(n_bins, "heff_bins", minimum=2)
+    names = list(heff)
+    if set(names) != set(v):
+        raise ValueError(f"heff and v must have the same sets; got {names} and {list(v)}")
+    for name in names:
+        if np.shape(heff[name]) != np.shape(v[name]):
+            raise ValueError(f"set {name!r}: heff shape {np.shape(heff[name])} != v shape "
+                             f"{np.shape(v[name])}")
+    pooled = np.concatenate([np.asarray(heff[n], dtype=np.float64).ravel() for n in names])
+    edges = np.unique(np.quantile(pooled, np.linspace(0, 1, n_bins + 1)))
+    if edges.size < 2:
+        edges = np.array([edges[0] - 0.5, edges[0] + 0.5])
+    nb = edges.size - 1
+    res = {key: np.zeros((len(names), nb)) for key in ("count", "fraction", "sem", "sigma",
+                                                          "heff")}
+    for s, name in enumerate(names):
+        h = np.asarray(heff[name], dtype=np.float64).ravel()
+        x = np.asarray(v[name], dtype=np.float64).ravel()
+        idx = np.clip(np.searchsorted(edges, h, side="right") - 1, 0, nb - 1)
+        cnt = np.bincount(idx, minlength=nb).astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            frac = np.bincount(idx, weights=x, minlength=nb) / cnt
+            res["sigma"][s] = np.bincount(idx, weights=1 / (1 + np.exp(-h)), minlength=nb) / cnt
+            res["heff"][s] = np.bincount(idx, weights=h, minlength=nb) / cnt
+            res["sem"][s] = np.sqrt(frac * (1 - frac) / cnt)
+        res["count"][s] = cnt
+        res["fraction"][s] = frac
+    res["edges"] = edges
+    return res
+
+
+# --------------------------------------------------------------------------------------------
+# comparisons
+# --------------------------------------------------------------------------------------------
+def compare_statistic(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Pearson r, least-squares fit ``y = slope * x + intercept`` and ``msd = mean((x-y)^2)``.
+
+    ``x`` is the training statistic, ``y`` that of another set. r and slope are NaN when ``x``
+    (or, for r, ``y``) has zero variance.
+    """
+    x = np.asarray(x, dtype=np.float64).ravel()
+    y = np.asarray(y, dtype=np.float64).ravel()
+    if x.shape != y.shape or x.size < 2:
+        raise ValueError(f"need two equal-length statistics with >= 2 entries; got {x.size}, "
+                         f"{y.size}")
+    dx, dy = x - x.mean(), y - y.mean()
+    sxx, syy, sxy = float(dx @ dx), float(dy @ dy), float(dx @ dy)
+    slope = sxy / sxx if sxx > 0 else math.nan
+    r = sxy / math.sqrt(sxx * syy) if sxx > 0 and syy > 0 else math.nan
+    intercept = float(y.mean() - slope * x.mean()) if sxx > 0 else math.nan
+    return {"r": r, "slope": slope, "intercept": intercept, "msd": float(np.mean((x - y) ** 2))}
+
+
+def normalised_score(d_independent: float, d_generated: float, d_test: float, *,
+                     min_gap: float = MIN_SCORE_GAP) -> float:
+    """``(d_ind - d_gen) / (d_ind - d_test)``: 0 = independent-site floor, 1 = test ceiling.
+
+    NaN when the gap ``d_ind - d_test`` is not larger than ``min_gap * d_ind`` (degenerate: the
+    floor and the ceiling cannot be told apart).
+    """
+    gap = d_independent - d_test
+    if not np.isfinite(gap) or gap <= min_gap * d_independent or gap <= 0:
+        return math.nan
+    return float((d_independent - d_generated) / gap)
+
+
+# --------------------------------------------------------------------------------------------
+# the whole stage
+# --------------------------------------------------------------------------------------------
+def _subset(v: np.ndarray, n: int, seed: int, key: str) -> np.ndarray:
+    if v.shape[0] <= n:
+        return v
+    rng = np.random.default_rng(derive_seed(seed, "subset", key))
+    return v[np.sort(rng.choice(v.shape[0], size=n, replace=False))]
+
+
+def compute_statistics(rbm: RBM, *, train: np.ndarray, test: np.ndarray, n_samples: int,
+                       n_chains: int, burn_in_sweeps: int, thin_sweeps: int, n_triplets: int,
+                       heff_bins: int, energy_bins: int, seed: int, tau_factor: float = 20.0,
+                       z_max: float = 4.0, generated: np.ndarray | None = None,
+                       neuron_coords: Mapping[str, np.ndarray] | None = None) -> xr.Dataset:
+    """Sample the model and compare its statistics with train and test data (METHODS §5).
+
+    Parameters
+    ----------
+    rbm
+        The selected model, on the device where sampling and products should run.
+    train, test
+        Binary rasters (bins, neurons) of the two splits.
+    n_samples
+        Samples per set (train/test: a seeded random subset, or all bins when fewer).
+    n_chains, burn_in_sweeps, thin_sweeps, tau_factor, z_max
+        Equilibrium sampling and its check (:func:`sample_equilibrium`).
+    n_triplets
+        Random triplets for the 3-point correlations (all when there are fewer).
+    heff_bins, energy_bins
+        Number of bins of the h_eff calibration and of the energy histogram.
+    seed
+        Seed of every random choice (subsets, chains, independent samples, triplets).
+    generated
+        Optional precomputed model samples; when given, no sampling is run and the
+        equilibration attrs record that (``equilibrated = -1``).
+    neuron_coords
+        Optional extra coordinates on ``neuron`` (e.g. ``unit_id``, ``area`` of the raster).
+
+    Returns
+    -------
+    xarray.Dataset
+        See docs/data-model.md, section ``statistics.nc``.
+    """
+    train = _as_binary(train, "train")
+    test = _as_binary(test, "test")
+    n = rbm.n_visible
+    for name, arr in (("train", train), ("test", test)):
+        if arr.shape[1] != n:
+            raise ValueError(f"{name} has {arr.shape[1]} neurons but the RBM has {n} visible "
+                             "units; use the raster the model was trained on")
+    n_samples = _check_positive_int(n_samples, "n_samples", minimum=2)
+    _check_positive_int(energy_bins, "energy_bins", minimum=2)
+    device = rbm.device
+
+    if generated is None:
+        eq = sample_equilibrium(rbm, init_data=train, n_samples=n_samples, n_chains=n_chains,
+                                burn_in_sweeps=burn_in_sweeps, thin_sweeps=thin_sweeps,
+                                seed=derive_seed(seed, "sampling"), tau_factor=tau_factor,
+                                z_max=z_max)
+        gen = eq["samples"].values
+        eq_attrs = dict(eq.attrs)
+        traces = eq[["trace_energy", "trace_k"]]
+    else:
+        gen = _as_binary(generated, "generated")
+        eq_attrs = {"equilibrated": -1, "equilibration_reason": "samples supplied by the caller"}
+        traces = None
+    rates_train = firing_rates(train)
+    rng = np.random.default_rng(derive_seed(seed, "independent"))
+    indep = (rng.random((gen.shape[0], n)) < rates_train).astype(np.uint8)
+    sets = {
+        "train": _subset(train, n_samples, seed, "train"),
+        "test": _subset(test, n_samples, seed, "test"),
+        "generated": gen,
+        "independent": indep,
+    }
+    n_used = np.array([sets[s].shape[0] for s in SETS])
+
+    pi, pj = upper_pairs(n)
+    triplets = sample_triplets(n, n_triplets, seed=seed)
+    axes, centre, explained = pca_axes(train)
+    rbm64 = rbm.to(dtype=torch.float64)
+    rate, cov, c3, proj, pk, energies = [], [], [], [], [], []
+    for s in SETS:
+        v = sets[s]
+        m2 = second_moments(v, device=device)
+        m = v.mean(axis=0, dtype=np.float64)
+        rate.append(m)
+        cov.append((m2 - np.outer(m, m))[pi, pj].astype(np.float32))
+        c3.append(connected_corr3(v, triplets, moments2=m2).astype(np.float32))
+        p = np.full((n_used.max(), 2), np.nan, dtype=np.float32)
+        p[: v.shape[0]] = (v - centre) @ axes
+        proj.append(p)
+        pk.append(activity_histogram(v))
+        energies.append(rbm_mod.free_energy(rbm64, torch.as_tensor(v).to(device)).cpu().numpy())
+
+    ref = np.concatenate([energies[SETS.index(s)] for s in ("train", "test", "generated")])
+    e_edges = np.linspace(ref.min(), ref.max(), energy_bins + 1)
+    if e_edges[-1] <= e_edges[0]:
+        e_edges = np.linspace(ref.min() - 0.5, ref.max() + 0.5, energy_bins + 1)
+    width = np.diff(e_edges)
+    e_hist = np.stack([np.histogram(e, bins=e_edges)[0] / (e.size * width) for e in energies])
+
+    heff = {s: effective_fields(rbm, sets[s]) for s in HEFF_SETS}
+    cal = heff_calibration(heff, {s: sets[s] for s in HEFF_SETS}, n_bins=heff_bins)
+
+    stats = {"rate": np.stack(rate), "covariance": np.stack(cov), "corr3": np.stack(c3)}
+    shape = (len(STATS), len(COMPARISONS))
+    r_arr, slope_arr, icpt_arr, msd_arr = (np.full(shape, np.nan) for _ in range(4))
+    score, ratio = np.full(len(STATS), np.nan), np.full(len(STATS), np.nan)
+    attrs: dict[str, float | int | str] = {}
+    for a, st in enumerate(STATS):
+        x = stats[st][0]
+        for b, other in enumerate(("test", "generated", "independent")):
+            res = compare_statistic(x, stats[st][SETS.index(other)])
+            r_arr[a, b], slope_arr[a, b] = res["r"], res["slope"]
+            icpt_arr[a, b], msd_arr[a, b] = res["intercept"], res["msd"]
+        d_test, d_gen, d_ind = msd_arr[a]
+        score[a] = math.nan if st == "rate" else normalised_score(d_ind, d_gen, d_test)
+        ratio[a] = d_gen / d_test if d_test > 0 else math.nan
+        for b, comp in enumerate(COMPARISONS[:2]):
+            attrs[f"{st}_r_{comp}"] = float(r_arr[a, b])
+            attrs[f"{st}_slope_{comp}"] = float(slope_arr[a, b])
+        attrs[f"score_{st}"] = float(score[a])
+        attrs[f"error_ratio_{st}"] = float(ratio[a])
+    attrs["score_rate_note"] = ("undefined by design: the independent-site model reproduces "
+                                "the train rates in expectation (see spikerbm.statistics)")
+
+    ds = xr.Dataset(
+        {
+            "n_used": ("set", n_used, {"long_name": "samples per set"}),
+            "rate": (("set", "neuron"), stats["rate"], {"units": "spike probability per bin"}),
+            "covariance": (("set", "pair"), stats["covariance"], {"units": "1"}),
+            "corr3": (("set", "triplet"), stats["corr3"], {"units": "1"}),
+            "pca": (("set", "sample", "pc"), np.stack(proj),
+                    {"units": "1", "long_name": "projection on the train principal axes "
+                     "(NaN-padded beyond n_used)"}),
+            "pc_axis": (("neuron", "pc"), axes),
+            "pc_explained": ("pc", explained, {"units": "fraction of variance"}),
+            "p_k": (("set", "k"), np.stack(pk), {"units": "probability"}),
+            "energy_density": (("set", "energy_bin"), e_hist, {"units": "1/energy"}),
+            "mean_energy": ("set", np.array([e.mean() for e in energies]), {"units": "1"}),
+            "heff_count": (("heff_set", "heff_bin"), cal["count"]),
+            "heff_fraction": (("heff_set", "heff_bin"), cal["fraction"],
+                              {"units": "probability"}),
+            "heff_sem": (("heff_set", "heff_bin"), cal["sem"], {"units": "probability"}),
+            "heff_sigma": (("heff_set", "heff_bin"), cal["sigma"], {"units": "probability"}),
+            "heff_mean": (("heff_set", "heff_bin"), cal["heff"], {"units": "1"}),
+            "pearson_r": (("stat", "comparison"), r_arr),
+            "slope": (("stat", "comparison"), slope_arr),
+            "intercept": (("stat", "comparison"), icpt_arr),
+            "msd": (("stat", "comparison"), msd_arr, {"long_name": "mean squared difference"}),
+            "score": ("stat", score),
+            "error_ratio": ("stat", ratio),
+        },
+        coords={
+            "set": list(SETS),
+            "neuron": np.arange(n),
+            "pair_i": ("pair", pi),
+            "pair_j": ("pair", pj),
+            "triplet_i": ("triplet", triplets[:, 0].astype(np.int32)),
+            "triplet_j": ("triplet", triplets[:, 1].astype(np.int32)),
+            "triplet_k": ("triplet", triplets[:, 2].astype(np.int32)),
+            "pc": [1, 2],
+            "k": np.arange(n + 1),
+            "energy_lo": ("energy_bin", e_edges[:-1]),
+            "energy_hi": ("energy_bin", e_edges[1:]),
+            "heff_set": list(HEFF_SETS),
+            "heff_lo": ("heff_bin", cal["edges"][:-1]),
+            "heff_hi": ("heff_bin", cal["edges"][1:]),
+            "stat": list(STATS),
+            "comparison": list(COMPARISONS),
+        },
+        attrs={**eq_attrs, **attrs, "n_samples": n_samples, "n_triplets": len(triplets),
+               "min_score_gap": MIN_SCORE_GAP},
+    )
+    if traces is not None:
+        ds = ds.merge(traces)
+    for name, values in (neuron_coords or {}).items():
+        if len(values) != n:
+            raise ValueError(f"neuron coordinate {name!r} has {len(values)} entries; need {n}")
+        ds = ds.assign_coords({name: ("neuron", np.asarray(values))})
+    return ds

@@ -1,0 +1,367 @@
+"""Tests of spikerbm.statistics (METHODS §5): estimators against brute force, h_eff against
+exact enumeration, the equilibration check, and the normalised score on planted data."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from spikerbm import io, plotting
+from spikerbm import statistics as st
+from spikerbm.provenance import provenance_attrs
+from spikerbm.rbm import RBM, energy, free_energy
+
+# distinct odd sizes so swapped axes fail
+N, M, T = 7, 5, 13
+
+
+def random_binary(t: int, n: int, seed: int, p: float = 0.35) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (rng.random((t, n)) < rng.uniform(0.1, 0.7, size=n) * p / 0.35).astype(np.uint8)
+
+
+def random_rbm(n: int, m: int, seed: int, w_std: float = 1.0, a_mean: float = -0.5) -> RBM:
+    g = torch.Generator().manual_seed(seed)
+    return RBM(w_std * torch.randn(n, m, generator=g),
+               a_mean + 0.5 * torch.randn(n, generator=g),
+               0.5 * torch.randn(m, generator=g))
+
+
+def all_states(n: int) -> np.ndarray:
+    return np.array(list(itertools.product([0, 1], repeat=n)), dtype=np.uint8)
+
+
+def exact_distribution(rbm: RBM) -> tuple[np.ndarray, np.ndarray]:
+    """All visible states and their exact probabilities (enumeration)."""
+    states = all_states(rbm.n_visible)
+    logp = -free_energy(rbm, torch.as_tensor(states, dtype=torch.float64)).numpy()
+    p = np.exp(logp - logp.max())
+    return states, p / p.sum()
+
+
+def exact_samples(states: np.ndarray, p: np.ndarray, n: int, rng) -> np.ndarray:
+    return states[rng.choice(len(p), size=n, p=p)]
+
+
+# ------------------------------------------------------------------ estimators vs brute force
+@pytest.mark.parametrize("t", [T, 130])  # 130: several 64-bit words, not a multiple of 64
+def test_moments_match_brute_force_loops(t):
+    v = random_binary(t, N, seed=t)
+    x = v.astype(float)
+    m_ref = np.array([sum(x[s, i] for s in range(t)) / t for i in range(N)])
+    cov_ref = np.zeros((N, N))
+    for i in range(N):
+        for j in range(N):
+            cov_ref[i, j] = sum(x[s, i] * x[s, j] for s in range(t)) / t - m_ref[i] * m_ref[j]
+    np.testing.assert_allclose(st.firing_rates(v), m_ref, rtol=0, atol=1e-14)
+    np.testing.assert_allclose(st.covariances(v), cov_ref, rtol=0, atol=1e-14)
+
+    trip = np.array(list(itertools.combinations(range(N), 3)))
+    c3_ref = np.array([
+        sum((x[s, i] - m_ref[i]) * (x[s, j] - m_ref[j]) * (x[s, k] - m_ref[k])
+            for s in range(t)) / t  # normalised by the number of samples, own means
+        for i, j, k in trip
+    ])
+    c3 = st.connected_corr3(v, trip)
+    np.testing.assert_allclose(c3, c3_ref, rtol=0, atol=1e-14)
+    # precomputed moments give the same result, in any triplet order
+    perm = np.random.default_rng(0).permutation(len(trip))
+    np.testing.assert_allclose(
+        st.connected_corr3(v, trip[perm], moments2=st.second_moments(v)), c3_ref[perm],
+        rtol=0, atol=1e-14)
+    assert np.abs(c3_ref).max() > 1e-3  # the check is not vacuous
+
+    k_ref = np.zeros(N + 1)
+    for s in range(t):
+        k_ref[int(x[s].sum())] += 1 / t
+    np.testing.assert_allclose(st.activity_histogram(v), k_ref, atol=1e-14)
+
+
+def test_upper_pairs_order_and_count():
+    i, j = st.upper_pairs(N)
+    assert len(i) == N * (N - 1) // 2
+    assert list(zip(i.tolist(), j.tolist(), strict=True)) == list(
+        itertools.combinations(range(N), 2))
+
+
+def test_sample_triplets():
+    assert st.sample_triplets(N, 1000, seed=1).tolist() == [
+        list(c) for c in itertools.combinations(range(N), 3)]
+    n = 31
+    t = st.sample_triplets(n, 501, seed=4)
+    assert t.shape == (501, 3)
+    assert ((t[:, 0] < t[:, 1]) & (t[:, 1] < t[:, 2])).all() and t.min() >= 0 and t.max() < n
+    assert len({tuple(r) for r in t.tolist()}) == 501  # distinct
+    assert np.array_equal(t, st.sample_triplets(n, 501, seed=4))  # seeded
+    assert not np.array_equal(t, st.sample_triplets(n, 501, seed=5))
+    with pytest.raises(ValueError, match="at least 3 neurons"):
+        st.sample_triplets(2, 10, seed=0)
+
+
+def test_pca_matches_svd():
+    train = random_binary(53, N, seed=3)
+    axes, mean, explained = st.pca_axes(train, n_components=2)
+    xc = train - train.mean(0)
+    _, s, vt = np.linalg.svd(xc, full_matrices=False)
+    for c in range(2):  # same axis up to sign
+        assert abs(abs(axes[:, c] @ vt[c]) - 1) < 1e-10
+    np.testing.assert_allclose(explained, (s**2 / (s**2).sum())[:2], rtol=1e-10)
+    np.testing.assert_allclose(np.abs((train - mean) @ axes), np.abs(xc @ vt[:2].T), atol=1e-10)
+    # sign convention: the largest-magnitude component of every axis is positive
+    assert (axes[np.abs(axes).argmax(0), [0, 1]] > 0).all()
+
+
+def test_compare_statistic_and_score():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=41)
+    y = 0.7 * x + 0.3 * rng.normal(size=41) + 0.1
+    res = st.compare_statistic(x, y)
+    slope, intercept = np.polyfit(x, y, 1)
+    assert res["slope"] == pytest.approx(slope, rel=1e-12)
+    assert res["intercept"] == pytest.approx(intercept, rel=1e-10)
+    assert res["r"] == pytest.approx(np.corrcoef(x, y)[0, 1], rel=1e-12)
+    assert res["msd"] == pytest.approx(np.mean((x - y) ** 2), rel=1e-12)
+    assert st.normalised_score(4.0, 2.5, 1.0) == pytest.approx(0.5)
+    assert st.normalised_score(4.0, 1.0, 1.0) == pytest.approx(1.0)
+    assert st.normalised_score(4.0, 4.0, 1.0) == pytest.approx(0.0)
+    assert math.isnan(st.normalised_score(1.0, 0.5, 1.0))  # zero gap
+    assert math.isnan(st.normalised_score(1.0, 0.5, 1.2))  # test worse than the floor
+    assert math.isnan(st.normalised_score(1.0, 0.5, 0.95))  # gap below MIN_SCORE_GAP
+    with pytest.raises(ValueError, match="equal-length"):
+        st.compare_statistic(x, y[:-1])
+
+
+def test_bad_input_is_rejected_with_clear_errors():
+    v = random_binary(T, N, seed=1)
+    bad = v.astype(int)
+    bad[0, 0] = 2
+    with pytest.raises(ValueError, match="binary"):
+        st.firing_rates(bad)
+    with pytest.raises(ValueError, match="2-D"):
+        st.covariances(v[0])
+    rbm = random_rbm(N, M, seed=0)
+    with pytest.raises(ValueError, match="visible units"):
+        st.compute_statistics(rbm, train=v[:, :5], test=v[:, :5], n_samples=20, n_chains=8,
+                              burn_in_sweeps=2, thin_sweeps=1, n_triplets=10, heff_bins=3,
+                              energy_bins=4, seed=0)
+    with pytest.raises(ValueError, match="n_chains"):
+        st.sample_equilibrium(rbm, init_data=v, n_samples=10, n_chains=2, burn_in_sweeps=2,
+                              thin_sweeps=1, seed=0)
+
+
+# ------------------------------------------------------------------ h_eff vs enumeration
+def test_effective_fields_match_exact_conditional():
+    rbm = random_rbm(N, M, seed=11, w_std=1.5)
+    v = random_binary(11, N, seed=12)
+    heff = st.effective_fields(rbm, v, max_elements=N * M * 3)  # several chunks
+    assert heff.shape == (11, N)
+    hs = torch.as_tensor(all_states(M), dtype=torch.float64)
+    for s in range(v.shape[0]):
+        for i in range(N):
+            both = np.repeat(v[s][None], 2, axis=0).astype(float)
+            both[0, i], both[1, i] = 0, 1
+            vt = torch.as_tensor(both, dtype=torch.float64)
+            # marginal energies of the two states by brute-force enumeration of h
+            e = [-torch.logsumexp(-energy(rbm, vt[c].expand(len(hs), N), hs), 0).item()
+                 for c in (0, 1)]
+            p1 = 1 / (1 + math.exp(e[1] - e[0]))  # P(v_i = 1 | v_-i)
+            assert 1 / (1 + math.exp(-heff[s, i])) == pytest.approx(p1, rel=1e-10, abs=1e-13)
+            assert heff[s, i] == pytest.approx(e[0] - e[1], abs=1e-10)
+
+
+def test_heff_calibration_matches_loops():
+    rng = np.random.default_rng(5)
+    h = {"test": rng.normal(size=(23, N)), "generated": rng.normal(size=(17, N))}
+    v = {k: (rng.random(x.shape) < 1 / (1 + np.exp(-x))).astype(np.uint8) for k, x in h.items()}
+    cal = st.heff_calibration(h, v, n_bins=5)
+    edges = cal["edges"]
+    assert len(edges) == 6
+    for s, name in enumerate(h):
+        for b in range(5):
+            lo, hi = edges[b], edges[b + 1]
+            inside = [(hh, vv) for hh, vv in zip(h[name].ravel(), v[name].ravel(), strict=True)
+                      if (lo <= hh < hi) or (b == 4 and hh == hi)]
+            n = len(inside)
+            assert cal["count"][s, b] == n
+            f = sum(vv for _, vv in inside) / n
+            assert cal["fraction"][s, b] == pytest.approx(f)
+            assert cal["sem"][s, b] == pytest.approx(math.sqrt(f * (1 - f) / n))
+            assert cal["sigma"][s, b] == pytest.approx(
+                sum(1 / (1 + math.exp(-hh)) for hh, _ in inside) / n)
+    assert cal["count"].sum() == 23 * N + 17 * N
+
+
+# ------------------------------------------------------------------ equilibration check
+def test_autocorrelation_time_of_ar1():
+    # AR(1) with coefficient phi has tau_int = (1 + phi) / (1 - phi) = 9 for phi = 0.8
+    rng = np.random.default_rng(0)
+    phi, n, chains = 0.8, 4000, 50
+    x = np.zeros((n, chains))
+    x[0] = rng.normal(size=chains) / math.sqrt(1 - phi**2)
+    noise = rng.normal(size=(n, chains))
+    for t in range(1, n):
+        x[t] = phi * x[t - 1] + noise[t]
+    tau, ok = st.integrated_autocorr_time(x)
+    # relative s.d. of tau over 2e5 points is ~ sqrt(2 (2M+1) / 2e5) ~ 3 % (Sokal); 10 % = 3 s.d.
+    assert ok and tau == pytest.approx(9.0, rel=0.1)
+    tau_short, ok_short = st.integrated_autocorr_time(np.cumsum(noise[:30], axis=0))
+    assert not ok_short  # a random walk over 30 steps: no reliable estimate
+
+
+def bimodal_rbm(n: int = 16) -> RBM:
+    """One hidden unit couples all visibles strongly: modes 'mostly off' (v_i ~ B(0.12)) and
+    'mostly on' (v_i ~ B(0.88)) of equal weight (b = -n (softplus(2) - softplus(-2)) = -2n);
+    leaving a mode needs K to cross n/2, probability ~1e-4 per sweep for n = 16."""
+    return RBM(torch.cat([torch.full((n, 1), 4.0), torch.zeros(n, 1)], 1),
+               torch.full((n,), -2.0), torch.tensor([-2.0 * n, 0.0]))
+
+
+def test_equilibrium_check_flags_short_run_and_stuck_chains():
+    rbm = bimodal_rbm()
+    states, p = exact_distribution(rbm)
+    data = exact_samples(states, p, 2000, np.random.default_rng(1))
+    assert 0.3 < (data.sum(1) > 8).mean() < 0.7  # both modes present in the data
+    zeros = np.zeros((1, rbm.n_visible), dtype=np.uint8)
+    short = st.sample_equilibrium(rbm, init_data=data, init_random=zeros, n_samples=400,
+                                  n_chains=200, burn_in_sweeps=2, thin_sweeps=1, seed=3)
+    assert short.attrs["equilibrated"] == 0
+    assert "burn-in 2 sweeps" in short.attrs["equilibration_reason"]
+    # long burn-in, but the zero-started chains never leave the 'off' mode
+    stuck = st.sample_equilibrium(rbm, init_data=data, init_random=zeros, n_samples=400,
+                                  n_chains=200, burn_in_sweeps=300, thin_sweeps=2, seed=3)
+    assert stuck.attrs["equilibrated"] == 0
+    assert "disagree on mean K" in stuck.attrs["equilibration_reason"]
+    # expected z ~ 6 / sqrt(36/100) = 10 (half the data chains sit ~12 active units higher)
+    assert abs(stuck.attrs["z_k"]) > 5
+
+
+def test_equilibrium_check_passes_long_run_with_correct_samples():
+    rbm = random_rbm(13, 5, seed=2, w_std=0.8)
+    states, p = exact_distribution(rbm)
+    data = exact_samples(states, p, 3000, np.random.default_rng(0))
+    zeros = np.zeros((1, 13), dtype=np.uint8)
+    eq = st.sample_equilibrium(rbm, init_data=data, init_random=zeros, n_samples=6000,
+                               n_chains=400, burn_in_sweeps=400, thin_sweeps=4, seed=7)
+    a = eq.attrs
+    assert a["equilibrated"] == 1, a["equilibration_reason"]
+    assert a["tau_converged"] == 1 and a["tau_energy_sweeps"] < 20 and a["tau_k_sweeps"] < 20
+    assert eq["samples"].shape == (6000, 13) and eq["samples"].dtype == np.uint8
+    # the samples follow the exact distribution: rates within 5 s.e. (s.e. inflated x2 for the
+    # correlation of thinned samples along a chain)
+    m_exact = p @ states
+    se = 2 * np.sqrt(m_exact * (1 - m_exact) / 6000)
+    assert np.all(np.abs(eq["samples"].values.mean(0) - m_exact) < 5 * se)
+    # the same run with a 2-sweep burn-in is flagged
+    short = st.sample_equilibrium(rbm, init_data=data, init_random=zeros, n_samples=400,
+                                  n_chains=400, burn_in_sweeps=2, thin_sweeps=1, seed=7)
+    assert short.attrs["equilibrated"] == 0
+
+
+# ------------------------------------------------------------------ planted ground truth
+def _scores(train, test, gen, indep, triplets):
+    out = {}
+    for name, fn in (("covariance", lambda v: st.covariances(v)[st.upper_pairs(v.shape[1])]),
+                     ("corr3", lambda v: st.connected_corr3(v, triplets))):
+        x = fn(train)
+        d = [np.mean((x - fn(y)) ** 2) for y in (test, gen, indep)]
+        out[name] = st.normalised_score(d[2], d[1], d[0])
+    return out
+
+
+def test_samples_of_the_planted_rbm_score_near_one():
+    n_vis, n_samples = 9, 10000
+    truth = random_rbm(n_vis, 3, seed=21, w_std=2.0, a_mean=-1.0)
+    states, p = exact_distribution(truth)
+    rng = np.random.default_rng(8)
+    train = exact_samples(states, p, 15000, rng)
+    test = exact_samples(states, p, n_samples, rng)
+    ds = st.compute_statistics(truth, train=train, test=test, n_samples=n_samples,
+                               n_chains=500, burn_in_sweeps=300, thin_sweeps=3,
+                               n_triplets=1000, heff_bins=11, energy_bins=17, seed=4)
+    assert ds.attrs["equilibrated"] == 1, ds.attrs["equilibration_reason"]
+
+    # finite-sample noise of the score: replicate the whole comparison with exact samples
+    trip = np.array(list(itertools.combinations(range(n_vis), 3)))
+    reps, wrong = [], []
+    weak = random_rbm(n_vis, 3, seed=21, w_std=1.0, a_mean=-1.0)  # same seed, weaker couplings
+    states_w, p_w = exact_distribution(weak)
+    for _ in range(12):
+        tr, te, ge = (exact_samples(states, p, n_samples, rng) for _ in range(3))
+        ind = (rng.random(tr.shape) < tr.mean(0)).astype(np.uint8)
+        reps.append(_scores(tr, te, ge, ind, trip))
+        wrong.append(_scores(tr, te, exact_samples(states_w, p_w, n_samples, rng), ind, trip))
+    for stat in ("covariance", "corr3"):
+        r = np.array([x[stat] for x in reps])
+        sd = r.std(ddof=1)
+        assert sd < 0.15, (stat, r)  # the planted model is correlated enough to be informative
+        assert abs(r.mean() - 1) < 4 * sd / math.sqrt(len(r)) + 0.02  # score unbiased near 1
+        # the Gibbs-sampled generated set scores like an exact sample: within 4 s.d. of 1
+        score = float(ds["score"].sel(stat=stat))
+        assert abs(score - 1) < 4 * sd, (stat, score, sd)
+        # and a wrong model (weaker couplings) is clearly told apart
+        assert np.mean([x[stat] for x in wrong]) < 1 - 6 * sd
+    assert math.isnan(float(ds["score"].sel(stat="rate")))
+    assert float(ds["pearson_r"].sel(stat="covariance", comparison="train_generated")) > 0.95
+    # h_eff calibration of the true model: observed fraction = sigma(h_eff) within 5 s.e.m.
+    frac, sig, sem = (ds[v].sel(heff_set="generated").values
+                      for v in ("heff_fraction", "heff_sigma", "heff_sem"))
+    assert np.all(np.abs(frac - sig) < 5 * sem + 1e-3)
+
+
+# ------------------------------------------------------------------ dataset, netCDF, figure
+def test_compute_statistics_dataset_roundtrip_and_figure(tmp_path):
+    rbm = random_rbm(11, 5, seed=3, w_std=1.0)
+    states, p = exact_distribution(rbm)
+    rng = np.random.default_rng(3)
+    train, test = exact_samples(states, p, 900, rng), exact_samples(states, p, 170, rng)
+    ds = st.compute_statistics(rbm, train=train, test=test, n_samples=300, n_chains=60,
+                               burn_in_sweeps=100, thin_sweeps=2, n_triplets=40, heff_bins=9,
+                               energy_bins=13, seed=1)
+    assert list(ds["set"].values) == list(st.SETS)
+    assert ds["n_used"].values.tolist() == [300, 170, 300, 300]  # test has fewer bins
+    assert ds.sizes["pair"] == 55 and ds.sizes["triplet"] == 40 and ds.sizes["k"] == 12
+    assert ds["covariance"].dtype == np.float32
+    # stored statistics agree with the estimators applied to the stored sets' own samples
+    assert np.isnan(ds["pca"].sel(set="test").values[170:]).all()
+    np.testing.assert_allclose(ds["p_k"].sum("k"), 1.0)
+    widths = ds["energy_hi"] - ds["energy_lo"]
+    np.testing.assert_allclose((ds["energy_density"] * widths).sel(set="train").sum(), 1.0)
+    assert ds["heff_count"].sum("heff_bin").values.tolist() == [170 * 11, 300 * 11]
+    # same seed, same result
+    ds2 = st.compute_statistics(rbm, train=train, test=test, n_samples=300, n_chains=60,
+                                burn_in_sweeps=100, thin_sweeps=2, n_triplets=40, heff_bins=9,
+                                energy_bins=13, seed=1)
+    np.testing.assert_array_equal(ds["corr3"], ds2["corr3"])
+    path = io.write_netcdf(ds, tmp_path / "statistics.nc",
+                           attrs=provenance_attrs(config={"x": 1}, seed=1, session_id="s"))
+    back = io.read_netcdf(path)
+    assert back.attrs["session_id"] == "s" and back.attrs["equilibrated"] in (0, 1)
+    np.testing.assert_array_equal(back["covariance"], ds["covariance"])
+    fig = plotting.fig_statistics(back)
+    assert isinstance(fig, Figure)
+    labels = {t.get_text() for ax in fig.axes for t in ax.texts}
+    assert set("abcdefg") <= labels
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu():
+    rbm = random_rbm(13, 5, seed=2, w_std=0.8)
+    states, p = exact_distribution(rbm)
+    rng = np.random.default_rng(0)
+    train, test = exact_samples(states, p, 2000, rng), exact_samples(states, p, 1000, rng)
+    gen = exact_samples(states, p, 1500, rng)
+    kw = dict(train=train, test=test, n_samples=1500, n_chains=100, burn_in_sweeps=50,
+              thin_sweeps=2, n_triplets=100, heff_bins=7, energy_bins=9, seed=0, generated=gen)
+    cpu = st.compute_statistics(rbm, **kw)
+    gpu = st.compute_statistics(rbm.to("cuda"), **kw)
+    for var in ("rate", "covariance", "corr3", "p_k", "mean_energy", "heff_sigma"):
+        np.testing.assert_allclose(gpu[var], cpu[var], rtol=1e-6, atol=1e-9)
+    eq = st.sample_equilibrium(rbm.to("cuda"), init_data=train, n_samples=4000, n_chains=400,
+                               burn_in_sweeps=400, thin_sweeps=4, seed=7)
+    assert eq.attrs["equilibrated"] == 1, eq.attrs["equilibration_reason"]

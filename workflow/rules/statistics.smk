@@ -1,0 +1,50 @@
+# Generated-vs-real statistics (METHODS §5, Fig. 3): equilibrium samples of the selected model
+# (with an explicit equilibration check) compared with train and test bins.
+
+
+rule statistics:
+    input:
+        selected="results/{session}/selected.nc",
+        raster="results/{session}/raster.nc",
+    output:
+        statistics="results/{session}/statistics.nc",
+    log:
+        "results/logs/statistics/{session}.log",
+    benchmark:
+        "results/benchmarks/statistics/{session}.tsv"
+    conda:
+        "../../envs/spikerbm.yaml"
+    threads: 1
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=60,
+    params:
+        statistics=config["statistics"],
+        seed=config["seed"],
+        device=config["device"],
+    script:
+        "../../scripts/statistics.py"
+
+
+rule fig_statistics:
+    input:
+        statistics="results/{session}/statistics.nc",
+    output:
+        fig3=report(
+            "results/{session}/figures/fig3_statistics.png",
+            category="Statistics",
+            caption="../report/fig3_statistics.rst",
+        ),
+    log:
+        "results/logs/fig_statistics/{session}.log",
+    benchmark:
+        "results/benchmarks/fig_statistics/{session}.tsv"
+    conda:
+        "../../envs/spikerbm.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../../scripts/fig_statistics.py"
