@@ -57,6 +57,7 @@ def workflow_dir(tmp_path: Path) -> Callable[..., Path]:
     def make(overrides: dict | None = None, sessions: str | None = None,
              tiny: bool = True) -> Path:
         dest = tmp_path / "wf"
+        dest.mkdir(parents=True, exist_ok=True)
         for name in ("Snakefile", "workflow", "scripts", "config", "profiles", "envs"):
             src = REPO / name
             if src.is_dir():

@@ -1,0 +1,34 @@
+"""Snakemake adapter: train one RBM (session, n_hidden) by PCD with exact resume -> model.nc."""
+
+import logging
+import sys
+from pathlib import Path
+
+import torch
+
+from spikerbm import io
+from spikerbm.binarize import split_arrays
+from spikerbm.provenance import derive_seed, provenance_attrs
+from spikerbm.training import TrainConfig, train_to_files
+
+snakemake = globals()["snakemake"]
+logging.basicConfig(level=logging.INFO, handlers=[logging.FileHandler(snakemake.log[0])],
+                    format="%(asctime)s %(levelname)s %(message)s")
+log = logging.getLogger("spikerbm.train")
+
+session, n_hidden = snakemake.wildcards.session, int(snakemake.wildcards.n_hidden)
+torch.set_num_threads(snakemake.threads)
+cfg = TrainConfig.from_config(snakemake.params.train, n_hidden=n_hidden,
+                              device=snakemake.params.device)
+seed = derive_seed(snakemake.params.seed, "train", session, n_hidden)
+raster = io.read_netcdf(snakemake.input.raster)
+train_v = split_arrays(raster)["train"]
+log.info("session %s, n_hidden %d: %d train bins x %d neurons, %d torch threads", session,
+         n_hidden, *train_v.shape, torch.get_num_threads())
+attrs = provenance_attrs(config={"train": cfg.to_dict(), "seed": snakemake.params.seed},
+                         seed=seed, session_id=session)
+coords = {k: raster[k].values for k in ("unit_id", "area") if k in raster.coords}
+model_path = Path(snakemake.output.model)
+train_to_files(train_v, cfg=cfg, seed=seed, model_path=model_path,
+               resume_path=model_path.with_name("resume.nc"), attrs=attrs,
+               visible_coords=coords, progress=sys.stderr.isatty() or cfg.n_updates >= 1000)

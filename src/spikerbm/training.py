@@ -1,0 +1,696 @@
+"""Persistent-contrastive-divergence training of RBMs with checkpoints and exact resume.
+
+Pieces (METHODS §3):
+
+- :class:`TrainConfig`: the frozen, validated training configuration, built once from the
+  ``train`` section of the Snakemake config (:meth:`TrainConfig.from_config`).
+- :func:`pcd_gradient` and :func:`sgd_step`: the pure update (centered or plain gradient from
+  data and model moments; one SGD ascent step returning a new :class:`~spikerbm.rbm.RBM`).
+- :func:`pcd_step`: ``k`` Gibbs sweeps of the persistent chains, then gradient and SGD step.
+- :func:`train`: the loop. Checkpoints are log-spaced in update count
+  (:func:`checkpoint_schedule`, update 0 = initialisation and the last update included). After each
+  checkpoint the loop hands the full training state (trajectory so far, chains, every RNG state,
+  minibatch order, trajectory-AIS state, update counter, config and data hashes) as an
+  ``xarray.Dataset`` to a callback; :func:`train` started with that dataset continues exactly
+  where it stopped (bitwise on CPU).
+- :func:`train_to_files`: the file-level driver used by ``scripts/train.py`` (writes
+  ``resume.nc`` after every checkpoint and ``model.nc`` at the end, atomically, through
+  :mod:`spikerbm.io`; deletes ``resume.nc`` on success).
+
+Precision: sampling and parameters in float32 (TF32 in sampling matmuls on CUDA only when
+``tf32: true``); every energy / log Z (trajectory AIS) in float64.
+
+This module imports xarray lazily, so the pure-torch parts (config, gradient, step) work without
+netCDF libraries (``benchmarks/train_speed.py`` relies on that).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from spikerbm.provenance import canonical_json, derive_seed
+from spikerbm.rbm import RBM, hidden_probs, init_rbm, resolve_device, tf32_matmul
+from spikerbm.sampling import PersistentChains
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+log = logging.getLogger(__name__)
+
+#: Version of the resume-state layout; a resume file of another version is ignored.
+RESUME_FORMAT = 1
+
+
+class TrainingDivergedError(RuntimeError):
+    """NaN or inf in a parameter or a gradient during training."""
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TrainConfig:
+    """Validated training configuration of one model (one ``n_hidden``).
+
+    Attributes
+    ----------
+    n_hidden
+        Number of hidden units.
+    n_updates
+        Number of SGD updates.
+    n_checkpoints
+        Number of stored checkpoints, log-spaced in update count, including update 0
+        (initialisation) and the last update.
+    n_chains
+        Number of persistent chains.
+    batch_size
+        Minibatch size (train bins per update, drawn in shuffled order, epoch by epoch).
+    k
+        Gibbs sweeps of the persistent chains per update.
+    lr
+        SGD learning rate.
+    centered
+        Use the centered gradient (METHODS §3); plain PCD gradient otherwise.
+    weight_std
+        Standard deviation of the initial weights.
+    tf32
+        Allow TF32 in the float32 matrix products of sampling on CUDA (never in energies).
+    tais_chains
+        Trajectory-AIS chains run along training (0 disables; ``logz_tais`` is then NaN).
+    ess_threshold
+        Trajectory-AIS resampling threshold on the normalised effective sample size.
+    device
+        ``auto``, ``cpu`` or ``cuda``.
+    """
+
+    n_hidden: int
+    n_updates: int = 2000
+    n_checkpoints: int = 20
+    n_chains: int = 500
+    batch_size: int = 500
+    k: int = 10
+    lr: float = 0.1
+    centered: bool = True
+    weight_std: float = 1e-2
+    tf32: bool = False
+    tais_chains: int = 500
+    ess_threshold: float = 0.3
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        ints = ("n_hidden", "n_updates", "n_checkpoints", "n_chains", "batch_size", "k",
+                "tais_chains")
+        for name in ints:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | np.integer):
+                raise ValueError(f"train.{name} must be an integer; got {value!r}")
+        for name in ("centered", "tf32"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"train.{name} must be true or false; got "
+                                 f"{getattr(self, name)!r}")
+        for name in ("lr", "weight_std", "ess_threshold"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float | np.floating):
+                raise ValueError(f"train.{name} must be a number; got {value!r}")
+            if not math.isfinite(float(value)):
+                raise ValueError(f"train.{name} must be finite; got {value!r}")
+        minimum = {"n_hidden": 1, "n_updates": 1, "n_checkpoints": 2, "n_chains": 2,
+                   "batch_size": 2, "k": 1, "tais_chains": 0}
+        for name, low in minimum.items():
+            if getattr(self, name) < low:
+                raise ValueError(f"train.{name} must be >= {low}; got {getattr(self, name)}")
+        if self.n_checkpoints > self.n_updates + 1:
+            raise ValueError(
+                f"train.n_checkpoints = {self.n_checkpoints} exceeds n_updates + 1 = "
+                f"{self.n_updates + 1} (update 0 plus every update); lower n_checkpoints or "
+                "raise n_updates"
+            )
+        if self.lr <= 0:
+            raise ValueError(f"train.lr must be > 0; got {self.lr}")
+        if self.weight_std < 0:
+            raise ValueError(f"train.weight_std must be >= 0; got {self.weight_std}")
+        if not 0 < self.ess_threshold <= 1:
+            raise ValueError(f"train.ess_threshold must be in (0, 1]; got {self.ess_threshold}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be one of auto, cpu, cuda; got {self.device!r}")
+
+    @classmethod
+    def from_config(cls, train: Mapping[str, Any], *, n_hidden: int,
+                    device: str = "auto") -> TrainConfig:
+        """Build the configuration of one model from the config's ``train`` section.
+
+        Parameters
+        ----------
+        train
+            The ``train`` mapping of config.yaml (its ``n_hidden`` list is ignored: the model's
+            size is ``n_hidden``); missing keys take the defaults of this class.
+        n_hidden
+            Hidden units of this model (one of ``train.n_hidden``).
+        device
+            The config's top-level ``device``.
+
+        Raises
+        ------
+        ValueError
+            On unknown keys or invalid values, naming the key.
+        """
+        known = {f.name for f in fields(cls)} - {"n_hidden", "device"}
+        values = {str(k): v for k, v in dict(train).items() if k != "n_hidden"}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown train config key(s) {unknown}; known keys: "
+                             f"{sorted(known | {'n_hidden'})}")
+        if "n_hidden" in train:
+            sizes = train["n_hidden"]
+            sizes = sizes if isinstance(sizes, list | tuple) else [sizes]
+            if int(n_hidden) not in [int(s) for s in sizes]:
+                raise ValueError(f"n_hidden={n_hidden} is not one of train.n_hidden {sizes}")
+        for name in ("lr", "weight_std", "ess_threshold"):
+            if isinstance(values.get(name), int) and not isinstance(values.get(name), bool):
+                values[name] = float(values[name])
+        return cls(n_hidden=int(n_hidden), device=str(device), **values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of the configuration (JSON-able)."""
+        return asdict(self)
+
+    def to_json(self) -> str:
+        """Deterministic JSON text of the configuration."""
+        return canonical_json(self.to_dict())
+
+
+# --------------------------------------------------------------------------------------------
+# Pure update step
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Gradient:
+    """Log-likelihood ascent direction, same shapes as the RBM parameters."""
+
+    W: torch.Tensor
+    a: torch.Tensor
+    b: torch.Tensor
+
+    def items(self) -> list[tuple[str, torch.Tensor]]:
+        return [("W", self.W), ("a", self.a), ("b", self.b)]
+
+
+def _moments(v: torch.Tensor, h: torch.Tensor, w: torch.Tensor | None
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``<v>``, ``<h>``, ``<v h^T>`` with uniform (``w=None``) or given sample weights."""
+    if w is None:
+        n = v.shape[0]
+        return v.mean(0), h.mean(0), (v.T @ h) / n
+    w = w.to(dtype=v.dtype, device=v.device)
+    return w @ v, w @ h, (v * w[:, None]).T @ h
+
+
+def pcd_gradient(v_data: torch.Tensor, h_data: torch.Tensor, v_model: torch.Tensor,
+                 h_model: torch.Tensor, *, centered: bool = True,
+                 w_data: torch.Tensor | None = None,
+                 w_model: torch.Tensor | None = None) -> Gradient:
+    """Log-likelihood gradient estimate from data and model moments (METHODS §3).
+
+    Parameters
+    ----------
+    v_data, h_data
+        Data visible states (B, N) and their hidden means ``p(h|v)`` (B, M).
+    v_model, h_model
+        Model (chain) visible states (C, N) and hidden means or samples (C, M).
+    centered
+        Return the centered direction; otherwise the plain gradient
+        ``<v h>_d - <v h>_m``, ``<v>_d - <v>_m``, ``<h>_d - <h>_m``.
+    w_data, w_model
+        Optional sample weights summing to 1 (e.g. exact probabilities of enumerated states);
+        uniform averages by default.
+
+    Returns
+    -------
+    Gradient
+        Ascent direction. Centered (with ``v̄ = <v>_d``, ``h̄ = <h>_d``):
+        ``G_W = <(v-v̄)(h-h̄)>_d - <(v-v̄)(h-h̄)>_m = g_W - v̄ g_b^T - g_a h̄^T``,
+        ``G_a = g_a - G_W h̄``, ``G_b = g_b - G_W^T v̄``, where ``g`` is the plain gradient.
+    """
+    vd, hd, vhd = _moments(v_data, h_data, w_data)
+    vm, hm, vhm = _moments(v_model, h_model, w_model)
+    g_w, g_a, g_b = vhd - vhm, vd - vm, hd - hm
+    if not centered:
+        return Gradient(g_w, g_a, g_b)
+    gc_w = g_w - torch.outer(vd, g_b) - torch.outer(g_a, hd)
+    return Gradient(gc_w, g_a - gc_w @ hd, g_b - gc_w.T @ vd)
+
+
+def sgd_step(rbm: RBM, grad: Gradient, *, lr: float) -> RBM:
+    """One SGD ascent step; returns a new RBM (``rbm`` is not modified)."""
+    return RBM(torch.add(rbm.W, grad.W, alpha=lr), torch.add(rbm.a, grad.a, alpha=lr),
+               torch.add(rbm.b, grad.b, alpha=lr))
+
+
+def pcd_step(rbm: RBM, batch: torch.Tensor, chains: PersistentChains, *, k: int, lr: float,
+             centered: bool, generator: torch.Generator,
+             tf32: bool = False) -> tuple[RBM, Gradient]:
+    """One PCD update: ``k`` sweeps of the persistent chains, then gradient and SGD step.
+
+    Parameters
+    ----------
+    rbm
+        Current parameters (unchanged; the new ones are returned).
+    batch
+        Minibatch of data visible states (B, N), same dtype/device as ``rbm``.
+    chains
+        Persistent chains, advanced in place.
+    k, lr, centered, tf32
+        As in :class:`TrainConfig`.
+    generator
+        Generator of the chains' device.
+
+    Returns
+    -------
+    (RBM, Gradient)
+        The updated parameters and the gradient used.
+    """
+    chains.sweep(rbm, generator=generator, k=k, tf32=tf32)
+    h_model = chains.hidden_means(rbm, tf32=tf32)
+    with tf32_matmul(tf32):
+        h_data = hidden_probs(rbm, batch)
+        grad = pcd_gradient(batch, h_data, chains.v, h_model, centered=centered)
+    return sgd_step(rbm, grad, lr=lr), grad
+
+
+def check_finite(update: int, **tensors: torch.Tensor) -> None:
+    """Raise :class:`TrainingDivergedError` naming the update and the first non-finite tensor.
+
+    One device synchronisation when everything is finite (the common case).
+    """
+    if bool(torch.stack([torch.isfinite(t).all() for t in tensors.values()]).all()):
+        return
+    for name, t in tensors.items():
+        if not bool(torch.isfinite(t).all()):
+            n_bad = int((~torch.isfinite(t)).sum())
+            raise TrainingDivergedError(
+                f"training diverged at update {update}: {name} has {n_bad} NaN/inf value(s). "
+                "The last good checkpoint is kept in resume.nc; lower train.lr (or raise "
+                "train.k / n_chains) and rerun"
+            )
+
+
+# --------------------------------------------------------------------------------------------
+# Schedule and minibatches
+# --------------------------------------------------------------------------------------------
+def checkpoint_schedule(n_updates: int, n_checkpoints: int) -> np.ndarray:
+    """Update numbers of the checkpoints: 0, then log-spaced up to ``n_updates``.
+
+    Exactly ``min(n_checkpoints, n_updates + 1)`` distinct increasing integers, starting at 0
+    and ending at ``n_updates``; rounding collisions at small counts are resolved by
+    shifting to neighbouring integers.
+    """
+    if n_updates < 1 or n_checkpoints < 2:
+        raise ValueError(f"need n_updates >= 1 and n_checkpoints >= 2; got {n_updates}, "
+                         f"{n_checkpoints}")
+    q = min(n_checkpoints, n_updates + 1) - 1  # points after update 0
+    x = np.geomspace(1, n_updates, q)
+    c = np.empty(q + 1, dtype=np.int64)
+    c[0] = 0
+    for j in range(1, q + 1):
+        c[j] = max(int(round(x[j - 1])), c[j - 1] + 1)
+    c[q] = n_updates
+    for j in range(q - 1, 0, -1):
+        c[j] = min(c[j], c[j + 1] - 1)
+    return c
+
+
+class MinibatchStream:
+    """Minibatches of the train split in shuffled order: a fresh permutation per epoch.
+
+    An epoch's incomplete last batch is dropped. The permutation comes from ``generator`` (CPU);
+    the state (generator, permutation, position) round-trips through :meth:`state_dict`.
+    """
+
+    def __init__(self, n_samples: int, *, batch_size: int, generator: torch.Generator) -> None:
+        if batch_size > n_samples:
+            raise ValueError(
+                f"batch_size = {batch_size} exceeds the {n_samples} training bins; lower "
+                "train.batch_size (or use more data)"
+            )
+        self.n_samples, self.batch_size, self.generator = n_samples, batch_size, generator
+        self.perm = torch.arange(n_samples, dtype=torch.int64)
+        self.pos = n_samples  # forces a fresh permutation at the first batch
+
+    def next_indices(self) -> torch.Tensor:
+        """Indices (CPU int64) of the next minibatch."""
+        if self.pos + self.batch_size > self.n_samples:
+            self.perm = torch.randperm(self.n_samples, generator=self.generator)
+            self.pos = 0
+        idx = self.perm[self.pos:self.pos + self.batch_size]
+        self.pos += self.batch_size
+        return idx
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"rng": self.generator.get_state(), "perm": self.perm.clone(),
+                "pos": torch.tensor(self.pos, dtype=torch.int64)}
+
+    def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
+        self.generator.set_state(state["rng"].to(torch.uint8).cpu())
+        self.perm = state["perm"].to(torch.int64).cpu().clone()
+        self.pos = int(state["pos"])
+
+
+# --------------------------------------------------------------------------------------------
+# Hashes, state <-> dataset
+# --------------------------------------------------------------------------------------------
+def data_hash(train: np.ndarray) -> str:
+    """SHA-256 of the training array (shape, dtype and bytes)."""
+    arr = np.ascontiguousarray(train)
+    h = hashlib.sha256(f"{arr.shape}|{arr.dtype}".encode())
+    h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+def config_hash(cfg: TrainConfig, *, seed: int, device: torch.device) -> str:
+    """SHA-256 of everything that determines the trajectory besides the data."""
+    text = canonical_json({"train": cfg.to_dict(), "seed": int(seed), "device": device.type,
+                           "format": RESUME_FORMAT})
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+_TORCH_DTYPES = {str(d): d for d in (torch.float16, torch.bfloat16, torch.float32,
+                                     torch.float64, torch.int8, torch.int16, torch.int32,
+                                     torch.int64, torch.uint8, torch.bool)}
+
+
+def _tensor_var(name: str, t: torch.Tensor) -> tuple[tuple[str, ...], np.ndarray, dict]:
+    t = t.detach().cpu()
+    dims = tuple(f"{name}_dim{i}" for i in range(t.ndim))
+    arr = t.to(torch.uint8).numpy() if t.dtype == torch.bool else t.numpy()
+    return dims, arr, {"torch_dtype": str(t.dtype)}
+
+
+def _var_tensor(var: Any) -> torch.Tensor:
+    dtype = _TORCH_DTYPES[var.attrs.get("torch_dtype", "torch.uint8")]
+    return torch.as_tensor(np.asarray(var.values)).to(dtype)
+
+
+@dataclass
+class _Trajectory:
+    updates: list[int]
+    W: list[np.ndarray]
+    a: list[np.ndarray]
+    b: list[np.ndarray]
+    logz: list[float]
+
+    def add(self, update: int, rbm: RBM, logz: float) -> None:
+        self.updates.append(int(update))
+        for name, t in rbm.parameters().items():
+            getattr(self, name).append(t.detach().cpu().numpy().copy())
+        self.logz.append(float(logz))
+
+
+def _state_dataset(*, cfg: TrainConfig, traj: _Trajectory, chains: PersistentChains,
+                   chain_gen: torch.Generator, batches: MinibatchStream, tais: Any,
+                   tais_gen: torch.Generator, update: int, hashes: Mapping[str, str],
+                   visible_coords: Mapping[str, Any], for_resume: bool) -> xr.Dataset:
+    import xarray as xr
+
+    data_vars: dict[str, Any] = {
+        "W": (("checkpoint", "visible", "hidden"), np.stack(traj.W).astype(np.float32),
+              {"units": "1", "long_name": "weights"}),
+        "a": (("checkpoint", "visible"), np.stack(traj.a).astype(np.float32),
+              {"units": "1", "long_name": "visible biases"}),
+        "b": (("checkpoint", "hidden"), np.stack(traj.b).astype(np.float32),
+              {"units": "1", "long_name": "hidden biases"}),
+        "logz_tais": (("checkpoint",), np.asarray(traj.logz, dtype=np.float64),
+                      {"units": "nats", "long_name": "trajectory-AIS log Z (NaN if disabled)"}),
+        "chains": (("chain", "visible"), chains.v.detach().cpu().numpy().astype(np.uint8),
+                   {"units": "1", "long_name": "final persistent chains (visible states)"}),
+        "rng_chains": (("rng_chains_byte",), chain_gen.get_state().numpy(),
+                       {"long_name": "torch generator state of the chains (uint8 bytes)"}),
+        "rng_shuffle": (("rng_shuffle_byte",), batches.generator.get_state().numpy(),
+                        {"long_name": "torch generator state of the minibatch shuffle"}),
+    }
+    if tais is not None:
+        data_vars["rng_tais"] = (("rng_tais_byte",), tais_gen.get_state().numpy(),
+                                 {"long_name": "torch generator state of trajectory AIS"})
+    if for_resume:
+        data_vars["batch_perm"] = (("train_bin",), batches.perm.numpy(),
+                                   {"long_name": "current epoch's permutation of train bins"})
+        data_vars["batch_pos"] = ((), np.int64(batches.pos))
+        if tais is not None:
+            for key, t in tais.state_dict().items():
+                name = f"tais__{key}"
+                data_vars[name] = _tensor_var(name, t)
+    coords: dict[str, Any] = {"checkpoint": ("checkpoint", np.asarray(traj.updates, np.int64),
+                                             {"units": "updates"})}
+    for name, values in visible_coords.items():
+        coords[name] = ("visible", np.asarray(values))
+    attrs = {"n_hidden": cfg.n_hidden, "train_config": cfg.to_json(), "n_updates_done": update,
+             "resume_format": RESUME_FORMAT, **hashes}
+    return xr.Dataset(data_vars, coords=coords, attrs=attrs)
+
+
+# --------------------------------------------------------------------------------------------
+# The loop
+# --------------------------------------------------------------------------------------------
+def _make_tais(rbm_init: RBM, cfg: TrainConfig, generator: torch.Generator) -> Any:
+    from spikerbm.likelihood import TrajectoryAIS, log_z_independent
+    from spikerbm.rbm import independent_site
+
+    start = independent_site(rbm_init.a, rbm_init.n_hidden)
+    return TrajectoryAIS(start, log_z=log_z_independent(start), n_chains=cfg.tais_chains,
+                         generator=generator, ess_threshold=cfg.ess_threshold)
+
+
+def resume_mismatch(resume: xr.Dataset, hashes: Mapping[str, str]) -> str | None:
+    """Why a resume state cannot be used (``None`` when it matches)."""
+    if int(resume.attrs.get("resume_format", -1)) != RESUME_FORMAT:
+        return (f"resume format {resume.attrs.get('resume_format')} != {RESUME_FORMAT}")
+    for key, what in (("config_hash", "training config/seed/device"),
+                      ("data_hash", "training data")):
+        if resume.attrs.get(key) != hashes[key]:
+            return f"the {what} changed ({key} {resume.attrs.get(key)} != {hashes[key]})"
+    return None
+
+
+def train(train_data: np.ndarray | torch.Tensor, *, cfg: TrainConfig, seed: int,
+          resume: xr.Dataset | None = None,
+          on_checkpoint: Callable[[xr.Dataset], None] | None = None,
+          visible_coords: Mapping[str, Any] | None = None,
+          progress: bool = False) -> xr.Dataset:
+    """Train an RBM by PCD and return its ``model.nc`` dataset (without provenance attrs).
+
+    Parameters
+    ----------
+    train_data
+        Training split, (T, N) in {0, 1} (uint8 preferred), any order (minibatches are drawn in
+        shuffled order).
+    cfg
+        Training configuration.
+    seed
+        The job's seed; initial weights, chains, minibatch order and trajectory AIS use
+        generators seeded by ``derive_seed(seed, "init" | "chains" | "shuffle" | "tais")``.
+    resume
+        A state dataset previously passed to ``on_checkpoint``; used when its config and data
+        hashes match (continuing bitwise-exactly on CPU), otherwise ignored (logged).
+    on_checkpoint
+        Called with the full training state after each checkpoint (e.g. to write
+        ``resume.nc``).
+    visible_coords
+        Coordinates on the ``visible`` dim (e.g. ``unit_id``, ``area``).
+    progress
+        Show a tqdm progress bar (updates per second).
+
+    Returns
+    -------
+    xarray.Dataset
+        dims ``checkpoint``, ``visible``, ``hidden``, ``chain``: ``W``, ``a``, ``b`` at every
+        checkpoint, final ``chains`` (uint8), ``logz_tais``, RNG states; attrs ``n_hidden``,
+        ``train_config`` (JSON), hashes.
+
+    Raises
+    ------
+    TrainingDivergedError
+        When a gradient or parameter becomes NaN/inf (the last checkpoint state was already
+        handed to ``on_checkpoint``).
+    """
+    from tqdm.auto import tqdm
+
+    t_start = time.perf_counter()
+    device = resolve_device(cfg.device)
+    data_np = np.asarray(train_data.cpu() if isinstance(train_data, torch.Tensor)
+                         else train_data)
+    if data_np.ndim != 2:
+        raise ValueError(f"train_data must be (time_bin, neuron); got shape {data_np.shape}")
+    if not np.isin(data_np, (0, 1)).all():
+        raise ValueError("train_data must contain only 0 and 1 (a binarized raster)")
+    data_u8 = np.ascontiguousarray(data_np, dtype=np.uint8)
+    n_samples, n_visible = data_u8.shape
+    hashes = {"config_hash": config_hash(cfg, seed=seed, device=device),
+              "data_hash": data_hash(data_u8)}
+    visible_coords = dict(visible_coords or {})
+    log.info("train config: %s", cfg.to_json())
+    log.info("device: %s (torch %s, %s); seed %d; data %d train bins x %d neurons",
+             device, torch.__version__,
+             torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+             seed, n_samples, n_visible)
+
+    data = torch.from_numpy(data_u8).to(device)
+    batch_u8 = torch.empty(cfg.batch_size, n_visible, dtype=torch.uint8, device=device)
+    batch = torch.empty(cfg.batch_size, n_visible, dtype=torch.float32, device=device)
+    chain_gen = torch.Generator(device=device).manual_seed(derive_seed(seed, "chains"))
+    shuffle_gen = torch.Generator().manual_seed(derive_seed(seed, "shuffle"))
+    tais_gen = torch.Generator(device=device).manual_seed(derive_seed(seed, "tais"))
+    batches = MinibatchStream(n_samples, batch_size=cfg.batch_size, generator=shuffle_gen)
+    schedule = checkpoint_schedule(cfg.n_updates, cfg.n_checkpoints)
+    is_checkpoint = set(schedule.tolist())
+
+    why = resume_mismatch(resume, hashes) if resume is not None else "no resume state"
+    if resume is not None and why is None:
+        update = int(resume.attrs["n_updates_done"])
+        traj = _Trajectory([int(u) for u in resume["checkpoint"].values],
+                           list(resume["W"].values), list(resume["a"].values),
+                           list(resume["b"].values), [float(x) for x in resume["logz_tais"]])
+        rbm = RBM(*(torch.from_numpy(np.array(x[-1], dtype=np.float32)).to(device)
+                    for x in (traj.W, traj.a, traj.b)))
+        chains = PersistentChains(torch.from_numpy(resume["chains"].values).to(device),
+                                  n_hidden=cfg.n_hidden)
+        chain_gen.set_state(torch.from_numpy(resume["rng_chains"].values.astype(np.uint8)))
+        batches.load_state_dict({
+            "rng": torch.from_numpy(resume["rng_shuffle"].values.astype(np.uint8)),
+            "perm": torch.from_numpy(resume["batch_perm"].values),
+            "pos": torch.tensor(int(resume["batch_pos"]))})
+        tais = None
+        if cfg.tais_chains > 0:
+            rbm_init = RBM(*(torch.from_numpy(np.array(x[0], dtype=np.float32)).to(device)
+                             for x in (traj.W, traj.a, traj.b)))
+            tais = _make_tais(rbm_init, cfg, tais_gen)
+            tais.load_state_dict({
+                name[len("tais__"):]: _var_tensor(var).to(device)
+                for name, var in resume.data_vars.items() if name.startswith("tais__")})
+            tais_gen.set_state(
+                torch.from_numpy(resume["rng_tais"].values.astype(np.uint8)))
+        log.info("resuming from update %d (checkpoint %d of %d)", update, len(traj.updates),
+                 len(schedule))
+    else:
+        if resume is not None:
+            log.warning("starting fresh: resume state not usable because %s", why)
+        else:
+            log.info("starting fresh (%s)", why)
+        update = 0
+        v_mean = torch.from_numpy(data_u8.mean(axis=0, dtype=np.float64)).to(torch.float32)
+        init_gen = torch.Generator().manual_seed(derive_seed(seed, "init"))
+        rbm = init_rbm(v_mean, n_hidden=cfg.n_hidden, weight_std=cfg.weight_std,
+                       generator=init_gen).to(device)
+        chains = PersistentChains.random(n_chains=cfg.n_chains, n_visible=n_visible,
+                                         n_hidden=cfg.n_hidden, generator=chain_gen)
+        tais = None
+        logz0 = math.nan
+        if cfg.tais_chains > 0:
+            tais = _make_tais(rbm, cfg, tais_gen)
+            logz0 = tais.step(rbm)
+        traj = _Trajectory([], [], [], [], [])
+        traj.add(0, rbm, logz0)
+
+    def state(for_resume: bool) -> xr.Dataset:
+        return _state_dataset(cfg=cfg, traj=traj, chains=chains, chain_gen=chain_gen,
+                              batches=batches, tais=tais, tais_gen=tais_gen, update=update,
+                              hashes=hashes, visible_coords=visible_coords,
+                              for_resume=for_resume)
+
+    if update == 0 and on_checkpoint is not None:
+        on_checkpoint(state(True))
+        log.info("checkpoint written: update 0 (initialisation)")
+
+    t_loop = time.perf_counter()
+    start_update = update
+    bar = tqdm(total=cfg.n_updates, initial=update, unit="update", disable=not progress,
+               mininterval=1.0 if sys.stderr.isatty() else 30.0, smoothing=0.1,
+               desc=f"train n_hidden={cfg.n_hidden}")
+    try:
+        while update < cfg.n_updates:
+            idx = batches.next_indices().to(device)
+            torch.index_select(data, 0, idx, out=batch_u8)
+            batch.copy_(batch_u8)
+            new, grad = pcd_step(rbm, batch, chains, k=cfg.k, lr=cfg.lr,
+                                 centered=cfg.centered, generator=chain_gen, tf32=cfg.tf32)
+            update += 1
+            check_finite(update, **{f"gradient of {n}": g for n, g in grad.items()},
+                         **{f"parameter {n}": t for n, t in new.parameters().items()})
+            rbm = new
+            logz = tais.step(rbm) if tais is not None else math.nan
+            bar.update(1)
+            if update in is_checkpoint:
+                traj.add(update, rbm, logz)
+                elapsed = time.perf_counter() - t_loop
+                rate = (update - start_update) / elapsed if elapsed > 0 else math.inf
+                if on_checkpoint is not None:
+                    on_checkpoint(state(True))
+                log.info("checkpoint written: update %d (%d/%d), %.1f s, %.1f updates/s, "
+                         "logz_tais %.4f", update, len(traj.updates), len(schedule), elapsed,
+                         rate, logz)
+    finally:
+        bar.close()
+    total = time.perf_counter() - t_start
+    done = update - start_update
+    log.info("training done: %d updates this run in %.1f s (%.2f ms/update, %.1f s total)",
+             done, time.perf_counter() - t_loop,
+             1e3 * (time.perf_counter() - t_loop) / max(done, 1), total)
+    return state(False)
+
+
+# --------------------------------------------------------------------------------------------
+# File-level driver
+# --------------------------------------------------------------------------------------------
+def train_to_files(train_data: np.ndarray, *, cfg: TrainConfig, seed: int,
+                   model_path: str | os.PathLike, resume_path: str | os.PathLike,
+                   attrs: Mapping[str, Any] | None = None,
+                   visible_coords: Mapping[str, Any] | None = None,
+                   progress: bool = False) -> xr.Dataset:
+    """Train with exact resume through files; write ``model_path`` on success.
+
+    Resumes from ``resume_path`` when it exists and matches (see :func:`train`), writes it
+    atomically after every checkpoint, writes ``model_path`` atomically at the end and then
+    deletes ``resume_path``. Stale temporary files of killed writers are removed first, so a
+    killed job never leaves a half-written output behind. All I/O goes through
+    :mod:`spikerbm.io`.
+
+    Returns
+    -------
+    xarray.Dataset
+        The model dataset as written.
+    """
+    from spikerbm import io
+
+    for stale in io.stale_temporaries(model_path) + io.stale_temporaries(resume_path):
+        log.info("removing temporary file of a killed writer: %s", stale)
+        io.remove_file(stale)
+    resume = None
+    if io.file_exists(resume_path):
+        try:
+            resume = io.read_netcdf(resume_path)
+        except (OSError, ValueError, KeyError) as err:  # unreadable: start fresh
+            log.warning("cannot read resume state %s (%s); starting fresh", resume_path, err)
+    else:
+        log.info("no resume state at %s", resume_path)
+    attrs = dict(attrs or {})
+
+    def write_resume(ds: xr.Dataset) -> None:
+        io.write_netcdf(ds, resume_path, attrs=attrs)
+
+    model = train(train_data, cfg=cfg, seed=seed, resume=resume, on_checkpoint=write_resume,
+                  visible_coords=visible_coords, progress=progress)
+    io.write_netcdf(model, model_path, attrs=attrs)
+    log.info("model written: %s", model_path)
+    io.remove_file(resume_path)
+    log.info("resume state removed: %s", resume_path)
+    model.attrs.update(attrs)
+    return model
+
