@@ -1,0 +1,39 @@
+"""Snakemake adapter: train/test log-likelihood at every checkpoint of one model -> loglik.nc."""
+
+import logging
+import time
+
+import torch
+
+from spikerbm import io
+from spikerbm.binarize import split_arrays
+from spikerbm.likelihood import checkpoint_loglik
+from spikerbm.provenance import derive_seed, provenance_attrs
+from spikerbm.rbm import resolve_device
+
+snakemake = globals()["snakemake"]
+logging.basicConfig(level=logging.INFO, handlers=[logging.FileHandler(snakemake.log[0])],
+                    format="%(asctime)s %(levelname)s %(message)s")
+log = logging.getLogger("spikerbm.loglik")
+
+session, n_hidden = snakemake.wildcards.session, int(snakemake.wildcards.n_hidden)
+torch.set_num_threads(snakemake.threads)
+params = dict(snakemake.params.likelihood)
+seed = derive_seed(snakemake.params.seed, "loglik", session, n_hidden)
+device = resolve_device(snakemake.params.device)
+model = io.read_netcdf(snakemake.input.model)
+splits = split_arrays(io.read_netcdf(snakemake.input.raster))
+log.info("session %s, n_hidden %d: %d checkpoints, train %s, test %s, device %s, params %s",
+         session, n_hidden, model.sizes["checkpoint"], splits["train"].shape,
+         splits["test"].shape, device, params)
+start = time.perf_counter()
+ds = checkpoint_loglik(model, splits["train"], splits["test"], seed=seed, device=device, **params)
+log.info("method %s in %.1f s; floor test %.4f; last checkpoint: ll_train %.4f ll_test %.4f "
+         "(+- %.3g), log Z %.4f (trajectory AIS %.4f)", ds.attrs["method"],
+         time.perf_counter() - start, ds.attrs["floor_test"], ds["ll_train"].values[-1],
+         ds["ll_test"].values[-1], ds["ll_test_std"].values[-1], ds["log_z"].values[-1],
+         ds["log_z_tais"].values[-1])
+attrs = provenance_attrs(config={"likelihood": params, "seed": snakemake.params.seed,
+                                 "device": snakemake.params.device},
+                         seed=seed, session_id=session)
+io.write_netcdf(ds, snakemake.output.loglik, attrs=attrs)

@@ -1,0 +1,34 @@
+"""Snakemake adapter: combine per-model log-likelihoods, select the best model -> selected.nc."""
+
+import logging
+from pathlib import Path
+
+from spikerbm import io
+from spikerbm.likelihood import combine_loglik, select_model, selected_dataset
+from spikerbm.provenance import provenance_attrs
+
+snakemake = globals()["snakemake"]
+logging.basicConfig(level=logging.INFO, handlers=[logging.FileHandler(snakemake.log[0])],
+                    format="%(asctime)s %(levelname)s %(message)s")
+log = logging.getLogger("spikerbm.select_model")
+
+session = snakemake.wildcards.session
+ll = combine_loglik([io.read_netcdf(p) for p in snakemake.input.logliks])
+selection = select_model(ll)  # logs a loud warning banner when no model beats the floor
+n_hidden = int(selection.attrs["n_hidden"])
+model_path = next(p for p in snakemake.input.models if Path(p).parent.name == f"hidden~{n_hidden}")
+raster = io.read_netcdf(snakemake.input.raster)
+rate = raster["rate_hz"].values if "rate_hz" in raster.coords else None
+selected = selected_dataset(io.read_netcdf(model_path), selection, rate_hz=rate)
+for row in selection["candidate"].values:
+    c = selection.isel(candidate=row)
+    log.info("candidate n_hidden %d: best checkpoint %d, ll_train %.4f, ll_test %.4f (%s)",
+             c["cand_n_hidden"], c["cand_checkpoint"], c["cand_ll_train"], c["cand_ll_test"],
+             c["cand_method"].item())
+log.info("selected n_hidden %d checkpoint %d: ll_test %.4f vs floor %.4f, beats_floor %d",
+         n_hidden, selection.attrs["checkpoint"], selection.attrs["ll_test"],
+         selection.attrs["floor_test"], selection.attrs["beats_floor"])
+attrs = provenance_attrs(config={"likelihood": dict(snakemake.params.likelihood)},
+                         session_id=session)
+io.write_netcdf(ll, snakemake.output.loglik, attrs=attrs)
+io.write_netcdf(selected, snakemake.output.selected, attrs=attrs)

@@ -1,0 +1,230 @@
+"""Model selection (highest test LL), combination of per-model files, selected.nc, Fig. 2."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+from matplotlib.figure import Figure
+
+from spikerbm import io
+from spikerbm.likelihood import (
+    checkpoint_loglik,
+    combine_loglik,
+    select_model,
+    selected_dataset,
+)
+from spikerbm.plotting import fig_loglik
+from spikerbm.rbm import rbm_from_dataset
+
+N_VIS = 7
+
+
+def fake_loglik(n_hidden: int, checkpoints: list[int], ll_test: list[float], *,
+                floor_test: float = -5.0, method: str = "exact") -> xr.Dataset:
+    """A per-model loglik dataset with chosen test values (train = test + 0.1)."""
+    test = np.asarray(ll_test, dtype=float)
+    var = ("checkpoint", test)
+    return xr.Dataset(
+        {"ll_test": var, "ll_train": ("checkpoint", test + 0.1),
+         "ll_test_std": ("checkpoint", np.zeros_like(test)),
+         "ll_train_std": ("checkpoint", np.zeros_like(test)),
+         "log_z": ("checkpoint", np.ones_like(test))},
+        coords={"checkpoint": np.asarray(checkpoints, dtype=np.int64)},
+        attrs={"n_hidden": n_hidden, "method": method, "floor_train": -4.9,
+               "floor_test": floor_test, "n_visible": N_VIS},
+    )
+
+
+def fake_model(n_hidden: int, checkpoints: list[int], *, seed: int) -> xr.Dataset:
+    rng = np.random.default_rng(seed)
+    c = len(checkpoints)
+    return xr.Dataset(
+        {"W": (("checkpoint", "visible", "hidden"),
+               rng.normal(size=(c, N_VIS, n_hidden)).astype(np.float32)),
+         "a": (("checkpoint", "visible"), rng.normal(size=(c, N_VIS)).astype(np.float32)),
+         "b": (("checkpoint", "hidden"), rng.normal(size=(c, n_hidden)).astype(np.float32)),
+         "logz_tais": ("checkpoint", np.full(c, np.nan))},
+        coords={"checkpoint": np.asarray(checkpoints, dtype=np.int64),
+                "unit_id": ("visible", np.arange(100, 100 + N_VIS, dtype=np.int64)),
+                "area": ("visible", np.array(["VISp"] * 4 + ["CA1"] * 3))},
+    )
+
+
+def test_selection_picks_known_best_with_unequal_checkpoints(caplog) -> None:
+    # n_hidden 3 peaks at checkpoint 10 (-4.2); n_hidden 5 peaks at 30 (-4.0, the best);
+    # n_hidden 9 was trained longer (checkpoint 100 exists only there) and overfits.
+    per = [fake_loglik(5, [0, 10, 30], [-5.1, -4.5, -4.0]),
+           fake_loglik(3, [0, 10, 30], [-5.1, -4.2, -4.3]),
+           fake_loglik(9, [0, 10, 30, 100], [-5.1, -4.1, np.nan, -4.6], method="ais")]
+    ll = combine_loglik(per)
+    assert ll["n_hidden"].values.tolist() == [3, 5, 9]  # sorted
+    assert ll["checkpoint"].values.tolist() == [0, 10, 30, 100]  # union
+    assert np.isnan(ll["ll_test"].sel(n_hidden=3, checkpoint=100))  # NaN padding
+    assert ll["method"].values.tolist() == ["exact", "exact", "ais"]
+    with caplog.at_level(logging.WARNING):
+        sel = select_model(ll)
+    assert (sel.attrs["n_hidden"], sel.attrs["checkpoint"]) == (5, 30)
+    assert sel.attrs["ll_test"] == -4.0 and sel.attrs["beats_floor"] == 1
+    assert "warning" not in sel.attrs and not caplog.records
+    # candidate table: best checkpoint per hidden size (NaN skipped), winner flagged
+    assert sel["cand_n_hidden"].values.tolist() == [3, 5, 9]
+    assert sel["cand_checkpoint"].values.tolist() == [10, 30, 10]
+    assert sel["cand_ll_test"].values.tolist() == [-4.2, -4.0, -4.1]
+    assert sel["cand_selected"].values.tolist() == [0, 1, 0]
+    assert sel["cand_method"].values.tolist() == ["exact", "exact", "ais"]
+    np.testing.assert_allclose(sel["cand_ll_train"].values, [-4.1, -3.9, -4.0])
+
+
+def test_selection_flags_loudly_when_nothing_beats_floor(caplog) -> None:
+    per = [fake_loglik(3, [0, 10], [-5.3, -5.2], floor_test=-5.0),
+           fake_loglik(5, [0, 10], [-5.3, -5.1], floor_test=-5.0)]
+    with caplog.at_level(logging.WARNING):
+        sel = select_model(combine_loglik(per))
+    assert (sel.attrs["n_hidden"], sel.attrs["checkpoint"]) == (5, 10)  # still written
+    assert sel.attrs["beats_floor"] == 0
+    assert "independent-site floor" in sel.attrs["warning"]
+    assert any("!!!!!!" in r.getMessage() and "WARNING" in r.getMessage()
+               for r in caplog.records if r.levelno == logging.WARNING)
+
+
+def test_combine_and_select_bad_input() -> None:
+    with pytest.raises(ValueError, match="floor_test differs"):
+        combine_loglik([fake_loglik(3, [0], [-4.0], floor_test=-5.0),
+                        fake_loglik(5, [0], [-4.0], floor_test=-6.0)])
+    with pytest.raises(ValueError, match="repeat"):
+        combine_loglik([fake_loglik(3, [0], [-4.0]), fake_loglik(3, [0], [-4.0])])
+    with pytest.raises(ValueError, match="no finite"):
+        select_model(combine_loglik([fake_loglik(3, [0], [np.nan])]))
+
+
+def test_selected_dataset_round_trip(tmp_path) -> None:
+    model = fake_model(5, [0, 10, 30], seed=1)
+    sel = select_model(combine_loglik([fake_loglik(5, [0, 10, 30], [-5.0, -4.0, -4.5]),
+                                       fake_loglik(3, [0, 10, 30], [-5.0, -4.4, -4.5])]))
+    rate = np.linspace(1.0, 7.0, N_VIS)
+    ds = selected_dataset(model, sel, rate_hz=rate)
+    path = io.write_netcdf(ds, tmp_path / "selected.nc")
+    back = io.read_netcdf(path)
+    assert back.sizes["visible"] == N_VIS and back.sizes["hidden"] == 5
+    assert back.sizes["candidate"] == 2
+    for k in ("W", "a", "b"):
+        assert back[k].dtype == np.float32
+    np.testing.assert_array_equal(back["W"].values, model["W"].sel(checkpoint=10).values)
+    np.testing.assert_array_equal(back["rate_hz"].values, rate)
+    np.testing.assert_array_equal(back["unit_id"].values, model["unit_id"].values)
+    assert back.attrs["checkpoint"] == 10 and back.attrs["n_hidden"] == 5
+    rbm = rbm_from_dataset(back)
+    assert torch.equal(rbm.b, torch.as_tensor(model["b"].sel(checkpoint=10).values))
+    with pytest.raises(ValueError, match="n_hidden=5"):
+        selected_dataset(fake_model(3, [0, 10, 30], seed=2), sel)
+    with pytest.raises(ValueError, match="rate_hz"):
+        selected_dataset(model, sel, rate_hz=rate[:3])
+
+
+def test_selection_on_real_loglik_picks_argmax() -> None:
+    """End to end on real (exact) log-likelihoods of two random trajectories: the selection is
+    the arg max of the exact test LL over every (n_hidden, checkpoint)."""
+    rng = np.random.default_rng(0)
+    train = (rng.random((301, N_VIS)) < 0.3).astype(np.uint8)
+    test = (rng.random((101, N_VIS)) < 0.3).astype(np.uint8)
+    per = [checkpoint_loglik(fake_model(m, [0, 3, 17], seed=m).assign(
+        W=lambda d: d["W"] * 0.1), train, test) for m in (3, 5)]
+    ll = combine_loglik(per)
+    sel = select_model(ll)
+    flat = ll["ll_test"].stack(k=("n_hidden", "checkpoint"))
+    best = flat.isel(k=int(np.argmax(flat.values)))
+    assert (sel.attrs["n_hidden"], sel.attrs["checkpoint"]) == (
+        int(best["n_hidden"]), int(best["checkpoint"]))
+    assert sel.attrs["ll_test"] == pytest.approx(float(best))
+
+
+def test_fig_loglik_draws_curves_stars_and_floor() -> None:
+    per = [fake_loglik(5, [0, 10, 30], [-5.1, -4.5, -4.0]),
+           fake_loglik(3, [0, 10, 100], [-5.1, -4.2, -4.3])]
+    ll = combine_loglik(per)
+    fig = fig_loglik(ll)
+    assert isinstance(fig, Figure)
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log"
+    stars = [ln for ln in ax.lines if ln.get_marker() == "*"]
+    assert len(stars) == 2
+    assert sorted(float(s.get_ydata()[0]) for s in stars) == [-4.2, -4.0]
+    # update 0 drawn at x = 0.5
+    solid = [ln for ln in ax.lines if ln.get_linestyle() == "-" and len(ln.get_xdata()) > 2]
+    assert all(float(ln.get_xdata()[0]) == 0.5 for ln in solid)
+    floors = [ln for ln in ax.lines if list(ln.get_ydata()) == [-5.0, -5.0]]
+    assert len(floors) == 1
+    fig_pn = fig_loglik(ll, per_neuron=True)
+    assert any(np.isclose(ln.get_ydata()[0], -4.0 / N_VIS) for ln in fig_pn.axes[0].lines
+               if ln.get_marker() == "*")
+
+
+@pytest.mark.workflow
+def test_rules_run_in_snakemake(tmp_path) -> None:
+    """The real rules and scripts (loglik -> select_model -> fig_loglik) on a hand-made raster
+    and two model trajectories, in a throw-away workflow that includes only common.smk and
+    likelihood.smk (the raster and models are source files there)."""
+    pytest.importorskip("spikerbm.binarize", reason="split_arrays (helper A) not there yet")
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    repo = Path(__file__).resolve().parents[1]
+    wf = tmp_path / "wf"
+    for name in ("workflow", "scripts", "config", "envs"):
+        if (repo / name).is_dir():
+            shutil.copytree(repo / name, wf / name)
+    if not (wf / "envs" / "spikerbm.yaml").exists():  # snakemake hashes the conda: file
+        (wf / "envs").mkdir(exist_ok=True)
+        (wf / "envs" / "spikerbm.yaml").write_text("name: spikerbm\ndependencies: [python]\n")
+    cfg = yaml.safe_load((repo / "config" / "config.yaml").read_text())
+    cfg["device"] = "cpu"
+    cfg["train"]["n_hidden"] = [3, 5]
+    cfg["likelihood"].update(exact_max_units=4, ais_chains=20, ais_betas=30, ais_repeats=2)
+    (wf / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    (wf / "config" / "sessions.tsv").write_text("session_id\tsource\tparams\ns1\traster\t\n")
+    (wf / "Snakefile").write_text(
+        'configfile: "config/config.yaml"\n'
+        'include: "workflow/rules/common.smk"\n'
+        'include: "workflow/rules/likelihood.smk"\n')
+    rng = np.random.default_rng(3)
+    n_bins = 400
+    raster = xr.Dataset(
+        {"raster": (("time_bin", "neuron"), (rng.random((n_bins, N_VIS)) < 0.2).astype(np.uint8))},
+        coords={"time": ("time_bin", np.arange(n_bins) * 0.02),
+                "epoch": ("time_bin", np.array(["all"] * n_bins)),
+                "block": ("time_bin", np.repeat(np.arange(4), n_bins // 4)),
+                "split": ("time_bin", np.repeat(np.array(["train", "test", "train", "train"]),
+                                                n_bins // 4)),
+                "unit_id": ("neuron", np.arange(100, 100 + N_VIS, dtype=np.int64)),
+                "area": ("neuron", np.array(["VISp"] * 4 + ["CA1"] * 3)),
+                "rate_hz": ("neuron", np.linspace(1.0, 7.0, N_VIS))},
+        attrs={"bin_ms": 20.0, "dropped_units": "[]", "session_id": "s1"})
+    io.write_netcdf(raster, wf / "results/s1/raster.nc")
+    for m in (3, 5):
+        model = fake_model(m, [0, 4, 20], seed=m).assign(W=lambda d: d["W"] * 0.2)
+        io.write_netcdf(model, wf / f"results/s1/hidden~{m}/model.nc")
+    env = dict(__import__("os").environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    proc = subprocess.run(
+        [str(Path(sys.executable).with_name("snakemake")), "-c1", "--nolock",
+         "results/s1/selected.nc", "results/s1/figures/fig2_loglik.png"],
+        cwd=wf, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    per3 = io.read_netcdf(wf / "results/s1/hidden~3/loglik.nc")
+    per5 = io.read_netcdf(wf / "results/s1/hidden~5/loglik.nc")
+    assert per3.attrs["method"] == "exact" and per5.attrs["method"] == "ais"  # 5 > 4 units
+    assert "git_commit" in per3.attrs and per3.attrs["session_id"] == "s1"
+    sel = io.read_netcdf(wf / "results/s1/selected.nc")
+    both = io.read_netcdf(wf / "results/s1/loglik.nc")
+    best = both["ll_test"].where(np.isfinite(both["ll_test"]))
+    assert sel.attrs["ll_test"] == pytest.approx(float(best.max()))
+    assert sel["rate_hz"].values.tolist() == raster["rate_hz"].values.tolist()
+    assert (wf / "results/s1/figures/fig2_loglik.png").stat().st_size > 1000
+    assert (wf / "results/logs/loglik/s1/hidden~3.log").exists()
