@@ -1,0 +1,42 @@
+"""Snakemake adapter: relaxation dynamics of a session (dynamics.nc)."""
+
+import logging
+import time
+
+import torch
+
+from spikerbm import io
+from spikerbm.dynamics import dynamics_dataset
+from spikerbm.provenance import derive_seed, provenance_attrs
+from spikerbm.rbm import resolve_device
+
+snakemake = globals()["snakemake"]
+logging.basicConfig(level=logging.INFO, handlers=[logging.FileHandler(snakemake.log[0])],
+                    format="%(asctime)s %(levelname)s %(message)s")
+log = logging.getLogger("spikerbm.dynamics")
+
+torch.set_num_threads(snakemake.threads)  # more threads than cores oversubscribes badly
+session = snakemake.wildcards.session
+params = dict(snakemake.params.dynamics)
+raster = io.read_netcdf(snakemake.input.raster)
+selected = io.read_netcdf(snakemake.input.selected)
+truth = io.read_netcdf(snakemake.input.truth) if snakemake.input.truth else None
+n_hidden = int(selected.attrs["n_hidden"])
+seed = derive_seed(snakemake.params.seed, "dynamics", session, n_hidden)
+device = resolve_device(snakemake.params.device)
+log.info("session %s: n_hidden %d, device %s, params %s", session, n_hidden, device, params)
+
+start = time.perf_counter()
+ds = dynamics_dataset(raster, selected, truth=truth, seed=seed, device=device, **params)
+log.info("done in %.1f s: ms_per_sweep %.4g, fit max|dev| %.3g (baseline %.3g), tau_int data "
+         "%.4g ms, truth ms_per_sweep %s", time.perf_counter() - start, ds.attrs["ms_per_sweep"],
+         ds.attrs["fit_max_abs_dev"], ds.attrs["baseline_max_abs_dev_fit"],
+         ds.attrs["tau_int_data_ms"], ds.attrs.get("truth_ms_per_sweep", "n/a"))
+if ds.attrs["fit_at_bound"]:
+    log.warning("the rescale fit hit the end of its grid (ms_per_sweep %.4g is only a bound); "
+                "at the low end the model relaxes too slowly for dynamics.max_lag_sweeps",
+                ds.attrs["ms_per_sweep"])
+attrs = provenance_attrs(config={"dynamics": params, "seed": snakemake.params.seed,
+                                 "device": snakemake.params.device},
+                         seed=seed, session_id=session)
+io.write_netcdf(ds, snakemake.output.dynamics, attrs=attrs)

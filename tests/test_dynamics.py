@@ -1,0 +1,420 @@
+"""Relaxation dynamics (METHODS §7): estimators vs exact references, rescale fit, the stage.
+
+Exact references: the two-state Markov chain (C(tau) = lambda^tau), AR(1) (C = phi^tau), brute
+force double loops, and the exact block-Gibbs sweep transition matrix of a tiny RBM (N = 7
+visible, M = 5 hidden; 2^7 states), from which C(tau), <K>(tau) and q(tau) follow by matrix
+powers. Statistical tolerances are multiples of the estimator's own standard error (jackknife for
+C, s.d./sqrt(n) for chain means) plus a small floor, with fixed seeds, so a wrong estimator (e.g.
+one that correlates across segment boundaries, or a biased per-lag normalisation) fails.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+from spikerbm import dynamics as dyn
+from spikerbm.rbm import rbm_from_numpy
+from spikerbm.sampling import PersistentChains
+
+N_VIS, N_HID = 7, 5
+
+
+def tiny_rbm(seed: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A tiny RBM with a 'drive' hidden unit: C(tau) of K decays over ~5 sweeps (tau_int 4.8)."""
+    rng = np.random.default_rng(seed)
+    W = rng.normal(0, 0.5, (N_VIS, N_HID))
+    W[:, 0] = 2.5
+    a = rng.normal(-1.5, 0.3, N_VIS)
+    b = rng.normal(-1, 0.5, N_HID)
+    b[0] = -8.0
+    return W, a, b
+
+
+def gibbs_raster(W, a, b, *, n_chains: int, n_bins: int, sweeps_per_bin: int, burn_in: int,
+                 seed: int) -> np.ndarray:
+    """(n_chains, n_bins, N) uint8 states of block-Gibbs chains, sampled every sweeps_per_bin."""
+    rbm = rbm_from_numpy(W, a, b, dtype=torch.float64)
+    g = torch.Generator().manual_seed(seed)
+    chains = PersistentChains.random(n_chains=n_chains, n_visible=W.shape[0],
+                                     n_hidden=W.shape[1], generator=g, dtype=torch.float64)
+    chains.sweep(rbm, generator=g, k=burn_in)
+    out = np.empty((n_chains, n_bins, W.shape[0]), dtype=np.uint8)
+    for t in range(n_bins):
+        chains.sweep(rbm, generator=g, k=sweeps_per_bin if t else 0)
+        out[:, t] = chains.v.numpy().astype(np.uint8)
+    return out
+
+
+def make_raster(chains: np.ndarray, *, bin_ms: float = 20.0) -> xr.Dataset:
+    """raster.nc-like dataset: the chains one after another in time; chains 0 and 1 share epoch
+    'active' with a time gap between them, chain 2 ('passive') follows chain 1 without a gap,
+    chain 3 ('passive') follows chain 2 after a gap. So segments = chains."""
+    n_c, n_t, n = chains.shape
+    assert n_c == 4
+    dt = bin_ms / 1e3
+    starts = [0.0, n_t * dt + 5.0, 2 * n_t * dt + 5.0, 3 * n_t * dt + 17.0]
+    time = np.concatenate([s + dt * np.arange(n_t) for s in starts])
+    epoch = np.repeat(["active", "active", "passive", "passive"], n_t)
+    ds = xr.Dataset(
+        {"raster": (("time_bin", "neuron"), chains.reshape(-1, n))},
+        coords={
+            "time": ("time_bin", time),
+            "epoch": ("time_bin", epoch),
+            "unit_id": ("neuron", np.arange(100, 100 + n, dtype=np.int64)),
+        },
+        attrs={"bin_ms": bin_ms, "session_id": "test"},
+    )
+    return ds
+
+
+def brute_autocorrelation(x: np.ndarray, segments: np.ndarray, max_lag: int) -> np.ndarray:
+    idx = np.concatenate([np.arange(s, e) for s, e in segments])
+    m = x[idx].mean()
+    acov = []
+    for tau in range(max_lag + 1):
+        num, cnt = 0.0, 0
+        for s, e in segments:
+            for t in range(s, e - tau):
+                num += (x[t] - m) * (x[t + tau] - m)
+                cnt += 1
+        acov.append(num / cnt if cnt else np.nan)
+    acov = np.array(acov)
+    return acov / acov[0]
+
+
+# ------------------------------------------------------------------ estimators, exact references
+
+
+def test_autocorrelation_equals_brute_force_with_segments():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=83).cumsum()
+    segments = np.array([[0, 11], [11, 40], [45, 52], [52, 83]])
+    c, se = dyn.autocorrelation(x, max_lag=13, segments=segments, n_blocks=5)
+    np.testing.assert_allclose(c, brute_autocorrelation(x, segments, 13), rtol=0, atol=1e-10)
+    assert c[0] == 1.0 and np.all(se[1:] > 0)
+    # a lag longer than every segment has no pair: NaN, never a value from across a boundary
+    c_long, _ = dyn.autocorrelation(x, max_lag=35, segments=segments, n_blocks=0)
+    assert np.isnan(c_long[31:]).all() and np.isfinite(c_long[:29]).all()
+
+
+def test_autocorrelation_2d_equals_1d_segments():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(9, 31)).cumsum(1)
+    segs = np.stack([np.arange(9) * 31, np.arange(1, 10) * 31], 1)
+    c2, _ = dyn.autocorrelation(x, max_lag=12)
+    c1, _ = dyn.autocorrelation(x.reshape(-1), max_lag=12, segments=segs)
+    np.testing.assert_allclose(c2, c1, atol=1e-12)
+
+
+def test_two_state_markov_chain():
+    # P(0->1) = p01, P(1->0) = p10: C(tau) = lambda^tau, lambda = 1 - p01 - p10 = 0.6
+    p01, p10, n_chains, n_t = 0.1, 0.3, 150, 400
+    rng = np.random.default_rng(2)
+    x = np.empty((n_chains, n_t))
+    x[:, 0] = rng.random(n_chains) < p01 / (p01 + p10)  # stationary start
+    for t in range(1, n_t):
+        u = rng.random(n_chains)
+        x[:, t] = np.where(x[:, t - 1] == 1, u >= p10, u < p01)
+    lam = 1 - p01 - p10
+    exact = lam ** np.arange(11)
+    segs = np.stack([np.arange(n_chains) * n_t, np.arange(1, n_chains + 1) * n_t], 1)
+    c, se = dyn.autocorrelation(x.reshape(-1), max_lag=10, segments=segs, n_blocks=20)
+    # 60,000 samples: s.e. ~0.005; 4.5 s.e. + 0.005 floor is a few-in-10^5 false alarm
+    assert np.all(se[1:] > 0.001) and np.all(se[1:] < 0.02)
+    assert np.all(np.abs(c - exact) <= 4.5 * se + 0.005), (c, exact, se)
+
+
+def test_ar1_process():
+    phi, n_t = 0.85, 30_000
+    rng = np.random.default_rng(4)
+    eps = rng.normal(size=n_t)
+    x = np.empty(n_t)
+    x[0] = eps[0] / np.sqrt(1 - phi**2)
+    for t in range(1, n_t):
+        x[t] = phi * x[t - 1] + eps[t]
+    c, se = dyn.autocorrelation(x, max_lag=15, n_blocks=30)
+    exact = phi ** np.arange(16)
+    assert np.all(np.abs(c - exact) <= 4.5 * se + 0.01)
+
+
+def test_decay_times_of_exponential():
+    lam = 0.8
+    c = lam ** np.arange(200.0)
+    # tau_int = (1 + lam) / (2 (1 - lam)) = 4.5; Sokal window c=6 truncates at ~W=27:
+    # neglected tail lam^28 / (1 - lam) = 0.0097, 0.2 % of 4.5
+    assert dyn.integrated_time(c, window=6.0) == pytest.approx(4.5, rel=3e-3)
+    # 1/e crossing of lam^tau is at -1/ln(lam) = 4.48; linear interpolation between lags 4 and 5
+    # of a convex curve overshoots by < 0.05 lag
+    assert dyn.decay_time_1e(c) == pytest.approx(-1 / np.log(lam), abs=0.05)
+    assert np.isnan(dyn.decay_time_1e(np.ones(10)))
+
+
+def test_overlap_equals_brute_force():
+    rng = np.random.default_rng(5)
+    v = (rng.random((61, 13)) < 0.3).astype(np.uint8)
+    segments = np.array([[0, 20], [20, 41], [44, 61]])
+    q = dyn.overlap_autocorrelation(v, max_lag=9, segments=segments)
+    s = 2.0 * v - 1
+    for tau in range(10):
+        vals = [s[t] @ s[t + tau] / 13 for a, e in segments for t in range(a, e - tau)]
+        assert q[tau] == pytest.approx(np.mean(vals), abs=1e-12)
+
+
+def test_contiguous_segments_split_at_gaps_and_epochs():
+    dt = 0.02
+    time = np.concatenate([np.arange(5) * dt, 1.0 + np.arange(4) * dt, 1.08 + np.arange(3) * dt])
+    epoch = np.array(["a"] * 5 + ["a"] * 4 + ["b"] * 3)
+    seg = dyn.contiguous_segments(time, bin_s=dt, epoch=epoch)
+    np.testing.assert_array_equal(seg, [[0, 5], [5, 9], [9, 12]])
+    with pytest.raises(ValueError, match="time-ordered"):
+        dyn.contiguous_segments(time[::-1], bin_s=dt)
+
+
+def test_raster_estimator_matches_exact_planted_chain():
+    # raster = block-Gibbs chains of a tiny planted RBM advancing 2 sweeps per bin: the data-side
+    # C(tau bins) must equal the exact C(2 tau sweeps) from the sweep transition matrix T^tau.
+    W, a, b = tiny_rbm()
+    chains = gibbs_raster(W, a, b, n_chains=4, n_bins=4000, sweeps_per_bin=2, burn_in=200,
+                          seed=11)
+    ds = make_raster(chains)
+    segs = dyn.raster_segments(ds)
+    np.testing.assert_array_equal(segs[:, 0], [0, 4000, 8000, 12000])
+    k = ds["raster"].values.sum(1).astype(float)
+    c, se = dyn.autocorrelation(k, max_lag=12, segments=segs, n_blocks=20)
+    exact = dyn.exact_relaxation(W, a, b, max_lag=24)["C"][::2]
+    assert np.all(se[1:] < 0.03)
+    # 16,000 bins: s.e. ~0.01; 4.5 s.e. + 0.005 floor
+    assert np.all(np.abs(c - exact) <= 4.5 * se + 0.005), (c, exact, se)
+
+
+def test_raster_estimator_on_synthetic_simulate_chain():
+    synthetic = pytest.importorskip("spikerbm.synthetic")
+    W, a, b = tiny_rbm()
+    rng = np.random.default_rng(12)
+    chains = synthetic.simulate_chain(W, a, b, n_bins=4200, sweeps_per_bin=3, n_chains=4, rng=rng)
+    chains = np.asarray(chains)[:, 200:]  # drop the first bins: chains start off-equilibrium
+    assert chains.shape == (4, 4000, N_VIS)
+    ds = make_raster(chains)
+    k = ds["raster"].values.sum(1).astype(float)
+    c, se = dyn.autocorrelation(k, max_lag=8, segments=dyn.raster_segments(ds), n_blocks=20)
+    exact = dyn.exact_relaxation(W, a, b, max_lag=24)["C"][::3]
+    assert np.all(np.abs(c - exact) <= 4.5 * se + 0.005), (c, exact, se)
+
+
+def test_equilibrium_chains_match_exact():
+    W, a, b = tiny_rbm()
+    exact = dyn.exact_relaxation(W, a, b, max_lag=20)
+    rbm = rbm_from_numpy(W, a, b, dtype=torch.float32)
+    g = torch.Generator().manual_seed(5)
+    v0 = torch.zeros(301, N_VIS)
+    eq = dyn.equilibrium_autocorrelation(rbm, v0, burn_in_sweeps=300, record_sweeps=401,
+                                         max_lag=20, n_blocks=20, generator=g)
+    assert np.all(np.abs(eq["C"] - exact["C"]) <= 4.5 * eq["se"] + 0.005)
+    assert eq["K_mean"] == pytest.approx(exact["pi"] @ exact["states"].sum(1), abs=0.05)
+
+
+def test_relaxation_from_states_matches_exact():
+    # start states: 400 draws from a fixed non-equilibrium distribution; exact: p0 T^tau
+    W, a, b = tiny_rbm()
+    rng = np.random.default_rng(6)
+    v0 = (rng.random((400, N_VIS)) < 0.7).astype(np.float32)
+    code = (v0.astype(int) * (1 << np.arange(N_VIS)[::-1])).sum(1)
+    p0 = np.bincount(code, minlength=2**N_VIS) / len(code)
+    exact = dyn.exact_relaxation(W, a, b, max_lag=15, p0=p0)
+    rel = dyn.relaxation_from_states(rbm_from_numpy(W, a, b), torch.as_tensor(v0), n_sweeps=15,
+                                     generator=torch.Generator().manual_seed(8))
+    assert rel["K"][0] == pytest.approx(exact["K"][0]) and rel["q"][0] == 1.0
+    # chain means: 4.5 standard errors (+ 1e-6 for tau=0 where the s.e. is 0)
+    assert np.all(np.abs(rel["K"] - exact["K"]) <= 4.5 * rel["K_se"] + 1e-6)
+    assert np.all(np.abs(rel["q"] - exact["q"]) <= 4.5 * rel["q_se"] + 1e-6)
+    assert exact["K"][0] - exact["K"][-1] > 1.0  # the test actually sees relaxation
+
+
+def test_exact_transition_is_stochastic_and_stationary():
+    W, a, b = tiny_rbm()
+    states, t, pi = dyn.exact_sweep_transition(W, a, b)
+    assert t.shape == (2**N_VIS, 2**N_VIS)
+    np.testing.assert_allclose(t.sum(1), 1.0, atol=1e-12)
+    np.testing.assert_allclose(pi @ t, pi, atol=1e-12)
+    with pytest.raises(ValueError, match="n_visible"):
+        dyn.exact_sweep_transition(np.zeros((13, 2)), np.zeros(13), np.zeros(2))
+
+
+# ------------------------------------------------------------------ rescale fit
+
+
+@pytest.mark.parametrize("r_true", [7.3, 20.0, 43.0])
+def test_fit_recovers_known_rescale(r_true):
+    bin_ms = 20.0
+    sweeps = np.arange(301.0)
+    c_model = 0.6 * np.exp(-sweeps / 12.0) + 0.4 * np.exp(-sweeps / 70.0)  # not one exponential
+    t_ms = np.arange(61) * bin_ms
+    s = t_ms / r_true
+    c_data = 0.6 * np.exp(-s / 12.0) + 0.4 * np.exp(-s / 70.0)
+    fit = dyn.fit_time_rescale(c_data, c_model, bin_ms=bin_ms, fit_lag_range=[1, 25])
+    # linear interpolation of a smooth curve between sweeps: error in C < 1e-3, in r < 0.5 %
+    assert fit.ms_per_sweep == pytest.approx(r_true, rel=5e-3)
+    assert not fit.at_bound
+    assert fit.n_sub_sweep == int(np.sum(np.arange(1, 26) * bin_ms < r_true))
+    assert fit.max_dev_fit < 2e-3
+    assert fit.baseline_max_dev_fit == pytest.approx(np.max(c_data[1:26]))
+    assert fit.baseline_max_dev_fit > 10 * fit.max_dev_fit
+
+
+@pytest.mark.parametrize(("c_data_lam", "c_model_lam", "bound"),
+                         [(0.99, 0.3, "hi"), (0.05, 0.999, "lo")])
+def test_fit_flags_grid_bound(c_data_lam, c_model_lam, bound):
+    # data decorrelates far slower than the model at one sweep per fitted range (r at the top of
+    # the grid), or far faster than the model does within its 40 sweeps (bottom): only a bound
+    c_data, c_model = c_data_lam ** np.arange(31.0), c_model_lam ** np.arange(41.0)
+    fit = dyn.fit_time_rescale(c_data, c_model, bin_ms=20.0, fit_lag_range=[1, 20])
+    expected = 20 * 20.0 / 40 if bound == "lo" else 20 * 20.0
+    assert fit.at_bound and fit.ms_per_sweep == pytest.approx(expected)
+    assert np.isfinite(fit.max_dev_fit) and np.isfinite(fit.max_dev_all)
+
+
+def test_fit_rejects_bad_range():
+    c = 0.9 ** np.arange(30.0)
+    with pytest.raises(ValueError, match="fit_lag_range"):
+        dyn.fit_time_rescale(c, c, bin_ms=20.0, fit_lag_range=[0, 10])
+    with pytest.raises(ValueError, match="fit_lag_range"):
+        dyn.fit_time_rescale(c, c, bin_ms=20.0, fit_lag_range=[5, 40])
+
+
+# ------------------------------------------------------------------ the stage
+
+
+def _selected_and_truth(W, a, b, unit_id, *, bin_ms, sweeps_per_bin):
+    sel = xr.Dataset(
+        {"W": (("visible", "hidden"), W.astype(np.float32)),
+         "a": ("visible", a.astype(np.float32)), "b": ("hidden", b.astype(np.float32))},
+        coords={"unit_id": ("visible", unit_id)}, attrs={"n_hidden": W.shape[1]},
+    )
+    truth = xr.Dataset(
+        {"W": (("visible", "hidden_true"), W), "a": ("visible", a), "b": ("hidden_true", b)},
+        coords={"unit_id": ("visible", unit_id)},
+        attrs={"bin_ms": bin_ms, "sweeps_per_bin": sweeps_per_bin},
+    )
+    return sel, truth
+
+
+@pytest.fixture(scope="module")
+def planted_dynamics():
+    """Stage output for data = planted chain at 2 sweeps per 20 ms bin, model = the planted RBM."""
+    W, a, b = tiny_rbm()
+    chains = gibbs_raster(W, a, b, n_chains=4, n_bins=3000, sweeps_per_bin=2, burn_in=200,
+                          seed=21)
+    ds = make_raster(chains)
+    sel, truth = _selected_and_truth(W, a, b, ds["unit_id"].values, bin_ms=20.0,
+                                     sweeps_per_bin=2)
+    out = dyn.dynamics_dataset(ds, sel, truth=truth, max_lag_bins=20, max_lag_sweeps=40,
+                               n_chains=201, n_starts=151, burn_in_sweeps=100,
+                               record_sweeps=301, fit_lag_range=[1, 8], n_se_blocks=10,
+                               seed=3)
+    return out, (W, a, b), (ds, sel, truth)
+
+
+def test_dynamics_dataset_recovers_planted_rescale(planted_dynamics):
+    # the fitted rescale must be the known 10 ms/sweep (data noise: C s.e. ~0.01 -> r within 10 %)
+    out, (W, a, b), _ = planted_dynamics
+    assert set(out.dims) == {"lag_bin", "sweep", "rescale"}
+    assert out.sizes["lag_bin"] == 21 and out.sizes["sweep"] == 41
+    for name in ("C_data", "C_model", "q_data", "q_model", "K_model_from_data",
+                 "C_model_rescaled", "C_truth", "C_truth_bins"):
+        assert name in out and "units" in out[name].attrs
+    assert out.attrs["truth_ms_per_sweep"] == 10.0
+    assert out.attrs["ms_per_sweep"] == pytest.approx(10.0, rel=0.1)
+    assert out.attrs["n_segments"] == 4
+    assert out.attrs["fit_max_abs_dev"] < 0.05 < out.attrs["baseline_max_abs_dev_fit"]
+    exact = dyn.exact_relaxation(W, a, b, max_lag=40)
+    np.testing.assert_allclose(out["C_truth"].values, exact["C"], atol=0.03)
+    assert out["q_model"].values[0] == 1.0 and out["q_data"].values[0] == 1.0
+    # relaxation from data states starts at the data's mean K
+    assert out["K_model_from_data"].values[0] == pytest.approx(out.attrs["K_mean_data"], abs=0.4)
+
+
+def test_dynamics_dataset_rejects_mismatched_model():
+    W, a, b = tiny_rbm()
+    chains = gibbs_raster(W, a, b, n_chains=4, n_bins=60, sweeps_per_bin=1, burn_in=5, seed=1)
+    ds = make_raster(chains)
+    sel, _ = _selected_and_truth(W[:-1], a[:-1], b, ds["unit_id"].values[:-1], bin_ms=20.0,
+                                 sweeps_per_bin=1)
+    with pytest.raises(ValueError, match="visible units"):
+        dyn.dynamics_dataset(ds, sel, max_lag_bins=10, max_lag_sweeps=10, record_sweeps=20,
+                             fit_lag_range=[1, 5])
+    sel, _ = _selected_and_truth(W, a, b, ds["unit_id"].values, bin_ms=20.0, sweeps_per_bin=1)
+    with pytest.raises(ValueError, match="record_sweeps"):
+        dyn.dynamics_dataset(ds, sel, max_lag_bins=10, max_lag_sweeps=10, record_sweeps=10,
+                             fit_lag_range=[1, 5])
+    with pytest.raises(ValueError, match="fit_lag_range"):
+        dyn.dynamics_dataset(ds, sel, max_lag_bins=10, max_lag_sweeps=10, record_sweeps=20,
+                             fit_lag_range=[3, 11])
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_chains_on_cuda_match_exact():
+    W, a, b = tiny_rbm()
+    exact = dyn.exact_relaxation(W, a, b, max_lag=20)
+    rbm = rbm_from_numpy(W, a, b, device="cuda")
+    g = torch.Generator(device="cuda").manual_seed(5)
+    eq = dyn.equilibrium_autocorrelation(rbm, torch.zeros(2001, N_VIS, device="cuda"),
+                                         burn_in_sweeps=300, record_sweeps=401, max_lag=20,
+                                         generator=g)
+    assert np.all(np.abs(eq["C"] - exact["C"]) <= 4.5 * eq["se"] + 0.005)
+
+
+def test_fig_dynamics_shows_fit_and_baseline(planted_dynamics):
+    from matplotlib.figure import Figure
+
+    from spikerbm.plotting import fig_dynamics
+
+    out = planted_dynamics[0]
+    fig = fig_dynamics(out, title="planted")
+    assert isinstance(fig, Figure) and len(fig.axes) == 4
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert f"model, {out.attrs['ms_per_sweep']:.3g} ms/sweep" in labels
+    assert any(lbl.startswith("independent") for lbl in labels)
+    assert any(lbl.startswith("planted, 10 ms/sweep") for lbl in labels)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+@pytest.mark.workflow
+def test_dynamics_rules_run_in_snakemake(workflow_dir, planted_dynamics, tmp_path):
+    from conftest import snakemake
+
+    from spikerbm import io
+
+    _, _, (ds, sel, truth) = planted_dynamics
+    (tmp_path / "wf").mkdir(exist_ok=True)  # workflow_dir copies Snakefile into tmp_path/wf
+    wf = workflow_dir({"dynamics": {"max_lag_bins": 20, "max_lag_sweeps": 40, "n_chains": 61,
+                                    "n_starts": 41, "burn_in_sweeps": 50, "record_sweeps": 101,
+                                    "fit_lag_range": [1, 8]}},
+                      sessions="session_id\tsource\tparams\ns1\tsynthetic\tseed=1\n")
+    sel = sel.assign_attrs(n_hidden=N_HID)
+    for name, data in (("raster", ds), ("selected", sel), ("truth", truth)):
+        io.write_netcdf(data, wf / "results" / "s1" / f"{name}.nc")
+    proc = snakemake(wf, "results/s1/figures/fig6_dynamics.png", "--cores", "1",
+                     "--allowed-rules", "dynamics", "fig_dynamics")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = io.read_netcdf(wf / "results" / "s1" / "dynamics.nc")
+    assert out.attrs["session_id"] == "s1" and out.attrs["seed"] >= 0
+    assert out.attrs["truth_ms_per_sweep"] == 10.0 and out.sizes["lag_bin"] == 21
+    assert (wf / "results" / "s1" / "figures" / "fig6_dynamics.png").stat().st_size > 10_000
+    assert (wf / "results" / "logs" / "dynamics" / "s1.log").exists()
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_dynamics_dataset_on_cuda(planted_dynamics):
+    _, _, (ds, sel, truth) = planted_dynamics
+    out = dyn.dynamics_dataset(ds, sel, truth=truth, max_lag_bins=20, max_lag_sweeps=40,
+                               n_chains=201, n_starts=151, burn_in_sweeps=100,
+                               record_sweeps=301, fit_lag_range=[1, 8], n_se_blocks=10,
+                               seed=3, device="cuda")
+    assert out.attrs["ms_per_sweep"] == pytest.approx(10.0, rel=0.1)
