@@ -10,6 +10,9 @@ configfile: "config/config.yaml"
 validate(config, "workflow/schemas/config.schema.yaml")
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/vbn.smk"
@@ -18,9 +21,10 @@ include: "workflow/rules/likelihood.smk"
 include: "workflow/rules/statistics.smk"
 include: "workflow/rules/couplings.smk"
 include: "workflow/rules/dynamics.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
+    default_target: True
     input:
         get_final_outputs,
-    default_target: True

@@ -35,13 +35,17 @@ def parse_params(text, row):
 def load_sessions(path):
     table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, comment="#")
     if table.empty:
-        raise ValueError(f"{path} lists no sessions: add rows session_id<TAB>source<TAB>params")
+        raise ValueError(
+            f"{path} lists no sessions: add rows session_id<TAB>source<TAB>params"
+        )
     for row, rec in enumerate(table.to_dict("records"), start=2):
         _check_session_id(str(rec.get("session_id", "")), row)
     validate(table, "../schemas/sessions.schema.yaml")
     dup = table.session_id[table.session_id.duplicated()].tolist()
     if dup:
-        raise ValueError(f"{path}: duplicated session_id {dup}; session ids must be unique")
+        raise ValueError(
+            f"{path}: duplicated session_id {dup}; session ids must be unique"
+        )
     table["params"] = [
         parse_params(p, row) for row, p in enumerate(table.get("params", ""), start=2)
     ]
@@ -84,6 +88,13 @@ def synthetic_params(wildcards):
     return params
 
 
+def get_synthetic_params(wildcards):
+    """synthetic_params with the parameter names checked when the DAG is built."""
+    from spikerbm.synthetic import check_params
+
+    return check_params(synthetic_params(wildcards))
+
+
 def get_model_files(wildcards):
     return expand(
         "results/{session}/hidden~{n_hidden}/model.nc",
@@ -107,6 +118,41 @@ def get_truth(wildcards):
     return []
 
 
+def get_raster_file(wildcards):
+    """The user's raster file of a `source: raster` row (params `path=...`), checked to exist."""
+    from pathlib import Path
+
+    params = session_params(wildcards)
+    unknown = sorted(set(params) - {"path"})
+    if "path" not in params or unknown:
+        raise ValueError(
+            f"session {wildcards.session} (source: raster): params must be exactly "
+            f"path=/path/to/raster.nc; got {params} (unknown: {unknown})"
+        )
+    path = Path(str(params["path"])).expanduser()
+    if not path.is_file():
+        raise ValueError(
+            f"session {wildcards.session} (source: raster): raster file {str(path)!r} "
+            "(params path=...) does not exist; fix the path in the sessions sheet "
+            "(relative paths are resolved from the workflow directory). "
+            "Format: docs/data-model.md, section raster input"
+        )
+    return str(path)
+
+
+def get_vbn_args(wildcards):
+    """Shell-quoted `spikerbm.vbn extract` arguments of a vbn row (validated at DAG time)."""
+    from spikerbm.vbn import extract_cli_args, shell_args
+
+    return shell_args(
+        extract_cli_args(
+            config.get("vbn", {}),
+            session_params(wildcards),
+            session_id=wildcards.session,
+        )
+    )
+
+
 def get_final_outputs(wildcards):
     per_session = [
         "results/{session}/raster.nc",
@@ -119,5 +165,6 @@ def get_final_outputs(wildcards):
         "results/{session}/figures/fig5_areas.png",
         "results/{session}/dynamics.nc",
         "results/{session}/figures/fig6_dynamics.png",
+        "results/{session}/summary.html",
     ]
     return expand(per_session, session=SESSIONS.index)

@@ -1,0 +1,339 @@
+"""Binarization of spike trains into a time-ordered raster with a train/test split (METHODS §1).
+
+Rules (docs/data-model.md, ``raster.nc``):
+
+- Bins start at each selected epoch's start: bin ``t`` of an epoch covers
+  ``[start + t * dt, start + (t + 1) * dt)``. A spike exactly on a bin edge belongs to the bin that
+  edge starts. Spike times within :data:`EDGE_TOL` bins of an edge count as on the edge (float
+  round-off: 0.06 s / 0.02 s is 2.9999999999999996 in floating point).
+- The partial last bin of an epoch (``(stop - start) / dt`` not whole) is dropped, with its spikes.
+- ``v_i(t) = 1`` if unit ``i`` fired at least once in bin ``t``.
+- Spikes outside the selected bins (other epochs, gaps, partial last bins) are ignored and counted
+  in the attribute ``n_spikes_ignored``.
+- The time-ordered bins (selected epochs concatenated in time order) are cut into ``n_blocks``
+  contiguous blocks of (nearly) equal length; ``n_test_blocks`` of them, chosen with the seed, are
+  the test split, the rest the train split.
+- Neurons silent in the train split are dropped and listed (unit ids) in ``dropped_units``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+import xarray as xr
+
+log = logging.getLogger(__name__)
+
+#: Spike times within this fraction of a bin of a bin edge are treated as exactly on the edge.
+EDGE_TOL = 1e-6
+
+
+def assign_blocks(n_bins: int, *, n_blocks: int, n_test_blocks: int,
+                  seed: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Contiguous time blocks and their train/test labels.
+
+    Parameters
+    ----------
+    n_bins
+        Number of time-ordered bins.
+    n_blocks
+        Number of contiguous blocks (>= 2, <= n_bins); block sizes differ by at most one bin.
+    n_test_blocks
+        Number of blocks labelled ``"test"`` (1 <= n_test_blocks < n_blocks).
+    seed
+        Seed of the choice of test blocks.
+
+    Returns
+    -------
+    block, split, test_blocks
+        ``block`` (n_bins,) int64 block index, ``split`` (n_bins,) str ``"train"``/``"test"``,
+        and the sorted list of test block indices.
+    """
+    if not isinstance(n_blocks, int | np.integer) or n_blocks < 2:
+        raise ValueError(f"n_blocks must be an integer >= 2; got {n_blocks!r}")
+    if not isinstance(n_test_blocks, int | np.integer) or not 1 <= n_test_blocks < n_blocks:
+        raise ValueError(
+            f"n_test_blocks must be an integer with 1 <= n_test_blocks < n_blocks = {n_blocks}; "
+            f"got {n_test_blocks!r}"
+        )
+    if n_bins < n_blocks:
+        raise ValueError(
+            f"only {n_bins} time bins for n_blocks = {n_blocks} blocks: select more data "
+            "(longer epochs, smaller bin_ms) or lower n_blocks"
+        )
+    block = (np.arange(n_bins, dtype=np.int64) * n_blocks) // n_bins
+    rng = np.random.default_rng(int(seed))
+    test_blocks = sorted(int(k) for k in rng.choice(n_blocks, size=n_test_blocks, replace=False))
+    split = np.where(np.isin(block, test_blocks), "test", "train").astype(object)
+    return block, split, test_blocks
+
+
+def _drop_train_silent(ds: xr.Dataset) -> xr.Dataset:
+    """Drop neurons that never fire in the train split; record them in ``dropped_units``."""
+    train = ds["raster"].values[ds["split"].values == "train"]
+    silent = train.sum(axis=0) == 0
+    previous = json.loads(ds.attrs.get("dropped_units", "[]"))
+    dropped = [int(u) for u in ds["unit_id"].values[silent]]
+    if silent.all():
+        raise ValueError(
+            f"every one of the {silent.size} neurons is silent in the train split: the raster "
+            "holds no spikes there; check the epochs, bin_ms and the spike data"
+        )
+    if dropped:
+        log.warning("dropping %d neuron(s) silent in the train split: unit_id %s",
+                    len(dropped), dropped)
+    out = ds.isel(neuron=np.flatnonzero(~silent))
+    out.attrs["dropped_units"] = json.dumps(previous + dropped)
+    return out
+
+
+def _select_epochs(spikes: xr.Dataset, epochs: str | Sequence[str]) -> list[int]:
+    names = [str(n) for n in spikes["epoch_name"].values]
+    if isinstance(epochs, str):
+        if epochs != "all":
+            epochs = [epochs]
+        else:
+            epochs = names
+    epochs = list(epochs)
+    if not epochs:
+        raise ValueError(f"no epochs selected; choose `all` or names among {names}")
+    unknown = [e for e in epochs if e not in names]
+    if unknown:
+        raise ValueError(f"unknown epoch(s) {unknown}; the spikes artifact has epochs {names}")
+    if len(set(epochs)) != len(epochs):
+        raise ValueError(f"epochs {epochs} lists an epoch more than once")
+    idx = sorted((names.index(e) for e in epochs),
+                 key=lambda k: float(spikes["epoch_start"].values[k]))
+    starts = spikes["epoch_start"].values[idx]
+    stops = spikes["epoch_stop"].values[idx]
+    for k in range(1, len(idx)):
+        if starts[k] < stops[k - 1]:
+            raise ValueError(
+                f"selected epochs {names[idx[k - 1]]!r} and {names[idx[k]]!r} overlap "
+                f"([{starts[k - 1]}, {stops[k - 1]}) and [{starts[k]}, {stops[k]}) s): select "
+                "non-overlapping epochs"
+            )
+    return idx
+
+
+def binarize(spikes: xr.Dataset, *, bin_ms: float, epochs: str | Sequence[str] = "all",
+             n_blocks: int, n_test_blocks: int, seed: int, session_id: str) -> xr.Dataset:
+    """Binarize spike trains into the ``raster.nc`` contract (rules in the module docstring).
+
+    Parameters
+    ----------
+    spikes
+        ``spikes.nc`` dataset: ``spike_time`` (s), ``spike_unit``, ``unit_id``, ``area``,
+        ``epoch_start``, ``epoch_stop`` (s), ``epoch_name``.
+    bin_ms
+        Bin width in ms (> 0).
+    epochs
+        ``"all"`` or a list of epoch names to keep (concatenated in time order).
+    n_blocks, n_test_blocks
+        Contiguous time blocks and how many of them form the test split.
+    seed
+        Seed of the choice of test blocks.
+    session_id
+        Stored in the attributes.
+
+    Returns
+    -------
+    xr.Dataset
+        ``raster(time_bin, neuron)`` uint8; coords ``time`` (bin start, s), ``epoch``, ``block``,
+        ``split`` on ``time_bin`` and ``unit_id``, ``area``, ``rate_hz`` on ``neuron``.
+    """
+    if not np.isfinite(bin_ms) or bin_ms <= 0:
+        raise ValueError(f"bin_ms must be a positive number of milliseconds; got {bin_ms!r}")
+    dt = float(bin_ms) / 1000.0
+    names = [str(n) for n in spikes["epoch_name"].values]
+    idx = _select_epochs(spikes, epochs)
+    t_spk = np.asarray(spikes["spike_time"].values, dtype=np.float64)
+    u_spk = np.asarray(spikes["spike_unit"].values, dtype=np.int64)
+    n_units = spikes.sizes["unit"]
+    if u_spk.size and (u_spk.min() < 0 or u_spk.max() >= n_units):
+        raise ValueError(
+            f"spike_unit must index the {n_units} units (0..{n_units - 1}); found values in "
+            f"[{u_spk.min()}, {u_spk.max()}]"
+        )
+
+    rows, cols, times, labels = [], [], [], []
+    offset = 0
+    for k in idx:
+        start = float(spikes["epoch_start"].values[k])
+        stop = float(spikes["epoch_stop"].values[k])
+        n_bins = int(np.floor((stop - start) / dt + EDGE_TOL))
+        if n_bins < 1:
+            raise ValueError(
+                f"epoch {names[k]!r} lasts {stop - start:g} s, shorter than one bin of "
+                f"{bin_ms} ms: select other epochs (available: {names}) or a smaller bin_ms"
+            )
+        q = (t_spk - start) / dt
+        r = np.round(q)
+        b = np.where(np.abs(q - r) < EDGE_TOL, r, np.floor(q))  # on-edge spikes start a bin
+        inside = (b >= 0) & (b < n_bins)
+        rows.append(offset + b[inside].astype(np.int64))
+        cols.append(u_spk[inside])
+        times.append(start + np.arange(n_bins) * dt)
+        labels.append(np.full(n_bins, names[k], dtype=object))
+        offset += n_bins
+    row, col = np.concatenate(rows), np.concatenate(cols)
+    raster = np.zeros((offset, n_units), dtype=np.uint8)
+    raster[row, col] = 1
+    block, split, test_blocks = assign_blocks(offset, n_blocks=n_blocks,
+                                              n_test_blocks=n_test_blocks, seed=seed)
+    n_spikes = np.bincount(col, minlength=n_units)
+    duration_s = offset * dt
+    ds = xr.Dataset(
+        {"raster": (("time_bin", "neuron"), raster,
+                    {"long_name": "1 if the unit fired at least once in the bin"})},
+        coords={
+            "time": ("time_bin", np.concatenate(times), {"units": "s", "long_name": "bin start"}),
+            "epoch": ("time_bin", np.concatenate(labels)),
+            "block": ("time_bin", block),
+            "split": ("time_bin", split),
+            "unit_id": ("neuron", np.asarray(spikes["unit_id"].values, dtype=np.int64)),
+            "area": ("neuron", np.asarray(spikes["area"].values).astype(str).astype(object)),
+            "rate_hz": ("neuron", n_spikes / duration_s,
+                        {"units": "Hz", "long_name": "spikes in the selected bins / duration"}),
+        },
+        attrs={
+            "bin_ms": float(bin_ms),
+            "session_id": session_id,
+            "source": str(spikes.attrs.get("source", "unknown")),
+            "epochs": json.dumps([names[k] for k in idx]),
+            "n_blocks": int(n_blocks),
+            "n_test_blocks": int(n_test_blocks),
+            "test_blocks": json.dumps(test_blocks),
+            "duration_s": duration_s,
+            "n_spikes_total": int(t_spk.size),
+            "n_spikes_ignored": int(t_spk.size - row.size),
+            "dropped_units": "[]",
+        },
+    )
+    if t_spk.size - row.size:
+        log.info("%d of %d spikes fall outside the selected bins and are ignored",
+                 t_spk.size - row.size, t_spk.size)
+    return _drop_train_silent(ds)
+
+
+def split_arrays(ds: xr.Dataset) -> dict[str, np.ndarray]:
+    """Train and test bins of a raster, in time order.
+
+    Returns
+    -------
+    dict
+        ``{"train": uint8 (T_train, N), "test": uint8 (T_test, N)}`` (contiguous copies).
+    """
+    raster = np.asarray(ds["raster"].transpose("time_bin", "neuron").values, dtype=np.uint8)
+    split = ds["split"].values
+    return {name: np.ascontiguousarray(raster[split == name]) for name in ("train", "test")}
+
+
+def validate_raster(ds: xr.Dataset, *, n_blocks: int, n_test_blocks: int, seed: int,
+                    session_id: str) -> xr.Dataset:
+    """Check a user-supplied binarized raster (``source: raster``) and complete it.
+
+    Required: a variable ``raster`` with dims exactly ``(time_bin, neuron)``, integer or boolean
+    dtype, values in {0, 1}; coords ``unit_id`` (integer, unique) and ``area`` on ``neuron``;
+    attribute ``bin_ms`` (> 0). Optional: ``time`` (default ``t * bin_ms / 1000`` s), ``epoch``
+    (default ``"raster"``), ``split`` (values ``train``/``test``; default assigned like
+    :func:`binarize` with ``n_blocks``, ``n_test_blocks``, ``seed``), ``block`` (default the
+    contiguous blocks), ``rate_hz`` (default fraction of active bins / bin width).
+    Train-silent neurons are dropped and recorded in ``dropped_units``.
+
+    Raises
+    ------
+    ValueError
+        Naming what is wrong and how to fix it.
+    """
+    where = "raster input"
+    if "raster" not in ds.data_vars:
+        raise ValueError(
+            f"{where}: no variable named 'raster' (found {sorted(map(str, ds.data_vars))}); "
+            "rename the binary activity variable to 'raster'"
+        )
+    var = ds["raster"]
+    if var.dims != ("time_bin", "neuron"):
+        raise ValueError(
+            f"{where}: 'raster' has dims {var.dims}; it must have dims ('time_bin', 'neuron') "
+            "in that order (use .rename({...}) / .transpose('time_bin', 'neuron'))"
+        )
+    if var.dtype.kind not in "biu":
+        raise ValueError(
+            f"{where}: 'raster' has dtype {var.dtype}; it must be integer or boolean with values "
+            "0/1 (binarize first, then store e.g. raster.astype('uint8'))"
+        )
+    values = np.asarray(var.values)
+    bad = np.setdiff1d(np.unique(values), [0, 1])
+    if bad.size:
+        raise ValueError(
+            f"{where}: 'raster' must contain only 0 and 1; found values {bad[:10].tolist()} in "
+            f"{int(np.isin(values, bad).sum())} entries (binarize counts with (x > 0))"
+        )
+    for name in ("unit_id", "area"):
+        if name not in ds.coords or ds[name].dims != ("neuron",):
+            raise ValueError(
+                f"{where}: missing coordinate {name!r} on dim 'neuron' (assign it with "
+                f"ds.assign_coords({name}=('neuron', values)))"
+            )
+    if ds["unit_id"].dtype.kind not in "iu":
+        raise ValueError(f"{where}: 'unit_id' must be integers; got dtype {ds['unit_id'].dtype}")
+    if np.unique(ds["unit_id"].values).size != ds.sizes["neuron"]:
+        raise ValueError(f"{where}: 'unit_id' values must be unique")
+    bin_ms = ds.attrs.get("bin_ms")
+    try:
+        ok = bin_ms is not None and float(bin_ms) > 0 and np.isfinite(float(bin_ms))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(
+            f"{where}: attribute 'bin_ms' (bin width in ms, > 0) is missing or invalid "
+            f"({bin_ms!r}); set ds.attrs['bin_ms'] = 20.0 (your bin width)"
+        )
+    bin_ms = float(bin_ms)
+    n_bins = ds.sizes["time_bin"]
+    out = xr.Dataset(
+        {"raster": (("time_bin", "neuron"), values.astype(np.uint8),
+                    {"long_name": "1 if the unit fired at least once in the bin"})},
+        coords={
+            "unit_id": ("neuron", ds["unit_id"].values.astype(np.int64)),
+            "area": ("neuron", ds["area"].values.astype(str).astype(object)),
+        },
+        attrs={k: v for k, v in ds.attrs.items()
+               if k in ("source", "dropped_units", "epochs")},
+    )
+    out.coords["time"] = ("time_bin", ds["time"].values.astype(np.float64) if "time" in ds.coords
+                          else np.arange(n_bins) * bin_ms / 1000.0, {"units": "s"})
+    out.coords["epoch"] = ("time_bin", ds["epoch"].values.astype(str).astype(object)
+                           if "epoch" in ds.coords else np.full(n_bins, "raster", dtype=object))
+    if "split" in ds.coords:
+        split = ds["split"].values.astype(str)
+        bad_split = sorted(set(split) - {"train", "test"})
+        if bad_split:
+            raise ValueError(f"{where}: 'split' values must be 'train' or 'test'; found "
+                             f"{bad_split}")
+        for name in ("train", "test"):
+            if not (split == name).any():
+                raise ValueError(f"{where}: 'split' has no {name!r} bins; give both splits or "
+                                 "drop 'split' to have contiguous blocks assigned")
+        block = (ds["block"].values.astype(np.int64) if "block" in ds.coords
+                 else (np.arange(n_bins, dtype=np.int64) * n_blocks) // max(n_bins, 1))
+        test_blocks = sorted({int(k) for k in block[split == "test"]})
+        out.attrs.setdefault("n_blocks", int(np.unique(block).size))
+    else:
+        block, split, test_blocks = assign_blocks(n_bins, n_blocks=n_blocks,
+                                                  n_test_blocks=n_test_blocks, seed=seed)
+        out.attrs["n_blocks"] = int(n_blocks)
+    out.coords["block"] = ("time_bin", block)
+    out.coords["split"] = ("time_bin", np.asarray(split).astype(object))
+    rate = (ds["rate_hz"].values.astype(np.float64) if "rate_hz" in ds.coords
+            else values.mean(axis=0) / (bin_ms / 1000.0))
+    out.coords["rate_hz"] = ("neuron", rate, {"units": "Hz"})
+    out.attrs.update(bin_ms=bin_ms, session_id=session_id, test_blocks=json.dumps(test_blocks),
+                     duration_s=n_bins * bin_ms / 1000.0)
+    out.attrs.setdefault("source", "raster")
+    out.attrs.setdefault("dropped_units", "[]")
+    return _drop_train_silent(out)
