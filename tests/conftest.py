@@ -50,27 +50,32 @@ def snakemake(cwd: Path, *args: str, timeout: float = 600) -> subprocess.Complet
                           timeout=timeout, env=env)
 
 
+def copy_workflow(dest: Path, overrides: dict | None = None, sessions: str | None = None,
+                  tiny: bool = True) -> Path:
+    """Copy the workflow into ``dest`` with the tiny config (+ overrides) and a sessions sheet."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("Snakefile", "workflow", "scripts", "config", "profiles", "envs"):
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, dirs_exist_ok=True)
+        else:
+            shutil.copy2(src, dest / name)
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    if tiny:
+        cfg = deep_update(cfg, TINY_CONFIG)
+    cfg = deep_update(cfg, overrides or {})
+    (dest / "config" / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    if sessions is not None:
+        (dest / "config" / "sessions.tsv").write_text(sessions)
+    return dest
+
+
 @pytest.fixture
 def workflow_dir(tmp_path: Path) -> Callable[..., Path]:
     """Factory: copy the workflow into a temp folder with a tiny config (plus overrides)."""
 
     def make(overrides: dict | None = None, sessions: str | None = None,
              tiny: bool = True) -> Path:
-        dest = tmp_path / "wf"
-        dest.mkdir(parents=True, exist_ok=True)
-        for name in ("Snakefile", "workflow", "scripts", "config", "profiles", "envs"):
-            src = REPO / name
-            if src.is_dir():
-                shutil.copytree(src, dest / name, dirs_exist_ok=True)
-            else:
-                shutil.copy2(src, dest / name)
-        cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-        if tiny:
-            cfg = deep_update(cfg, TINY_CONFIG)
-        cfg = deep_update(cfg, overrides or {})
-        (dest / "config" / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-        if sessions is not None:
-            (dest / "config" / "sessions.tsv").write_text(sessions)
-        return dest
+        return copy_workflow(tmp_path / "wf", overrides, sessions, tiny)
 
     return make
