@@ -1,15 +1,11 @@
 """Snakemake adapter: spikes.nc -> raster.nc (binarized, train/test split)."""
 
-import logging
-
 from spikerbm import io
 from spikerbm.binarize import binarize
 from spikerbm.provenance import derive_seed, provenance_attrs
 
 snakemake = globals()["snakemake"]
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO,
-                    format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-log = logging.getLogger("binarize")
+log = io.job_logger(snakemake.log[0], "binarize")
 session = snakemake.wildcards.session
 cfg = dict(snakemake.params.binarize)
 try:

@@ -1,6 +1,5 @@
 """Snakemake adapter: effective couplings of a session's selected model (couplings.nc)."""
 
-import logging
 import time
 from pathlib import Path
 
@@ -10,9 +9,7 @@ from spikerbm.provenance import derive_seed, provenance_attrs
 from spikerbm.rbm import resolve_device
 
 snakemake = globals()["snakemake"]
-logging.basicConfig(level=logging.INFO, handlers=[logging.FileHandler(snakemake.log[0])],
-                    format="%(asctime)s %(levelname)s %(message)s")
-log = logging.getLogger("spikerbm.couplings")
+log = io.job_logger(snakemake.log[0], "couplings")
 
 session = snakemake.wildcards.session
 params = dict(snakemake.params.couplings)

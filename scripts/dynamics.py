@@ -1,6 +1,5 @@
 """Snakemake adapter: relaxation dynamics of a session (dynamics.nc)."""
 
-import logging
 import time
 
 import torch
@@ -11,9 +10,7 @@ from spikerbm.provenance import derive_seed, provenance_attrs
 from spikerbm.rbm import resolve_device
 
 snakemake = globals()["snakemake"]
-logging.basicConfig(level=logging.INFO, handlers=[logging.FileHandler(snakemake.log[0])],
-                    format="%(asctime)s %(levelname)s %(message)s")
-log = logging.getLogger("spikerbm.dynamics")
+log = io.job_logger(snakemake.log[0], "dynamics")
 
 torch.set_num_threads(snakemake.threads)  # more threads than cores oversubscribes badly
 session = snakemake.wildcards.session

@@ -1,14 +1,10 @@
 """Snakemake adapter: Figs. 4 (couplings) and 5 (per-area histograms) from couplings.nc."""
 
-import logging
-
 from spikerbm import io
 from spikerbm.plotting import fig_areas, fig_couplings
 
 snakemake = globals()["snakemake"]
-logging.basicConfig(level=logging.INFO, handlers=[logging.FileHandler(snakemake.log[0])],
-                    format="%(asctime)s %(levelname)s %(message)s")
-log = logging.getLogger("spikerbm.fig_couplings")
+log = io.job_logger(snakemake.log[0], "fig_couplings")
 
 ds = io.read_netcdf(snakemake.input.couplings)
 session = snakemake.wildcards.session

@@ -1,14 +1,10 @@
 """Snakemake adapter: Fig. 3 (generated vs real statistics) from statistics.nc."""
 
-import logging
-
 from spikerbm import io
 from spikerbm.plotting import fig_statistics
 
 snakemake = globals()["snakemake"]
-logging.basicConfig(level=logging.INFO, handlers=[logging.FileHandler(snakemake.log[0])],
-                    format="%(asctime)s %(levelname)s %(message)s")
-log = logging.getLogger("spikerbm.fig_statistics")
+log = io.job_logger(snakemake.log[0], "fig_statistics")
 
 ds = io.read_netcdf(snakemake.input.statistics)
 if int(ds.attrs.get("equilibrated", -1)) != 1:

@@ -1,15 +1,11 @@
 """Snakemake adapter: validate a user-supplied raster (source: raster) -> raster.nc."""
 
-import logging
-
 from spikerbm import io
 from spikerbm.binarize import validate_raster
 from spikerbm.provenance import derive_seed, provenance_attrs
 
 snakemake = globals()["snakemake"]
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO,
-                    format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-log = logging.getLogger("import_raster")
+log = io.job_logger(snakemake.log[0], "import_raster")
 session = snakemake.wildcards.session
 cfg = dict(snakemake.params.binarize)
 try:

@@ -1,6 +1,5 @@
 """Snakemake adapter: train/test log-likelihood at every checkpoint of one model -> loglik.nc."""
 
-import logging
 import time
 
 import torch
@@ -12,9 +11,7 @@ from spikerbm.provenance import derive_seed, provenance_attrs
 from spikerbm.rbm import resolve_device
 
 snakemake = globals()["snakemake"]
-logging.basicConfig(level=logging.INFO, handlers=[logging.FileHandler(snakemake.log[0])],
-                    format="%(asctime)s %(levelname)s %(message)s")
-log = logging.getLogger("spikerbm.loglik")
+log = io.job_logger(snakemake.log[0], "loglik")
 
 session, n_hidden = snakemake.wildcards.session, int(snakemake.wildcards.n_hidden)
 torch.set_num_threads(snakemake.threads)

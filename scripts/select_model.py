@@ -1,6 +1,5 @@
 """Snakemake adapter: combine per-model log-likelihoods, select the best model -> selected.nc."""
 
-import logging
 from pathlib import Path
 
 from spikerbm import io
@@ -8,9 +7,7 @@ from spikerbm.likelihood import combine_loglik, select_model, selected_dataset
 from spikerbm.provenance import provenance_attrs
 
 snakemake = globals()["snakemake"]
-logging.basicConfig(level=logging.INFO, handlers=[logging.FileHandler(snakemake.log[0])],
-                    format="%(asctime)s %(levelname)s %(message)s")
-log = logging.getLogger("spikerbm.select_model")
+log = io.job_logger(snakemake.log[0], "select_model")
 
 session = snakemake.wildcards.session
 ll = combine_loglik([io.read_netcdf(p) for p in snakemake.input.logliks])

@@ -1,6 +1,5 @@
 """Snakemake adapter: generated-vs-real statistics of a session's selected model (statistics.nc)."""
 
-import logging
 import time
 
 from spikerbm import binarize, io
@@ -9,12 +8,7 @@ from spikerbm.rbm import rbm_from_dataset, resolve_device
 from spikerbm.statistics import compute_statistics
 
 snakemake = globals()["snakemake"]
-logging.basicConfig(level=logging.INFO, handlers=[logging.FileHandler(snakemake.log[0])],
-                    format="%(asctime)s %(levelname)s %(message)s")
-stderr = logging.StreamHandler()
-stderr.setLevel(logging.WARNING)  # a failed equilibration check is loud on the console too
-logging.getLogger().addHandler(stderr)
-log = logging.getLogger("spikerbm.statistics")
+log = io.job_logger(snakemake.log[0], "statistics")
 
 session = snakemake.wildcards.session
 params = dict(snakemake.params.statistics)

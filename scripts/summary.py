@@ -1,13 +1,9 @@
 """Per-session summary (key numbers + warnings) for the report."""
 
-import logging
-
 from spikerbm import io, report
 
 snakemake = globals()["snakemake"]
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO,
-                    format="%(asctime)s %(levelname)s %(message)s")
-log = logging.getLogger("summary")
+log = io.job_logger(snakemake.log[0], "summary")
 
 artifacts = {name: io.read_netcdf(path) for name, path in snakemake.input.items()}
 table = report.session_summary(artifacts)

@@ -1,16 +1,12 @@
 """Snakemake adapter: a synthetic session (spikes.nc + truth.nc) from the planted RBM."""
 
-import logging
-
 import torch
 
 from spikerbm import io, synthetic
 from spikerbm.provenance import derive_seed, provenance_attrs
 
 snakemake = globals()["snakemake"]
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO,
-                    format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-log = logging.getLogger("synthetic_session")
+log = io.job_logger(snakemake.log[0], "synthetic_session")
 session = snakemake.wildcards.session
 torch.set_num_threads(snakemake.threads)  # the exact enumeration runs in torch
 try:

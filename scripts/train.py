@@ -1,6 +1,5 @@
 """Snakemake adapter: train one RBM (session, n_hidden) by PCD with exact resume -> model.nc."""
 
-import logging
 import sys
 from pathlib import Path
 
@@ -12,9 +11,7 @@ from spikerbm.provenance import derive_seed, provenance_attrs
 from spikerbm.training import TrainConfig, train_to_files
 
 snakemake = globals()["snakemake"]
-logging.basicConfig(level=logging.INFO, handlers=[logging.FileHandler(snakemake.log[0])],
-                    format="%(asctime)s %(levelname)s %(message)s")
-log = logging.getLogger("spikerbm.train")
+log = io.job_logger(snakemake.log[0], "train")
 
 session, n_hidden = snakemake.wildcards.session, int(snakemake.wildcards.n_hidden)
 torch.set_num_threads(snakemake.threads)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
@@ -122,3 +123,19 @@ def stale_temporaries(path: str | os.PathLike) -> list[Path]:
     if not path.parent.is_dir():
         return []
     return sorted(p for p in path.parent.glob(f".{path.name}.*") if p.name.endswith(".tmp"))
+
+
+def job_logger(log_path: str | os.PathLike, name: str) -> logging.Logger:
+    """Configure logging for one workflow job and return its logger.
+
+    Every record at INFO and above goes to the job's log file (``log:`` of the rule); warnings
+    and errors also go to stderr, so problems (a model below the independent-site floor,
+    samples that failed the equilibrium check) are loud on the console too.
+    """
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    console = logging.StreamHandler()
+    console.setLevel(logging.WARNING)
+    logging.basicConfig(level=logging.INFO, force=True,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        handlers=[logging.FileHandler(log_path), console])
+    return logging.getLogger(f"spikerbm.{name}")
