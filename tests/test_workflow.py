@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import xarray as xr
 import yaml
-from conftest import REPO, copy_workflow, snakemake
+from conftest import REPO, TINY_CONFIG, copy_workflow, snakemake
 
 pytestmark = pytest.mark.workflow
 
@@ -130,3 +130,15 @@ def test_rerun_has_nothing_to_do_and_report_builds(tiny_run):
     assert rep.returncode == 0, rep.stderr[-3000:]
     text = (wf / "report.html").read_text(errors="replace")
     assert "fig2_loglik" in text and "summary" in text
+
+
+def test_slurm_profile_maps_gpu_resources(workflow_dir):
+    wf = workflow_dir()
+    proc = snakemake(wf, "-n", "--profile", "profiles/slurm")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    blocks = proc.stdout.split("\nrule ")
+    train = [b for b in blocks if b.startswith("train:")]
+    assert len(train) == len(TINY_CONFIG["train"]["n_hidden"])  # one session in the sheet
+    for block in train:
+        res = re.search(r"resources: (.*)", block)[1]
+        assert "gpu=1" in res and "slurm_partition=gpu" in res, res
