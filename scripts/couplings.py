@@ -18,6 +18,9 @@ raster = io.read_netcdf(snakemake.input.raster)
 n_hidden = int(selected.attrs["n_hidden"])
 model_path = [p for p in snakemake.input.models if Path(p).parent.name == f"hidden~{n_hidden}"]
 model = io.read_netcdf(model_path[0]) if model_path else None
+if model is None:
+    log.warning("no model.nc for n_hidden %d among the inputs: Fig. 4e (norms along training) "
+                "will be empty", n_hidden)
 truth = io.read_netcdf(snakemake.input.truth) if snakemake.input.truth else None
 areas = areas_of(selected, raster)
 seed = derive_seed(snakemake.params.seed, "couplings", session, n_hidden)

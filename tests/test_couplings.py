@@ -182,15 +182,6 @@ def test_stream_matches_dense_triplets():
     assert part.sum_sq == pytest.approx(float((vals[tr[:, 0] < 4] ** 2).sum()), rel=1e-12)
 
 
-def test_sample_triplets_seeded_distinct_sorted():
-    a = C.sample_triplets(40, 500, seed=9)
-    b = C.sample_triplets(40, 500, seed=9)
-    np.testing.assert_array_equal(a, b)
-    assert a.shape == (500, 3) and len({tuple(r) for r in a}) == 500
-    assert bool(np.all((a[:, 0] < a[:, 1]) & (a[:, 1] < a[:, 2])))
-    assert not np.array_equal(a, C.sample_triplets(40, 500, seed=10))
-
-
 # ------------------------------------------------------------------ statistics
 
 

@@ -44,6 +44,7 @@ import torch.nn.functional as F
 import xarray as xr
 
 from spikerbm.rbm import RBM
+from spikerbm.statistics import sample_triplets
 
 __all__ = [
     "gauss_hermite",
@@ -56,7 +57,6 @@ __all__ = [
     "triplet_couplings",
     "TripletStream",
     "stream_triplets",
-    "sample_triplets",
     "walsh_expansion",
     "walsh_energy",
     "exact_couplings",
@@ -469,32 +469,6 @@ def stream_triplets(factors: SpectralFactors, *, edges: np.ndarray | None = None
         top_index=top_i[order_].cpu().numpy().astype(np.int64),
         top_value=top_v[order_].cpu().numpy().astype(np.float64),
     )
-
-
-def sample_triplets(n: int, n_samples: int, *, seed: int) -> np.ndarray:
-    """A seeded set of distinct sorted triplets ``i<j<k`` (all of them when there are few).
-
-    Returns
-    -------
-    np.ndarray
-        int64 (T, 3), rows sorted lexicographically; ``T = min(n_samples, C(n, 3))``.
-    """
-    if n < 3:
-        raise ValueError(f"triplets need n >= 3 sites; got n={n}")
-    total = n * (n - 1) * (n - 2) // 6
-    if n_samples >= total:
-        idx = torch.combinations(torch.arange(n), r=3).numpy()
-        return idx.astype(np.int64)
-    rng = np.random.default_rng(seed)
-    found: set[tuple[int, int, int]] = set()
-    while len(found) < n_samples:
-        draw = np.sort(rng.integers(0, n, size=(2 * (n_samples - len(found)) + 16, 3)), axis=1)
-        ok = (draw[:, 0] < draw[:, 1]) & (draw[:, 1] < draw[:, 2])
-        for row in map(tuple, draw[ok]):
-            if len(found) >= n_samples:
-                break
-            found.add(row)
-    return np.array(sorted(found), dtype=np.int64)
 
 
 # --------------------------------------------------------------------------------------------

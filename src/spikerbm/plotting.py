@@ -74,7 +74,10 @@ def fig_statistics(ds: xr.Dataset, *, max_points: int = 3000) -> Figure:
     ev = ds["pc_explained"].values
     main.set_xlabel(f"PC1 ({100 * ev[0]:.1f}%)")
     main.set_ylabel(f"PC2 ({100 * ev[1]:.1f}%)")
-    for handle in main.legend(loc="lower right", markerscale=4).legend_handles:
+    # legend in the empty corner beside the marginals, off the scatter
+    handles, labels = main.get_legend_handles_labels()
+    for handle in ax_a.legend(handles, labels, loc="upper right", markerscale=4,
+                              borderaxespad=0).legend_handles:
         handle.set_alpha(1)
     top.tick_params(labelbottom=False, labelleft=False, left=False)
     right.tick_params(labelleft=False, labelbottom=False, bottom=False)
@@ -92,6 +95,8 @@ def fig_statistics(ds: xr.Dataset, *, max_points: int = 3000) -> Figure:
         ax.plot(ds["k"], ds["p_k"].sel(set=name), color=colors[str(name)], label=str(name),
                 drawstyle="steps-mid", lw=1)
     ax.set_yscale("log")
+    k_hi = int(np.flatnonzero((ds["p_k"].values > 0).any(axis=0)).max(initial=1))
+    ax.set_xlim(-0.5, min(k_hi * 1.1 + 1, float(ds["k"].values[-1])))  # drop the empty tail
     ax.set_xlabel("population activity K")
     ax.set_ylabel("P(K)")
     ax.legend()
@@ -158,7 +163,9 @@ def fig_dynamics(ds: xr.Dataset, *, title: str | None = None) -> Figure:
     sweep_ms = ds["sweep"].values * r
     shown = (sweep_ms > 0) & (sweep_ms <= t_max)  # log time axes: lag 0 is left out
     pos = lag_ms > 0
-    fig, axs = style.subplots(1, 4, figsize=(4 * style.PANEL_SIZE[0], style.PANEL_SIZE[1]))
+    # legends go under the panels (style.legend_below): over the curves they hid the data
+    fig, axs = style.subplots(1, 4, figsize=(4 * style.PANEL_SIZE[0],
+                                             style.PANEL_SIZE[1] + 5 * style.LEGEND_BELOW_HEIGHT))
 
     ax = axs[0]
     c, se = ds["C_data"].values, ds["C_data_se"].values
@@ -184,7 +191,7 @@ def fig_dynamics(ds: xr.Dataset, *, title: str | None = None) -> Figure:
     ax.set_ylabel("C(τ) of K")
     ax.set_title(f"fit max|Δ| {ds.attrs['fit_max_abs_dev']:.3f}, "
                  f"independent {ds.attrs['baseline_max_abs_dev_fit']:.3f}")
-    ax.legend(loc="upper right")
+    style.legend_below(ax)
 
     ax = axs[1]
     k, kse = ds["K_model_from_data"].values, ds["K_model_from_data_se"].values
@@ -199,7 +206,7 @@ def fig_dynamics(ds: xr.Dataset, *, title: str | None = None) -> Figure:
     ax.set_xscale("log")
     ax.set_xlabel("rescaled time (ms)")
     ax.set_ylabel("<K>(τ), chains from data states")
-    ax.legend(loc="best")
+    style.legend_below(ax)
 
     ax = axs[2]
     ax.plot(lag_ms[pos], ds["q_data"].values[pos], color=style.COLORS["data"], marker="o", ms=2,
@@ -211,7 +218,7 @@ def fig_dynamics(ds: xr.Dataset, *, title: str | None = None) -> Figure:
     ax.set_xscale("log")
     ax.set_xlabel("lag / rescaled time (ms)")
     ax.set_ylabel("q(τ)")
-    ax.legend(loc="best")
+    style.legend_below(ax)
 
     ax = axs[3]
     ax.plot(ds["rescale_ms_per_sweep"].values, ds["fit_sse"].values, color="0.3", lw=1)
@@ -223,7 +230,7 @@ def fig_dynamics(ds: xr.Dataset, *, title: str | None = None) -> Figure:
     ax.set_yscale("log")
     ax.set_xlabel("ms per sweep")
     ax.set_ylabel("sum of squares (fit range)")
-    ax.legend(loc="best")
+    style.legend_below(ax)
 
     from matplotlib.ticker import NullFormatter
 
@@ -259,11 +266,18 @@ def fig_couplings(ds: xr.Dataset, *, title: str | None = None) -> Figure:
     n = H.size
     iu = np.triu_indices(n, 1)
     J = ds["J"].values[iu]
-    _step_hist(axs[0], H, 40, color=style.COLORS["model"], label="model")
-    _step_hist(axs[1], J, 60, color=style.COLORS["model"], label="model", log=True)
-    if "H_truth" in ds:
-        _step_hist(axs[0], ds["H_truth"].values, 40, color=style.COLORS["truth"], label="truth")
-        _step_hist(axs[1], ds["J_truth"].values[iu], 60, color=style.COLORS["truth"],
+    truth = "H_truth" in ds
+    # model and truth share bin edges, so their counts compare bin by bin
+    h_edges = np.histogram_bin_edges(
+        np.concatenate([H, ds["H_truth"].values]) if truth else H, bins=40)
+    j_edges = np.histogram_bin_edges(
+        np.concatenate([J, ds["J_truth"].values[iu]]) if truth else J, bins=60)
+    _step_hist(axs[0], H, h_edges, color=style.COLORS["model"], label="model")
+    _step_hist(axs[1], J, j_edges, color=style.COLORS["model"], label="model", log=True)
+    if truth:
+        _step_hist(axs[0], ds["H_truth"].values, h_edges, color=style.COLORS["truth"],
+                   label="truth")
+        _step_hist(axs[1], ds["J_truth"].values[iu], j_edges, color=style.COLORS["truth"],
                    label=f"truth (r = {ds.attrs.get('truth_pearson_J', np.nan):.2f})", log=True)
     axs[0].set(xlabel="field $H_i$", ylabel="count")
     axs[1].set(xlabel="coupling $J_{ij}$", ylabel="pairs")
@@ -331,7 +345,7 @@ def fig_areas(ds: xr.Dataset, *, title: str | None = None) -> Figure:
     axs[1].set(xlabel="$R_{ij}$", ylabel="density")
     for ax, letter in zip(axs, "ab", strict=True):
         if regions:
-            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), fontsize=6, ncol=1)
+            style.legend_below(ax, fontsize=6)
         style.panel_label(ax, letter)
     if title:
         fig.suptitle(title, fontsize=9)

@@ -255,7 +255,7 @@ def sample_equilibrium(rbm: RBM, *, init_data: np.ndarray, n_samples: int, n_cha
     total = burn_in_sweeps + per_chain * thin_sweeps
     every = max(1, math.ceil(total / MAX_TRACE_RECORDS))
     n_rec = total // every
-    rbm64 = model.to(dtype=torch.float64)
+    rbm64 = rbm.to(dtype=torch.float64)  # energies from the full-precision parameters
     n_td, n_tr = min(n_data, MAX_TRACE_CHAINS), min(n_rand, MAX_TRACE_CHAINS)
     traced = torch.cat([torch.arange(n_td), n_data + torch.arange(n_tr)]).to(device)
     tr_e = torch.empty(n_rec, n_td + n_tr, dtype=torch.float64, device=device)

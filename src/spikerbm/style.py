@@ -61,3 +61,19 @@ def panel_label(ax: Any, label: str) -> None:
     """Bold panel letter in the top-left corner, as in the paper's figures."""
     ax.text(-0.18, 1.05, label, transform=ax.transAxes, fontweight="bold", fontsize=10,
             va="bottom", ha="left")
+
+
+def legend_below(ax: Any, **kwargs: Any) -> Any:
+    """Legend centred under the axes (below the x label), so it never covers the data.
+
+    Figures that use it need room under the panels: add ``LEGEND_BELOW_HEIGHT`` inches per
+    expected legend row of the tallest legend to the figure height.
+    """
+    kwargs.setdefault("loc", "upper center")
+    kwargs.setdefault("bbox_to_anchor", (0.5, -0.3))
+    kwargs.setdefault("ncol", 1)
+    return ax.legend(**kwargs)
+
+
+#: Height (inches) of one 7-pt legend row drawn with :func:`legend_below`.
+LEGEND_BELOW_HEIGHT = 0.16
