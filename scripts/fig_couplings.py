@@ -8,6 +8,8 @@ log = io.job_logger(snakemake.log[0], "fig_couplings")
 
 ds = io.read_netcdf(snakemake.input.couplings)
 session = snakemake.wildcards.session
-io.save_figure(fig_couplings(ds, title=f"{session}: effective couplings"), snakemake.output.fig4)
-io.save_figure(fig_areas(ds, title=f"{session}: couplings per area"), snakemake.output.fig5)
+io.save_figure(fig_couplings(ds, title=f"{session}: effective couplings"), snakemake.output.fig4,
+               attrs=ds.attrs)
+io.save_figure(fig_areas(ds, title=f"{session}: couplings per area"), snakemake.output.fig5,
+               attrs=ds.attrs)
 log.info("wrote %s and %s", snakemake.output.fig4, snakemake.output.fig5)

@@ -8,5 +8,5 @@ log = io.job_logger(snakemake.log[0], "fig_dynamics")
 
 ds = io.read_netcdf(snakemake.input.dynamics)
 fig = fig_dynamics(ds, title=snakemake.wildcards.session)
-io.save_figure(fig, snakemake.output.figure)
+io.save_figure(fig, snakemake.output.figure, attrs=ds.attrs)
 log.info("wrote %s", snakemake.output.figure)

@@ -10,5 +10,5 @@ ds = io.read_netcdf(snakemake.input.statistics)
 if int(ds.attrs.get("equilibrated", -1)) != 1:
     log.warning("statistics.nc is flagged equilibrated=%s: %s", ds.attrs.get("equilibrated"),
                 ds.attrs.get("equilibration_reason"))
-io.save_figure(fig_statistics(ds), snakemake.output.fig3)
+io.save_figure(fig_statistics(ds), snakemake.output.fig3, attrs=ds.attrs)
 log.info("wrote %s", snakemake.output.fig3)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import pytest
 import xarray as xr
 import yaml
 from conftest import REPO, TINY_CONFIG, copy_workflow, snakemake
+from PIL import Image
 
 pytestmark = pytest.mark.workflow
 
@@ -84,7 +86,10 @@ def test_tiny_run_writes_every_artifact_with_provenance(tiny_run):
             ds.close()
         for fig in ("fig2_loglik", "fig3_statistics", "fig4_couplings", "fig5_areas",
                     "fig6_dynamics"):
-            assert (res / "figures" / f"{fig}.png").stat().st_size > 10_000
+            png = res / "figures" / f"{fig}.png"
+            assert png.stat().st_size > 10_000
+            meta = json.loads(Image.open(png).text["Description"])  # provenance in the PNG
+            assert meta["data"]["session_id"] == session and "config" in meta["data"], fig
         assert "<table" in (res / "summary.html").read_text()
         assert not list(res.rglob("*.tmp")), "temporary files left behind"
         assert not list(res.rglob("resume.nc")), "resume state left after success"

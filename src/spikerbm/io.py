@@ -6,7 +6,7 @@ import contextlib
 import logging
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -89,13 +89,39 @@ def read_netcdf(path: str | os.PathLike) -> xr.Dataset:
         return ds.load()
 
 
-def save_figure(fig: Any, path: str | os.PathLike, *, dpi: int = 150) -> Path:
-    """Save a matplotlib figure atomically and close it."""
+def save_figure(fig: Any, path: str | os.PathLike, *, dpi: int = 150,
+                attrs: Mapping[str, Any] | None = None) -> Path:
+    """Save a matplotlib figure atomically (with provenance in its metadata) and close it.
+
+    Parameters
+    ----------
+    fig
+        The figure.
+    path
+        Destination; the format follows the suffix (``.png``, ``.pdf``, ``.svg``).
+    dpi
+        Resolution of raster formats.
+    attrs
+        Attributes of the artifact the figure shows; its provenance attributes (``config``,
+        ``seed``, ``session_id``, ``git_commit``, ``spikerbm_version``) are embedded as text
+        metadata, so a figure file names the data and code it came from.
+    """
     import matplotlib.pyplot as plt
 
+    from spikerbm import __version__
+    from spikerbm.provenance import canonical_json, git_commit
+
     path = Path(path)
+    keep = ("session_id", "seed", "config", "git_commit", "spikerbm_version", "created_utc")
+    source = {k: attrs[k] for k in keep if attrs and k in attrs}
+    fmt = path.suffix.lstrip(".").lower()
+    metadata = None
+    if fmt in ("png", "pdf", "svg"):
+        metadata = {"Creator" if fmt == "svg" else "Software": f"spikerbm {__version__}"}
+        key = {"png": "Description", "pdf": "Subject", "svg": "Description"}[fmt]
+        metadata[key] = canonical_json({"figure_git_commit": git_commit(), "data": source})
     with atomic_path(path, suffix=".tmp" + path.suffix) as tmp:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=path.suffix.lstrip("."))
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=fmt, metadata=metadata)
     plt.close(fig)
     return path
 
