@@ -13,7 +13,11 @@ session = snakemake.wildcards.session
 ll = combine_loglik([io.read_netcdf(p) for p in snakemake.input.logliks])
 selection = select_model(ll)  # logs a loud warning banner when no model beats the floor
 n_hidden = int(selection.attrs["n_hidden"])
-model_path = next(p for p in snakemake.input.models if Path(p).parent.name == f"hidden~{n_hidden}")
+wanted = f"hidden~{n_hidden}"
+model_path = next((p for p in snakemake.input.models if Path(p).parent.name == wanted), None)
+if model_path is None:
+    raise FileNotFoundError(f"selected n_hidden={n_hidden} but no hidden~{n_hidden}/model.nc among "
+                            f"the inputs {list(snakemake.input.models)}; rerun the train rule")
 raster = io.read_netcdf(snakemake.input.raster)
 rate = raster["rate_hz"].values if "rate_hz" in raster.coords else None
 selected = selected_dataset(io.read_netcdf(model_path), selection, rate_hz=rate)

@@ -107,6 +107,9 @@ def test_bad_bin_width_and_too_few_bins_rejected():
         run(spikes, bin_ms=0)
     with pytest.raises(ValueError, match="only 5 time bins for n_blocks = 7"):
         run(spikes, bin_ms=200, n_blocks=7)
+    # a NaN spike time is an error, not a silently ignored spike
+    with pytest.raises(ValueError, match="spike_time has 1 NaN"):
+        run(make_spikes([0.1, np.nan, 0.3], [0, 0, 0], n_units=1))
 
 
 def test_neuron_silent_in_train_is_dropped_and_recorded(caplog):

@@ -41,6 +41,7 @@ def test_valid_raster_is_completed_to_the_contract():
     np.testing.assert_array_equal(out["split"].values == "test", np.isin(blocks, test_blocks))
     np.testing.assert_allclose(out["rate_hz"].values, ds["raster"].values.mean(0) / 0.025)
     assert out.attrs["session_id"] == "mine" and out.attrs["bin_ms"] == 25.0
+    assert out.attrs["n_blocks"] == 5 and out.attrs["n_test_blocks"] == 2
     assert json.loads(out.attrs["dropped_units"]) == []
     parts = split_arrays(out)
     assert parts["train"].shape[1] == 7
@@ -61,6 +62,9 @@ def test_given_split_is_kept_and_train_silent_neurons_dropped():
     np.testing.assert_array_equal(out["split"].values, split)
     assert json.loads(out.attrs["dropped_units"]) == [13]
     np.testing.assert_array_equal(out["unit_id"].values, [11, 12, 14, 15])
+    # a split stored as a data variable (not a coordinate) is used, not silently replaced
+    as_var = validate_raster(ds.reset_coords("split"), **OPTS)
+    np.testing.assert_array_equal(as_var["split"].values, split)
 
 
 @pytest.mark.parametrize(
@@ -79,6 +83,8 @@ def test_given_split_is_kept_and_train_silent_neurons_dropped():
         (lambda ds: ds.assign_coords(split=("time_bin", np.full(103, "train"))),
          ["no 'test' bins"]),
         (lambda ds: ds.assign_coords(split=("time_bin", np.full(103, "val"))), ["'val'"]),
+        (lambda ds: ds.assign_coords(time=("time_bin", np.arange(103)[::-1] * 0.025)),
+         ["'time'", "strictly increasing"]),
     ],
 )
 def test_invalid_rasters_get_clear_errors(mutate, pieces):

@@ -94,5 +94,7 @@ def test_init_rbm_and_shape_errors():
     assert 0 < r.W.std().item() < 1e-3
     with pytest.raises(ValueError, match="shapes disagree"):
         R.RBM(torch.zeros(N, M), torch.zeros(M), torch.zeros(M))
+    with pytest.raises(ValueError, match="W must be 2-d"):
+        R.RBM(torch.zeros(N), torch.zeros(N), torch.zeros(M))
     with pytest.raises(ValueError, match="auto, cpu, cuda"):
         R.resolve_device("gpu")

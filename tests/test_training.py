@@ -241,6 +241,12 @@ def test_model_dataset_contract_and_tais(planted_data):
     assert json.loads(ds.attrs["train_config"])["n_hidden"] == NH and ds.attrs["n_hidden"] == NH
     # update 0 is the initialisation: b = 0, a = logit(train mean)
     assert np.all(ds["b"].isel(checkpoint=0).values == 0)
+    p = np.clip(train_v.mean(0, dtype=np.float64), 1e-4, 1 - 1e-4)
+    # float32 logit of values |a| < 10: round-off ~1e-6
+    np.testing.assert_allclose(ds["a"].isel(checkpoint=0).values, np.log(p) - np.log1p(-p),
+                               rtol=0, atol=1e-5)
+    # W ~ weight_std N(0, 1): the s.d. of 105 draws is within ~7% of 0.1 (1 s.e.); 30% is > 4 s.e.
+    assert abs(float(ds["W"].isel(checkpoint=0).std()) / 0.1 - 1) < 0.3
     # trajectory AIS along training (helper C's estimator) tracks exact log Z; 503 chains and
     # small steps: 0.05 nats is ~10x the typical error (METHODS §4: 0.003 over 400 steps)
     exact = [exact_log_z(R.rbm_from_dataset(ds, checkpoint=int(c), dtype=torch.float64))

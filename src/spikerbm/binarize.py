@@ -153,6 +153,11 @@ def binarize(spikes: xr.Dataset, *, bin_ms: float, epochs: str | Sequence[str] =
     t_spk = np.asarray(spikes["spike_time"].values, dtype=np.float64)
     u_spk = np.asarray(spikes["spike_unit"].values, dtype=np.int64)
     n_units = spikes.sizes["unit"]
+    if not np.isfinite(t_spk).all():
+        raise ValueError(
+            f"spike_time has {int((~np.isfinite(t_spk)).sum())} NaN/inf value(s); every spike "
+            "needs a finite time in seconds (fix or drop those spikes in spikes.nc)"
+        )
     if u_spk.size and (u_spk.min() < 0 or u_spk.max() >= n_units):
         raise ValueError(
             f"spike_unit must index the {n_units} units (0..{n_units - 1}); found values in "
@@ -238,7 +243,8 @@ def validate_raster(ds: xr.Dataset, *, n_blocks: int, n_test_blocks: int, seed: 
 
     Required: a variable ``raster`` with dims exactly ``(time_bin, neuron)``, integer or boolean
     dtype, values in {0, 1}; coords ``unit_id`` (integer, unique) and ``area`` on ``neuron``;
-    attribute ``bin_ms`` (> 0). Optional: ``time`` (default ``t * bin_ms / 1000`` s), ``epoch``
+    attribute ``bin_ms`` (> 0). Optional (coordinates or data variables): ``time`` (strictly
+    increasing; default ``t * bin_ms / 1000`` s), ``epoch``
     (default ``"raster"``), ``split`` (values ``train``/``test``; default assigned like
     :func:`binarize` with ``n_blocks``, ``n_test_blocks``, ``seed``), ``block`` (default the
     contiguous blocks), ``rate_hz`` (default fraction of active bins / bin width).
@@ -250,6 +256,10 @@ def validate_raster(ds: xr.Dataset, *, n_blocks: int, n_test_blocks: int, seed: 
         Naming what is wrong and how to fix it.
     """
     where = "raster input"
+    # optional per-bin / per-neuron variables stored as data variables count as coordinates
+    # (otherwise they would be silently ignored and replaced by defaults)
+    ds = ds.set_coords([n for n in ("time", "epoch", "split", "block", "rate_hz")
+                        if n in ds.data_vars])
     if "raster" not in ds.data_vars:
         raise ValueError(
             f"{where}: no variable named 'raster' (found {sorted(map(str, ds.data_vars))}); "
@@ -305,8 +315,16 @@ def validate_raster(ds: xr.Dataset, *, n_blocks: int, n_test_blocks: int, seed: 
         attrs={k: v for k, v in ds.attrs.items()
                if k in ("source", "dropped_units", "epochs")},
     )
-    out.coords["time"] = ("time_bin", ds["time"].values.astype(np.float64) if "time" in ds.coords
-                          else np.arange(n_bins) * bin_ms / 1000.0, {"units": "s"})
+    if "time" in ds.coords:
+        time = ds["time"].values.astype(np.float64)
+        if not (np.isfinite(time).all() and np.all(np.diff(time) > 0)):
+            raise ValueError(
+                f"{where}: 'time' must be finite and strictly increasing (the raster must be in "
+                "time order); sort the bins by time (ds.sortby('time')) or drop 'time'"
+            )
+    else:
+        time = np.arange(n_bins) * bin_ms / 1000.0
+    out.coords["time"] = ("time_bin", time, {"units": "s"})
     out.coords["epoch"] = ("time_bin", ds["epoch"].values.astype(str).astype(object)
                            if "epoch" in ds.coords else np.full(n_bins, "raster", dtype=object))
     if "split" in ds.coords:
@@ -333,6 +351,7 @@ def validate_raster(ds: xr.Dataset, *, n_blocks: int, n_test_blocks: int, seed: 
             else values.mean(axis=0) / (bin_ms / 1000.0))
     out.coords["rate_hz"] = ("neuron", rate, {"units": "Hz"})
     out.attrs.update(bin_ms=bin_ms, session_id=session_id, test_blocks=json.dumps(test_blocks),
+                     n_test_blocks=len(test_blocks),
                      duration_s=n_bins * bin_ms / 1000.0)
     out.attrs.setdefault("source", "raster")
     out.attrs.setdefault("dropped_units", "[]")

@@ -40,6 +40,10 @@ class RBM:
     b: torch.Tensor
 
     def __post_init__(self) -> None:
+        if self.W.ndim != 2:
+            raise ValueError(
+                f"W must be 2-d (n_visible, n_hidden); got shape {tuple(self.W.shape)}"
+            )
         n, m = self.W.shape
         if self.a.shape != (n,) or self.b.shape != (m,):
             raise ValueError(

@@ -127,13 +127,6 @@ class PersistentChains:
         with tf32_matmul(tf32):
             return torch.addmm(rbm.b, self.v, rbm.W, out=self._ph).sigmoid_()
 
-    def load_visible(self, v: torch.Tensor) -> None:
-        """Overwrite the visible states in place (e.g. when resuming from a checkpoint)."""
-        if v.shape != self.v.shape:
-            raise ValueError(f"visible states of shape {tuple(v.shape)} do not fit chains of "
-                             f"shape {tuple(self.v.shape)}")
-        self.v.copy_(v)
-
 
 def gibbs_sample(rbm: RBM, v0: torch.Tensor, *, k: int, generator: torch.Generator,
                  tf32: bool = False) -> torch.Tensor:

@@ -17,8 +17,8 @@ Pieces (METHODS §3):
   ``resume.nc`` after every checkpoint and ``model.nc`` at the end, atomically, through
   :mod:`spikerbm.io`; deletes ``resume.nc`` on success).
 
-Precision: sampling and parameters in float32 (TF32 in sampling matmuls on CUDA only when
-``tf32: true``); every energy / log Z (trajectory AIS) in float64.
+Precision: sampling and parameters in float32 (TF32 in the sampling and gradient matmuls on CUDA
+only when ``tf32: true``); every energy / log Z (trajectory AIS) in float64.
 
 This module imports xarray lazily, so the pure-torch parts (config, gradient, step) work without
 netCDF libraries (``benchmarks/train_speed.py`` relies on that).
@@ -40,7 +40,14 @@ import numpy as np
 import torch
 
 from spikerbm.provenance import canonical_json, derive_seed
-from spikerbm.rbm import RBM, hidden_probs, init_rbm, resolve_device, tf32_matmul
+from spikerbm.rbm import (
+    RBM,
+    hidden_probs,
+    independent_site,
+    init_rbm,
+    resolve_device,
+    tf32_matmul,
+)
 from spikerbm.sampling import PersistentChains
 
 if TYPE_CHECKING:
@@ -85,7 +92,8 @@ class TrainConfig:
     weight_std
         Standard deviation of the initial weights.
     tf32
-        Allow TF32 in the float32 matrix products of sampling on CUDA (never in energies).
+        Allow TF32 in the float32 matrix products of sampling and of the gradient moments on
+        CUDA (never in energies or trajectory-AIS log-weights).
     tais_chains
         Trajectory-AIS chains run along training (0 disables; ``logz_tais`` is then NaN).
     ess_threshold
@@ -461,8 +469,7 @@ def _state_dataset(*, cfg: TrainConfig, traj: _Trajectory, chains: PersistentCha
 # The loop
 # --------------------------------------------------------------------------------------------
 def _make_tais(rbm_init: RBM, cfg: TrainConfig, generator: torch.Generator) -> Any:
-    from spikerbm.likelihood import TrajectoryAIS, log_z_independent
-    from spikerbm.rbm import independent_site
+    from spikerbm.likelihood import TrajectoryAIS, log_z_independent  # imports xarray
 
     start = independent_site(rbm_init.a, rbm_init.n_hidden)
     return TrajectoryAIS(start, log_z=log_z_independent(start), n_chains=cfg.tais_chains,
