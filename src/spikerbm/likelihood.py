@@ -33,6 +33,7 @@ import xarray as xr
 
 from spikerbm.provenance import derive_seed
 from spikerbm.rbm import RBM, free_energy, rbm_from_dataset
+from spikerbm.sampling import PersistentChains
 
 __all__ = [
     "LogZEstimate",
@@ -330,12 +331,8 @@ class TrajectoryAIS:
         self.burn_in_sweeps = int(burn_in_sweeps)
         dev, dt = rbm.device, rbm.dtype
         n, m = rbm.n_visible, rbm.n_hidden
-        self._v = torch.zeros(n_chains, n, dtype=dt, device=dev)
-        self._h = torch.zeros(n_chains, m, dtype=dt, device=dev)
-        self._uv = torch.empty(n_chains, n, dtype=dt, device=dev)
-        self._uh = torch.empty(n_chains, m, dtype=dt, device=dev)
-        self._mv = torch.empty(n_chains, n, dtype=torch.bool, device=dev)
-        self._mh = torch.empty(n_chains, m, dtype=torch.bool, device=dev)
+        self._chains = PersistentChains(torch.zeros(n_chains, n, dtype=dt, device=dev),
+                                        n_hidden=m, dtype=dt)
         self._log_w = torch.zeros(n_chains, dtype=torch.float64, device=dev)
         self._offset = float(log_z)
         self._initialised = False
@@ -343,16 +340,19 @@ class TrajectoryAIS:
         self.n_resamples = 0
 
     # -- sampling --------------------------------------------------------------------------
+    @property
+    def _v(self) -> torch.Tensor:
+        """Current visible states of the chains (n_chains, n_visible)."""
+        return self._chains.v
+
     def _sweep(self, rbm: RBM) -> None:
-        W, a, b = rbm.W.to(self._v.dtype), rbm.a.to(self._v.dtype), rbm.b.to(self._v.dtype)
-        ph = torch.sigmoid(torch.addmm(b, self._v, W))
-        self._h.copy_(_bernoulli_(self._mh, ph, self._uh, self._gen))
-        pv = torch.sigmoid(torch.addmm(a, self._h, W.T))
-        self._v.copy_(_bernoulli_(self._mv, pv, self._uv, self._gen))
+        self._chains.sweep(rbm.to(dtype=self._v.dtype), generator=self._gen)
 
     def _initialise(self) -> None:
         pv = torch.sigmoid(self._rbm.a.to(self._v.dtype)).expand_as(self._v)
-        self._v.copy_(_bernoulli_(self._mv, pv, self._uv, self._gen))
+        u = torch.rand(self._v.shape, generator=self._gen, dtype=self._v.dtype,
+                       device=self._v.device)
+        self._v.copy_(u < pv)
         if bool((self._rbm.W != 0).any()):
             for _ in range(self.burn_in_sweeps):
                 self._sweep(self._rbm)
