@@ -44,7 +44,7 @@ import torch.nn.functional as F
 import xarray as xr
 
 from spikerbm.rbm import RBM
-from spikerbm.statistics import sample_triplets
+from spikerbm.statistics import compare_statistic, sample_triplets
 
 __all__ = [
     "gauss_hermite",
@@ -563,13 +563,7 @@ def exact_couplings(rbm: RBM, *, max_visible: int = 22) -> dict[str, np.ndarray 
 
 def pearson(x: np.ndarray, y: np.ndarray) -> float:
     """Pearson correlation of two equal-size arrays (NaN when either is constant)."""
-    x = np.asarray(x, dtype=np.float64).ravel()
-    y = np.asarray(y, dtype=np.float64).ravel()
-    if x.shape != y.shape:
-        raise ValueError(f"pearson needs equal sizes; got {x.shape} and {y.shape}")
-    xs, ys = x - x.mean(), y - y.mean()
-    den = math.sqrt(float((xs * xs).sum() * (ys * ys).sum()))
-    return float((xs * ys).sum() / den) if den > 0 else float("nan")
+    return compare_statistic(x, y)["r"]
 
 
 def skewness(x: np.ndarray) -> float:

@@ -81,18 +81,12 @@ def session_params(wildcards):
     return SESSIONS.loc[wildcards.session, "params"]
 
 
-def synthetic_params(wildcards):
-    """Config defaults for the synthetic source, overridden by the row's params."""
-    params = dict(config.get("synthetic", {}))
-    params.update(session_params(wildcards))
-    return params
-
-
 def get_synthetic_params(wildcards):
-    """synthetic_params with the parameter names checked when the DAG is built."""
+    """Config defaults for the synthetic source, overridden by the row's params; the names are
+    checked when the DAG is built."""
     from spikerbm.synthetic import check_params
 
-    return check_params(synthetic_params(wildcards))
+    return check_params({**config.get("synthetic", {}), **session_params(wildcards)})
 
 
 def get_model_files(wildcards):
