@@ -36,7 +36,7 @@ def main() -> None:
     p.add_argument("--chains", type=int, default=2000)
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--ais-betas", type=int, default=1000)
-    p.add_argument("--tf32", action="store_true")
+    p.add_argument("--precision", default="bf16", choices=["float32", "tf32", "bf16"])
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     args = p.parse_args()
     device = resolve_device(args.device)
@@ -63,7 +63,7 @@ def main() -> None:
     train_cfg = {"n_hidden": args.hidden, "n_updates": args.updates,
                  "n_checkpoints": args.checkpoints, "n_chains": args.chains,
                  "batch_size": args.chains, "k": args.k, "lr": args.lr, "centered": True,
-                 "weight_std": 1e-2, "tf32": args.tf32, "tais_chains": args.chains,
+                 "weight_std": 1e-2, "precision": args.precision, "tais_chains": args.chains,
                  "ess_threshold": 0.3}
     lls, models = [], {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -98,7 +98,7 @@ def main() -> None:
     print(f"{dt.date.today()}, {name}, torch {torch.__version__}: N = {n}, "
           f"{split['train'].shape[0]} train / {split['test'].shape[0]} test bins, "
           f"Nh = {args.hidden}, {args.updates} updates, k = {args.k}, chains = batch = "
-          f"{args.chains}, TF32 {'on' if args.tf32 else 'off'}, AIS 2000 x 4 chains x "
+          f"{args.chains}, precision {args.precision}, AIS 2000 x 4 chains x "
           f"{args.ais_betas} betas at {args.checkpoints} checkpoints")
     print("| stage | seconds |\n|---|---|")
     for stage, sec in times.items():

@@ -15,6 +15,7 @@ from spikerbm import io
 from spikerbm import rbm as R
 from spikerbm.sampling import PersistentChains
 from spikerbm.training import (
+    PRECISIONS,
     MinibatchStream,
     TrainConfig,
     TrainingDivergedError,
@@ -274,23 +275,56 @@ def test_divergence_names_update_and_parameter_and_keeps_checkpoint(tmp_path, pl
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cpu_and_cuda_training_agree_statistically(planted_data):
     """Same init (drawn on CPU from the same seed), different random streams on CPU and CUDA
-    (TF32 off and on): the exact test LL after 400 updates agrees within 0.1 nats. Over 6 CPU
-    seeds the final LL has s.d. 0.026 (range 0.07), so 0.1 is ~4 s.d.; each run must also gain
-    > 0.5 nats over its initialisation (a broken device path would not learn)."""
+    (float32, TF32, and the fused bf16 path with its CUDA graph): the exact test LL after 400
+    updates agrees within 0.1 nats. Over 6 CPU seeds the final LL has s.d. 0.026 (range
+    0.07), so 0.1 is ~4 s.d.; each run must also gain > 0.5 nats over its initialisation (a
+    broken device path would not learn)."""
     train_v, test_v = planted_data
     lls = {}
     for device in ("cpu", "cuda"):
-        for tf32 in ((False, True) if device == "cuda" else (False,)):
+        for precision in (PRECISIONS if device == "cuda" else ("float32",)):
             cfg = TrainConfig(n_hidden=NH, n_updates=400, n_checkpoints=4, n_chains=201,
                               batch_size=201, k=5, lr=0.1, weight_std=0.1, tais_chains=201,
-                              device=device, tf32=tf32)
+                              device=device, precision=precision)
             ds = train(train_v, cfg=cfg, seed=11)
             r0 = R.rbm_from_dataset(ds, checkpoint=0, dtype=torch.float64)
             r = R.rbm_from_dataset(ds, dtype=torch.float64)
-            lls[(device, tf32)] = exact_ll(r, test_v)
-            assert lls[(device, tf32)] > exact_ll(r0, test_v) + 0.5
+            lls[(device, precision)] = exact_ll(r, test_v)
+            assert lls[(device, precision)] > exact_ll(r0, test_v) + 0.5
             # trajectory AIS on the device tracks the exact log Z (float64 energies)
             assert abs(ds["logz_tais"].values[-1] - exact_log_z(r)) < 0.05
-    ref = lls[("cpu", False)]
+    ref = lls[("cpu", "float32")]
     for val in lls.values():
         assert abs(val - ref) < 0.1, lls
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_fused_bf16_training_resumes_exactly_and_stops_on_divergence(planted_data):
+    """The fused path (bf16 kernels, one CUDA-graph replay per update, trajectory AIS inside
+    the graph): a run restarted from a mid-training state ends where the uninterrupted run
+    ends (counter-based Philox keys and every state restored; the kernels are deterministic,
+    so equality is exact up to float32 rounding, asserted at 1e-6), and a learning rate
+    that blows up raises TrainingDivergedError naming the update, after the last good
+    checkpoint state (finite) was handed out."""
+    from spikerbm import kernels
+
+    if not kernels.available("cuda"):
+        pytest.skip("needs Triton")
+    train_v, _ = planted_data
+    cfg = TrainConfig(n_hidden=NH, n_updates=60, n_checkpoints=6, n_chains=201,
+                      batch_size=201, k=5, lr=0.1, weight_std=0.1, tais_chains=201,
+                      device="cuda", precision="bf16")
+    states: list = []
+    full = train(train_v, cfg=cfg, seed=3, on_checkpoint=states.append)
+    mid = states[3]
+    assert 0 < mid.attrs["n_updates_done"] < cfg.n_updates and "philox_chains" in mid
+    resumed = train(train_v, cfg=cfg, seed=3, resume=mid)
+    for var in ("W", "a", "b", "logz_tais"):
+        np.testing.assert_allclose(resumed[var].values, full[var].values, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(resumed["chains"].values, full["chains"].values)
+    blown = TrainConfig(**{**cfg.to_dict(), "lr": 3e38})  # overflows float32
+    kept: list = []
+    with pytest.raises(TrainingDivergedError, match=r"diverged at update \d+.*lower train.lr"):
+        train(train_v, cfg=blown, seed=3, on_checkpoint=kept.append)
+    assert kept and all(np.isfinite(s["W"].values).all() for s in kept)

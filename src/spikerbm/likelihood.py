@@ -33,7 +33,7 @@ import xarray as xr
 
 from spikerbm.provenance import derive_seed
 from spikerbm.rbm import RBM, free_energy, rbm_from_dataset
-from spikerbm.sampling import PersistentChains
+from spikerbm.sampling import FusedChains, PersistentChains
 
 __all__ = [
     "LogZEstimate",
@@ -285,8 +285,13 @@ class TrajectoryAIS:
     ``p_t`` invariant), then ``log w_m += E_t(v_m) - E_{t+1}(v_m)`` (visible free energies,
     float64), then ``log Z_{t+1} = offset + logsumexp(log w) - log n``. When the effective sample
     size ``ESS = (sum w)^2 / (n sum w^2)`` falls below ``ess_threshold`` the chains are
-    resampled (systematic resampling, one uniform from the generator), ``offset`` becomes the
-    current estimate and the log-weights restart at 0.
+    resampled (systematic resampling), ``offset`` becomes the current estimate and the
+    log-weights restart at 0.
+
+    The update is written without host synchronisation or data-dependent Python branches
+    (resampling is applied through ``torch.where``, one uniform drawn per step), so
+    :meth:`sweep_and_energy` and :meth:`reweight` can be captured in a CUDA graph
+    (:func:`spikerbm.training.train` does so on the fused bf16 path).
 
     The constructor draws no random numbers: the initial chains are drawn at the first
     :meth:`step` (exact samples ``v_i ~ Bernoulli(sigmoid(a_i))`` when the start model has
@@ -305,15 +310,19 @@ class TrajectoryAIS:
         Number of chains (>= 2).
     generator
         Random generator on ``rbm``'s device (owned by the caller; its state is the caller's to
-        save).
+        save): initial states, and the sweeps and resampling uniforms unless ``fused_seed``.
     ess_threshold
         Resample when ``ESS < ess_threshold`` (in (0, 1]).
     burn_in_sweeps
         Gibbs sweeps for the initial chains when the start model has ``W != 0``.
+    fused_seed
+        Run the chains with :class:`~spikerbm.sampling.FusedChains` (CUDA, bf16 products)
+        keyed by this Philox seed instead of :class:`~spikerbm.sampling.PersistentChains`.
     """
 
     def __init__(self, rbm: RBM, *, log_z: float, n_chains: int, generator: torch.Generator,
-                 ess_threshold: float = 0.3, burn_in_sweeps: int = 200) -> None:
+                 ess_threshold: float = 0.3, burn_in_sweeps: int = 200,
+                 fused_seed: int | None = None) -> None:
         if n_chains < 2:
             raise ValueError(f"n_chains must be >= 2; got {n_chains}")
         if not 0.0 < ess_threshold <= 1.0:
@@ -331,26 +340,45 @@ class TrajectoryAIS:
         self.burn_in_sweeps = int(burn_in_sweeps)
         dev, dt = rbm.device, rbm.dtype
         n, m = rbm.n_visible, rbm.n_hidden
-        self._chains = PersistentChains(torch.zeros(n_chains, n, dtype=dt, device=dev),
-                                        n_hidden=m, dtype=dt)
+        v0 = torch.zeros(n_chains, n, dtype=dt, device=dev)
+        self._chains: PersistentChains | FusedChains
+        if fused_seed is None:
+            self._chains = PersistentChains(v0, n_hidden=m, dtype=dt)
+        else:
+            self._chains = FusedChains(v0, n_hidden=m, seed=fused_seed)
         self._log_w = torch.zeros(n_chains, dtype=torch.float64, device=dev)
-        self._offset = float(log_z)
+        self._offset = torch.tensor(float(log_z), dtype=torch.float64, device=dev)
+        self._n_resamples = torch.zeros((), dtype=torch.int64, device=dev)
+        self._arange = torch.arange(n_chains, device=dev)
         self._initialised = False
         self.n_steps = 0
-        self.n_resamples = 0
 
     # -- sampling --------------------------------------------------------------------------
+    @property
+    def fused(self) -> bool:
+        """True when the chains run with the fused CUDA kernels."""
+        return isinstance(self._chains, FusedChains)
+
     @property
     def _v(self) -> torch.Tensor:
         """Current visible states of the chains (n_chains, n_visible)."""
         return self._chains.v
 
     def _sweep(self, rbm: RBM) -> None:
-        self._chains.sweep(rbm.to(dtype=self._v.dtype), generator=self._gen)
+        if isinstance(self._chains, FusedChains):
+            self._chains.sweep(rbm)
+        else:
+            self._chains.sweep(rbm.to(dtype=self._v.dtype), generator=self._gen)
+
+    def _uniform(self) -> torch.Tensor:
+        """One float64 uniform (shape (1,)) for systematic resampling."""
+        if isinstance(self._chains, FusedChains):
+            return self._chains.uniforms()[:1]
+        return torch.rand(1, generator=self._gen, dtype=torch.float64, device=self._v.device)
 
     def _initialise(self) -> None:
-        pv = torch.sigmoid(self._rbm.a.to(self._v.dtype)).expand_as(self._v)
-        u = torch.rand(self._v.shape, generator=self._gen, dtype=self._v.dtype,
+        pv = torch.sigmoid(self._rbm.a.to(torch.float32)).expand(self._v.shape)
+        u = torch.rand(self._v.shape, generator=self._gen, dtype=torch.float32,
                        device=self._v.device)
         self._v.copy_(u < pv)
         if bool((self._rbm.W != 0).any()):
@@ -358,32 +386,28 @@ class TrajectoryAIS:
                 self._sweep(self._rbm)
         self._initialised = True
 
-    def _resample(self) -> None:
-        """Systematic resampling by the normalised weights; weights restart at the estimate."""
-        p = torch.softmax(self._log_w, 0)
-        cdf = torch.cumsum(p, 0)
-        cdf[-1] = 1.0
-        u0 = torch.rand(1, generator=self._gen, dtype=torch.float64, device=self._v.device)
-        pos = (u0 + torch.arange(self.n_chains, dtype=torch.float64, device=self._v.device))
-        idx = torch.searchsorted(cdf, pos / self.n_chains).clamp_(max=self.n_chains - 1)
-        self._v.copy_(self._v[idx])
-        self._offset = self.log_z
-        self._log_w.zero_()
-        self.n_resamples += 1
-
     # -- public ----------------------------------------------------------------------------
     @property
     def log_z(self) -> float:
         """Current estimate ``offset + logsumexp(log w) - log n_chains`` (float64)."""
-        return float(self._offset + torch.logsumexp(self._log_w, 0).item()
-                     - math.log(self.n_chains))
+        return float(self._estimate().item())
+
+    def _estimate(self) -> torch.Tensor:
+        return self._offset + torch.logsumexp(self._log_w, 0) - math.log(self.n_chains)
 
     @property
     def ess(self) -> float:
         """Effective sample size fraction ``(sum w)^2 / (n sum w^2)`` of the current weights."""
+        return float(self._ess().item())
+
+    def _ess(self) -> torch.Tensor:
         lw = self._log_w
-        return float(torch.exp(2 * torch.logsumexp(lw, 0) - torch.logsumexp(2 * lw, 0)).item()
-                     / self.n_chains)
+        return torch.exp(2 * torch.logsumexp(lw, 0) - torch.logsumexp(2 * lw, 0)) / self.n_chains
+
+    @property
+    def n_resamples(self) -> int:
+        """Number of resampling events so far."""
+        return int(self._n_resamples.item())
 
     def step(self, rbm_next: RBM) -> float:
         """Advance the chains to new parameters and return the new ``log Z`` estimate.
@@ -408,37 +432,71 @@ class TrajectoryAIS:
         if not self._initialised:
             self._initialise()
         nxt = RBM(*(t.detach().clone() for t in (rbm_next.W, rbm_next.a, rbm_next.b)))
-        self._sweep(self._rbm)
-        self._log_w += free_energy(self._rbm, self._v) - free_energy(nxt, self._v)
-        self._rbm = nxt
-        self.n_steps += 1
-        estimate = self.log_z
-        if self.ess < self.ess_threshold:
-            self._resample()
+        estimate = self.reweight(self.sweep_and_energy(self._rbm), nxt)
+        self.set_current(nxt, n_steps=self.n_steps + 1)
+        return float(estimate.item())
+
+    def sweep_and_energy(self, rbm: RBM) -> torch.Tensor:
+        """First half of a step: one sweep with the current parameters ``rbm``; returns their
+        free energies ``E_t(v)`` of the moved chains (float64). No host synchronisation."""
+        self._sweep(rbm)
+        return free_energy(rbm, self._v)
+
+    def reweight(self, energy_now: torch.Tensor, rbm_next: RBM) -> torch.Tensor:
+        """Second half: ``log w += E_t(v) - E_{t+1}(v)``, estimate, resampling when the ESS is
+        low; returns the estimate of ``log Z(rbm_next)`` as a 0-d device tensor.
+
+        No host synchronisation and no data-dependent branch. The caller then declares the
+        new parameters with :meth:`set_current` (``step`` does all three).
+        """
+        self._log_w += energy_now - free_energy(rbm_next, self._v)
+        estimate = self._estimate()
+        resample = self._ess() < self.ess_threshold
+        cdf = torch.cumsum(torch.softmax(self._log_w, 0), 0)
+        cdf[-1:].fill_(1.0)  # (fill_, not item assignment: no host copy inside a graph)
+        pos = (self._uniform() + self._arange) / self.n_chains
+        idx = torch.searchsorted(cdf, pos).clamp_(max=self.n_chains - 1)
+        idx = torch.where(resample, idx, self._arange)
+        self._v.copy_(self._v.index_select(0, idx))
+        self._offset.copy_(torch.where(resample, estimate, self._offset))
+        self._log_w.copy_(torch.where(resample, torch.zeros_like(self._log_w), self._log_w))
+        self._n_resamples += resample
         return estimate
+
+    def set_current(self, rbm: RBM, *, n_steps: int) -> None:
+        """Declare the parameters the chains are now weighted for, and the step count (after
+        steps run through :meth:`sweep_and_energy` / :meth:`reweight`)."""
+        self._rbm = rbm
+        self.n_steps = int(n_steps)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Everything needed to continue exactly, as CPU tensors (no Python objects).
 
         Keys: ``chains`` (uint8, n_chains x N), ``log_w`` (float64), ``offset`` (float64, 0-d),
         ``W``, ``a``, ``b`` (the current parameters, their dtype), ``initialised``,
-        ``n_steps``, ``n_resamples`` (int64, 0-d).
+        ``n_steps``, ``n_resamples`` (int64, 0-d), and ``philox`` (int64, (1,)) for fused
+        chains.
         """
-        return {
+        state = {
             "chains": self._v.to(torch.uint8).cpu(),
             "log_w": self._log_w.detach().cpu().clone(),
-            "offset": torch.tensor(self._offset, dtype=torch.float64),
+            "offset": self._offset.detach().cpu().clone(),
             "W": self._rbm.W.cpu().clone(),
             "a": self._rbm.a.cpu().clone(),
             "b": self._rbm.b.cpu().clone(),
             "initialised": torch.tensor(int(self._initialised), dtype=torch.int64),
             "n_steps": torch.tensor(self.n_steps, dtype=torch.int64),
-            "n_resamples": torch.tensor(self.n_resamples, dtype=torch.int64),
+            "n_resamples": self._n_resamples.detach().cpu().clone(),
         }
+        if isinstance(self._chains, FusedChains):
+            state["philox"] = self._chains.seed.cpu().clone()
+        return state
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """Restore a :meth:`state_dict` (tensors may be on any device; shapes must match)."""
         missing = {"chains", "log_w", "offset", "W", "a", "b", "initialised"} - set(state)
+        if isinstance(self._chains, FusedChains) and "philox" not in state:
+            missing.add("philox")
         if missing:
             raise ValueError(f"trajectory-AIS state lacks {sorted(missing)}")
         chains = torch.as_tensor(state["chains"])
@@ -450,12 +508,14 @@ class TrajectoryAIS:
         dev = self._v.device
         self._v.copy_(chains.to(device=dev, dtype=self._v.dtype))
         self._log_w.copy_(torch.as_tensor(state["log_w"]).to(device=dev, dtype=torch.float64))
-        self._offset = float(torch.as_tensor(state["offset"]).item())
+        self._offset.copy_(torch.as_tensor(state["offset"]).to(device=dev, dtype=torch.float64))
         self._rbm = RBM(*(torch.as_tensor(state[k]).to(device=dev).clone()
                           for k in ("W", "a", "b")))
         self._initialised = bool(int(torch.as_tensor(state["initialised"]).item()))
         self.n_steps = int(torch.as_tensor(state.get("n_steps", 0)).item())
-        self.n_resamples = int(torch.as_tensor(state.get("n_resamples", 0)).item())
+        self._n_resamples.fill_(int(torch.as_tensor(state.get("n_resamples", 0)).item()))
+        if isinstance(self._chains, FusedChains):
+            self._chains.seed.copy_(torch.as_tensor(state["philox"]).to(dev))
 
 
 # --------------------------------------------------------------------------------------------

@@ -137,3 +137,99 @@ def gibbs_sample(rbm: RBM, v0: torch.Tensor, *, k: int, generator: torch.Generat
     chains = PersistentChains(v0.to(device=rbm.device), n_hidden=rbm.n_hidden, dtype=rbm.dtype)
     chains.sweep(rbm, generator=generator, k=k, tf32=tf32)
     return chains.v
+
+
+class FusedChains:
+    """Persistent chains sampled on CUDA with one fused bfloat16 kernel per half sweep.
+
+    The same Markov chain as :class:`PersistentChains` (``h ~ p(h|v)``, then ``v ~ p(v|h)``),
+    run with :func:`spikerbm.kernels.half_sweep`: product, bias, sigmoid, Philox uniforms and
+    comparison in one kernel, states stored as bfloat16 0/1 (exact). ``W`` enters the products
+    rounded to bfloat16 (see :mod:`spikerbm.kernels` for the precision argument and its test).
+    Randomness is counter-based: the Philox key of half sweep ``j`` of a :meth:`sweep` call is
+    ``seed + j`` and each call advances the device tensor ``seed``, so sweeps can be captured
+    in a CUDA graph and replayed with fresh randomness.
+
+    Parameters
+    ----------
+    v
+        Initial visible states (n_chains, n_visible) in {0, 1} on a CUDA device; copied.
+    n_hidden
+        Hidden units of the RBMs these chains will be run with.
+    seed
+        Initial Philox key (e.g. ``derive_seed(seed, "chains")``).
+    """
+
+    def __init__(self, v: torch.Tensor, *, n_hidden: int, seed: int) -> None:
+        from spikerbm import kernels
+
+        if v.ndim != 2:
+            raise ValueError(f"chains must have shape (n_chains, n_visible); got {tuple(v.shape)}")
+        if not kernels.available(v.device):
+            raise RuntimeError(f"fused CUDA kernels cannot run on {v.device} (need CUDA and "
+                               "Triton); use PersistentChains")
+        n_chains, n_visible = v.shape
+        dev, bf16 = v.device, torch.bfloat16
+        nv, nh = kernels.padded(n_visible), kernels.padded(n_hidden)
+        self._n, self._m = int(n_visible), int(n_hidden)
+        self._v = torch.zeros(n_chains, nv, dtype=bf16, device=dev)
+        self._v[:, :n_visible] = v
+        self._h = torch.zeros(n_chains, nh, dtype=bf16, device=dev)
+        self._w = torch.zeros(nv, nh, dtype=bf16, device=dev)
+        self._wt = torch.zeros(nh, nv, dtype=bf16, device=dev)
+        self._ph = torch.empty(n_chains, nh, dtype=torch.float32, device=dev)
+        self._u = torch.empty(n_chains, dtype=torch.float64, device=dev)
+        self.seed = torch.tensor([int(seed)], dtype=torch.int64, device=dev)
+
+    @property
+    def v(self) -> torch.Tensor:
+        """Visible states (n_chains, n_visible), a bfloat16 view."""
+        return self._v[:, :self._n]
+
+    @property
+    def h(self) -> torch.Tensor:
+        """Hidden states drawn in the last sweep (n_chains, n_hidden), a bfloat16 view."""
+        return self._h[:, :self._m]
+
+    @property
+    def n_chains(self) -> int:
+        return int(self._v.shape[0])
+
+    def load(self, rbm: RBM) -> None:
+        """Copy ``W`` (and ``W^T``) of ``rbm`` into the bfloat16 operands (graph-capturable)."""
+        if rbm.W.shape != (self._n, self._m):
+            raise ValueError(f"RBM of shape {tuple(rbm.W.shape)} does not match chains with "
+                             f"{self._n} visible and {self._m} hidden units")
+        self._w[:self._n, :self._m].copy_(rbm.W)
+        self._wt[:self._m, :self._n].copy_(rbm.W.T)
+
+    def sweep(self, rbm: RBM, *, k: int = 1, load: bool = True) -> None:
+        """Run ``k`` sweeps in place with ``rbm`` (float32, on the chains' device).
+
+        ``load=False`` reuses the operand copy of ``W`` made by the last :meth:`load`.
+        """
+        from spikerbm.kernels import half_sweep
+
+        if load:
+            self.load(rbm)
+        for s in range(k):
+            half_sweep(self._v, self._w, rbm.b, out=self._h, seed=self.seed, seed_offset=2 * s)
+            half_sweep(self._h, self._wt, rbm.a, out=self._v, seed=self.seed,
+                       seed_offset=2 * s + 1)
+        self.seed.add_(2 * k)
+
+    def hidden_means(self, rbm: RBM) -> torch.Tensor:
+        """``p(h = 1 | v)`` (float32 view of a buffer overwritten by the next call), computed
+        with the operand copy of ``W`` made by the last :meth:`load`."""
+        from spikerbm.kernels import half_sweep
+
+        half_sweep(self._v, self._w, rbm.b, out=None, prob=self._ph)
+        return self._ph[:, :self._m]
+
+    def uniforms(self) -> torch.Tensor:
+        """One float64 uniform per chain (a buffer); advances ``seed`` by one."""
+        from spikerbm.kernels import uniform_
+
+        uniform_(self._u, seed=self.seed)
+        self.seed.add_(1)
+        return self._u

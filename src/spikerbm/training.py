@@ -17,8 +17,10 @@ Pieces (METHODS §3):
   ``resume.nc`` after every checkpoint and ``model.nc`` at the end, atomically, through
   :mod:`spikerbm.io`; deletes ``resume.nc`` on success).
 
-Precision: sampling and parameters in float32 (TF32 in the sampling and gradient matmuls on CUDA
-only when ``tf32: true``); every energy / log Z (trajectory AIS) in float64.
+Precision (``train.precision``): parameters and gradients in float32; sampling products in
+float32, TF32 (``tf32``, CUDA) or bfloat16 operands (``bf16``, CUDA: the fused kernels of
+:mod:`spikerbm.kernels`, with one whole update, trajectory-AIS step included, replayed as a
+CUDA graph by :class:`FusedPCD`); every energy / log Z (trajectory AIS) in float64.
 
 This module imports xarray lazily, so the pure-torch parts (config, gradient, step) work without
 netCDF libraries (``benchmarks/train_speed.py`` relies on that).
@@ -48,15 +50,17 @@ from spikerbm.rbm import (
     resolve_device,
     tf32_matmul,
 )
-from spikerbm.sampling import PersistentChains
+from spikerbm.sampling import FusedChains, PersistentChains
 
 if TYPE_CHECKING:
     import xarray as xr
 
 log = logging.getLogger(__name__)
 
+#: Allowed values of ``train.precision``.
+PRECISIONS = ("float32", "tf32", "bf16")
 #: Version of the resume-state layout; a resume file of another version is ignored.
-RESUME_FORMAT = 1
+RESUME_FORMAT = 2
 
 
 class TrainingDivergedError(RuntimeError):
@@ -91,9 +95,11 @@ class TrainConfig:
         Use the centered gradient (METHODS §3); plain PCD gradient otherwise.
     weight_std
         Standard deviation of the initial weights.
-    tf32
-        Allow TF32 in the float32 matrix products of sampling and of the gradient moments on
-        CUDA (never in energies or trajectory-AIS log-weights).
+    precision
+        Matrix products of sampling and of the gradient moments: ``float32`` (IEEE),
+        ``tf32`` (TF32 tensor cores on CUDA) or ``bf16`` (CUDA: fused bfloat16-operand
+        sampling kernels in a CUDA graph, TF32 gradient moments; on CPU it runs as
+        ``float32``). Never used in energies or trajectory-AIS log-weights (float64).
     tais_chains
         Trajectory-AIS chains run along training (0 disables; ``logz_tais`` is then NaN).
     ess_threshold
@@ -111,7 +117,7 @@ class TrainConfig:
     lr: float = 0.1
     centered: bool = True
     weight_std: float = 1e-2
-    tf32: bool = False
+    precision: str = "float32"
     tais_chains: int = 500
     ess_threshold: float = 0.3
     device: str = "auto"
@@ -123,10 +129,11 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | np.integer):
                 raise ValueError(f"train.{name} must be an integer; got {value!r}")
-        for name in ("centered", "tf32"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"train.{name} must be true or false; got "
-                                 f"{getattr(self, name)!r}")
+        if not isinstance(self.centered, bool):
+            raise ValueError(f"train.centered must be true or false; got {self.centered!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"train.precision must be one of {', '.join(PRECISIONS)}; got "
+                             f"{self.precision!r}")
         for name in ("lr", "weight_std", "ess_threshold"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float | np.floating):
@@ -423,7 +430,8 @@ class _Trajectory:
         self.logz.append(float(logz))
 
 
-def _state_dataset(*, cfg: TrainConfig, traj: _Trajectory, chains: PersistentChains,
+def _state_dataset(*, cfg: TrainConfig, traj: _Trajectory,
+                   chains: PersistentChains | FusedChains,
                    chain_gen: torch.Generator, batches: MinibatchStream, tais: Any,
                    tais_gen: torch.Generator, update: int, hashes: Mapping[str, str],
                    visible_coords: Mapping[str, Any], for_resume: bool) -> xr.Dataset:
@@ -438,13 +446,16 @@ def _state_dataset(*, cfg: TrainConfig, traj: _Trajectory, chains: PersistentCha
               {"units": "1", "long_name": "hidden biases"}),
         "logz_tais": (("checkpoint",), np.asarray(traj.logz, dtype=np.float64),
                       {"units": "nats", "long_name": "trajectory-AIS log Z (NaN if disabled)"}),
-        "chains": (("chain", "visible"), chains.v.detach().cpu().numpy().astype(np.uint8),
+        "chains": (("chain", "visible"), chains.v.detach().to(torch.uint8).cpu().numpy(),
                    {"units": "1", "long_name": "final persistent chains (visible states)"}),
         "rng_chains": (("rng_chains_byte",), chain_gen.get_state().numpy(),
                        {"long_name": "torch generator state of the chains (uint8 bytes)"}),
         "rng_shuffle": (("rng_shuffle_byte",), batches.generator.get_state().numpy(),
                         {"long_name": "torch generator state of the minibatch shuffle"}),
     }
+    if isinstance(chains, FusedChains):
+        data_vars["philox_chains"] = ((), np.int64(chains.seed.item()),
+                                      {"long_name": "Philox key of the fused chains' next sweep"})
     if tais is not None:
         data_vars["rng_tais"] = (("rng_tais_byte",), tais_gen.get_state().numpy(),
                                  {"long_name": "torch generator state of trajectory AIS"})
@@ -468,12 +479,115 @@ def _state_dataset(*, cfg: TrainConfig, traj: _Trajectory, chains: PersistentCha
 # --------------------------------------------------------------------------------------------
 # The loop
 # --------------------------------------------------------------------------------------------
-def _make_tais(rbm_init: RBM, cfg: TrainConfig, generator: torch.Generator) -> Any:
+def _make_tais(rbm_init: RBM, cfg: TrainConfig, generator: torch.Generator,
+               fused_seed: int | None) -> Any:
     from spikerbm.likelihood import TrajectoryAIS, log_z_independent  # imports xarray
 
     start = independent_site(rbm_init.a, rbm_init.n_hidden)
     return TrajectoryAIS(start, log_z=log_z_independent(start), n_chains=cfg.tais_chains,
-                         generator=generator, ess_threshold=cfg.ess_threshold)
+                         generator=generator, ess_threshold=cfg.ess_threshold,
+                         fused_seed=fused_seed)
+
+
+class FusedPCD:
+    """PCD updates on CUDA with the fused bf16 sampler, each update one CUDA-graph replay.
+
+    One update is: gather the minibatch (device indices), ``k`` fused sweeps of the persistent
+    chains, hidden means of chains and data, the centered gradient (TF32 moments), the SGD
+    step in place, and, with trajectory AIS, its sweep and float64 reweighting (resampling by
+    ``torch.where``). Nothing in it synchronises with the host, so after one eager update
+    (which compiles and autotunes the kernels) the whole update is captured once and replayed:
+    one launch per update instead of ~10 per sweep. Parameters live in fixed tensors updated
+    in place (``rbm``); a device flag records the first update whose parameters are not
+    finite, read by :meth:`diverged_at` at checkpoints only (one sync per checkpoint).
+
+    Parameters
+    ----------
+    rbm
+        Initial parameters (float32, CUDA); copied.
+    chains
+        Persistent chains (:class:`~spikerbm.sampling.FusedChains`).
+    data
+        Training split on the device, (T, N) uint8.
+    cfg
+        Training configuration (``k``, ``lr``, ``centered``, ``batch_size``).
+    tais
+        A fused :class:`~spikerbm.likelihood.TrajectoryAIS` (already initialised) or ``None``.
+    """
+
+    def __init__(self, rbm: RBM, *, chains: FusedChains, data: torch.Tensor,
+                 cfg: TrainConfig, tais: Any = None) -> None:
+        dev = rbm.device
+        self.rbm = RBM(*(t.detach().clone().contiguous() for t in (rbm.W, rbm.a, rbm.b)))
+        self.chains, self.data, self.cfg, self.tais = chains, data, cfg, tais
+        self.idx = torch.zeros(cfg.batch_size, dtype=torch.int64, device=dev)
+        self._batch_u8 = torch.empty(cfg.batch_size, data.shape[1], dtype=torch.uint8,
+                                     device=dev)
+        self._batch = torch.empty(cfg.batch_size, data.shape[1], dtype=torch.float32,
+                                  device=dev)
+        self.logz = torch.full((), math.nan, dtype=torch.float64, device=dev)
+        self._count = torch.zeros((), dtype=torch.int64, device=dev)
+        self._first_bad = torch.full((), -1, dtype=torch.int64, device=dev)
+        self._graph: torch.cuda.CUDAGraph | None = None
+
+    def _update(self) -> None:
+        cfg, r, ch = self.cfg, self.rbm, self.chains
+        torch.index_select(self.data, 0, self.idx, out=self._batch_u8)
+        self._batch.copy_(self._batch_u8)
+        ch.sweep(r, k=cfg.k)
+        h_model = ch.hidden_means(r)
+        with tf32_matmul(True):
+            h_data = hidden_probs(r, self._batch)
+            grad = pcd_gradient(self._batch, h_data, ch.v.float(), h_model,
+                                centered=cfg.centered)
+        energy_now = self.tais.sweep_and_energy(r) if self.tais is not None else None
+        for name, t in r.parameters().items():
+            t.add_(getattr(grad, name), alpha=cfg.lr)
+        self._count += 1
+        finite = torch.stack([torch.isfinite(t).all() for t in r.parameters().values()]).all()
+        self._first_bad.copy_(torch.where(~finite & (self._first_bad < 0), self._count,
+                                          self._first_bad))
+        if self.tais is not None:
+            self.logz.copy_(self.tais.reweight(energy_now, r))
+
+    def step(self, idx: torch.Tensor) -> None:
+        """One update with the minibatch rows ``idx`` (int64, any device; copied)."""
+        self.idx.copy_(idx, non_blocking=True)
+        if self._graph is None:
+            # eager first update on a side stream (compiles, autotunes, warms cuBLAS), then
+            # capture the same update once; later updates replay it
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                self._update()
+            torch.cuda.current_stream().wait_stream(side)
+            self._graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self._graph):
+                self._update()
+            return
+        self._graph.replay()
+
+    def diverged_at(self) -> int | None:
+        """Update count (since construction) of the first non-finite parameters, or None."""
+        bad = int(self._first_bad.item())
+        return None if bad < 0 else bad
+
+
+def _use_fused(cfg: TrainConfig, device: torch.device) -> bool:
+    """Whether this run uses the fused bf16 CUDA path (logs why not when bf16 was asked)."""
+    if cfg.precision != "bf16":
+        return False
+    from spikerbm import kernels
+
+    if kernels.available(device):
+        return True
+    if device.type == "cuda":
+        log.warning("train.precision bf16 needs Triton, which this torch build lacks: sampling "
+                    "runs in TF32 with the library products instead")
+    else:
+        log.info("train.precision bf16 applies to CUDA only: sampling runs in float32 on %s",
+                 device)
+    return False
 
 
 def resume_mismatch(resume: xr.Dataset, hashes: Mapping[str, str]) -> str | None:
@@ -550,6 +664,7 @@ def train(train_data: np.ndarray | torch.Tensor, *, cfg: TrainConfig, seed: int,
              seed, n_samples, n_visible)
 
     data = torch.from_numpy(data_u8).to(device)
+    fused = _use_fused(cfg, device)
     batch_u8 = torch.empty(cfg.batch_size, n_visible, dtype=torch.uint8, device=device)
     batch = torch.empty(cfg.batch_size, n_visible, dtype=torch.float32, device=device)
     chain_gen = torch.Generator(device=device).manual_seed(derive_seed(seed, "chains"))
@@ -559,6 +674,7 @@ def train(train_data: np.ndarray | torch.Tensor, *, cfg: TrainConfig, seed: int,
     schedule = checkpoint_schedule(cfg.n_updates, cfg.n_checkpoints)
     is_checkpoint = set(schedule.tolist())
 
+    tais_seed = derive_seed(seed, "philox-tais") if fused else None
     why = resume_mismatch(resume, hashes) if resume is not None else "no resume state"
     if resume is not None and why is None:
         update = int(resume.attrs["n_updates_done"])
@@ -567,8 +683,10 @@ def train(train_data: np.ndarray | torch.Tensor, *, cfg: TrainConfig, seed: int,
                            list(resume["b"].values), [float(x) for x in resume["logz_tais"]])
         rbm = RBM(*(torch.from_numpy(np.array(x[-1], dtype=np.float32)).to(device)
                     for x in (traj.W, traj.a, traj.b)))
-        chains = PersistentChains(torch.from_numpy(resume["chains"].values).to(device),
-                                  n_hidden=cfg.n_hidden)
+        v_resume = torch.from_numpy(resume["chains"].values).to(device)
+        chains = (FusedChains(v_resume, n_hidden=cfg.n_hidden,
+                              seed=int(resume["philox_chains"]))
+                  if fused else PersistentChains(v_resume, n_hidden=cfg.n_hidden))
         chain_gen.set_state(torch.from_numpy(resume["rng_chains"].values.astype(np.uint8)))
         batches.load_state_dict({
             "rng": torch.from_numpy(resume["rng_shuffle"].values.astype(np.uint8)),
@@ -578,7 +696,7 @@ def train(train_data: np.ndarray | torch.Tensor, *, cfg: TrainConfig, seed: int,
         if cfg.tais_chains > 0:
             rbm_init = RBM(*(torch.from_numpy(np.array(x[0], dtype=np.float32)).to(device)
                              for x in (traj.W, traj.a, traj.b)))
-            tais = _make_tais(rbm_init, cfg, tais_gen)
+            tais = _make_tais(rbm_init, cfg, tais_gen, fused_seed=tais_seed)
             tais.load_state_dict({
                 name[len("tais__"):]: _var_tensor(var).to(device)
                 for name, var in resume.data_vars.items() if name.startswith("tais__")})
@@ -598,10 +716,13 @@ def train(train_data: np.ndarray | torch.Tensor, *, cfg: TrainConfig, seed: int,
                        generator=init_gen).to(device)
         chains = PersistentChains.random(n_chains=cfg.n_chains, n_visible=n_visible,
                                          n_hidden=cfg.n_hidden, generator=chain_gen)
+        if fused:
+            chains = FusedChains(chains.v, n_hidden=cfg.n_hidden,
+                                 seed=derive_seed(seed, "philox-chains"))
         tais = None
         logz0 = math.nan
         if cfg.tais_chains > 0:
-            tais = _make_tais(rbm, cfg, tais_gen)
+            tais = _make_tais(rbm, cfg, tais_gen, fused_seed=tais_seed)
             logz0 = tais.step(rbm)
         traj = _Trajectory([], [], [], [], [])
         traj.add(0, rbm, logz0)
@@ -622,27 +743,55 @@ def train(train_data: np.ndarray | torch.Tensor, *, cfg: TrainConfig, seed: int,
                mininterval=1.0 if sys.stderr.isatty() else 30.0, smoothing=0.1,
                desc=f"train n_hidden={cfg.n_hidden}")
     try:
+        engine = (FusedPCD(rbm, chains=chains, data=data, cfg=cfg, tais=tais)
+                  if isinstance(chains, FusedChains) else None)
+        tais_steps = tais.n_steps if tais is not None else 0
         while update < cfg.n_updates:
-            idx = batches.next_indices().to(device)
-            torch.index_select(data, 0, idx, out=batch_u8)
-            batch.copy_(batch_u8)
-            new, grad = pcd_step(rbm, batch, chains, k=cfg.k, lr=cfg.lr,
-                                 centered=cfg.centered, generator=chain_gen, tf32=cfg.tf32)
-            update += 1
-            check_finite(update, **{f"gradient of {n}": g for n, g in grad.items()},
-                         **{f"parameter {n}": t for n, t in new.parameters().items()})
-            rbm = new
-            logz = tais.step(rbm) if tais is not None else math.nan
-            bar.update(1)
-            if update in is_checkpoint:
-                traj.add(update, rbm, logz)
-                elapsed = time.perf_counter() - t_loop
-                rate = (update - start_update) / elapsed if elapsed > 0 else math.inf
-                if on_checkpoint is not None:
-                    on_checkpoint(state(True))
-                log.info("checkpoint written: update %d (%d/%d), %.1f s, %.1f updates/s, "
-                         "logz_tais %.4f", update, len(traj.updates), len(schedule), elapsed,
-                         rate, logz)
+            if engine is not None:
+                # minibatch rows of the updates up to the next checkpoint, uploaded at once
+                n_next = min(int(schedule[schedule > update][0]) - update, 512)
+                rows = torch.stack([batches.next_indices() for _ in range(n_next)]).to(device)
+                for j in range(n_next):
+                    engine.step(rows[j])
+                    bar.update(1)
+                update += n_next
+                rbm = engine.rbm
+                if update not in is_checkpoint:
+                    continue
+                bad = engine.diverged_at()
+                if bad is not None:
+                    raise TrainingDivergedError(
+                        f"training diverged at update {start_update + bad}: the parameters "
+                        "became NaN/inf. The last good checkpoint (update "
+                        f"{traj.updates[-1]}) is kept in resume.nc; lower train.lr (or raise "
+                        "train.k / n_chains) and rerun")
+                logz = math.nan
+                if tais is not None:
+                    logz = float(engine.logz.item())
+                    tais.set_current(rbm, n_steps=tais_steps + update - start_update)
+            else:
+                idx = batches.next_indices().to(device)
+                torch.index_select(data, 0, idx, out=batch_u8)
+                batch.copy_(batch_u8)
+                new, grad = pcd_step(rbm, batch, chains, k=cfg.k, lr=cfg.lr,
+                                     centered=cfg.centered, generator=chain_gen,
+                                     tf32=cfg.precision != "float32")
+                update += 1
+                check_finite(update, **{f"gradient of {n}": g for n, g in grad.items()},
+                             **{f"parameter {n}": t for n, t in new.parameters().items()})
+                rbm = new
+                logz = tais.step(rbm) if tais is not None else math.nan
+                bar.update(1)
+                if update not in is_checkpoint:
+                    continue
+            traj.add(update, rbm, logz)
+            elapsed = time.perf_counter() - t_loop
+            rate = (update - start_update) / elapsed if elapsed > 0 else math.inf
+            if on_checkpoint is not None:
+                on_checkpoint(state(True))
+            log.info("checkpoint written: update %d (%d/%d), %.1f s, %.1f updates/s, "
+                     "logz_tais %.4f", update, len(traj.updates), len(schedule), elapsed,
+                     rate, logz)
     finally:
         bar.close()
     total = time.perf_counter() - t_start
