@@ -189,3 +189,50 @@ def rbm_from_dataset(ds, *, checkpoint: int | None = None, device: torch.device 
         sel = ds
     return rbm_from_numpy(sel["W"].values, sel["a"].values, sel["b"].values,
                           device=device, dtype=dtype)
+
+
+def check_rbm_dataset(ds, *, n_visible: int | None = None) -> None:
+    """Check the parameters of a ``model.nc`` / ``selected.nc`` dataset before using them.
+
+    ``W`` must have dims (``checkpoint``,) ``visible``, ``hidden``, ``a`` (``checkpoint``,)
+    ``visible`` and ``b`` (``checkpoint``,) ``hidden``, all floating point and finite (training
+    stops on divergence, so a model file never holds NaN/inf). With ``n_visible``, the model must
+    have that many visible units (the neurons of the session's raster).
+
+    Raises
+    ------
+    ValueError
+        Saying what is wrong and how to fix it.
+    """
+    import numpy as np
+
+    lead = ("checkpoint",) if "checkpoint" in ds.dims else ()
+    for name, dims in (("W", ("visible", "hidden")), ("a", ("visible",)), ("b", ("hidden",))):
+        if name not in ds.data_vars:
+            raise ValueError(f"model: no parameter variable {name!r} (found "
+                             f"{sorted(map(str, ds.data_vars))}); rebuild the model file")
+        want = lead + dims
+        if ds[name].dims != want:
+            raise ValueError(f"model: parameter {name!r} has dims {ds[name].dims}; expected "
+                             f"{want} (wrong dims: rebuild the model file)")
+        values = np.asarray(ds[name].values)
+        if values.dtype.kind != "f":
+            raise ValueError(f"model: parameter {name!r} has dtype {values.dtype}; expected "
+                             "float32 (rebuild the model file)")
+        bad = ~np.isfinite(values)
+        if bad.any():
+            where = ""
+            if lead:
+                ck = ds["checkpoint"].values[bad.reshape(bad.shape[0], -1).any(axis=1)]
+                where = f" at checkpoint(s) {ck[:10].tolist()}"
+            raise ValueError(
+                f"model: parameter {name!r} has {int(bad.sum())} NaN/inf value(s){where}; a "
+                "trained model never holds non-finite parameters (training stops on "
+                "divergence), so the file is corrupted: rebuild it"
+            )
+    if n_visible is not None and ds.sizes["visible"] != n_visible:
+        raise ValueError(
+            f"model: {ds.sizes['visible']} visible units but the session's raster has "
+            f"{n_visible} neurons: the model was trained on other data; rebuild it from this "
+            "raster"
+        )
