@@ -1,11 +1,12 @@
 """Corrupted inputs of every stage, through the real scripts and snakemake (issue 11, item 2).
 
-One tiny complete run (session ``base``) is made once. Each case copies its results into a new
-session of a second workflow copy, corrupts one input file of one stage, deletes that stage's
-output and asks snakemake for it; all cases run in ONE ``snakemake -k`` call (one start-up, two
-cores). Each failing case must give: a non-zero job exit reported by snakemake, exactly one
-ERROR line in the rule's log (no traceback) naming the file, the problem and the fix, and no
-output or temporary file. ``docs/reliability.md`` lists every case id (checked below).
+One tiny complete run (session ``base``, fixture ``tiny_base_run``) is made once. Each case
+copies its results into a new session of a second workflow copy, corrupts one input file of one
+stage, deletes that stage's output and asks snakemake for it; all cases run in ONE
+``snakemake -k`` call (one start-up, two cores). Each failing case must give: a non-zero job
+exit reported by snakemake, exactly one ERROR line in the rule's log (no traceback) naming the
+file, the problem and the fix, and no output or temporary file. ``docs/reliability.md`` lists
+every case id (checked below).
 """
 
 from __future__ import annotations
@@ -198,21 +199,12 @@ USER_RASTER = {"value-2-user-raster": "value-2", "one-time-bin-user-raster": "on
 
 
 @pytest.fixture(scope="module")
-def base_run(tmp_path_factory) -> Path:
-    """A complete tiny run with one session, ``base`` (read-only for the cases)."""
-    wf = copy_workflow(tmp_path_factory.mktemp("base") / "wf", sessions=BASE_SHEET)
-    proc = snakemake(wf, "--cores", "2")
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return wf
-
-
-@pytest.fixture(scope="module")
-def bad_run(base_run, tmp_path_factory):
+def bad_run(tiny_base_run, tmp_path_factory):
     """Every case in one workflow copy and one `snakemake -k` call."""
     wf = copy_workflow(tmp_path_factory.mktemp("bad") / "wf", sessions=BASE_SHEET)
     user_dir = wf / "user_rasters"
     user_dir.mkdir()
-    base_raster = _load(base_run / "results/base/raster.nc")
+    base_raster = _load(tiny_base_run / "results/base/raster.nc")
     rows = []
     for case in CASES:
         if case.id in USER_RASTER:
@@ -222,7 +214,7 @@ def bad_run(base_run, tmp_path_factory):
             continue
         rows.append(f"{case.id}\tsynthetic\tseed=1")
         res = wf / "results" / case.id
-        shutil.copytree(base_run / "results" / "base", res)  # keeps mtimes: nothing is stale
+        shutil.copytree(tiny_base_run / "results" / "base", res)  # keeps mtimes: nothing is stale
         case.corrupt(res / case.file)  # the corrupted file is now the newest input
         (res / case.target).unlink()
     (wf / "config" / "sessions.tsv").write_text(

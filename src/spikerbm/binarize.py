@@ -62,8 +62,9 @@ def check_area_labels(area: np.ndarray, unit_id: np.ndarray, *, what: str) -> No
         ids = np.asarray(unit_id)[missing]
         raise ValueError(
             f"{what}: {int(missing.sum())} unit(s) have no area label (area "
-            f"{labels[missing][:3].tolist()}, unit_id {ids[:10].tolist()}): every unit needs its brain area; set the missing "
-            "labels (e.g. 'unknown' if the area is not known) or drop those units"
+            f"{labels[missing][:3].tolist()}, unit_id {ids[:10].tolist()}): every unit needs its "
+            "brain area; set the missing labels (e.g. 'unknown' if the area is not known) or drop "
+            "those units"
         )
 
 

@@ -68,7 +68,9 @@ def check_config_consistency(cfg):
         )
     for n_hidden in cfg["train"]["n_hidden"]:
         try:
-            TrainConfig.from_config(cfg["train"], n_hidden=n_hidden, device=cfg["device"])
+            TrainConfig.from_config(
+                cfg["train"], n_hidden=n_hidden, device=cfg["device"]
+            )
         except ValueError as err:
             problems.append(str(err))
             break
@@ -90,7 +92,9 @@ def check_config_consistency(cfg):
         problems.append("likelihood.method: tais needs train.tais_chains > 0")
     if problems:
         raise ValueError(
-            "invalid configuration: " + "; ".join(problems) + " (fix config/config.yaml)"
+            "invalid configuration: "
+            + "; ".join(problems)
+            + " (fix config/config.yaml)"
         )
 
 
@@ -134,7 +138,10 @@ def get_synthetic_params(wildcards):
     params = check_params({**config.get("synthetic", {}), **session_params(wildcards)})
     schema = yaml.safe_load(Path(workflow.basedir, SCHEMA).read_text())
     section = schema["properties"]["synthetic"]
-    row_schema = {**section, "properties": {**section["properties"], "seed": {"type": "integer"}}}
+    row_schema = {
+        **section,
+        "properties": {**section["properties"], "seed": {"type": "integer"}},
+    }
     err = jsonschema.exceptions.best_match(
         jsonschema.Draft202012Validator(row_schema).iter_errors(params)
     )
