@@ -134,3 +134,21 @@ def test_kill9_of_snakemake_training_then_rerun_resumes_bitwise(tmp_path):
     dry = snakemake(wf, "-n", "--cores", "1", TARGET)
     assert "Nothing to be done" in dry.stdout + dry.stderr
     print(f"killed at updates {killed_at} (seed {KILL_SEED}); {ms_per_update} ms/update")
+
+
+def test_atomic_write_removes_stale_temporaries_of_its_target(tmp_path):
+    """A killed writer's temporary files (netCDF, text and figure patterns) are found and
+    removed by the next atomic write of the same path; other files are left alone."""
+    target = tmp_path / "fig2_loglik.png"
+    stale = [tmp_path / ".fig2_loglik.png.ab12cd34.tmp.png",  # save_figure pattern
+             tmp_path / ".fig2_loglik.png.zz99yy88.png.tmp"]  # atomic_path default pattern
+    keep = [tmp_path / ".fig2_loglik.png.notes", tmp_path / ".other.png.ab12cd34.tmp.png",
+            tmp_path / "fig2_loglik.png.bak"]
+    for p in stale + keep:
+        p.write_bytes(b"half-written")
+    assert io.stale_temporaries(target) == sorted(stale)
+    with io.atomic_path(target) as tmp:
+        tmp.write_bytes(b"complete")
+    assert target.read_bytes() == b"complete"
+    assert not any(p.exists() for p in stale) and all(p.exists() for p in keep)
+    assert io.stale_temporaries(target) == []
