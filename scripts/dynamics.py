@@ -16,7 +16,8 @@ log = io.job_logger(snakemake.log[0], "dynamics")
 torch.set_num_threads(snakemake.threads)  # more threads than cores oversubscribes badly
 session = snakemake.wildcards.session
 params = dict(snakemake.params.dynamics)
-raster = io.read_checked(snakemake.input.raster, check_raster)
+# dynamics uses every bin in time order: no split or areas needed
+raster = io.read_checked(snakemake.input.raster, check_raster, needs_split=False, needs_area=False)
 selected = io.read_checked(snakemake.input.selected, check_rbm_dataset,
                            n_visible=raster.sizes["neuron"])
 truth = io.read_netcdf(snakemake.input.truth) if snakemake.input.truth else None

@@ -99,8 +99,8 @@ def _silence_in_train(ds: xr.Dataset) -> xr.Dataset:
 
 def _user_raster(ds: xr.Dataset, kind: str) -> xr.Dataset:
     """A user raster (source: raster) made from base's raster.nc, then broken."""
-    out = xr.Dataset({"raster": ds["raster"].reset_coords(drop=True)},
-                     coords={k: ds[k] for k in ("unit_id", "area", "time")},
+    out = xr.Dataset({"raster": (("time_bin", "neuron"), ds["raster"].values)},
+                     coords={k: (ds[k].dims, ds[k].values) for k in ("unit_id", "area", "time")},
                      attrs={"bin_ms": 20.0})
     if kind == "value-2":
         return _set(out, "raster", (5, 1), 2)
@@ -127,6 +127,12 @@ CASES = [
          ("cannot be read as netCDF", REBUILD)),
     Case("trunc-couplings", "fig_couplings", "couplings.nc", "figures/fig4_couplings.png",
          "{s}.log", truncate, ("cannot be read as netCDF", REBUILD)),
+    Case("trunc-loglik", "select_model", f"hidden~{NH}/loglik.nc", "selected.nc", "{s}.log",
+         truncate, ("cannot be read as netCDF", REBUILD)),
+    Case("trunc-loglik-combined", "fig_loglik", "loglik.nc", "figures/fig2_loglik.png",
+         "{s}.log", truncate, ("cannot be read as netCDF", REBUILD)),
+    Case("trunc-statistics", "summary", "statistics.nc", "summary.html", "{s}.log", truncate,
+         ("cannot be read as netCDF", REBUILD)),
     # wrong dims
     Case("dims-spikes", "binarize", "spikes.nc", "raster.nc", "{s}.log",
          edit(lambda d: d.rename_dims(spike="event")),

@@ -126,7 +126,8 @@ def check_spikes(ds: xr.Dataset) -> None:
         )
 
 
-def check_raster(ds: xr.Dataset, *, n_hidden: int | None = None) -> None:
+def check_raster(ds: xr.Dataset, *, n_hidden: int | None = None, needs_split: bool = True,
+                 needs_area: bool = True) -> None:
     """Check a ``raster.nc`` dataset (the input of every stage after binarization).
 
     The contract (docs/data-model.md): ``raster(time_bin, neuron)`` of integers in {0, 1};
@@ -135,6 +136,8 @@ def check_raster(ds: xr.Dataset, *, n_hidden: int | None = None) -> None:
     (binarization drops those). With ``n_hidden``, the raster must also have at least that many
     neurons: spikerbm does not train RBMs with more hidden units than neurons (the RBM math
     allows it, but the paper's regime and every analysis here assume ``n_hidden <= N``).
+    A stage that uses neither the split nor the areas (dynamics: all bins in time order) passes
+    ``needs_split=False`` / ``needs_area=False`` to skip those parts.
 
     Raises
     ------
@@ -143,9 +146,11 @@ def check_raster(ds: xr.Dataset, *, n_hidden: int | None = None) -> None:
     """
     what = "raster"
     _require(ds, "raster", ("time_bin", "neuron"), what)
-    for name, dims in (("unit_id", ("neuron",)), ("area", ("neuron",)),
-                       ("split", ("time_bin",))):
-        _require(ds, name, dims, what)
+    for name, dims, needed in (("unit_id", ("neuron",), True),
+                               ("area", ("neuron",), needs_area),
+                               ("split", ("time_bin",), needs_split)):
+        if needed:
+            _require(ds, name, dims, what)
     var = ds["raster"]
     if var.dtype.kind not in "biu":
         raise ValueError(f"{what}: 'raster' has dtype {var.dtype}; it must hold integers 0/1 "
@@ -159,6 +164,16 @@ def check_raster(ds: xr.Dataset, *, n_hidden: int | None = None) -> None:
             "fired in the bin: store (counts > 0).astype('uint8'))"
         )
     n_bins, n_neurons = values.shape
+    if n_hidden is not None and n_neurons < n_hidden:
+        raise ValueError(
+            f"{what}: {n_neurons} neuron(s), fewer than the n_hidden = {n_hidden} hidden units "
+            "asked for (train.n_hidden); spikerbm trains RBMs with n_hidden <= N only: lower "
+            f"train.n_hidden to at most {n_neurons} or use a session with more neurons"
+        )
+    if needs_area:
+        check_area_labels(ds["area"].values, ds["unit_id"].values, what=what)
+    if not needs_split:
+        return
     split = np.asarray(ds["split"].values).astype(str)
     counts = {name: int((split == name).sum()) for name in ("train", "test")}
     if set(np.unique(split)) - {"train", "test"} or min(counts.values()) < 1:
@@ -167,19 +182,12 @@ def check_raster(ds: xr.Dataset, *, n_hidden: int | None = None) -> None:
             "train and test bins ('split' values 'train'/'test'): use a longer recording or "
             "fewer binarize.n_blocks"
         )
-    check_area_labels(ds["area"].values, ds["unit_id"].values, what=what)
     silent = values[split == "train"].sum(axis=0) == 0
     if silent.any():
         raise ValueError(
             f"{what}: {int(silent.sum())} of {n_neurons} neuron(s) never fire in the train split "
             f"(unit_id {np.asarray(ds['unit_id'].values)[silent][:10].tolist()}); binarization "
             "drops such neurons (a silent unit has an infinite bias): drop them"
-        )
-    if n_hidden is not None and n_neurons < n_hidden:
-        raise ValueError(
-            f"{what}: {n_neurons} neuron(s), fewer than the n_hidden = {n_hidden} hidden units "
-            "asked for (train.n_hidden); spikerbm trains RBMs with n_hidden <= N only: lower "
-            f"train.n_hidden to at most {n_neurons} or use a session with more neurons"
         )
 
 

@@ -325,7 +325,11 @@ class DivergenceGuard:
         self.lr = lr
 
     def record(self, update: int, rbm: RBM) -> None:
-        """Note ``update`` as the first bad one if ``rbm`` has blown up (device-side only)."""
+        """Note ``update`` as the first bad one if ``rbm`` has blown up (device-side only).
+
+        Checking the parameters covers the gradient too: a NaN/inf gradient makes the updated
+        parameters NaN/inf.
+        """
         # max |x| is NaN when x has a NaN, so the comparison is False for NaN, inf and too large
         peak = torch.stack([t.detach().abs().amax() for t in rbm.parameters().values()]).amax()
         ok = peak <= MAX_ABS_PARAMETER
