@@ -4,20 +4,23 @@ import time
 from pathlib import Path
 
 from spikerbm import io
+from spikerbm.binarize import check_raster
 from spikerbm.couplings import areas_of, compute_couplings
 from spikerbm.provenance import derive_seed, provenance_attrs
-from spikerbm.rbm import resolve_device
+from spikerbm.rbm import check_rbm_dataset, resolve_device
 
 snakemake = globals()["snakemake"]
 log = io.job_logger(snakemake.log[0], "couplings")
 
 session = snakemake.wildcards.session
 params = dict(snakemake.params.couplings)
-selected = io.read_netcdf(snakemake.input.selected)
-raster = io.read_netcdf(snakemake.input.raster)
+raster = io.read_checked(snakemake.input.raster, check_raster)
+selected = io.read_checked(snakemake.input.selected, check_rbm_dataset,
+                           n_visible=raster.sizes["neuron"])
 n_hidden = int(selected.attrs["n_hidden"])
 model_path = [p for p in snakemake.input.models if Path(p).parent.name == f"hidden~{n_hidden}"]
-model = io.read_netcdf(model_path[0]) if model_path else None
+model = (io.read_checked(model_path[0], check_rbm_dataset, n_visible=raster.sizes["neuron"])
+         if model_path else None)
 if model is None:
     log.warning("no model.nc for n_hidden %d among the inputs: Fig. 4e (norms along training) "
                 "will be empty", n_hidden)

@@ -5,9 +5,10 @@ import time
 import torch
 
 from spikerbm import io
+from spikerbm.binarize import check_raster
 from spikerbm.dynamics import dynamics_dataset
 from spikerbm.provenance import derive_seed, provenance_attrs
-from spikerbm.rbm import resolve_device
+from spikerbm.rbm import check_rbm_dataset, resolve_device
 
 snakemake = globals()["snakemake"]
 log = io.job_logger(snakemake.log[0], "dynamics")
@@ -15,8 +16,10 @@ log = io.job_logger(snakemake.log[0], "dynamics")
 torch.set_num_threads(snakemake.threads)  # more threads than cores oversubscribes badly
 session = snakemake.wildcards.session
 params = dict(snakemake.params.dynamics)
-raster = io.read_netcdf(snakemake.input.raster)
-selected = io.read_netcdf(snakemake.input.selected)
+# dynamics uses every bin in time order: no split or areas needed
+raster = io.read_checked(snakemake.input.raster, check_raster, needs_split=False, needs_area=False)
+selected = io.read_checked(snakemake.input.selected, check_rbm_dataset,
+                           n_visible=raster.sizes["neuron"])
 truth = io.read_netcdf(snakemake.input.truth) if snakemake.input.truth else None
 n_hidden = int(selected.attrs["n_hidden"])
 seed = derive_seed(snakemake.params.seed, "dynamics", session, n_hidden)

@@ -5,10 +5,10 @@ import time
 import torch
 
 from spikerbm import io
-from spikerbm.binarize import split_arrays
+from spikerbm.binarize import check_raster, split_arrays
 from spikerbm.likelihood import checkpoint_loglik
 from spikerbm.provenance import derive_seed, provenance_attrs
-from spikerbm.rbm import resolve_device
+from spikerbm.rbm import check_rbm_dataset, resolve_device
 
 snakemake = globals()["snakemake"]
 log = io.job_logger(snakemake.log[0], "loglik")
@@ -18,8 +18,10 @@ torch.set_num_threads(snakemake.threads)
 params = dict(snakemake.params.likelihood)
 seed = derive_seed(snakemake.params.seed, "loglik", session, n_hidden)
 device = resolve_device(snakemake.params.device)
-model = io.read_netcdf(snakemake.input.model)
-splits = split_arrays(io.read_netcdf(snakemake.input.raster))
+raster = io.read_checked(snakemake.input.raster, check_raster)
+model = io.read_checked(snakemake.input.model, check_rbm_dataset,
+                        n_visible=raster.sizes["neuron"])
+splits = split_arrays(raster)
 log.info("session %s, n_hidden %d: %d checkpoints, train %s, test %s, device %s, params %s",
          session, n_hidden, model.sizes["checkpoint"], splits["train"].shape,
          splits["test"].shape, device, params)

@@ -3,8 +3,10 @@
 from pathlib import Path
 
 from spikerbm import io
+from spikerbm.binarize import check_raster
 from spikerbm.likelihood import combine_loglik, select_model, selected_dataset
 from spikerbm.provenance import provenance_attrs
+from spikerbm.rbm import check_rbm_dataset
 
 snakemake = globals()["snakemake"]
 log = io.job_logger(snakemake.log[0], "select_model")
@@ -18,9 +20,10 @@ model_path = next((p for p in snakemake.input.models if Path(p).parent.name == w
 if model_path is None:
     raise FileNotFoundError(f"selected n_hidden={n_hidden} but no hidden~{n_hidden}/model.nc among "
                             f"the inputs {list(snakemake.input.models)}; rerun the train rule")
-raster = io.read_netcdf(snakemake.input.raster)
+raster = io.read_checked(snakemake.input.raster, check_raster)
 rate = raster["rate_hz"].values if "rate_hz" in raster.coords else None
-selected = selected_dataset(io.read_netcdf(model_path), selection, rate_hz=rate)
+model = io.read_checked(model_path, check_rbm_dataset, n_visible=raster.sizes["neuron"])
+selected = selected_dataset(model, selection, rate_hz=rate)
 for row in selection["candidate"].values:
     c = selection.isel(candidate=row)
     log.info("candidate n_hidden %d: best checkpoint %d, ll_train %.4f, ll_test %.4f (%s)",

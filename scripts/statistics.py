@@ -3,8 +3,9 @@
 import time
 
 from spikerbm import binarize, io
+from spikerbm.binarize import check_raster
 from spikerbm.provenance import derive_seed, provenance_attrs
-from spikerbm.rbm import rbm_from_dataset, resolve_device
+from spikerbm.rbm import check_rbm_dataset, rbm_from_dataset, resolve_device
 from spikerbm.statistics import compute_statistics
 
 snakemake = globals()["snakemake"]
@@ -12,8 +13,9 @@ log = io.job_logger(snakemake.log[0], "statistics")
 
 session = snakemake.wildcards.session
 params = dict(snakemake.params.statistics)
-selected = io.read_netcdf(snakemake.input.selected)
-raster = io.read_netcdf(snakemake.input.raster)
+raster = io.read_checked(snakemake.input.raster, check_raster)
+selected = io.read_checked(snakemake.input.selected, check_rbm_dataset,
+                           n_visible=raster.sizes["neuron"])
 n_hidden = int(selected.attrs["n_hidden"])
 seed = derive_seed(snakemake.params.seed, "statistics", session, n_hidden)
 device = resolve_device(snakemake.params.device)

@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 
 from spikerbm import io
-from spikerbm.binarize import split_arrays
+from spikerbm.binarize import check_raster, split_arrays
 from spikerbm.provenance import derive_seed, provenance_attrs
 from spikerbm.training import TrainConfig, train_to_files
 
@@ -18,7 +18,7 @@ torch.set_num_threads(snakemake.threads)
 cfg = TrainConfig.from_config(snakemake.params.train, n_hidden=n_hidden,
                               device=snakemake.params.device)
 seed = derive_seed(snakemake.params.seed, "train", session, n_hidden)
-raster = io.read_netcdf(snakemake.input.raster)
+raster = io.read_checked(snakemake.input.raster, check_raster, n_hidden=n_hidden)
 train_v = split_arrays(raster)["train"]
 log.info("session %s, n_hidden %d: %d train bins x %d neurons, %d torch threads", session,
          n_hidden, *train_v.shape, torch.get_num_threads())

@@ -79,3 +79,14 @@ def workflow_dir(tmp_path: Path) -> Callable[..., Path]:
         return copy_workflow(tmp_path / "wf", overrides, sessions, tiny)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_base_run(tmp_path_factory) -> Path:
+    """One complete tiny run of the workflow with one session, ``base`` (seed=1), shared by the
+    reliability tests: read it or copy it, never modify it."""
+    wf = copy_workflow(tmp_path_factory.mktemp("tiny_base") / "wf",
+                       sessions="session_id\tsource\tparams\nbase\tsynthetic\tseed=1\n")
+    proc = snakemake(wf, "--cores", "2")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return wf

@@ -263,7 +263,7 @@ def test_divergence_names_update_and_parameter_and_keeps_checkpoint(tmp_path, pl
     with pytest.raises(TrainingDivergedError) as err:
         train_to_files(train_v, cfg=cfg, seed=0, model_path=model, resume_path=resume)
     msg = str(err.value)
-    m = re.search(r"at update (\d+): (gradient of|parameter) (W|a|b) has", msg)
+    m = re.search(r"at update (\d+): parameter (W|a|b) has", msg)
     assert m, msg
     assert not model.exists()
     kept = io.read_netcdf(resume)
@@ -325,6 +325,6 @@ def test_fused_bf16_training_resumes_exactly_and_stops_on_divergence(planted_dat
     np.testing.assert_array_equal(resumed["chains"].values, full["chains"].values)
     blown = TrainConfig(**{**cfg.to_dict(), "lr": 3e38})  # overflows float32
     kept: list = []
-    with pytest.raises(TrainingDivergedError, match=r"diverged at update \d+.*lower train.lr"):
+    with pytest.raises(TrainingDivergedError, match=r"diverged at update \d+.*train.lr"):
         train(train_v, cfg=blown, seed=3, on_checkpoint=kept.append)
     assert kept and all(np.isfinite(s["W"].values).all() for s in kept)

@@ -30,6 +30,166 @@ log = logging.getLogger(__name__)
 #: Spike times within this fraction of a bin of a bin edge are treated as exactly on the edge.
 EDGE_TOL = 1e-6
 
+#: Area labels that mean "no label" (after ``str``), rejected by the checks below.
+MISSING_AREA = ("", "nan", "none", "null", "na", "n/a")
+
+
+def _require(ds: xr.Dataset, name: str, dims: tuple[str, ...], what: str) -> None:
+    """``ds[name]`` must exist (variable or coordinate) with exactly ``dims``."""
+    if name not in ds.variables:
+        raise ValueError(
+            f"{what} has no variable {name!r} (dims {dims}); it has "
+            f"{sorted(map(str, ds.variables))}. Rebuild the file (format: docs/data-model.md)"
+        )
+    if ds[name].dims != dims:
+        raise ValueError(
+            f"{what}: {name!r} has dims {ds[name].dims}; expected {dims} (wrong dims: rename / "
+            "transpose them, or rebuild the file; format: docs/data-model.md)"
+        )
+
+
+def check_area_labels(area: np.ndarray, unit_id: np.ndarray, *, what: str) -> None:
+    """Every unit needs a brain-area label (a non-empty string; ``MISSING_AREA`` are missing).
+
+    Raises
+    ------
+    ValueError
+        Naming the units without a label and the fix.
+    """
+    labels = np.asarray(area).astype(str)
+    missing = np.isin(np.char.lower(np.char.strip(labels)), MISSING_AREA)
+    if missing.any():
+        ids = np.asarray(unit_id)[missing]
+        raise ValueError(
+            f"{what}: {int(missing.sum())} unit(s) have no area label (area "
+            f"{labels[missing][:3].tolist()}, unit_id {ids[:10].tolist()}): every unit needs its "
+            "brain area; set the missing labels (e.g. 'unknown' if the area is not known) or drop "
+            "those units"
+        )
+
+
+def check_spikes(ds: xr.Dataset) -> None:
+    """Check a ``spikes.nc`` dataset against its contract (docs/data-model.md) before binarizing.
+
+    Checks the variables and their dims, at least one unit and one epoch, unique integer unit
+    ids, an area label on every unit, finite epochs with ``epoch_stop > epoch_start`` (an empty
+    epoch is an error), finite spike times and unit indices in range.
+
+    Raises
+    ------
+    ValueError
+        Saying what is wrong and how to fix it.
+    """
+    what = "spikes"
+    for name, dims in (("spike_time", ("spike",)), ("spike_unit", ("spike",)),
+                       ("unit_id", ("unit",)), ("area", ("unit",)),
+                       ("epoch_start", ("epoch",)), ("epoch_stop", ("epoch",)),
+                       ("epoch_name", ("epoch",))):
+        _require(ds, name, dims, what)
+    if ds.sizes["unit"] < 1 or ds.sizes["epoch"] < 1:
+        raise ValueError(f"{what}: {ds.sizes['unit']} unit(s) and {ds.sizes['epoch']} epoch(s); "
+                         "need at least one of each (select units/epochs that exist)")
+    unit_id = np.asarray(ds["unit_id"].values)
+    if unit_id.dtype.kind not in "iu" or np.unique(unit_id).size != unit_id.size:
+        raise ValueError(f"{what}: unit_id must be unique integers; got dtype {unit_id.dtype} "
+                         f"with {unit_id.size - np.unique(unit_id).size} duplicate(s)")
+    check_area_labels(ds["area"].values, unit_id, what=what)
+    names = [str(n) for n in ds["epoch_name"].values]
+    start = np.asarray(ds["epoch_start"].values, dtype=np.float64)
+    stop = np.asarray(ds["epoch_stop"].values, dtype=np.float64)
+    for k, name in enumerate(names):
+        if not (np.isfinite(start[k]) and np.isfinite(stop[k]) and stop[k] > start[k]):
+            raise ValueError(
+                f"{what}: epoch {name!r} is empty or invalid: [epoch_start, epoch_stop) = "
+                f"[{start[k]}, {stop[k]}) s; an epoch needs finite times with epoch_stop > "
+                "epoch_start (fix the epoch table or drop the epoch)"
+            )
+    t_spk = np.asarray(ds["spike_time"].values, dtype=np.float64)
+    if t_spk.size == 0:
+        raise ValueError(
+            f"{what}: no spikes at all: all {ds.sizes['unit']} units are silent; check the "
+            "extraction (unit filters, epochs, time range)"
+        )
+    if not np.isfinite(t_spk).all():
+        raise ValueError(
+            f"{what}: spike_time has {int((~np.isfinite(t_spk)).sum())} NaN/inf value(s); every "
+            "spike needs a finite time in seconds (fix or drop those spikes)"
+        )
+    u_spk = np.asarray(ds["spike_unit"].values)
+    n_units = ds.sizes["unit"]
+    if u_spk.size and (u_spk.dtype.kind not in "iu" or u_spk.min() < 0
+                       or u_spk.max() >= n_units):
+        raise ValueError(
+            f"{what}: spike_unit must be integer indices of the {n_units} units (0.."
+            f"{n_units - 1}); found dtype {u_spk.dtype}, values in [{u_spk.min()}, "
+            f"{u_spk.max()}]"
+        )
+
+
+def check_raster(ds: xr.Dataset, *, n_hidden: int | None = None, needs_split: bool = True,
+                 needs_area: bool = True) -> None:
+    """Check a ``raster.nc`` dataset (the input of every stage after binarization).
+
+    The contract (docs/data-model.md): ``raster(time_bin, neuron)`` of integers in {0, 1};
+    coords ``unit_id``, ``area`` (a label on every neuron) on ``neuron`` and ``split`` on
+    ``time_bin`` with both ``train`` and ``test`` bins; no neuron silent in the train split
+    (binarization drops those). With ``n_hidden``, the raster must also have at least that many
+    neurons: spikerbm does not train RBMs with more hidden units than neurons (the RBM math
+    allows it, but the paper's regime and every analysis here assume ``n_hidden <= N``).
+    A stage that uses neither the split nor the areas (dynamics: all bins in time order) passes
+    ``needs_split=False`` / ``needs_area=False`` to skip those parts.
+
+    Raises
+    ------
+    ValueError
+        Saying what is wrong and how to fix it.
+    """
+    what = "raster"
+    _require(ds, "raster", ("time_bin", "neuron"), what)
+    for name, dims, needed in (("unit_id", ("neuron",), True),
+                               ("area", ("neuron",), needs_area),
+                               ("split", ("time_bin",), needs_split)):
+        if needed:
+            _require(ds, name, dims, what)
+    var = ds["raster"]
+    if var.dtype.kind not in "biu":
+        raise ValueError(f"{what}: 'raster' has dtype {var.dtype}; it must hold integers 0/1 "
+                         "(uint8)")
+    values = np.asarray(var.values)
+    bad = np.setdiff1d(np.unique(values), [0, 1])
+    if bad.size:
+        raise ValueError(
+            f"{what}: 'raster' must contain only 0 and 1; found values {bad[:10].tolist()} in "
+            f"{int(np.isin(values, bad).sum())} entries (a binarized raster is 1 where the unit "
+            "fired in the bin: store (counts > 0).astype('uint8'))"
+        )
+    n_bins, n_neurons = values.shape
+    if n_hidden is not None and n_neurons < n_hidden:
+        raise ValueError(
+            f"{what}: {n_neurons} neuron(s), fewer than the n_hidden = {n_hidden} hidden units "
+            "asked for (train.n_hidden); spikerbm trains RBMs with n_hidden <= N only: lower "
+            f"train.n_hidden to at most {n_neurons} or use a session with more neurons"
+        )
+    if needs_area:
+        check_area_labels(ds["area"].values, ds["unit_id"].values, what=what)
+    if not needs_split:
+        return
+    split = np.asarray(ds["split"].values).astype(str)
+    counts = {name: int((split == name).sum()) for name in ("train", "test")}
+    if set(np.unique(split)) - {"train", "test"} or min(counts.values()) < 1:
+        raise ValueError(
+            f"{what}: {n_bins} time bin(s) with split counts {counts}; every stage needs both "
+            "train and test bins ('split' values 'train'/'test'): use a longer recording or "
+            "fewer binarize.n_blocks"
+        )
+    silent = values[split == "train"].sum(axis=0) == 0
+    if silent.any():
+        raise ValueError(
+            f"{what}: {int(silent.sum())} of {n_neurons} neuron(s) never fire in the train split "
+            f"(unit_id {np.asarray(ds['unit_id'].values)[silent][:10].tolist()}); binarization "
+            "drops such neurons (a silent unit has an infinite bias): drop them"
+        )
+
 
 def assign_blocks(n_bins: int, *, n_blocks: int, n_test_blocks: int,
                   seed: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
@@ -147,22 +307,13 @@ def binarize(spikes: xr.Dataset, *, bin_ms: float, epochs: str | Sequence[str] =
     """
     if not np.isfinite(bin_ms) or bin_ms <= 0:
         raise ValueError(f"bin_ms must be a positive number of milliseconds; got {bin_ms!r}")
+    check_spikes(spikes)
     dt = float(bin_ms) / 1000.0
     names = [str(n) for n in spikes["epoch_name"].values]
     idx = _select_epochs(spikes, epochs)
     t_spk = np.asarray(spikes["spike_time"].values, dtype=np.float64)
     u_spk = np.asarray(spikes["spike_unit"].values, dtype=np.int64)
     n_units = spikes.sizes["unit"]
-    if not np.isfinite(t_spk).all():
-        raise ValueError(
-            f"spike_time has {int((~np.isfinite(t_spk)).sum())} NaN/inf value(s); every spike "
-            "needs a finite time in seconds (fix or drop those spikes in spikes.nc)"
-        )
-    if u_spk.size and (u_spk.min() < 0 or u_spk.max() >= n_units):
-        raise ValueError(
-            f"spike_unit must index the {n_units} units (0..{n_units - 1}); found values in "
-            f"[{u_spk.min()}, {u_spk.max()}]"
-        )
 
     rows, cols, times, labels = [], [], [], []
     offset = 0
@@ -179,6 +330,12 @@ def binarize(spikes: xr.Dataset, *, bin_ms: float, epochs: str | Sequence[str] =
         r = np.round(q)
         b = np.where(np.abs(q - r) < EDGE_TOL, r, np.floor(q))  # on-edge spikes start a bin
         inside = (b >= 0) & (b < n_bins)
+        if not inside.any():
+            raise ValueError(
+                f"epoch {names[k]!r} ([{start:g}, {stop:g}) s) holds no spike of any unit: an "
+                "empty epoch (are spike and epoch times on the same clock?); fix the epoch "
+                f"times or leave it out of binarize.epochs (epochs: {names})"
+            )
         rows.append(offset + b[inside].astype(np.int64))
         cols.append(u_spk[inside])
         times.append(start + np.arange(n_bins) * dt)
@@ -291,6 +448,7 @@ def validate_raster(ds: xr.Dataset, *, n_blocks: int, n_test_blocks: int, seed: 
             )
     if ds["unit_id"].dtype.kind not in "iu":
         raise ValueError(f"{where}: 'unit_id' must be integers; got dtype {ds['unit_id'].dtype}")
+    check_area_labels(ds["area"].values, ds["unit_id"].values, what=where)
     if np.unique(ds["unit_id"].values).size != ds.sizes["neuron"]:
         raise ValueError(f"{where}: 'unit_id' values must be unique")
     bin_ms = ds.attrs.get("bin_ms")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,15 +15,35 @@ import xarray as xr
 
 NETCDF_ENGINE = "netcdf4"
 
+#: Appended to errors about files that an earlier workflow stage wrote.
+REBUILD_HINT = (" (if the file was damaged after it was written, delete it and rerun "
+                "snakemake, which rebuilds it)")
+
+
+class InputError(ValueError):
+    """A bad input file: the message names the file, the problem and the fix.
+
+    Workflow scripts report it as one ERROR line, without a traceback, and exit with status 1
+    (:func:`job_logger`). Any exception class with a true ``user_facing`` attribute is reported
+    the same way.
+    """
+
+    user_facing = True
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
 
     A failed or killed writer leaves ``path`` untouched (an old complete file, or nothing).
+    Temporary files that killed writers of ``path`` left behind (:func:`stale_temporaries`) are
+    removed first, so a rerun of a killed job leaves no partial file (one writer per path at a
+    time, as Snakemake guarantees for its outputs).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in stale_temporaries(path):
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(
         prefix=f".{path.name}.", suffix=suffix if suffix is not None else path.suffix + ".tmp",
         dir=path.parent,
@@ -81,12 +102,59 @@ def read_netcdf(path: str | os.PathLike) -> xr.Dataset:
     ------
     FileNotFoundError
         With the path, when it does not exist.
+    InputError
+        Naming the path, when it cannot be read (truncated, corrupted, not netCDF).
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"netCDF file not found: {path}")
-    with xr.open_dataset(path, engine=NETCDF_ENGINE) as ds:
-        return ds.load()
+    try:
+        with xr.open_dataset(path, engine=NETCDF_ENGINE) as ds:
+            return ds.load()
+    except (OSError, RuntimeError, ValueError, KeyError, IndexError) as err:
+        raise InputError(
+            f"{path}: cannot be read as netCDF ({type(err).__name__}: {err}): the file is "
+            f"truncated, corrupted or not netCDF ({path.stat().st_size} bytes). Fix: if it is a "
+            "workflow output, delete it and rerun snakemake to rebuild it; otherwise replace it "
+            "with a complete netCDF file"
+        ) from err
+
+
+@contextlib.contextmanager
+def about_input(path: str | os.PathLike, *, rebuild_hint: bool = True) -> Iterator[None]:
+    """Turn a ``ValueError`` raised inside the block into an :class:`InputError` naming ``path``.
+
+    Wrap the code that checks or uses the contents of one input file, so its errors say which
+    file is at fault. ``rebuild_hint`` appends :data:`REBUILD_HINT` (the file is a workflow
+    output); leave it off for user-supplied files.
+    """
+    try:
+        yield
+    except InputError:
+        raise
+    except ValueError as err:
+        raise InputError(f"{path}: {err}{REBUILD_HINT if rebuild_hint else ''}") from err
+
+
+def read_checked(path: str | os.PathLike, check: Callable[..., Any] | None = None, *,
+                 rebuild_hint: bool = True, **check_kwargs: Any) -> xr.Dataset:
+    """Read a netCDF input and validate it; every problem is an :class:`InputError` naming it.
+
+    Parameters
+    ----------
+    path
+        The input file.
+    check
+        Validation function called as ``check(ds, **check_kwargs)``; raises ``ValueError``
+        saying what is wrong and how to fix it (e.g. :func:`spikerbm.binarize.check_raster`).
+    rebuild_hint
+        The file is a workflow output (adds :data:`REBUILD_HINT` to the message).
+    """
+    ds = read_netcdf(path)
+    if check is not None:
+        with about_input(path, rebuild_hint=rebuild_hint):
+            check(ds, **check_kwargs)
+    return ds
 
 
 def save_figure(fig: Any, path: str | os.PathLike, *, dpi: int = 150,
@@ -148,7 +216,8 @@ def stale_temporaries(path: str | os.PathLike) -> list[Path]:
     path = Path(path)
     if not path.parent.is_dir():
         return []
-    return sorted(p for p in path.parent.glob(f".{path.name}.*") if p.name.endswith(".tmp"))
+    prefix = f".{path.name}."
+    return sorted(p for p in path.parent.glob(f"{prefix}*") if ".tmp" in p.name[len(prefix) - 1:])
 
 
 def job_logger(log_path: str | os.PathLike, name: str) -> logging.Logger:
@@ -157,6 +226,11 @@ def job_logger(log_path: str | os.PathLike, name: str) -> logging.Logger:
     Every record at INFO and above goes to the job's log file (``log:`` of the rule); warnings
     and errors also go to stderr, so problems (a model below the independent-site floor,
     samples that failed the equilibrium check) are loud on the console too.
+
+    It also installs a ``sys.excepthook`` that logs the job's uncaught exception (the process
+    then exits with status 1): a user-facing error (:class:`InputError`, training divergence:
+    a ``user_facing`` class attribute) as ONE error line that names the file or value, the
+    problem and the fix, anything else (a bug) with its full traceback.
     """
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     console = logging.StreamHandler()
@@ -164,4 +238,15 @@ def job_logger(log_path: str | os.PathLike, name: str) -> logging.Logger:
     logging.basicConfig(level=logging.INFO, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         handlers=[logging.FileHandler(log_path), console])
-    return logging.getLogger(f"spikerbm.{name}")
+    logger = logging.getLogger(f"spikerbm.{name}")
+
+    def excepthook(exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
+        if getattr(exc, "user_facing", False):
+            logger.error("%s failed: %s", name, exc)
+        else:
+            logger.error("%s failed with an unexpected error", name,
+                         exc_info=(exc_type, exc, tb))
+        logging.shutdown()
+
+    sys.excepthook = excepthook
+    return logger

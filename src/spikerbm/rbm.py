@@ -3,12 +3,13 @@
 Conventions (METHODS §2): visible ``v`` in {0,1}^N, hidden ``h`` in {0,1}^M, weights ``W`` of
 shape (N, M), visible bias ``a`` (N,), hidden bias ``b`` (M,).
 
-TF32 policy
------------
+Precision policy
+----------------
 Matrix products inside sampling run in the RBM's dtype (float32) and may use TF32 on CUDA when
-the training config asks for it (``tf32: true``). Every *energy* and *likelihood* is computed in
-float64 (:func:`free_energy`, :func:`energy`, :func:`hidden_free_energy` cast to float64 first),
-so TF32, which only ever affects float32 products, can never touch them.
+the training config asks for it (``precision: tf32``; ``bf16`` samples with the fused kernels of
+:mod:`spikerbm.kernels`). Every *energy* and *likelihood* is computed in float64
+(:func:`free_energy`, :func:`energy`, :func:`hidden_free_energy` cast to float64 first), so
+reduced-precision products can never touch them.
 """
 
 from __future__ import annotations
@@ -189,3 +190,50 @@ def rbm_from_dataset(ds, *, checkpoint: int | None = None, device: torch.device 
         sel = ds
     return rbm_from_numpy(sel["W"].values, sel["a"].values, sel["b"].values,
                           device=device, dtype=dtype)
+
+
+def check_rbm_dataset(ds, *, n_visible: int | None = None) -> None:
+    """Check the parameters of a ``model.nc`` / ``selected.nc`` dataset before using them.
+
+    ``W`` must have dims (``checkpoint``,) ``visible``, ``hidden``, ``a`` (``checkpoint``,)
+    ``visible`` and ``b`` (``checkpoint``,) ``hidden``, all floating point and finite (training
+    stops on divergence, so a model file never holds NaN/inf). With ``n_visible``, the model must
+    have that many visible units (the neurons of the session's raster).
+
+    Raises
+    ------
+    ValueError
+        Saying what is wrong and how to fix it.
+    """
+    import numpy as np
+
+    lead = ("checkpoint",) if "checkpoint" in ds.dims else ()
+    for name, dims in (("W", ("visible", "hidden")), ("a", ("visible",)), ("b", ("hidden",))):
+        if name not in ds.data_vars:
+            raise ValueError(f"model: no parameter variable {name!r} (found "
+                             f"{sorted(map(str, ds.data_vars))}); rebuild the model file")
+        want = lead + dims
+        if ds[name].dims != want:
+            raise ValueError(f"model: parameter {name!r} has dims {ds[name].dims}; expected "
+                             f"{want} (wrong dims: rebuild the model file)")
+        values = np.asarray(ds[name].values)
+        if values.dtype.kind != "f":
+            raise ValueError(f"model: parameter {name!r} has dtype {values.dtype}; expected "
+                             "float32 (rebuild the model file)")
+        bad = ~np.isfinite(values)
+        if bad.any():
+            where = ""
+            if lead:
+                ck = ds["checkpoint"].values[bad.reshape(bad.shape[0], -1).any(axis=1)]
+                where = f" at checkpoint(s) {ck[:10].tolist()}"
+            raise ValueError(
+                f"model: parameter {name!r} has {int(bad.sum())} NaN/inf value(s){where}; a "
+                "trained model never holds non-finite parameters (training stops on "
+                "divergence), so the file is corrupted: rebuild it"
+            )
+    if n_visible is not None and ds.sizes["visible"] != n_visible:
+        raise ValueError(
+            f"model: {ds.sizes['visible']} visible units but the session's raster has "
+            f"{n_visible} neurons: the model was trained on other data; rebuild it from this "
+            "raster"
+        )

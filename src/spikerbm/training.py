@@ -64,7 +64,20 @@ RESUME_FORMAT = 2
 
 
 class TrainingDivergedError(RuntimeError):
-    """NaN or inf in a parameter or a gradient during training."""
+    """Training blew up: a parameter became NaN/inf or larger than :data:`MAX_ABS_PARAMETER`."""
+
+    user_facing = True  # workflow scripts report it as one clear line (spikerbm.io.job_logger)
+
+
+#: Training counts as diverged once any |parameter| exceeds this (or is NaN/inf). SGD steps are
+#: bounded by ``lr`` times a bounded gradient, so a too-large ``train.lr`` makes the parameters
+#: grow without limit long before float32 overflows (~3e38); at |W| ~ 1e4 every Gibbs
+#: conditional is exactly 0 or 1 in float32 (|field| > 17 suffices), sampling is frozen and
+#: the gradient meaningless. Paper-scale runs (lr 0.01, 10^4 updates) stay below ~10^2.
+MAX_ABS_PARAMETER = 1e4
+
+#: Updates between two divergence checks outside checkpoints (each check is one host sync).
+DIVERGENCE_CHECK_EVERY = 100
 
 
 # --------------------------------------------------------------------------------------------
@@ -302,21 +315,55 @@ def pcd_step(rbm: RBM, batch: torch.Tensor, chains: PersistentChains, *, k: int,
     return sgd_step(rbm, grad, lr=lr), grad
 
 
-def check_finite(update: int, **tensors: torch.Tensor) -> None:
-    """Raise :class:`TrainingDivergedError` naming the update and the first non-finite tensor.
+class DivergenceGuard:
+    """Watch for blown-up parameters with no host-device synchronisation per update.
 
-    One device synchronisation when everything is finite (the common case).
+    :meth:`record` runs after every update and only queues device work: it keeps, in a device
+    tensor, the first update whose parameters hold a NaN/inf or a value beyond
+    :data:`MAX_ABS_PARAMETER`. :meth:`check` reads that flag (one sync) and raises
+    :class:`TrainingDivergedError`. The training loop checks before storing every checkpoint
+    (so ``resume.nc`` only ever holds good states) and every :data:`DIVERGENCE_CHECK_EVERY`
+    updates (bounding the work wasted after a blow-up); on CUDA that is one sync per 100
+    updates instead of one per update.
     """
-    if bool(torch.stack([torch.isfinite(t).all() for t in tensors.values()]).all()):
-        return
-    for name, t in tensors.items():
-        if not bool(torch.isfinite(t).all()):
-            n_bad = int((~torch.isfinite(t)).sum())
-            raise TrainingDivergedError(
-                f"training diverged at update {update}: {name} has {n_bad} NaN/inf value(s). "
-                "The last good checkpoint is kept in resume.nc; lower train.lr (or raise "
-                "train.k / n_chains) and rerun"
-            )
+
+    def __init__(self, device: torch.device, *, lr: float) -> None:
+        self.first_bad = torch.zeros((), dtype=torch.int64, device=device)
+        self.lr = lr
+
+    def record(self, update: int | torch.Tensor, rbm: RBM) -> None:
+        """Note ``update`` as the first bad one if ``rbm`` has blown up (device-side only).
+
+        Checking the parameters covers the gradient too: a NaN/inf gradient makes the updated
+        parameters NaN/inf.
+        """
+        # max |x| is NaN when x has a NaN, so the comparison is False for NaN, inf and too large
+        peak = torch.stack([t.detach().abs().amax() for t in rbm.parameters().values()]).amax()
+        ok = peak <= MAX_ABS_PARAMETER
+        # in place, so that a CUDA graph that captured this call keeps updating the flag
+        self.first_bad.copy_(torch.where(ok | (self.first_bad > 0), self.first_bad, update))
+
+    def check(self, update: int, rbm: RBM, *, last_checkpoint: int) -> None:
+        """Raise :class:`TrainingDivergedError` if any recorded update blew up (one sync)."""
+        bad = int(self.first_bad)
+        if bad == 0:
+            return
+        parts = []
+        for name, t in rbm.parameters().items():
+            t = t.detach()
+            n_bad = int((~(t.abs() <= MAX_ABS_PARAMETER)).sum())
+            if n_bad:
+                finite = t[torch.isfinite(t)]
+                peak = float(finite.abs().max()) if finite.numel() else math.nan
+                parts.append(f"parameter {name} has {n_bad} value(s) NaN/inf or beyond "
+                             f"{MAX_ABS_PARAMETER:g} in absolute value (largest finite "
+                             f"|{name}| = {peak:.3g})")
+        raise TrainingDivergedError(
+            f"training diverged at update {bad}: {'; '.join(parts)} (found at the check after "
+            f"update {update}). train.lr = {self.lr:g} is too large for this data: lower it "
+            f"(e.g. train.lr: {self.lr / 100:g}) and rerun. The last good checkpoint (update "
+            f"{last_checkpoint}) is kept in resume.nc; no model.nc is written"
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -498,8 +545,8 @@ class FusedPCD:
     ``torch.where``). Nothing in it synchronises with the host, so after one eager update
     (which compiles and autotunes the kernels) the whole update is captured once and replayed:
     one launch per update instead of ~10 per sweep. Parameters live in fixed tensors updated
-    in place (``rbm``); a device flag records the first update whose parameters are not
-    finite, read by :meth:`diverged_at` at checkpoints only (one sync per checkpoint).
+    in place (``rbm``); the :class:`DivergenceGuard` records blow-ups on the device and is
+    read by the training loop once per chunk of updates.
 
     Parameters
     ----------
@@ -513,10 +560,15 @@ class FusedPCD:
         Training configuration (``k``, ``lr``, ``centered``, ``batch_size``).
     tais
         A fused :class:`~spikerbm.likelihood.TrajectoryAIS` (already initialised) or ``None``.
+    guard
+        The run's :class:`DivergenceGuard`; every update records into it on the device.
+    first_update
+        Number of the first update this engine runs (for the guard's record).
     """
 
     def __init__(self, rbm: RBM, *, chains: FusedChains, data: torch.Tensor,
-                 cfg: TrainConfig, tais: Any = None) -> None:
+                 cfg: TrainConfig, guard: DivergenceGuard, first_update: int,
+                 tais: Any = None) -> None:
         dev = rbm.device
         self.rbm = RBM(*(t.detach().clone().contiguous() for t in (rbm.W, rbm.a, rbm.b)))
         self.chains, self.data, self.cfg, self.tais = chains, data, cfg, tais
@@ -526,8 +578,8 @@ class FusedPCD:
         self._batch = torch.empty(cfg.batch_size, data.shape[1], dtype=torch.float32,
                                   device=dev)
         self.logz = torch.full((), math.nan, dtype=torch.float64, device=dev)
-        self._count = torch.zeros((), dtype=torch.int64, device=dev)
-        self._first_bad = torch.full((), -1, dtype=torch.int64, device=dev)
+        self.guard = guard
+        self._update_no = torch.tensor(int(first_update), dtype=torch.int64, device=dev)
         self._graph: torch.cuda.CUDAGraph | None = None
 
     def _update(self) -> None:
@@ -543,10 +595,8 @@ class FusedPCD:
         energy_now = self.tais.sweep_and_energy(r) if self.tais is not None else None
         for name, t in r.parameters().items():
             t.add_(getattr(grad, name), alpha=cfg.lr)
-        self._count += 1
-        finite = torch.stack([torch.isfinite(t).all() for t in r.parameters().values()]).all()
-        self._first_bad.copy_(torch.where(~finite & (self._first_bad < 0), self._count,
-                                          self._first_bad))
+        self.guard.record(self._update_no, r)
+        self._update_no += 1
         if self.tais is not None:
             self.logz.copy_(self.tais.reweight(energy_now, r))
 
@@ -566,11 +616,6 @@ class FusedPCD:
                 self._update()
             return
         self._graph.replay()
-
-    def diverged_at(self) -> int | None:
-        """Update count (since construction) of the first non-finite parameters, or None."""
-        bad = int(self._first_bad.item())
-        return None if bad < 0 else bad
 
 
 def _use_fused(cfg: TrainConfig, device: torch.device) -> bool:
@@ -639,7 +684,9 @@ def train(train_data: np.ndarray | torch.Tensor, *, cfg: TrainConfig, seed: int,
     Raises
     ------
     TrainingDivergedError
-        When a gradient or parameter becomes NaN/inf (the last checkpoint state was already
+        When a parameter becomes NaN/inf or exceeds :data:`MAX_ABS_PARAMETER` (checked by
+        :class:`DivergenceGuard` before each checkpoint and every
+        :data:`DIVERGENCE_CHECK_EVERY` updates; the last good checkpoint state was already
         handed to ``on_checkpoint``).
     """
     from tqdm.auto import tqdm
@@ -742,29 +789,27 @@ def train(train_data: np.ndarray | torch.Tensor, *, cfg: TrainConfig, seed: int,
     bar = tqdm(total=cfg.n_updates, initial=update, unit="update", disable=not progress,
                mininterval=1.0 if sys.stderr.isatty() else 30.0, smoothing=0.1,
                desc=f"train n_hidden={cfg.n_hidden}")
+    guard = DivergenceGuard(device, lr=cfg.lr)
     try:
-        engine = (FusedPCD(rbm, chains=chains, data=data, cfg=cfg, tais=tais)
+        engine = (FusedPCD(rbm, chains=chains, data=data, cfg=cfg, tais=tais, guard=guard,
+                           first_update=update + 1)
                   if isinstance(chains, FusedChains) else None)
         tais_steps = tais.n_steps if tais is not None else 0
         while update < cfg.n_updates:
             if engine is not None:
-                # minibatch rows of the updates up to the next checkpoint, uploaded at once
-                n_next = min(int(schedule[schedule > update][0]) - update, 512)
+                # minibatch rows of the updates up to the next checkpoint (at most
+                # DIVERGENCE_CHECK_EVERY), uploaded at once; one divergence check per chunk
+                n_next = min(int(schedule[schedule > update][0]) - update,
+                             DIVERGENCE_CHECK_EVERY)
                 rows = torch.stack([batches.next_indices() for _ in range(n_next)]).to(device)
                 for j in range(n_next):
                     engine.step(rows[j])
                     bar.update(1)
                 update += n_next
                 rbm = engine.rbm
+                guard.check(update, rbm, last_checkpoint=traj.updates[-1])
                 if update not in is_checkpoint:
                     continue
-                bad = engine.diverged_at()
-                if bad is not None:
-                    raise TrainingDivergedError(
-                        f"training diverged at update {start_update + bad}: the parameters "
-                        "became NaN/inf. The last good checkpoint (update "
-                        f"{traj.updates[-1]}) is kept in resume.nc; lower train.lr (or raise "
-                        "train.k / n_chains) and rerun")
                 logz = math.nan
                 if tais is not None:
                     logz = float(engine.logz.item())
@@ -777,9 +822,10 @@ def train(train_data: np.ndarray | torch.Tensor, *, cfg: TrainConfig, seed: int,
                                      centered=cfg.centered, generator=chain_gen,
                                      tf32=cfg.precision != "float32")
                 update += 1
-                check_finite(update, **{f"gradient of {n}": g for n, g in grad.items()},
-                             **{f"parameter {n}": t for n, t in new.parameters().items()})
                 rbm = new
+                guard.record(update, rbm)
+                if update in is_checkpoint or update % DIVERGENCE_CHECK_EVERY == 0:
+                    guard.check(update, rbm, last_checkpoint=traj.updates[-1])
                 logz = tais.step(rbm) if tais is not None else math.nan
                 bar.update(1)
                 if update not in is_checkpoint:
@@ -792,6 +838,11 @@ def train(train_data: np.ndarray | torch.Tensor, *, cfg: TrainConfig, seed: int,
             log.info("checkpoint written: update %d (%d/%d), %.1f s, %.1f updates/s, "
                      "logz_tais %.4f", update, len(traj.updates), len(schedule), elapsed,
                      rate, logz)
+    except TrainingDivergedError:
+        raise
+    except Exception:
+        guard.check(update, rbm, last_checkpoint=traj.updates[-1])  # a blow-up caused it?
+        raise
     finally:
         bar.close()
     total = time.perf_counter() - t_start

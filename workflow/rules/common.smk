@@ -1,8 +1,11 @@
 # Helpers shared by every rule: the sessions sheet, wildcard constraints, input functions.
 import re
+from pathlib import Path
 
 import pandas as pd
 from snakemake.utils import validate
+
+SCHEMA = "workflow/schemas/config.schema.yaml"
 
 SESSION_ID = re.compile(r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -52,6 +55,50 @@ def load_sessions(path):
     return table.set_index("session_id", drop=False)
 
 
+def check_config_consistency(cfg):
+    """Cross-key rules the JSON schema cannot express, checked before any job runs."""
+    from spikerbm.training import TrainConfig
+
+    problems = []
+    b = cfg["binarize"]
+    if b["n_test_blocks"] >= b["n_blocks"]:
+        problems.append(
+            f"binarize.n_test_blocks = {b['n_test_blocks']} must be < binarize.n_blocks = "
+            f"{b['n_blocks']} (some blocks must stay in the train split)"
+        )
+    for n_hidden in cfg["train"]["n_hidden"]:
+        try:
+            TrainConfig.from_config(
+                cfg["train"], n_hidden=n_hidden, device=cfg["device"]
+            )
+        except ValueError as err:
+            problems.append(str(err))
+            break
+    dyn = cfg.get("dynamics", {})
+    max_lag_bins = dyn.get("max_lag_bins", 100)
+    lo, hi = dyn.get("fit_lag_range", [1, 20])
+    if not 1 <= lo < hi <= max_lag_bins:
+        problems.append(
+            f"dynamics.fit_lag_range = [{lo}, {hi}] must satisfy 1 <= lo < hi <= "
+            f"dynamics.max_lag_bins = {max_lag_bins}"
+        )
+    if dyn.get("record_sweeps", 1000) <= dyn.get("max_lag_sweeps", 200):
+        problems.append(
+            "dynamics.record_sweeps must exceed dynamics.max_lag_sweeps; got "
+            f"{dyn.get('record_sweeps', 1000)} <= {dyn.get('max_lag_sweeps', 200)}"
+        )
+    lik = cfg["likelihood"]
+    if lik.get("method") == "tais" and cfg["train"].get("tais_chains", 500) < 1:
+        problems.append("likelihood.method: tais needs train.tais_chains > 0")
+    if problems:
+        raise ValueError(
+            "invalid configuration: "
+            + "; ".join(problems)
+            + " (fix config/config.yaml)"
+        )
+
+
+check_config_consistency(config)
 SESSIONS = load_sessions(config["sessions"])
 N_HIDDEN = [int(n) for n in config["train"]["n_hidden"]]
 
@@ -84,9 +131,27 @@ def session_params(wildcards):
 def get_synthetic_params(wildcards):
     """Config defaults for the synthetic source, overridden by the row's params; the names are
     checked when the DAG is built."""
+    import jsonschema
+    import yaml
     from spikerbm.synthetic import check_params
 
-    return check_params({**config.get("synthetic", {}), **session_params(wildcards)})
+    params = check_params({**config.get("synthetic", {}), **session_params(wildcards)})
+    schema = yaml.safe_load(Path(workflow.basedir, SCHEMA).read_text())
+    section = schema["properties"]["synthetic"]
+    row_schema = {
+        **section,
+        "properties": {**section["properties"], "seed": {"type": "integer"}},
+    }
+    err = jsonschema.exceptions.best_match(
+        jsonschema.Draft202012Validator(row_schema).iter_errors(params)
+    )
+    if err is not None:
+        key = ".".join(map(str, err.absolute_path)) or "params"
+        raise ValueError(
+            f"session {wildcards.session} (source: synthetic): parameter {key!r}: "
+            f"{err.message} (config `synthetic:` section or the row's params)"
+        )
+    return params
 
 
 def get_model_files(wildcards):
