@@ -78,7 +78,12 @@ def _kernel() -> Any:
         ]
     ]
 
-    @triton.autotune(configs=configs, key=["M", "NB", "K", "SAMPLE", "STORE_PROB", "ROUNDS"])
+    def divides_k(configs: list, named_args: dict, **_: Any) -> list:
+        # the kernel has no mask along K: keep only tiles whose BLOCK_K divides K
+        return [c for c in configs if named_args["K"] % c.kwargs["BLOCK_K"] == 0]
+
+    @triton.autotune(configs=configs, key=["M", "NB", "K", "SAMPLE", "STORE_PROB", "ROUNDS"],
+                     prune_configs_by={"early_config_prune": divides_k})
     @triton.jit
     def half_sweep_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, prob_ptr, seed_ptr, seed_offset,
                           M, N, NB, K, stride_xm, stride_wk, stride_om, stride_pm,
@@ -99,7 +104,7 @@ def _kernel() -> Any:
         offs_k = tl.arange(0, BLOCK_K)
         row_ok = offs_m < M
         col_ok = offs_n < NB  # NB: padded width (multiple of 64), so masks stay vectorised
-        # K is a multiple of BLOCK_K (zero-padded buffers): no mask along the reduction
+        # K is a multiple of BLOCK_K (zero-padded buffers, configs pruned): no mask along K
         x_ptrs = x_ptr + offs_m[:, None] * stride_xm + offs_k[None, :]
         w_ptrs = w_ptr + offs_k[:, None] * stride_wk + offs_n[None, :]
         acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
