@@ -165,3 +165,18 @@ def job_logger(log_path: str | os.PathLike, name: str) -> logging.Logger:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         handlers=[logging.FileHandler(log_path), console])
     return logging.getLogger(f"spikerbm.{name}")
+
+
+def read_attrs(path: str | os.PathLike) -> dict[str, Any]:
+    """The global attributes of a netCDF file, without loading its variables.
+
+    Raises
+    ------
+    FileNotFoundError
+        With the path, when it does not exist.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"netCDF file not found: {path}")
+    with xr.open_dataset(path, engine=NETCDF_ENGINE) as ds:
+        return dict(ds.attrs)
