@@ -28,7 +28,8 @@ CLUSTER = REPO / "tests" / "cluster"
 #: SLURM logs of successful jobs so the test can read which jobs ran in which SLURM job.
 LOCAL_CLUSTER_ARGS = ("--slurm-init-seconds-before-status-checks", "2",
                       "--slurm-keep-successful-logs")
-#: Provenance attributes that legitimately differ between two runs (creation time).
+#: Provenance attributes that legitimately differ between two runs: the creation time. (The
+#: commit is compared without its "-dirty" suffix: editing the checkout during the test flips it.)
 VOLATILE_ATTRS = {"created_utc"}
 
 
@@ -111,6 +112,8 @@ def _assert_same_netcdf(a: Path, b: Path) -> None:
         assert keys == set(db.attrs) - VOLATILE_ATTRS, a.name
         for key in keys:
             va, vb = da.attrs[key], db.attrs[key]
+            if key == "git_commit":
+                va, vb = va.removesuffix("-dirty"), vb.removesuffix("-dirty")
             same = (np.array_equal(va, vb, equal_nan=True) if isinstance(va, float | np.floating)
                     else np.array_equal(va, vb))
             assert same, f"{a}: attribute {key}: {va!r} != {vb!r}"

@@ -98,6 +98,7 @@ def summary_html(table: pd.DataFrame, warnings: list[str], *, session_id: str) -
         "<!DOCTYPE html><html><head><meta charset='utf-8'>"
         f"<title>spikerbm summary: {html.escape(session_id)}</title>"
         "<style>body{font-family:sans-serif;margin:1em}td,th{padding:2px 8px;text-align:left}"
+        "td:last-child{white-space:nowrap}"
         "tr:nth-child(even){background:#f3f3f3}</style></head><body>"
         f"<h2>Session {html.escape(session_id)}</h2>{warn}{body}</body></html>"
     )
@@ -118,7 +119,6 @@ TABLE_FIELDS: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
         ("covariance_r_train_generated", "r cov tr-gen"),
         ("corr3_r_train_test", "r 3pt tr-test"),
         ("corr3_r_train_generated", "r 3pt tr-gen"),
-        ("equilibration_reason", "equilibrium check"),
     )),
     "couplings_summary": ("couplings", (
         ("n_hidden", "hidden units"),
@@ -257,7 +257,8 @@ def table_html(table: pd.DataFrame, *, title: str, note: str = "") -> str:
         f"<title>spikerbm: {html.escape(title)}</title>"
         "<style>body{font-family:sans-serif;margin:0.5em;font-size:12px}"
         "h2{font-size:15px}table{border-collapse:collapse}"
-        "td,th{padding:2px 5px;text-align:right}td:first-child,th:first-child{text-align:left}"
+        "td,th{padding:2px 5px;text-align:right}td{white-space:nowrap}"
+        "td:first-child,th:first-child{text-align:left}"
         "th{border-bottom:1px solid #888;vertical-align:bottom}"
         "tr:nth-child(even){background:#f3f3f3}</style>"
         f"</head><body><h2>{html.escape(title)}</h2>"
