@@ -151,7 +151,10 @@ def main() -> None:
     p.add_argument("--k", type=int, default=100)
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--weight-std", type=float, default=1e-2)
-    p.add_argument("--speed-updates", type=int, default=500)
+    p.add_argument("--speed-updates", type=int, default=1000)
+    p.add_argument("--repeats", type=int, default=3, help="speed measurements (median)")
+    p.add_argument("--speed-only", action="store_true",
+                   help="time spikerbm with and without trajectory AIS only")
     p.add_argument("--quality-updates", type=int, default=2000)
     p.add_argument("--long-updates", type=int, default=10000)
     p.add_argument("--ais-betas", type=int, default=1000)
@@ -173,16 +176,28 @@ def main() -> None:
     for m in args.hidden:
         res: dict[str, Any] = {}
         train_ours(split["train"], n_hidden=m, updates=3, args=args, seed=0, tais=True)  # JIT
-        for tais in (False, True):
-            # steady state: difference of two runs (setup, first eager update and graph
-            # capture cancel); whole-call ms/update of the longer run kept too
-            _, short = train_ours(split["train"], n_hidden=m, updates=50, args=args, seed=0,
-                                  tais=tais)
-            _, long = train_ours(split["train"], n_hidden=m, updates=50 + args.speed_updates,
-                                 args=args, seed=0, tais=tais)
-            key = "ours_tais" if tais else "ours"
-            res[f"{key}_ms"] = (long * (50 + args.speed_updates) - short * 50) / args.speed_updates
-            res[f"{key}_call_ms"] = long
+        samples: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
+        for _ in range(args.repeats):
+            for tais in (False, True):  # interleaved, so drifts hit both alike
+                # steady state: difference of two runs (set-up, first eager update and graph
+                # capture cancel); the whole-call ms/update of the longer run is kept too
+                _, short = train_ours(split["train"], n_hidden=m, updates=50, args=args,
+                                      seed=0, tais=tais)
+                _, long = train_ours(split["train"], n_hidden=m,
+                                     updates=50 + args.speed_updates, args=args, seed=0,
+                                     tais=tais)
+                steady = (long * (50 + args.speed_updates) - short * 50) / args.speed_updates
+                samples[tais].append((steady, long))
+        for tais, key in ((False, "ours"), (True, "ours_tais")):
+            res[f"{key}_ms"] = float(np.median([x[0] for x in samples[tais]]))
+            res[f"{key}_call_ms"] = float(np.median([x[1] for x in samples[tais]]))
+            res[f"{key}_ms_all"] = [x[0] for x in samples[tais]]
+        if args.speed_only:
+            print(f"| {name} | Nh {m} | ours {res['ours_ms']:.2f} ms {res['ours_ms_all']} | "
+                  f"+TAIS {res['ours_tais_ms']:.2f} ms {res['ours_tais_ms_all']} | overhead "
+                  f"{100 * (res['ours_tais_ms'] / res['ours_ms'] - 1):+.1f} % |", flush=True)
+            results["hidden"][m] = res
+            continue
         ours, _ = train_ours(split["train"], n_hidden=m, updates=args.quality_updates,
                              args=args, seed=1, tais=True)
         ours2, _ = train_ours(split["train"], n_hidden=m, updates=args.quality_updates,
@@ -210,7 +225,7 @@ def main() -> None:
                   f"cov score {qq['score_covariance']:.3f}, r(cov train, gen) "
                   f"{qq['cov_r_generated']:.3f} (train-test {qq['cov_r_test']:.3f}), "
                   f"error ratio {qq['cov_error_ratio']:.3f}", flush=True)
-    if args.long_updates:
+    if args.long_updates and not args.speed_only:
         m = max(args.hidden)
         t0 = sync_time()
         train_ours(split["train"], n_hidden=m, updates=args.long_updates, args=args, seed=3,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import xarray as xr
 
 from spikerbm import report
@@ -44,3 +45,51 @@ def test_floor_and_equilibrium_failures_are_loud():
     html = report.summary_html(report.session_summary(_artifacts(beats_floor=0, equilibrated=0)),
                                warnings, session_id="s<1>")
     assert "s&lt;1&gt;" in html and html.count("&#9888;") == 2
+
+
+def _selected(floor: float) -> xr.Dataset:
+    return xr.Dataset(
+        {"cand_n_hidden": ("candidate", [3, 7, 11]),
+         "cand_checkpoint": ("candidate", [5, 0, 13]),
+         "cand_ll_train": ("candidate", [-9.5, -9.75, -9.25]),
+         "cand_ll_test": ("candidate", [-10.5, -10.0, -10.25]),
+         "cand_ll_test_std": ("candidate", [0.0, 0.0, 0.125]),
+         "cand_method": ("candidate", ["exact", "exact", "ais"]),
+         "cand_selected": ("candidate", [0, 1, 0])},
+        attrs={"floor_test": floor, "n_hidden": 7})
+
+
+def test_selected_models_table_has_one_row_per_size_and_flags_the_floor():
+    table = report.selected_models_table({"s1": _selected(-10.25), "s2": _selected(-11.0)})
+    assert len(table) == 6 and list(table.session) == ["s1"] * 3 + ["s2"] * 3
+    s1 = table[table.session == "s1"].set_index("hidden units")
+    assert list(s1.index) == ["3", "7", "11"]
+    assert s1.loc["11", "best checkpoint"] == "13" and s1.loc["11", "LL test"] == "-10.25"
+    assert s1.loc["11", "log Z method"] == "ais" and s1.loc["11", "LL test s.d."] == "0.125"
+    # -10.25 is not strictly above the floor -10.25; -10.5 is below; -10.0 beats it by 0.25
+    assert list(s1["beats floor"]) == ["NO", "yes", "NO"]
+    assert list(s1["LL test - floor"]) == ["-0.25", "0.25", "0"]
+    assert list(s1["selected"]) == ["", "selected", ""]
+    assert set(table[table.session == "s2"]["beats floor"]) == {"yes"}
+    with pytest.raises(ValueError, match="session bad: .*cand_n_hidden"):
+        report.selected_models_table({"bad": xr.Dataset(attrs={"n_hidden": 7})})
+
+
+def test_attrs_table_keeps_session_order_and_marks_missing_values():
+    fields = (("ms_per_sweep", "fitted"), ("truth_ms_per_sweep", "planted"))
+    table = report.attrs_table({"z": {"ms_per_sweep": 21.5}, "a": {"ms_per_sweep": float("nan"),
+                                                                 "truth_ms_per_sweep": 20.0}},
+                               fields)
+    assert list(table.columns) == ["session", "fitted", "planted"]
+    assert table.values.tolist() == [["z", "21.5", "n/a"], ["a", "n/a", "20"]]
+    for name, (artifact, table_fields) in report.TABLE_FIELDS.items():
+        assert artifact in {"statistics", "couplings", "dynamics"} and name in report.TABLE_TITLES
+        assert len({title for _, title in table_fields}) == len(table_fields)
+
+
+def test_table_html_escapes_and_marks_failed_checks_red():
+    table = report.selected_models_table({"s<1>": _selected(-10.25)})
+    page = report.table_html(table, title="T & U", note="n<1")
+    assert "s&lt;1&gt;" in page and "T &amp; U" in page and "n&lt;1" in page
+    assert page.count('style="color:#b00;font-weight:bold">NO<') == 2
+    assert page.count("<tr>") == 1 + len(table)

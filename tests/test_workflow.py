@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -49,7 +50,8 @@ def test_dry_run_of_default_config_lists_every_job(workflow_dir):
                    "fig_statistics", "couplings", "fig_couplings", "dynamics", "fig_dynamics",
                    "summary"]
     expected = {rule: n_sessions for rule in per_session} | {"train": n_models,
-                                                              "loglik": n_models, "all": 1}
+                                                              "loglik": n_models, "all": 1,
+                                                              "report_tables": 1}
     assert counts == expected | {"total": sum(expected.values())}
 
 
@@ -126,24 +128,109 @@ def test_tiny_run_contents_are_consistent(tiny_run):
     assert np.isfinite(coup.attrs["truth_pearson_J"])
 
 
+REPORT_FIGURES = {  # figure file -> (report category, subcategory)
+    "fig2_loglik.png": ("Stage 4: log-likelihood and model selection",
+                        "Fig. 2: log-likelihood along training"),
+    "fig3_statistics.png": ("Stage 5: generated vs real statistics",
+                            "Fig. 3: generated vs real statistics"),
+    "fig4_couplings.png": ("Stage 6: effective couplings", "Fig. 4: effective couplings"),
+    "fig5_areas.png": ("Stage 6: effective couplings", "Fig. 5: couplings by brain area"),
+    "fig6_dynamics.png": ("Stage 7: relaxation dynamics", "Fig. 6: relaxation dynamics"),
+}
+REPORT_TABLES = {
+    "selected_models.html": "Stage 4: log-likelihood and model selection",
+    "statistics_scores.html": "Stage 5: generated vs real statistics",
+    "couplings_summary.html": "Stage 6: effective couplings",
+    "dynamics_summary.html": "Stage 7: relaxation dynamics",
+}
+
+
+def _report_json(text: str, name: str) -> dict:
+    """A JSON object the HTML report embeds as `var <name> = {...};`."""
+    match = re.search(rf'var {name} =\s*(?={{")', text)  # not the bundled libraries' vars
+    assert match, f"no `var {name} = {{...}}` in the report"
+    return json.JSONDecoder().raw_decode(text, match.end())[0]
+
+
 def test_rerun_has_nothing_to_do_and_report_builds(tiny_run):
-    wf, _ = tiny_run
+    wf, cfg = tiny_run
     proc = snakemake(wf, "-n", "--cores", "1")
     assert proc.returncode == 0
     assert "Nothing to be done" in proc.stdout + proc.stderr
     rep = snakemake(wf, "--report", "report.html")
     assert rep.returncode == 0, rep.stderr[-3000:]
     text = (wf / "report.html").read_text(errors="replace")
-    assert "fig2_loglik" in text and "summary" in text
+    results, categories = _report_json(text, "results"), _report_json(text, "categories")
+    selected = {s: int(xr.open_dataset(wf / "results" / s / "selected.nc").attrs["n_hidden"])
+                for s in ("tiny-a", "tiny-b")}
+    sizes = ", ".join(str(n) for n in cfg["train"]["n_hidden"])
+    for session, n_hidden in selected.items():
+        for fig, (category, subcategory) in REPORT_FIGURES.items():
+            path = f"results/{session}/figures/{fig}"
+            assert path in categories[category][subcategory], (path, categories)
+            entry = results[path]
+            assert entry["mime_type"] == "image/png" and entry["data_uri"].startswith("data:")
+            assert len(entry["caption"]) > 100, fig  # the rst caption, rendered
+            label = f"{sizes} (all sizes)" if fig == "fig2_loglik.png" else f"{n_hidden} (selected)"
+            assert entry["labels"] == {"session, hidden units": f"{session}, {label}"}, entry
+        assert f"results/{session}/summary.html" in categories["Stage 8: per-session summary"][
+            "Key numbers and warnings"]
+    for table, category in REPORT_TABLES.items():
+        path = f"results/tables/{table}"
+        assert any(path in paths for paths in categories[category].values()), table
+        assert results[path]["mime_type"] == "text/html" and results[path]["caption"]
+    # the tables hold every session (and, for the selection, every hidden size)
+    models = (wf / "results" / "tables" / "selected_models.tsv").read_text().splitlines()
+    assert len(models) == 1 + 2 * len(cfg["train"]["n_hidden"])
+    assert sum(line.endswith("\tselected") for line in models[1:]) == 2
+    for session, n_hidden in selected.items():
+        assert any(line.startswith(f"{session}\t{n_hidden}\t") and line.endswith("\tselected")
+                   for line in models)
+    for name in ("statistics_scores", "couplings_summary", "dynamics_summary"):
+        rows = (wf / "results" / "tables" / f"{name}.tsv").read_text().splitlines()
+        assert [r.split("\t")[0] for r in rows] == ["session", "tiny-a", "tiny-b"], name
+
+
+def test_config_change_reruns_training_and_downstream_only(tiny_run, tmp_path):
+    """After a training parameter changes, the dry run plans train and everything after it,
+    never the data stages; --summary marks exactly the models as "params changed"."""
+    wf = tmp_path / "changed"
+    shutil.copytree(tiny_run[0], wf, symlinks=True)  # copy2 keeps mtimes and .snakemake
+    cfg_path = wf / "config" / "config.yaml"
+    cfg = yaml.safe_load(cfg_path.read_text())
+    cfg["train"]["n_updates"] += 1
+    cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    proc = snakemake(wf, "-n", "--cores", "1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    counts = job_counts(proc.stdout)
+    n_models = 2 * len(cfg["train"]["n_hidden"])
+    assert counts["train"] == counts["loglik"] == n_models
+    for rule in ("select_model", "statistics", "couplings", "dynamics", "fig_loglik", "summary"):
+        assert counts[rule] == 2, rule
+    assert "synthetic_session" not in counts and "binarize" not in counts
+    assert "Params have changed since last execution" in proc.stdout
+    summary = snakemake(wf, "--summary")
+    assert summary.returncode == 0, summary.stderr[-3000:]
+    rows = [line.split("\t") for line in summary.stdout.splitlines()[1:] if "\t" in line]
+    status = {row[0]: (row[4], row[5]) for row in rows}
+    changed = {f for f, (st, _) in status.items() if st == "params changed"}
+    assert changed == {f"results/{s}/hidden~{n}/model.nc" for s in ("tiny-a", "tiny-b")
+                       for n in cfg["train"]["n_hidden"]}, status
+    for s in ("tiny-a", "tiny-b"):
+        assert status[f"results/{s}/raster.nc"] == ("ok", "no update")
+        assert status[f"results/{s}/selected.nc"] == ("ok", "update pending")
 
 
 def test_slurm_profile_maps_gpu_resources(workflow_dir):
     wf = workflow_dir()
-    proc = snakemake(wf, "-n", "--profile", "profiles/slurm")
+    proc = snakemake(wf, "-n", "--profile", "profiles/slurm", "--workflow-profile", "none")
     assert proc.returncode == 0, proc.stderr[-3000:]
     blocks = proc.stdout.split("\nrule ")
     train = [b for b in blocks if b.startswith("train:")]
     assert len(train) == len(TINY_CONFIG["train"]["n_hidden"])  # one session in the sheet
     for block in train:
         res = re.search(r"resources: (.*)", block)[1]
-        assert "gpu=1" in res and "slurm_partition=gpu" in res, res
+        assert "gpu=1" in res and "runtime=720" in res and "mem_mb=16000" in res, res
+    select = re.search(r"resources: (.*)", next(b for b in blocks
+                                                if b.startswith("select_model:")))[1]
+    assert "gpu=0" in select and "runtime=10" in select, select

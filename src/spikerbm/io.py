@@ -111,13 +111,21 @@ def read_netcdf(path: str | os.PathLike) -> xr.Dataset:
     try:
         with xr.open_dataset(path, engine=NETCDF_ENGINE) as ds:
             return ds.load()
-    except (OSError, RuntimeError, ValueError, KeyError, IndexError) as err:
-        raise InputError(
-            f"{path}: cannot be read as netCDF ({type(err).__name__}: {err}): the file is "
-            f"truncated, corrupted or not netCDF ({path.stat().st_size} bytes). Fix: if it is a "
-            "workflow output, delete it and rerun snakemake to rebuild it; otherwise replace it "
-            "with a complete netCDF file"
-        ) from err
+    except _UNREADABLE as err:
+        raise _unreadable(path, err) from err
+
+
+#: What netCDF/HDF5 readers raise on a truncated, corrupted or foreign file.
+_UNREADABLE = (OSError, RuntimeError, ValueError, KeyError, IndexError)
+
+
+def _unreadable(path: Path, err: Exception) -> InputError:
+    return InputError(
+        f"{path}: cannot be read as netCDF ({type(err).__name__}: {err}): the file is "
+        f"truncated, corrupted or not netCDF ({path.stat().st_size} bytes). Fix: if it is a "
+        "workflow output, delete it and rerun snakemake to rebuild it; otherwise replace it "
+        "with a complete netCDF file"
+    )
 
 
 @contextlib.contextmanager
@@ -250,3 +258,23 @@ def job_logger(log_path: str | os.PathLike, name: str) -> logging.Logger:
 
     sys.excepthook = excepthook
     return logger
+
+
+def read_attrs(path: str | os.PathLike) -> dict[str, Any]:
+    """The global attributes of a netCDF file, without loading its variables.
+
+    Raises
+    ------
+    FileNotFoundError
+        With the path, when it does not exist.
+    InputError
+        Naming the path, when it cannot be read (as :func:`read_netcdf`).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"netCDF file not found: {path}")
+    try:
+        with xr.open_dataset(path, engine=NETCDF_ENGINE) as ds:
+            return dict(ds.attrs)
+    except _UNREADABLE as err:
+        raise _unreadable(path, err) from err

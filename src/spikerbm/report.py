@@ -98,6 +98,170 @@ def summary_html(table: pd.DataFrame, warnings: list[str], *, session_id: str) -
         "<!DOCTYPE html><html><head><meta charset='utf-8'>"
         f"<title>spikerbm summary: {html.escape(session_id)}</title>"
         "<style>body{font-family:sans-serif;margin:1em}td,th{padding:2px 8px;text-align:left}"
+        "td:last-child{white-space:nowrap}"
         "tr:nth-child(even){background:#f3f3f3}</style></head><body>"
         f"<h2>Session {html.escape(session_id)}</h2>{warn}{body}</body></html>"
+    )
+
+
+# ----------------------------------------------------------------------------- report tables
+#: Cross-session tables of the HTML report: name -> (artifact, [(attribute, column), ...]).
+#: The selected-models table is built from the candidate variables instead (one row per size).
+TABLE_FIELDS: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
+    "statistics_scores": ("statistics", (
+        ("n_hidden", "hidden units"),
+        ("equilibrated", "equilibrated (1/0)"),
+        ("score_covariance", "score cov"),
+        ("score_corr3", "score 3pt"),
+        ("error_ratio_rate", "rate error ratio"),
+        ("rate_r_train_generated", "r rate tr-gen"),
+        ("covariance_r_train_test", "r cov tr-test"),
+        ("covariance_r_train_generated", "r cov tr-gen"),
+        ("corr3_r_train_test", "r 3pt tr-test"),
+        ("corr3_r_train_generated", "r 3pt tr-gen"),
+    )),
+    "couplings_summary": ("couplings", (
+        ("n_hidden", "hidden units"),
+        ("checkpoint", "checkpoint"),
+        ("norm_per_coupling_H", "|H| / field"),
+        ("norm_per_coupling_J2", "|J2| / pair"),
+        ("norm_per_coupling_J3", "|J3| / triplet"),
+        ("area_within_mean_J", "mean J within area"),
+        ("area_cross_mean_J", "mean J across areas"),
+        ("truth_pearson_H", "r(H, planted)"),
+        ("truth_pearson_J", "r(J, planted)"),
+    )),
+    "dynamics_summary": ("dynamics", (
+        ("n_hidden", "hidden units"),
+        ("ms_per_sweep", "fitted ms per sweep"),
+        ("truth_ms_per_sweep", "planted ms per sweep"),
+        ("fit_max_abs_dev", "max dev. C model"),
+        ("baseline_max_abs_dev_fit", "max dev. C indep."),
+        ("tau_e_data_ms", "tau_e data (ms)"),
+        ("tau_e_model_ms", "tau_e model (ms)"),
+        ("tau_int_data_ms", "tau_int data (ms)"),
+        ("tau_int_model_ms", "tau_int model (ms)"),
+    )),
+}
+
+
+#: Titles of the report tables (the HTML page heading).
+TABLE_TITLES: dict[str, str] = {
+    "selected_models": "Selected models: best checkpoint of every hidden size",
+    "statistics_scores": "Generated vs real statistics of the selected models",
+    "couplings_summary": "Effective couplings of the selected models",
+    "dynamics_summary": "Relaxation dynamics of the selected models",
+}
+
+
+def attrs_table(attrs: Mapping[str, Mapping[str, object]],
+                fields: tuple[tuple[str, str], ...]) -> pd.DataFrame:
+    """One row per session of the given attributes (``n/a`` where a file lacks one).
+
+    Parameters
+    ----------
+    attrs
+        Global attributes of one kind of artifact, by session id (row order is kept); e.g.
+        ``{session: io.read_attrs(path)}``.
+    fields
+        ``(attribute, column title)`` pairs.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Column ``session`` then one column per field, values formatted as in the summary.
+    """
+    rows = []
+    for session, values in attrs.items():
+        row = {"session": session}
+        row.update({title: _fmt(values.get(attr, "n/a")) for attr, title in fields})
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["session", *(title for _, title in fields)])
+
+
+def selected_models_table(selected: Mapping[str, xr.Dataset]) -> pd.DataFrame:
+    """Model selection of every session: one row per (session, hidden size).
+
+    Each row is the best checkpoint of that hidden size (the ``cand_*`` variables of
+    ``selected.nc``), with the independent-site floor and whether it is the selected model.
+
+    Parameters
+    ----------
+    selected
+        ``selected.nc`` datasets by session id.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``session``, ``hidden units``, ``best checkpoint``, ``LL train``, ``LL test``,
+        ``LL test s.d.``, ``log Z method``, ``floor test``, ``LL test - floor``,
+        ``beats floor`` (strictly above the floor, as in the selection), ``selected``.
+
+    Raises
+    ------
+    ValueError
+        When a dataset lacks the candidate table (not a ``selected.nc``).
+    """
+    rows = []
+    for session, ds in selected.items():
+        if "cand_n_hidden" not in ds:
+            raise ValueError(f"session {session}: the dataset has no cand_n_hidden variable; "
+                             "pass the selected.nc written by the select_model rule")
+        floor = float(ds.attrs.get("floor_test", np.nan))
+        for c in range(ds.sizes["candidate"]):
+            ll_test = float(ds["cand_ll_test"].values[c])
+            std = ds["cand_ll_test_std"].values[c] if "cand_ll_test_std" in ds else np.nan
+            method = ds["cand_method"].values[c] if "cand_method" in ds else "n/a"
+            is_selected = (bool(ds["cand_selected"].values[c]) if "cand_selected" in ds else
+                           int(ds["cand_n_hidden"].values[c]) == int(ds.attrs["n_hidden"]))
+            rows.append({
+                "session": session,
+                "hidden units": _fmt(int(ds["cand_n_hidden"].values[c])),
+                "best checkpoint": _fmt(int(ds["cand_checkpoint"].values[c])),
+                "LL train": _fmt(float(ds["cand_ll_train"].values[c])),
+                "LL test": _fmt(ll_test),
+                "LL test s.d.": _fmt(float(std)),
+                "log Z method": str(method),
+                "floor test": _fmt(floor),
+                "LL test - floor": _fmt(ll_test - floor),
+                "beats floor": "yes" if ll_test > floor else "NO",
+                "selected": "selected" if is_selected else "",
+            })
+    return pd.DataFrame(rows)
+
+
+#: (column, value) cells the report tables show in red: a failed check.
+ALARM_CELLS: frozenset[tuple[str, str]] = frozenset({
+    ("beats floor", "NO"), ("equilibrated (1/0)", "0"),
+})
+
+
+def table_html(table: pd.DataFrame, *, title: str, note: str = "") -> str:
+    """A small self-contained HTML page of one table (for the report's table entries).
+
+    Cells listed in :data:`ALARM_CELLS` (a model below the floor, failed equilibrium) are red.
+    """
+    def cell(column: str, value: object) -> str:
+        text = html.escape(str(value))
+        if (column, str(value)) in ALARM_CELLS:
+            return f'<td style="color:#b00;font-weight:bold">{text}</td>'
+        return f"<td>{text}</td>"
+
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in table.columns)
+    rows = "".join(
+        "<tr>" + "".join(cell(c, v) for c, v in zip(table.columns, rec, strict=True)) + "</tr>"
+        for rec in table.itertuples(index=False)
+    )
+    return (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
+        f"<title>spikerbm: {html.escape(title)}</title>"
+        "<style>body{font-family:sans-serif;margin:0.5em;font-size:12px}"
+        "h2{font-size:15px}table{border-collapse:collapse}"
+        "td,th{padding:2px 5px;text-align:right}td{white-space:nowrap}"
+        "td:first-child,th:first-child{text-align:left}"
+        "th{border-bottom:1px solid #888;vertical-align:bottom}"
+        "tr:nth-child(even){background:#f3f3f3}</style>"
+        f"</head><body><h2>{html.escape(title)}</h2>"
+        + (f"<p>{html.escape(note)}</p>" if note else "")
+        + f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></body></html>"
     )

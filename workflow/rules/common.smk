@@ -226,4 +226,75 @@ def get_final_outputs(wildcards):
         "results/{session}/figures/fig6_dynamics.png",
         "results/{session}/summary.html",
     ]
-    return expand(per_session, session=SESSIONS.index)
+    tables = expand("results/tables/{table}.html", table=TABLE_NAMES)
+    return expand(per_session, session=SESSIONS.index) + tables
+
+
+# ----------------------------------------------------------------------------- HTML report
+# `snakemake --report`: category = pipeline stage (README stage numbers), subcategory = the
+# figure or table, labels = session and hidden size(s) (read from the artifact at report time).
+REPORT_STAGE = {
+    "loglik": "Stage 4: log-likelihood and model selection",
+    "statistics": "Stage 5: generated vs real statistics",
+    "couplings": "Stage 6: effective couplings",
+    "dynamics": "Stage 7: relaxation dynamics",
+    "summary": "Stage 8: per-session summary",
+}
+TABLE_NAMES = [
+    "selected_models",
+    "statistics_scores",
+    "couplings_summary",
+    "dynamics_summary",
+]
+
+
+def report_labels(source):
+    """`labels=` for report(): the session and the hidden size of the model the entry shows.
+
+    `source` names the input whose netCDF attribute `n_hidden` is the selected model's size;
+    `None` labels the entry with every size of `train.n_hidden` (Fig. 2, one curve per size).
+    One label, not two: the report turns a second label with two values, each on half of the
+    entries, into a toggle that fails unless every combination exists (e.g. two sessions whose
+    selected sizes differ).
+    """
+
+    def get_report_labels(wildcards, input):
+        if source is None:
+            hidden = ", ".join(str(n) for n in N_HIDDEN) + " (all sizes)"
+        else:
+            from spikerbm.io import read_attrs
+
+            hidden = f"{int(read_attrs(input[source])['n_hidden'])} (selected)"
+        return {REPORT_LABEL: f"{wildcards.session}, {hidden}"}
+
+    return get_report_labels
+
+
+REPORT_LABEL = "session, hidden units"
+TABLE_LABELS = {REPORT_LABEL: "all sessions, all sizes"}
+
+
+def get_table_inputs(wildcards):
+    """The per-session artifacts the cross-session report tables are built from."""
+    return {
+        name: expand(f"results/{{session}}/{name}.nc", session=SESSIONS.index)
+        for name in ("selected", "statistics", "couplings", "dynamics")
+    }
+
+
+def check_cluster_profile():
+    """Stop before submitting anything when the workstation profile (profiles/default, layered
+    automatically as the workflow profile) is active under a cluster executor: its `gpu=1` cap
+    would allow one GPU job on the whole cluster and its default resources would replace the
+    cluster profile's. Called from `onstart:` (the executor is known only then)."""
+    if workflow.non_local_exec and "gpu" in workflow.resource_settings.resources:
+        raise ValueError(
+            "a cluster executor runs with a global `--resources gpu=...` limit, which the "
+            "workstation profile profiles/default sets (Snakemake layers it on top of "
+            "--profile automatically): run with `--profile profiles/slurm --workflow-profile "
+            "none` (README, section Cluster)"
+        )
+
+
+onstart:
+    check_cluster_profile()

@@ -18,6 +18,7 @@ rule couplings:
         "../../envs/spikerbm.yaml"
     threads: 1
     resources:
+        gpu=1,
         mem_mb=4000,
         runtime=60,
     params:
@@ -34,13 +35,17 @@ rule fig_couplings:
     output:
         fig4=report(
             "results/{session}/figures/fig4_couplings.png",
-            category="Couplings",
             caption="../report/fig4_couplings.rst",
+            category=REPORT_STAGE["couplings"],
+            subcategory="Fig. 4: effective couplings",
+            labels=report_labels("couplings"),
         ),
         fig5=report(
             "results/{session}/figures/fig5_areas.png",
-            category="Couplings",
             caption="../report/fig5_areas.rst",
+            category=REPORT_STAGE["couplings"],
+            subcategory="Fig. 5: couplings by brain area",
+            labels=report_labels("couplings"),
         ),
     log:
         "results/logs/fig_couplings/{session}.log",

@@ -33,8 +33,10 @@ rule fig_dynamics:
     output:
         figure=report(
             "results/{session}/figures/fig6_dynamics.png",
-            category="Dynamics",
             caption="../report/fig6_dynamics.rst",
+            category=REPORT_STAGE["dynamics"],
+            subcategory="Fig. 6: relaxation dynamics",
+            labels=report_labels("dynamics"),
         ),
     log:
         "results/logs/fig_dynamics/{session}.log",

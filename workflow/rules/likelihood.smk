@@ -58,8 +58,10 @@ rule fig_loglik:
     output:
         figure=report(
             "results/{session}/figures/fig2_loglik.png",
-            category="Log-likelihood",
             caption="../report/fig2_loglik.rst",
+            category=REPORT_STAGE["loglik"],
+            subcategory="Fig. 2: log-likelihood along training",
+            labels=report_labels(None),
         ),
     log:
         "results/logs/fig_loglik/{session}.log",

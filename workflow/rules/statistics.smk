@@ -33,8 +33,10 @@ rule fig_statistics:
     output:
         fig3=report(
             "results/{session}/figures/fig3_statistics.png",
-            category="Statistics",
             caption="../report/fig3_statistics.rst",
+            category=REPORT_STAGE["statistics"],
+            subcategory="Fig. 3: generated vs real statistics",
+            labels=report_labels("statistics"),
         ),
     log:
         "results/logs/fig_statistics/{session}.log",

@@ -1,0 +1,25 @@
+"""Snakemake adapter: cross-session report tables (selected models, statistic scores, couplings,
+dynamics) -> results/tables/{name}.tsv and .html."""
+
+from spikerbm import io, report
+
+snakemake = globals()["snakemake"]
+log = io.job_logger(snakemake.log[0], "report_tables")
+sessions = list(snakemake.params.sessions)
+CANDIDATE_VARS = ["cand_n_hidden", "cand_checkpoint", "cand_ll_train", "cand_ll_test",
+                  "cand_ll_test_std", "cand_method", "cand_selected"]
+
+selected = {}
+for session, path in zip(sessions, snakemake.input.selected, strict=True):
+    ds = io.read_netcdf(path)  # keep only the small candidate table, not the weights
+    selected[session] = ds[[v for v in CANDIDATE_VARS if v in ds]].assign_attrs(ds.attrs)
+tables = {"selected_models": report.selected_models_table(selected)}
+for name, (artifact, fields) in report.TABLE_FIELDS.items():
+    attrs = {s: io.read_attrs(p) for s, p in zip(sessions, snakemake.input[artifact], strict=True)}
+    tables[name] = report.attrs_table(attrs, fields)
+for name, table in tables.items():
+    tsv = next(p for p in snakemake.output.tsv if p.endswith(f"/{name}.tsv"))
+    io.write_text(table.to_csv(sep="\t", index=False), tsv)
+    io.write_text(report.table_html(table, title=report.TABLE_TITLES[name]),
+                  snakemake.output[name])
+    log.info("%s: %d rows", name, len(table))
