@@ -228,7 +228,8 @@ def test_result_paths_derive_from_validated_values_only(default_runs):
     grammar = re.compile(
         rf"results/(?:(?:{ses})/(?:[a-z_]+\.(?:nc|tsv|html)|hidden~(?:{hid})/[a-z_]+\.nc"
         rf"|figures/fig\d_[a-z_]+\.png)"
-        rf"|(?:logs|benchmarks)/[a-z_]+/(?:{ses})(?:/hidden~(?:{hid}))?\.(?:log|tsv))")
+        rf"|(?:logs|benchmarks)/[a-z_]+/(?:{ses})(?:/hidden~(?:{hid}))?\.(?:log|tsv)"
+        rf"|tables/[a-z_]+\.(?:tsv|html)|(?:logs|benchmarks)/report_tables/all\.(?:log|tsv))")
     paths = [p.relative_to(wf).as_posix() for p in (wf / "results").rglob("*") if p.is_file()]
     assert len(paths) > 40
     stray = [p for p in paths if not grammar.fullmatch(p)]
@@ -238,7 +239,12 @@ def test_result_paths_derive_from_validated_values_only(default_runs):
     rules = "\n".join(p.read_text() for p in (REPO / "workflow/rules").glob("*.smk"))
     wildcards = set(re.findall(r'"results/[^"]*"', rules))
     names = {w for path in wildcards for w in re.findall(r"{(\w+)}", path)}
-    assert names == {"session", "n_hidden"}, names
+    # ({table} and {name} only occur in expand() templates filled from fixed lists in
+    # common.smk: TABLE_NAMES and the four per-session artifacts of the report tables)
+    assert names - {"table", "name"} == {"session", "n_hidden"}, names
+    common_src = (REPO / "workflow/rules/common.smk").read_text()
+    assert re.search(r"TABLE_NAMES = \[\s*\n(\s*\"[a-z_]+\",\s*\n)+\s*\]", common_src)
+    assert 'for name in ("selected", "statistics", "couplings", "dynamics")' in common_src
     common = (REPO / "workflow/rules/common.smk").read_text()
     assert re.search(r"wildcard_constraints:\s*\n\s*session=.*\n\s*n_hidden=r\"\[1-9\]\[0-9\]\*\"",
                      common)
