@@ -126,6 +126,24 @@ def check_spikes(ds: xr.Dataset) -> None:
         )
 
 
+def _binary_values(var: xr.DataArray, what: str) -> np.ndarray:
+    """The values of a raster variable, checked to be integers (or booleans) in {0, 1}."""
+    if var.dtype.kind not in "biu":
+        raise ValueError(
+            f"{what}: 'raster' has dtype {var.dtype}; it must be integer or boolean with values "
+            "0/1 (store e.g. (counts > 0).astype('uint8'))"
+        )
+    values = np.asarray(var.values)
+    bad = np.setdiff1d(np.unique(values), [0, 1])
+    if bad.size:
+        raise ValueError(
+            f"{what}: 'raster' must contain only 0 and 1; found values {bad[:10].tolist()} in "
+            f"{int(np.isin(values, bad).sum())} entries (a binarized raster is 1 where the unit "
+            "fired in the bin: binarize counts with (counts > 0).astype('uint8'))"
+        )
+    return values
+
+
 def check_raster(ds: xr.Dataset, *, n_hidden: int | None = None, needs_split: bool = True,
                  needs_area: bool = True) -> None:
     """Check a ``raster.nc`` dataset (the input of every stage after binarization).
@@ -151,18 +169,7 @@ def check_raster(ds: xr.Dataset, *, n_hidden: int | None = None, needs_split: bo
                                ("split", ("time_bin",), needs_split)):
         if needed:
             _require(ds, name, dims, what)
-    var = ds["raster"]
-    if var.dtype.kind not in "biu":
-        raise ValueError(f"{what}: 'raster' has dtype {var.dtype}; it must hold integers 0/1 "
-                         "(uint8)")
-    values = np.asarray(var.values)
-    bad = np.setdiff1d(np.unique(values), [0, 1])
-    if bad.size:
-        raise ValueError(
-            f"{what}: 'raster' must contain only 0 and 1; found values {bad[:10].tolist()} in "
-            f"{int(np.isin(values, bad).sum())} entries (a binarized raster is 1 where the unit "
-            "fired in the bin: store (counts > 0).astype('uint8'))"
-        )
+    values = _binary_values(ds["raster"], what)
     n_bins, n_neurons = values.shape
     if n_hidden is not None and n_neurons < n_hidden:
         raise ValueError(
@@ -428,18 +435,7 @@ def validate_raster(ds: xr.Dataset, *, n_blocks: int, n_test_blocks: int, seed: 
             f"{where}: 'raster' has dims {var.dims}; it must have dims ('time_bin', 'neuron') "
             "in that order (use .rename({...}) / .transpose('time_bin', 'neuron'))"
         )
-    if var.dtype.kind not in "biu":
-        raise ValueError(
-            f"{where}: 'raster' has dtype {var.dtype}; it must be integer or boolean with values "
-            "0/1 (binarize first, then store e.g. raster.astype('uint8'))"
-        )
-    values = np.asarray(var.values)
-    bad = np.setdiff1d(np.unique(values), [0, 1])
-    if bad.size:
-        raise ValueError(
-            f"{where}: 'raster' must contain only 0 and 1; found values {bad[:10].tolist()} in "
-            f"{int(np.isin(values, bad).sum())} entries (binarize counts with (x > 0))"
-        )
+    values = _binary_values(var, where)
     for name in ("unit_id", "area"):
         if name not in ds.coords or ds[name].dims != ("neuron",):
             raise ValueError(
