@@ -355,11 +355,6 @@ class TrajectoryAIS:
 
     # -- sampling --------------------------------------------------------------------------
     @property
-    def fused(self) -> bool:
-        """True when the chains run with the fused CUDA kernels."""
-        return isinstance(self._chains, FusedChains)
-
-    @property
     def _v(self) -> torch.Tensor:
         """Current visible states of the chains (n_chains, n_visible)."""
         return self._chains.v
@@ -373,7 +368,7 @@ class TrajectoryAIS:
     def _uniform(self) -> torch.Tensor:
         """One float64 uniform (shape (1,)) for systematic resampling."""
         if isinstance(self._chains, FusedChains):
-            return self._chains.uniforms()[:1]
+            return self._chains.uniform()
         return torch.rand(1, generator=self._gen, dtype=torch.float64, device=self._v.device)
 
     def _initialise(self) -> None:

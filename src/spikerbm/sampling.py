@@ -178,7 +178,7 @@ class FusedChains:
         self._w = torch.zeros(nv, nh, dtype=bf16, device=dev)
         self._wt = torch.zeros(nh, nv, dtype=bf16, device=dev)
         self._ph = torch.empty(n_chains, nh, dtype=torch.float32, device=dev)
-        self._u = torch.empty(n_chains, dtype=torch.float64, device=dev)
+        self._u = torch.empty(1, dtype=torch.float64, device=dev)
         self.seed = torch.tensor([int(seed)], dtype=torch.int64, device=dev)
 
     @property
@@ -226,8 +226,8 @@ class FusedChains:
         half_sweep(self._v, self._w, rbm.b, out=None, prob=self._ph)
         return self._ph[:, :self._m]
 
-    def uniforms(self) -> torch.Tensor:
-        """One float64 uniform per chain (a buffer); advances ``seed`` by one."""
+    def uniform(self) -> torch.Tensor:
+        """One float64 uniform, shape (1,) (a buffer); advances ``seed`` by one."""
         from spikerbm.kernels import uniform_
 
         uniform_(self._u, seed=self.seed)
