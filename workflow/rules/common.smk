@@ -55,48 +55,7 @@ def load_sessions(path):
     return table.set_index("session_id", drop=False)
 
 
-def check_config_consistency(cfg):
-    """Cross-key rules the JSON schema cannot express, checked before any job runs."""
-    from spikerbm.training import TrainConfig
-
-    problems = []
-    b = cfg["binarize"]
-    if b["n_test_blocks"] >= b["n_blocks"]:
-        problems.append(
-            f"binarize.n_test_blocks = {b['n_test_blocks']} must be < binarize.n_blocks = "
-            f"{b['n_blocks']} (some blocks must stay in the train split)"
-        )
-    for n_hidden in cfg["train"]["n_hidden"]:
-        try:
-            TrainConfig.from_config(
-                cfg["train"], n_hidden=n_hidden, device=cfg["device"]
-            )
-        except ValueError as err:
-            problems.append(str(err))
-            break
-    dyn = cfg.get("dynamics", {})
-    max_lag_bins = dyn.get("max_lag_bins", 100)
-    lo, hi = dyn.get("fit_lag_range", [1, 20])
-    if not 1 <= lo < hi <= max_lag_bins:
-        problems.append(
-            f"dynamics.fit_lag_range = [{lo}, {hi}] must satisfy 1 <= lo < hi <= "
-            f"dynamics.max_lag_bins = {max_lag_bins}"
-        )
-    if dyn.get("record_sweeps", 1000) <= dyn.get("max_lag_sweeps", 200):
-        problems.append(
-            "dynamics.record_sweeps must exceed dynamics.max_lag_sweeps; got "
-            f"{dyn.get('record_sweeps', 1000)} <= {dyn.get('max_lag_sweeps', 200)}"
-        )
-    lik = cfg["likelihood"]
-    if lik.get("method") == "tais" and cfg["train"].get("tais_chains", 500) < 1:
-        problems.append("likelihood.method: tais needs train.tais_chains > 0")
-    if problems:
-        raise ValueError(
-            "invalid configuration: "
-            + "; ".join(problems)
-            + " (fix config/config.yaml)"
-        )
-
+from spikerbm.config import check_config_consistency
 
 check_config_consistency(config)
 SESSIONS = load_sessions(config["sessions"])
