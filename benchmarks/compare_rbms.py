@@ -11,7 +11,7 @@ Printed, per hidden size:
   script sets them), the ratio, and the GEMM-only floor (the two sampling products, k times,
   in a CUDA graph, TF32 and bf16) with the fraction of the bf16 tensor-core peak reached;
 - quality after the same number of updates: test log-likelihood of both models by the same
-  AIS (``spikerbm.likelihood.ais_log_z``, float64 energies) and the generated-vs-real
+  AIS (``spikerbm.partition.ais_log_z``, float64 energies) and the generated-vs-real
   covariance comparison of ``spikerbm.statistics.compute_statistics`` (same sampler settings);
   spikerbm is trained with two seeds, so the seed-to-seed spread says what "indistinguishable"
   means;
@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from spikerbm import binarize, likelihood, synthetic, training
+from spikerbm import binarize, partition, synthetic, training
 from spikerbm.rbm import RBM, free_energy, rbm_from_dataset
 from spikerbm.statistics import compute_statistics
 
@@ -129,7 +129,7 @@ def train_rbms(train_v: np.ndarray, *, n_hidden: int, updates: int, args: Any,
 
 def quality(r: RBM, split: dict[str, np.ndarray], *, args: Any) -> dict[str, float]:
     """Test LL by AIS (float64 energies) and the covariance comparison of generated data."""
-    est = likelihood.ais_log_z(r, n_chains=2000, n_betas=args.ais_betas, n_repeats=4,
+    est = partition.ais_log_z(r, n_chains=2000, n_betas=args.ais_betas, n_repeats=4,
                                generator=torch.Generator(device="cuda").manual_seed(1))
     test = torch.from_numpy(split["test"]).cuda()
     ll = -float(free_energy(r, test).mean()) - est.log_z

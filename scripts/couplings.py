@@ -4,8 +4,9 @@ import time
 from pathlib import Path
 
 from spikerbm import io
+from spikerbm.areas import areas_of
 from spikerbm.binarize import check_raster
-from spikerbm.couplings import areas_of, compute_couplings
+from spikerbm.couplings import compute_couplings
 from spikerbm.provenance import derive_seed, provenance_attrs
 from spikerbm.rbm import check_rbm_dataset, resolve_device
 

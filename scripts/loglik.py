@@ -28,7 +28,7 @@ log.info("session %s, n_hidden %d: %d checkpoints, train %s, test %s, device %s,
 start = time.perf_counter()
 ds = checkpoint_loglik(model, splits["train"], splits["test"], seed=seed, device=device, **params)
 log.info("method %s in %.1f s; floor test %.4f; last checkpoint: ll_train %.4f ll_test %.4f "
-         "(+- %.3g), log Z %.4f (trajectory AIS %.4f)", ds.attrs["method"],
+         "(+- %.3g), log Z %.4f (trajectory AIS %.4f)", ds.attrs["log_z_method"],
          time.perf_counter() - start, ds.attrs["floor_test"], ds["ll_train"].values[-1],
          ds["ll_test"].values[-1], ds["ll_test_std"].values[-1], ds["log_z"].values[-1],
          ds["log_z_tais"].values[-1])

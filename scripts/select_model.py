@@ -4,9 +4,10 @@ from pathlib import Path
 
 from spikerbm import io
 from spikerbm.binarize import check_raster
-from spikerbm.likelihood import combine_loglik, select_model, selected_dataset
+from spikerbm.likelihood import combine_loglik
 from spikerbm.provenance import provenance_attrs
 from spikerbm.rbm import check_rbm_dataset
+from spikerbm.selection import select_model, selected_dataset
 
 snakemake = globals()["snakemake"]
 log = io.job_logger(snakemake.log[0], "select_model")
@@ -27,8 +28,8 @@ selected = selected_dataset(model, selection, rate_hz=rate)
 for row in selection["candidate"].values:
     c = selection.isel(candidate=row)
     log.info("candidate n_hidden %d: best checkpoint %d, ll_train %.4f, ll_test %.4f (%s)",
-             c["cand_n_hidden"], c["cand_checkpoint"], c["cand_ll_train"], c["cand_ll_test"],
-             c["cand_method"].item())
+             c["n_hidden"], c["checkpoint"], c["ll_train"], c["ll_test"],
+             c["log_z_method"].item())
 log.info("selected n_hidden %d checkpoint %d: ll_test %.4f vs floor %.4f, beats_floor %d",
          n_hidden, selection.attrs["checkpoint"], selection.attrs["ll_test"],
          selection.attrs["floor_test"], selection.attrs["beats_floor"])

@@ -28,4 +28,4 @@ coords = {k: raster[k].values for k in ("unit_id", "area") if k in raster.coords
 model_path = Path(snakemake.output.model)
 train_to_files(train_v, cfg=cfg, seed=seed, model_path=model_path,
                resume_path=model_path.with_name("resume.nc"), attrs=attrs,
-               visible_coords=coords, progress=sys.stderr.isatty() or cfg.n_updates >= 1000)
+               neuron_coords=coords, progress=sys.stderr.isatty() or cfg.n_updates >= 1000)

@@ -138,7 +138,7 @@ def test_synthetic_rule_and_unknown_row_parameter(workflow_dir, tmp_path):
     spikes = io.read_netcdf(wf / "results/syn/spikes.nc")
     truth = io.read_netcdf(wf / "results/syn/truth.nc")
     raster = io.read_netcdf(wf / "results/syn/raster.nc")
-    assert spikes.sizes["unit"] == 31 and truth.sizes["visible"] == 31
+    assert spikes.sizes["unit"] == 31 and truth.sizes["neuron"] == 31
     assert raster.sizes["time_bin"] == 45 * 1000 // 20
     assert json.loads(truth.attrs["config"])["n_neurons"] == 31
     proc = snakemake(wf, "-n", "--cores", "1", "results/typo/spikes.nc")  # fails at DAG time

@@ -11,14 +11,10 @@ import xarray as xr
 from matplotlib.figure import Figure
 
 from spikerbm import io
-from spikerbm.likelihood import (
-    checkpoint_loglik,
-    combine_loglik,
-    select_model,
-    selected_dataset,
-)
+from spikerbm.likelihood import checkpoint_loglik, combine_loglik
 from spikerbm.plotting import fig_loglik
 from spikerbm.rbm import rbm_from_dataset
+from spikerbm.selection import select_model, selected_dataset
 
 N_VIS = 7
 
@@ -34,8 +30,8 @@ def fake_loglik(n_hidden: int, checkpoints: list[int], ll_test: list[float], *,
          "ll_train_std": ("checkpoint", np.zeros_like(test)),
          "log_z": ("checkpoint", np.ones_like(test))},
         coords={"checkpoint": np.asarray(checkpoints, dtype=np.int64)},
-        attrs={"n_hidden": n_hidden, "method": method, "floor_train": -4.9,
-               "floor_test": floor_test, "n_visible": N_VIS},
+        attrs={"n_hidden": n_hidden, "log_z_method": method, "floor_train": -4.9,
+               "floor_test": floor_test, "n_neurons": N_VIS},
     )
 
 
@@ -43,14 +39,14 @@ def fake_model(n_hidden: int, checkpoints: list[int], *, seed: int) -> xr.Datase
     rng = np.random.default_rng(seed)
     c = len(checkpoints)
     return xr.Dataset(
-        {"W": (("checkpoint", "visible", "hidden"),
+        {"W": (("checkpoint", "neuron", "hidden"),
                rng.normal(size=(c, N_VIS, n_hidden)).astype(np.float32)),
-         "a": (("checkpoint", "visible"), rng.normal(size=(c, N_VIS)).astype(np.float32)),
+         "a": (("checkpoint", "neuron"), rng.normal(size=(c, N_VIS)).astype(np.float32)),
          "b": (("checkpoint", "hidden"), rng.normal(size=(c, n_hidden)).astype(np.float32)),
-         "logz_tais": ("checkpoint", np.full(c, np.nan))},
+         "log_z_tais": ("checkpoint", np.full(c, np.nan))},
         coords={"checkpoint": np.asarray(checkpoints, dtype=np.int64),
-                "unit_id": ("visible", np.arange(100, 100 + N_VIS, dtype=np.int64)),
-                "area": ("visible", np.array(["VISp"] * 4 + ["CA1"] * 3))},
+                "unit_id": ("neuron", np.arange(100, 100 + N_VIS, dtype=np.int64)),
+                "area": ("neuron", np.array(["VISp"] * 4 + ["CA1"] * 3))},
     )
 
 
@@ -64,19 +60,20 @@ def test_selection_picks_known_best_with_unequal_checkpoints(caplog) -> None:
     assert ll["n_hidden"].values.tolist() == [3, 5, 9]  # sorted
     assert ll["checkpoint"].values.tolist() == [0, 10, 30, 100]  # union
     assert np.isnan(ll["ll_test"].sel(n_hidden=3, checkpoint=100))  # NaN padding
-    assert ll["method"].values.tolist() == ["exact", "exact", "ais"]
+    assert ll["log_z_method"].values.tolist() == ["exact", "exact", "ais"]
     with caplog.at_level(logging.WARNING):
         sel = select_model(ll)
     assert (sel.attrs["n_hidden"], sel.attrs["checkpoint"]) == (5, 30)
     assert sel.attrs["ll_test"] == -4.0 and sel.attrs["beats_floor"] == 1
     assert "warning" not in sel.attrs and not caplog.records
     # candidate table: best checkpoint per hidden size (NaN skipped), winner flagged
-    assert sel["cand_n_hidden"].values.tolist() == [3, 5, 9]
-    assert sel["cand_checkpoint"].values.tolist() == [10, 30, 10]
-    assert sel["cand_ll_test"].values.tolist() == [-4.2, -4.0, -4.1]
-    assert sel["cand_selected"].values.tolist() == [0, 1, 0]
-    assert sel["cand_method"].values.tolist() == ["exact", "exact", "ais"]
-    np.testing.assert_allclose(sel["cand_ll_train"].values, [-4.1, -3.9, -4.0])
+    assert sel["ll_test"].dims == ("candidate",)
+    assert sel["n_hidden"].values.tolist() == [3, 5, 9]
+    assert sel["checkpoint"].values.tolist() == [10, 30, 10]
+    assert sel["ll_test"].values.tolist() == [-4.2, -4.0, -4.1]
+    assert sel["selected"].values.tolist() == [0, 1, 0]
+    assert sel["log_z_method"].values.tolist() == ["exact", "exact", "ais"]
+    np.testing.assert_allclose(sel["ll_train"].values, [-4.1, -3.9, -4.0])
 
 
 def test_selection_flags_loudly_when_nothing_beats_floor(caplog) -> None:
@@ -109,7 +106,7 @@ def test_selected_dataset_round_trip(tmp_path) -> None:
     ds = selected_dataset(model, sel, rate_hz=rate)
     path = io.write_netcdf(ds, tmp_path / "selected.nc")
     back = io.read_netcdf(path)
-    assert back.sizes["visible"] == N_VIS and back.sizes["hidden"] == 5
+    assert back.sizes["neuron"] == N_VIS and back.sizes["hidden"] == 5
     assert back.sizes["candidate"] == 2
     for k in ("W", "a", "b"):
         assert back[k].dtype == np.float32
@@ -219,7 +216,7 @@ def test_rules_run_in_snakemake(tmp_path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     per3 = io.read_netcdf(wf / "results/s1/hidden~3/loglik.nc")
     per5 = io.read_netcdf(wf / "results/s1/hidden~5/loglik.nc")
-    assert per3.attrs["method"] == "exact" and per5.attrs["method"] == "ais"  # 5 > 4 units
+    assert per3.attrs["log_z_method"] == "exact" and per5.attrs["log_z_method"] == "ais"  # 5 > 4
     assert "git_commit" in per3.attrs and per3.attrs["session_id"] == "s1"
     sel = io.read_netcdf(wf / "results/s1/selected.nc")
     both = io.read_netcdf(wf / "results/s1/loglik.nc")

@@ -1,4 +1,6 @@
-"""Binarization of spike trains into a time-ordered raster with a train/test split (METHODS §1).
+"""Binarization of spike trains into a time-ordered raster with a train/test split.
+
+docs/methods.md §1.
 
 Rules (docs/data-model.md, ``raster.nc``):
 

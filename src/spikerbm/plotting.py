@@ -38,7 +38,7 @@ def _stat_scatter(ax, ds: xr.Dataset, stat: str, label: str, *, max_points: int 
 
 
 def fig_statistics(ds: xr.Dataset, *, max_points: int = 3000) -> Figure:
-    """Fig. 3: generated vs real statistics of the selected model (METHODS §5).
+    """Fig. 3: generated vs real statistics of the selected model (docs/methods.md §5).
 
     Panels: (a) PCA projection (train black, generated red) with marginal histograms;
     (b-d) rates, covariances and 3-point correlations, train vs test (red) and vs generated
@@ -365,7 +365,7 @@ def fig_loglik(ll: xr.Dataset, *, per_neuron: bool = False, title: str | None = 
         Session log-likelihood dataset (``results/{session}/loglik.nc``: dims n_hidden x
         checkpoint; vars ``ll_train``, ``ll_test``; attrs ``floor_train``, ``floor_test``).
     per_neuron
-        Plot nats per neuron (``ll / n_visible``) instead of nats per sample.
+        Plot nats per neuron (``ll / n_neurons``) instead of nats per sample.
     title
         Optional figure title.
 
@@ -377,7 +377,7 @@ def fig_loglik(ll: xr.Dataset, *, per_neuron: bool = False, title: str | None = 
         model's test LL (the floor; its train LL dotted).
     """
     fig, ax = style.subplots(1, 1, figsize=(style.PANEL_SIZE[0] * 1.5, style.PANEL_SIZE[1] * 1.2))
-    n_vis = float(ll.attrs.get("n_visible", 1)) if per_neuron else 1.0
+    n_vis = float(ll.attrs.get("n_neurons", 1)) if per_neuron else 1.0
     sizes = [int(h) for h in ll["n_hidden"].values]
     pal = style.hidden_palette(len(sizes))
     x_all = ll["checkpoint"].values.astype(float)

@@ -1,7 +1,7 @@
 """Synthetic spiking sessions drawn from a known (planted) RBM, the pipeline's ground truth.
 
-The generative model (METHODS §8) is a Bernoulli RBM in float64 numpy with three kinds of hidden
-units:
+The generative model (docs/methods.md §8) is a Bernoulli RBM in float64 numpy with three kinds
+of hidden units:
 
 - ``assembly``: per area, ``assemblies_per_area`` units with strong positive weights
   (``within_area_weight``) onto a random subset of ``assembly_size`` neurons of that area;
@@ -44,8 +44,9 @@ from scipy.special import expit, logit
 if TYPE_CHECKING:
     import torch
 
-# torch (used for the exact enumeration) is imported inside the functions that need it, so that
-# the workflow can check synthetic parameter names (check_params) at DAG time without loading it.
+# torch (the exact enumeration, the Gibbs chains) is imported inside the functions that need it,
+# so that the workflow can check synthetic parameter names (check_params) at DAG time without
+# loading it.
 
 #: Hidden layers up to this size are enumerated exactly for the calibration (2**M states).
 MAX_EXACT_HIDDEN = 16
@@ -65,9 +66,11 @@ _CHUNK_STEPS = 2048
 # Exact quantities by enumeration of the hidden layer
 # ---------------------------------------------------------------------------------------------
 def _hidden_states(n_hidden: int, start: int, stop: int) -> np.ndarray:
-    """Binary hidden states with integer codes ``start..stop-1``, shape (stop-start, M), float64."""
-    codes = np.arange(start, stop, dtype=np.int64)
-    return ((codes[:, None] >> np.arange(n_hidden, dtype=np.int64)) & 1).astype(np.float64)
+    """Hidden states with codes ``start..stop-1`` (:func:`spikerbm.exact.binary_states`),
+    shape (stop-start, M), float64."""
+    from spikerbm.exact import binary_states
+
+    return binary_states(n_hidden, start, stop).numpy()
 
 
 def _log_hidden_weights(W: np.ndarray, a: np.ndarray, b: np.ndarray,
@@ -310,10 +313,10 @@ def planted_rbm(*, n_neurons: int, n_areas: int, assemblies_per_area: int, assem
     Returns
     -------
     xr.Dataset
-        The truth contract without provenance: dims ``visible``, ``hidden_true``; ``W``, ``a``,
+        The truth contract without provenance: dims ``neuron``, ``hidden_true``; ``W``, ``a``,
         ``b`` (float64), ``membership`` (uint8, 1 where ``W != 0``), ``target_rate_hz``,
         ``rate_hz`` (exact model rate, Hz), ``p_spike`` (exact per-bin probability),
-        ``hidden_activity`` (exact p(h=1)); coords ``unit_id``, ``area`` (visible),
+        ``hidden_activity`` (exact p(h=1)); coords ``unit_id``, ``area`` (neuron),
         ``hidden_kind``, ``hidden_area`` (hidden_true); attrs ``bin_ms``, ``log_z``.
     """
     _check_structure(n_neurons=n_neurons, n_areas=n_areas,
@@ -366,7 +369,7 @@ def planted_rbm(*, n_neurons: int, n_areas: int, assemblies_per_area: int, assem
     a, b = np.round(a, BIAS_DECIMALS), np.round(b, BIAS_DECIMALS)
     marg = exact_marginals(W, a, b)
 
-    vis, hid = "visible", "hidden_true"
+    vis, hid = "neuron", "hidden_true"
     return xr.Dataset(
         {
             "W": ((vis, hid), W, {"long_name": "planted weights"}),
@@ -395,8 +398,10 @@ def simulate_chain(W: np.ndarray, a: np.ndarray, b: np.ndarray, *, n_bins: int,
                    v0: np.ndarray | None = None) -> np.ndarray:
     """Block-Gibbs chains of an RBM, recording the visible state once every ``sweeps_per_bin``.
 
-    One sweep is ``h ~ p(h | v)`` then ``v ~ p(v | h)`` (METHODS §2). Recorded state ``t`` is the
-    visible state after ``(t + 1) * sweeps_per_bin`` sweeps from ``v0``.
+    One sweep is ``h ~ p(h | v)`` then ``v ~ p(v | h)`` (docs/methods.md §2), run by
+    :class:`spikerbm.sampling.PersistentChains` in float64 with numpy's uniforms (in the draw
+    order of :class:`_BlockUniforms`). Recorded state ``t`` is the visible state after
+    ``(t + 1) * sweeps_per_bin`` sweeps from ``v0``.
 
     Parameters
     ----------
@@ -419,6 +424,11 @@ def simulate_chain(W: np.ndarray, a: np.ndarray, b: np.ndarray, *, n_bins: int,
     np.ndarray
         uint8, shape (n_chains, n_bins, N).
     """
+    import torch
+
+    from spikerbm.rbm import rbm_from_numpy
+    from spikerbm.sampling import Sampler
+
     W, a, b = (np.asarray(x, dtype=np.float64) for x in (W, a, b))
     n, m = W.shape
     if a.shape != (n,) or b.shape != (m,):
@@ -432,21 +442,44 @@ def simulate_chain(W: np.ndarray, a: np.ndarray, b: np.ndarray, *, n_bins: int,
         v = (rng.random((n_chains, n)) < expit(a)).astype(np.float64)
     else:
         v = np.broadcast_to(np.asarray(v0, dtype=np.float64), (n_chains, n)).copy()
+    rbm = rbm_from_numpy(W, a, b, dtype=torch.float64)
+    uniforms = _BlockUniforms(rng, n_steps=n_bins * sweeps_per_bin, n_chains=n_chains,
+                              n_visible=n, n_hidden=m)
+    chains = Sampler.for_model(rbm).chains(torch.from_numpy(v), n_hidden=m, generator=uniforms)
     out = np.empty((n_chains, n_bins, n), dtype=np.uint8)
-    wt = np.ascontiguousarray(W.T)
-    n_steps = n_bins * sweeps_per_bin
-    for c0 in range(0, n_steps, _CHUNK_STEPS):
-        c1 = min(n_steps, c0 + _CHUNK_STEPS)
-        # u < sigmoid(x)  <=>  logit(u) < x: one vectorised logit per chunk, compares in the loop.
-        lh = logit(rng.random((c1 - c0, n_chains, m)))
-        lv = logit(rng.random((c1 - c0, n_chains, n)))
-        for s in range(c1 - c0):
-            h = (lh[s] < v @ W + b).astype(np.float64)
-            v = (lv[s] < h @ wt + a).astype(np.float64)
-            step = c0 + s + 1
-            if step % sweeps_per_bin == 0:
-                out[:, step // sweeps_per_bin - 1] = v
+    for t in range(n_bins):
+        chains.sweep(rbm, k=sweeps_per_bin)
+        out[:, t] = chains.v.numpy()
     return out
+
+
+class _BlockUniforms:
+    """The uniforms of :func:`simulate_chain` in numpy's draw order of the planted raster.
+
+    For each block of :data:`_CHUNK_STEPS` sweeps, ``rng`` draws all hidden uniforms of the
+    block, (steps, chains, M), then all visible ones, (steps, chains, N); the chains ask for one
+    hidden then one visible slice per sweep. (This order makes the synthetic sessions of every
+    version since the first identical: ``u < sigmoid(x)`` is the earlier ``logit(u) < x``.)
+    """
+
+    def __init__(self, rng: np.random.Generator, *, n_steps: int, n_chains: int,
+                 n_visible: int, n_hidden: int) -> None:
+        self.rng, self.n_steps = rng, n_steps
+        self.shapes = ((n_chains, n_hidden), (n_chains, n_visible))
+        self.step, self.half = 0, 0
+        self.block: tuple[np.ndarray, np.ndarray] | None = None
+
+    def __call__(self, out: torch.Tensor) -> None:
+        import torch
+
+        s = self.step % _CHUNK_STEPS
+        if s == 0 and self.half == 0:
+            size = min(_CHUNK_STEPS, self.n_steps - self.step)
+            self.block = (self.rng.random((size, *self.shapes[0])),
+                          self.rng.random((size, *self.shapes[1])))
+        out.copy_(torch.from_numpy(self.block[self.half][s]))
+        self.step += self.half
+        self.half ^= 1
 
 
 def raster_to_spikes(raster: np.ndarray, *, bin_ms: int, t0_ms: int = 0,
@@ -623,7 +656,7 @@ def generate_session(*, n_neurons: int = 160, n_areas: int = 4, duration_s: floa
         description=(
             "Planted RBM. hidden_kind: 'assembly' = within-area assembly (hidden_area = its "
             "area), 'cross' = cross-area unit (hidden_area = 'X|Y'), 'drive' = global slow "
-            "drive. membership(visible, hidden_true) = 1 where W != 0. The spike raster is one "
+            "drive. membership(neuron, hidden_true) = 1 where W != 0. The spike raster is one "
             "block-Gibbs chain started at equilibrium, sweeps_per_bin sweeps per bin of bin_ms."
         ),
     )
