@@ -30,7 +30,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
-WORKFLOW_PARTS = ("Snakefile", "workflow", "scripts", "config", "profiles", "envs")
+WORKFLOW_PARTS = ("workflow", "scripts", "config", "profiles", "envs")
 #: Hidden sizes used at scale (the first `--hidden` of them).
 HIDDEN_SIZES = (64, 128, 256, 384, 512, 768, 1024, 1536)
 FIRST_VBN_ID = 1_043_752_325  # VBN ecephys session ids are ten-digit integers like this one
