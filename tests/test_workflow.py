@@ -265,7 +265,9 @@ def test_new_hidden_size_plans_only_its_models_and_the_aggregation(tiny_run, tmp
             for f in ("model", "loglik"):
                 assert status[f"results/{s}/hidden~{n}/{f}.nc"] == ("ok", "no update"), status
         assert status[f"results/{s}/hidden~{new}/model.nc"][1] == "update pending"
-        assert status[f"results/{s}/selected.nc"] == ("ok", "update pending")
+        # the selection now has one more model to choose from
+        assert status[f"results/{s}/selected.nc"] == ("set of input files changed",
+                                                      "update pending")
 
 
 def test_statistics_change_replans_statistics_and_downstream_only(tiny_run, tmp_path):

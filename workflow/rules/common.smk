@@ -9,10 +9,9 @@ import pandas as pd
 import yaml
 from snakemake.utils import validate
 
-# Read relative to this file (a local path also when the workflow runs as a deployed module).
-CONFIG_SCHEMA = yaml.safe_load(
-    open(workflow.source_path("../schemas/config.schema.yaml")).read()
-)
+# Found relative to this file (a local copy also when the workflow runs as a deployed module).
+with open(workflow.source_path("../schemas/config.schema.yaml")) as schema_file:
+    CONFIG_SCHEMA = yaml.safe_load(schema_file)
 
 SESSION_ID = re.compile(r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9_.-]*$")
 

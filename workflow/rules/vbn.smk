@@ -1,6 +1,7 @@
 # VBN source: one Allen Visual Behavior Neuropixels session -> results/{session}/spikes.nc.
-# allensdk 2.16.2 cannot share the main environment, so this is a shell rule calling the vbn
-# environment's python (config vbn.python; build it with `bash scripts/setup_vbn_env.sh`).
+# allensdk 2.16.2 cannot share the main environment, so this is a shell rule running
+# `python -m spikerbm.vbn extract` (spikerbm.vbn_cli) in the vbn environment (config vbn.python;
+# build it with `bash scripts/setup_vbn_env.sh`).
 # Downloads (vbn.cache_mode: s3) happen only here, into vbn.cache_dir.
 
 
