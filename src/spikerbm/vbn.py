@@ -530,6 +530,8 @@ def open_cache(cache_dir: str, *, mode: str = "s3"):
 
 
 def session_table(cache, *, filter_abnormalities: bool) -> pd.DataFrame:
+    """The cache's ecephys session table (index ``ecephys_session_id``), optionally without the
+    sessions flagged for abnormal histology or activity."""
     try:
         return cache.get_ecephys_session_table(filter_abnormalities=filter_abnormalities)
     except TypeError:  # older signature

@@ -51,8 +51,8 @@ def extract_cli_args(vbn_config: Mapping[str, Any], row_params: Mapping[str, Any
     Returns
     -------
     list of str
-        Arguments for ``python -m spikerbm.vbn extract`` / ``scripts/vbn_extract.py``; join them
-        with ``shlex.join`` for a shell command.
+        Arguments for ``python -m spikerbm.vbn extract`` (:func:`main`); join them with
+        ``shlex.join`` for a shell command.
     """
     opts = resolve_options(vbn_config, row_params, session_id=session_id)
     f = opts["filters"]
