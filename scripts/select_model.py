@@ -1,7 +1,5 @@
 """Snakemake adapter: combine per-model log-likelihoods, select the best model -> selected.nc."""
 
-from pathlib import Path
-
 from spikerbm import io
 from spikerbm.binarize import check_raster
 from spikerbm.likelihood import combine_loglik
@@ -16,11 +14,12 @@ session = snakemake.wildcards.session
 ll = combine_loglik([io.read_netcdf(p) for p in snakemake.input.logliks])
 selection = select_model(ll)  # logs a loud warning banner when no model beats the floor
 n_hidden = int(selection.attrs["n_hidden"])
-wanted = f"hidden~{n_hidden}"
-model_path = next((p for p in snakemake.input.models if Path(p).parent.name == wanted), None)
+# params.n_hidden lists the size of each input model, in order (common.smk get_model_files)
+models = dict(zip(snakemake.params.n_hidden, snakemake.input.models, strict=True))
+model_path = models.get(n_hidden)
 if model_path is None:
-    raise FileNotFoundError(f"selected n_hidden={n_hidden} but no hidden~{n_hidden}/model.nc among "
-                            f"the inputs {list(snakemake.input.models)}; rerun the train rule")
+    raise FileNotFoundError(f"selected n_hidden={n_hidden} but no model of that size among the "
+                            f"inputs {models}; rerun the train rule")
 raster = io.read_checked(snakemake.input.raster, check_raster)
 rate = raster["rate_hz"].values if "rate_hz" in raster.coords else None
 model = io.read_checked(model_path, check_rbm_dataset, n_visible=raster.sizes["neuron"])

@@ -54,7 +54,7 @@ def copy_workflow(dest: Path, overrides: dict | None = None, sessions: str | Non
                   tiny: bool = True) -> Path:
     """Copy the workflow into ``dest`` with the tiny config (+ overrides) and a sessions sheet."""
     dest.mkdir(parents=True, exist_ok=True)
-    for name in ("Snakefile", "workflow", "scripts", "config", "profiles", "envs"):
+    for name in ("workflow", "scripts", "config", "profiles", "envs"):
         src = REPO / name
         if src.is_dir():
             shutil.copytree(src, dest / name, dirs_exist_ok=True)

@@ -79,6 +79,24 @@ def test_shipped_config_is_valid():
     validate(copy.deepcopy(CONFIG), str(SCHEMA))
 
 
+def test_schema_holds_every_default_and_the_shipped_config_states_them():
+    """Every key has its `default:` in the schema (the Snakefile validates with set_default), and
+    config/config.yaml states exactly those defaults: a config file needs only what it changes."""
+    filled: dict = {}
+    validate(filled, str(SCHEMA), set_default=True)
+    assert filled == CONFIG
+    partial = {"train": {"n_hidden": [7]}, "results_dir": "runs/small"}
+    validate(partial, str(SCHEMA), set_default=True)
+    assert partial["train"] == {**CONFIG["train"], "n_hidden": [7]}
+    assert partial["dynamics"] == CONFIG["dynamics"] and partial["results_dir"] == "runs/small"
+
+
+@pytest.mark.parametrize("bad", ["", ".", "..", "a/../b", "./a", "a/", "a//b", "my results"])
+def test_results_dir_must_be_a_plain_folder_path(bad):
+    with pytest.raises(WorkflowError, match="does not match"):
+        validate(_with(("results_dir",), bad), str(SCHEMA))
+
+
 def _objects(node, where="schema"):
     if isinstance(node, dict):
         if node.get("type") == "object":

@@ -158,15 +158,15 @@ class TrainConfig:
         return canonical_json(self.to_dict())
 
 
-
-
 def check_config_consistency(cfg: Mapping[str, Any]) -> None:
     """Check the cross-key rules the JSON schema cannot express, before any job runs.
 
     Parameters
     ----------
     cfg
-        The whole validated Snakemake config.
+        The whole Snakemake config, validated by ``workflow/schemas/config.schema.yaml`` with
+        its defaults filled in (``validate(config, schema, set_default=True)``), so every key
+        is present.
 
     Raises
     ------
@@ -182,27 +182,23 @@ def check_config_consistency(cfg: Mapping[str, Any]) -> None:
         )
     for n_hidden in cfg["train"]["n_hidden"]:
         try:
-            TrainConfig.from_config(
-                cfg["train"], n_hidden=n_hidden, device=cfg["device"]
-            )
+            TrainConfig.from_config(cfg["train"], n_hidden=n_hidden, device=cfg["device"])
         except ValueError as err:
             problems.append(str(err))
             break
-    dyn = cfg.get("dynamics", {})
-    max_lag_bins = dyn.get("max_lag_bins", 100)
-    lo, hi = dyn.get("fit_lag_range", [1, 20])
-    if not 1 <= lo < hi <= max_lag_bins:
+    dyn = cfg["dynamics"]
+    lo, hi = dyn["fit_lag_range"]
+    if not 1 <= lo < hi <= dyn["max_lag_bins"]:
         problems.append(
             f"dynamics.fit_lag_range = [{lo}, {hi}] must satisfy 1 <= lo < hi <= "
-            f"dynamics.max_lag_bins = {max_lag_bins}"
+            f"dynamics.max_lag_bins = {dyn['max_lag_bins']}"
         )
-    if dyn.get("record_sweeps", 1000) <= dyn.get("max_lag_sweeps", 200):
+    if dyn["record_sweeps"] <= dyn["max_lag_sweeps"]:
         problems.append(
             "dynamics.record_sweeps must exceed dynamics.max_lag_sweeps; got "
-            f"{dyn.get('record_sweeps', 1000)} <= {dyn.get('max_lag_sweeps', 200)}"
+            f"{dyn['record_sweeps']} <= {dyn['max_lag_sweeps']}"
         )
-    lik = cfg["likelihood"]
-    if lik.get("method") == "tais" and cfg["train"].get("tais_chains", 500) < 1:
+    if cfg["likelihood"]["method"] == "tais" and cfg["train"]["tais_chains"] < 1:
         problems.append("likelihood.method: tais needs train.tais_chains > 0")
     if problems:
         raise ValueError(

@@ -1,11 +1,17 @@
-# Helpers shared by every rule: the sessions sheet, wildcard constraints, input functions.
+# Helpers shared by every rule: the sessions sheet, wildcard constraints, the run's result
+# paths, and the input functions. Each rule's `params:` come from a get_<rule>_params function
+# below that returns only the config values that job reads, so changing any other value (or
+# adding a hidden size) never marks its existing outputs "params changed".
 import re
-from pathlib import Path
+import shlex
 
 import pandas as pd
+import yaml
 from snakemake.utils import validate
 
-SCHEMA = "workflow/schemas/config.schema.yaml"
+# Found relative to this file (a local copy also when the workflow runs as a deployed module).
+with open(workflow.source_path("../schemas/config.schema.yaml")) as schema_file:
+    CONFIG_SCHEMA = yaml.safe_load(schema_file)
 
 SESSION_ID = re.compile(r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -21,8 +27,6 @@ def _check_session_id(session_id, row):
 
 def parse_params(text, row):
     """`key=value;key=value` -> dict (values typed by YAML: 3 -> int, 0.5 -> float)."""
-    import yaml
-
     params = {}
     for item in filter(None, (s.strip() for s in str(text or "").split(";"))):
         key, sep, value = item.partition("=")
@@ -60,6 +64,13 @@ from spikerbm.config import check_config_consistency
 check_config_consistency(config)
 SESSIONS = load_sessions(config["sessions"])
 N_HIDDEN = [int(n) for n in config["train"]["n_hidden"]]
+#: This run's namespace: every output, log and benchmark lies under it (config `results_dir`).
+RESULTS_DIR = config["results_dir"]
+
+
+def results(path):
+    """`path` (a pattern such as "{session}/raster.nc") inside this run's results folder."""
+    return f"{RESULTS_DIR}/{path}"
 
 
 def _alternation(ids):
@@ -91,12 +102,10 @@ def get_synthetic_params(wildcards):
     """Config defaults for the synthetic source, overridden by the row's params; the names are
     checked when the DAG is built."""
     import jsonschema
-    import yaml
     from spikerbm.synthetic import check_params
 
-    params = check_params({**config.get("synthetic", {}), **session_params(wildcards)})
-    schema = yaml.safe_load(Path(workflow.basedir, SCHEMA).read_text())
-    section = schema["properties"]["synthetic"]
+    params = check_params({**config["synthetic"], **session_params(wildcards)})
+    section = CONFIG_SCHEMA["properties"]["synthetic"]
     row_schema = {
         **section,
         "properties": {**section["properties"], "seed": {"type": "integer"}},
@@ -110,12 +119,53 @@ def get_synthetic_params(wildcards):
             f"session {wildcards.session} (source: synthetic): parameter {key!r}: "
             f"{err.message} (config `synthetic:` section or the row's params)"
         )
-    return params
+    return dict(sorted(params.items()))
+
+
+def _section(name, *, only=None, drop=()):
+    """The keys of config section `name` that a job reads (sorted: the recorded params do not
+    depend on the order of the keys in the config file)."""
+    values = config[name]
+    keys = [k for k in values if k not in drop] if only is None else only
+    return {key: values[key] for key in sorted(keys)}
+
+
+def get_binarize_params(wildcards):
+    return _section("binarize")
+
+
+def get_import_raster_params(wildcards):
+    """A user raster is binned already: only the train/test split applies (not bin_ms, epochs)."""
+    return _section("binarize", only=["n_blocks", "n_test_blocks"])
+
+
+def get_train_params(wildcards):
+    """The train section for this model: its own size instead of the list of sizes, so adding
+    a size leaves the existing models' params unchanged."""
+    return {**_section("train", drop=["n_hidden"]), "n_hidden": int(wildcards.n_hidden)}
+
+
+def get_likelihood_params(wildcards):
+    return _section("likelihood")
+
+
+def get_statistics_params(wildcards):
+    return _section("statistics")
+
+
+def get_couplings_params(wildcards):
+    return _section("couplings")
+
+
+def get_dynamics_params(wildcards):
+    return _section("dynamics")
 
 
 def get_model_files(wildcards):
+    """The session's model.nc of every size, in the order of N_HIDDEN (rules that take these
+    also get `n_hidden=N_HIDDEN` as params to pair each file with its size)."""
     return expand(
-        "results/{session}/hidden~{n_hidden}/model.nc",
+        results("{session}/hidden~{n_hidden}/model.nc"),
         session=wildcards.session,
         n_hidden=N_HIDDEN,
     )
@@ -123,7 +173,7 @@ def get_model_files(wildcards):
 
 def get_loglik_files(wildcards):
     return expand(
-        "results/{session}/hidden~{n_hidden}/loglik.nc",
+        results("{session}/hidden~{n_hidden}/loglik.nc"),
         session=wildcards.session,
         n_hidden=N_HIDDEN,
     )
@@ -132,7 +182,7 @@ def get_loglik_files(wildcards):
 def get_truth(wildcards):
     """The planted ground truth, for synthetic sessions only (empty otherwise)."""
     if SESSIONS.loc[wildcards.session, "source"] == "synthetic":
-        return f"results/{wildcards.session}/truth.nc"
+        return results(f"{wildcards.session}/truth.nc")
     return []
 
 
@@ -159,33 +209,32 @@ def get_raster_file(wildcards):
 
 
 def get_vbn_args(wildcards):
-    """Shell-quoted `spikerbm.vbn extract` arguments of a vbn row (validated at DAG time)."""
-    from spikerbm.vbn import extract_cli_args, shell_args
+    """Shell-quoted `python -m spikerbm.vbn extract` arguments of a vbn row (validated at DAG
+    time)."""
+    from spikerbm.vbn_cli import extract_cli_args
 
-    return shell_args(
+    return shlex.join(
         extract_cli_args(
-            config.get("vbn", {}),
-            session_params(wildcards),
-            session_id=wildcards.session,
+            config["vbn"], session_params(wildcards), session_id=wildcards.session
         )
     )
 
 
 def get_final_outputs(wildcards):
     per_session = [
-        "results/{session}/raster.nc",
-        "results/{session}/selected.nc",
-        "results/{session}/figures/fig2_loglik.png",
-        "results/{session}/statistics.nc",
-        "results/{session}/figures/fig3_statistics.png",
-        "results/{session}/couplings.nc",
-        "results/{session}/figures/fig4_couplings.png",
-        "results/{session}/figures/fig5_areas.png",
-        "results/{session}/dynamics.nc",
-        "results/{session}/figures/fig6_dynamics.png",
-        "results/{session}/summary.html",
+        results("{session}/raster.nc"),
+        results("{session}/selected.nc"),
+        results("{session}/figures/fig2_loglik.png"),
+        results("{session}/statistics.nc"),
+        results("{session}/figures/fig3_statistics.png"),
+        results("{session}/couplings.nc"),
+        results("{session}/figures/fig4_couplings.png"),
+        results("{session}/figures/fig5_areas.png"),
+        results("{session}/dynamics.nc"),
+        results("{session}/figures/fig6_dynamics.png"),
+        results("{session}/summary.html"),
     ]
-    tables = expand("results/tables/{table}.html", table=TABLE_NAMES)
+    tables = expand(results("tables/{table}.html"), table=TABLE_NAMES)
     return expand(per_session, session=SESSIONS.index) + tables
 
 
@@ -236,7 +285,7 @@ TABLE_LABELS = {REPORT_LABEL: "all sessions, all sizes"}
 def get_table_inputs(wildcards):
     """The per-session artifacts the cross-session report tables are built from."""
     return {
-        name: expand(f"results/{{session}}/{name}.nc", session=SESSIONS.index)
+        name: expand(results(f"{{session}}/{name}.nc"), session=SESSIONS.index)
         for name in ("selected", "statistics", "couplings", "dynamics")
     }
 

@@ -5,14 +5,14 @@
 
 rule loglik:
     input:
-        model="results/{session}/hidden~{n_hidden}/model.nc",
-        raster="results/{session}/raster.nc",
+        model=results("{session}/hidden~{n_hidden}/model.nc"),
+        raster=results("{session}/raster.nc"),
     output:
-        loglik="results/{session}/hidden~{n_hidden}/loglik.nc",
+        loglik=results("{session}/hidden~{n_hidden}/loglik.nc"),
     log:
-        "results/logs/loglik/{session}/hidden~{n_hidden}.log",
+        results("logs/loglik/{session}/hidden~{n_hidden}.log"),
     benchmark:
-        "results/benchmarks/loglik/{session}/hidden~{n_hidden}.tsv"
+        results("benchmarks/loglik/{session}/hidden~{n_hidden}.tsv")
     conda:
         "../../envs/spikerbm.yaml"
     threads: 1
@@ -21,7 +21,7 @@ rule loglik:
         mem_mb=4000,
         runtime=120,
     params:
-        likelihood=config["likelihood"],
+        likelihood=get_likelihood_params,
         seed=config["seed"],
         device=config["device"],
     script:
@@ -32,14 +32,14 @@ rule select_model:
     input:
         logliks=get_loglik_files,
         models=get_model_files,
-        raster="results/{session}/raster.nc",
+        raster=results("{session}/raster.nc"),
     output:
-        loglik="results/{session}/loglik.nc",
-        selected="results/{session}/selected.nc",
+        loglik=results("{session}/loglik.nc"),
+        selected=results("{session}/selected.nc"),
     log:
-        "results/logs/select_model/{session}.log",
+        results("logs/select_model/{session}.log"),
     benchmark:
-        "results/benchmarks/select_model/{session}.tsv"
+        results("benchmarks/select_model/{session}.tsv")
     conda:
         "../../envs/spikerbm.yaml"
     threads: 1
@@ -47,26 +47,27 @@ rule select_model:
         mem_mb=2000,
         runtime=10,
     params:
-        likelihood=config["likelihood"],
+        likelihood=get_likelihood_params,
+        n_hidden=N_HIDDEN,
     script:
         "../../scripts/select_model.py"
 
 
 rule fig_loglik:
     input:
-        loglik="results/{session}/loglik.nc",
+        loglik=results("{session}/loglik.nc"),
     output:
         figure=report(
-            "results/{session}/figures/fig2_loglik.png",
+            results("{session}/figures/fig2_loglik.png"),
             caption="../report/fig2_loglik.rst",
             category=REPORT_STAGE["loglik"],
             subcategory="Fig. 2: log-likelihood along training",
             labels=report_labels(None),
         ),
     log:
-        "results/logs/fig_loglik/{session}.log",
+        results("logs/fig_loglik/{session}.log"),
     benchmark:
-        "results/benchmarks/fig_loglik/{session}.tsv"
+        results("benchmarks/fig_loglik/{session}.tsv")
     conda:
         "../../envs/spikerbm.yaml"
     threads: 1
