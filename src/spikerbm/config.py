@@ -54,7 +54,7 @@ class TrainConfig:
         sampling kernels in a CUDA graph, TF32 gradient moments; on CPU it runs as
         ``float32``). Never used in energies or trajectory-AIS log-weights (float64).
     tais_chains
-        Trajectory-AIS chains run along training (0 disables; ``logz_tais`` is then NaN).
+        Trajectory-AIS chains run along training (0 disables; ``log_z_tais`` is then NaN).
     ess_threshold
         Trajectory-AIS resampling threshold on the normalised effective sample size.
     device
