@@ -2,57 +2,26 @@
 import re
 from pathlib import Path
 
-import pandas as pd
-from snakemake.utils import validate
-
 SCHEMA = "workflow/schemas/config.schema.yaml"
-
-SESSION_ID = re.compile(r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
-def _check_session_id(session_id, row):
-    if not SESSION_ID.match(session_id):
-        raise ValueError(
-            f"{config['sessions']} row {row}: session_id {session_id!r} is not allowed: use "
-            "letters, digits, '_', '-' and '.', start with a letter or digit, and no '..' "
-            "(no '/', whitespace or shell metacharacters; it becomes a folder name)"
-        )
-
-
-def parse_params(text, row):
-    """`key=value;key=value` -> dict (values typed by YAML: 3 -> int, 0.5 -> float)."""
-    import yaml
-
-    params = {}
-    for item in filter(None, (s.strip() for s in str(text or "").split(";"))):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(
-                f"{config['sessions']} row {row}: params item {item!r} is not key=value; "
-                "write params as key=value pairs separated by ';'"
-            )
-        params[key.strip()] = yaml.safe_load(value.strip())
-    return params
 
 
 def load_sessions(path):
-    table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, comment="#")
-    if table.empty:
-        raise ValueError(
-            f"{path} lists no sessions: add rows session_id<TAB>source<TAB>params"
-        )
-    for row, rec in enumerate(table.to_dict("records"), start=2):
-        _check_session_id(str(rec.get("session_id", "")), row)
-    validate(table, "../schemas/sessions.schema.yaml")
-    dup = table.session_id[table.session_id.duplicated()].tolist()
-    if dup:
-        raise ValueError(
-            f"{path}: duplicated session_id {dup}; session ids must be unique"
-        )
-    table["params"] = [
-        parse_params(p, row) for row, p in enumerate(table.get("params", ""), start=2)
-    ]
-    return table.set_index("session_id", drop=False)
+    """The sessions sheet, checked (spikerbm.sessions: errors name the file, line and session);
+    synthetic rows' parameters are range-checked here, before any job runs."""
+    import yaml
+    from spikerbm.sessions import check_synthetic_sessions, read_sessions
+
+    schemas = Path(workflow.basedir, "workflow/schemas")
+    sheet = yaml.safe_load((schemas / "sessions.schema.yaml").read_text())
+    table = read_sessions(path, sources=sheet["properties"]["source"]["enum"])
+    synthetic = yaml.safe_load((schemas / "config.schema.yaml").read_text())
+    check_synthetic_sessions(
+        table,
+        config.get("synthetic", {}),
+        schema=synthetic["properties"]["synthetic"],
+        path=path,
+    )
+    return table
 
 
 from spikerbm.config import check_config_consistency
