@@ -147,10 +147,28 @@ def test_default_workflow_through_slurm_equals_local_run(slurm_cluster, tmp_path
     assert {"synthetic_session", "binarize"} in groups
     assert {"fig_loglik", "fig_statistics", "fig_couplings", "fig_dynamics", "summary"} in groups
     assert len(submitted) < len(finished) - 1  # grouping saved submissions
-    queue = subprocess.run(["squeue", "--states=all", "--noheader", "--format=%i|%T"],
+    queue = subprocess.run(["squeue", "--states=all", "--noheader", "--format=%i|%T|%C"],
                            capture_output=True, text=True, env=slurm_cluster, check=True)
-    states = dict(line.split("|") for line in queue.stdout.split())
-    assert all(states.get(str(j)) == "COMPLETED" for j in submitted), states
+    states = {job: (state, int(cpus)) for job, state, cpus in
+              (line.split("|") for line in queue.stdout.split())}
+    assert all(states.get(str(j), ("",))[0] == "COMPLETED" for j in submitted), states
+    # A grouped SLURM job asks for one CPU (profile cores: 1) and runs its jobs one after
+    # another: plugin 2.8 runs a group with an inner `snakemake --jobs 1`. The benchmark
+    # intervals [written - s, written] of the figures group never overlap (if a plugin version
+    # starts running them in parallel, this fails: then give groups more CPUs again).
+    for job, rules in jobs.items():
+        if len(rules) > 1:
+            assert states[str(job)][1] == 1, (job, rules, states[str(job)])
+    intervals = []
+    for rule in ("fig_loglik", "fig_statistics", "fig_couplings", "fig_dynamics", "summary"):
+        bench = next((cluster / "results" / "benchmarks" / rule).glob("*.tsv"))
+        seconds = float(bench.read_text().splitlines()[1].split("\t")[0])
+        end = bench.stat().st_mtime
+        intervals.append((end - seconds, end, rule))
+    intervals.sort()
+    for (_, end, first), (start, _, second) in zip(intervals, intervals[1:], strict=False):
+        # 0.05 s: the benchmark's 4-decimal seconds and the file write after the job ends
+        assert start >= end - 0.05, f"{first} and {second} overlap in one group job"
 
     # Same outputs: every netCDF identical (numeric data and attributes but the creation time),
     # every table identical, every figure present.

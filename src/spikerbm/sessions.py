@@ -101,7 +101,10 @@ def read_sessions(path: str | Path, *, sources: Iterable[str] | None = None) -> 
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"sessions sheet not found: {path} (config key `sessions`)")
+        where = "" if path.is_absolute() else f" in the working directory {Path.cwd()}"
+        raise FileNotFoundError(f"sessions sheet not found: {path}{where} (config key "
+                                "`sessions`; relative paths are resolved against the working "
+                                "directory, where results/ goes)")
     header: list[str] | None = None
     records: list[dict[str, Any]] = []
     first_line: dict[str, int] = {}
