@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -470,7 +471,8 @@ TIME_UNITS = {
 
 
 def time_in_seconds(var: xr.DataArray, *, what: str = "raster input") -> tuple[np.ndarray, str]:
-    """A ``time`` variable as float64 seconds, read by its ``units`` attribute.
+    """A time variable (a raster's ``time``, a spikes file's times) as float64 seconds, read by
+    its ``units`` attribute.
 
     Reads numbers as the seconds they mean: CF units ``"<unit>"`` or ``"<unit> since <origin>"``
     (e.g. ``"seconds since 2024-05-01"``, ``"ms since session start"``) with a unit of
@@ -490,30 +492,29 @@ def time_in_seconds(var: xr.DataArray, *, what: str = "raster input") -> tuple[n
         Datetimes (already decoded) or a unit that is not a time unit: one line naming the
         ``units`` attribute and the fix.
     """
-    import re
-
+    name = var.name or "time"
     values = np.asarray(var.values)
     if values.dtype.kind == "m":
         return values / np.timedelta64(1, "s"), ""
     units = var.attrs.get("units", var.encoding.get("units"))
     if values.dtype.kind == "M":
         raise ValueError(
-            f"{what}: 'time' holds datetimes (decoded from units {units!r}); spikerbm needs bin "
-            "start times in seconds: read the file with spikerbm.io.read_netcdf(path, raw=True) "
+            f"{what}: {name!r} holds datetimes (decoded from units {units!r}); spikerbm needs "
+            "times in seconds: read the file with spikerbm.io.read_netcdf(path, raw=True) "
             "or xr.open_dataset(path, decode_times=False), or store seconds (units 's')"
         )
     if values.dtype.kind not in "iuf":
-        raise ValueError(f"{what}: 'time' must hold numbers (bin start times in seconds); got "
-                         f"dtype {values.dtype}")
+        raise ValueError(f"{what}: {name!r} must hold numbers (times in seconds); got dtype "
+                         f"{values.dtype}")
     if units is None:
         return values.astype(np.float64), ""
     match = re.fullmatch(r"\s*([A-Za-z]+)(?:\s+since\s+(.*\S))?\s*", str(units))
     factor = TIME_UNITS.get(match.group(1).lower()) if match else None
     if factor is None:
         raise ValueError(
-            f"{what}: attribute units = {units!r} of 'time' is not a time unit spikerbm reads: "
-            "set time.attrs['units'] to 's' (or 'ms', or '<unit> since <origin>', e.g. "
-            "'seconds since session start'), or drop 'time' to number the bins from 0"
+            f"{what}: attribute units = {units!r} of {name!r} is not a time unit spikerbm "
+            f"reads: set its units attribute to 's' (or 'ms', or '<unit> since <origin>', e.g. "
+            "'seconds since session start')"
         )
     return values.astype(np.float64) * factor, match.group(2) or ""
 
@@ -522,8 +523,6 @@ def _id_list(value, name: str, what: str) -> list[int]:
     """An attribute holding a list of integer ids, as netCDF returns it: a JSON text
     (``"[101, 102]"``), an integer array (a list written by xarray) or one integer (a one-item
     list comes back as a scalar)."""
-    import json
-
     form = (f"the list of integer unit ids, as a JSON text ('[101, 102]') or an integer "
             f"attribute (ds.attrs['{name}'] = [101, 102])")
     if isinstance(value, str):
@@ -541,8 +540,6 @@ def _id_list(value, name: str, what: str) -> list[int]:
 
 def _name_list(value, name: str, what: str) -> list[str]:
     """An attribute holding a list of names: a JSON text, a list of strings or one string."""
-    import json
-
     if isinstance(value, str):
         try:
             value = json.loads(value) if value.strip().startswith("[") else [value]

@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from spikerbm.binarize import check_spikes
+from spikerbm.binarize import check_spikes, time_in_seconds
 
 log = logging.getLogger(__name__)
 
@@ -300,9 +300,13 @@ def read_spikes_file(path: str | Path, *, session_id: str, epochs: Any = "all") 
     for name, var in ds.data_vars.items():
         if var.dims == ("unit",) and name not in ("unit_id", "area"):
             units[name] = var.values
-    t = np.asarray(ds["spike_time_s"].values, dtype=np.float64)
-    scale = _time_scale(ds["spike_time_s"], what)
-    t = t * scale
+    try:
+        t = time_in_seconds(ds["spike_time_s"], what=what)[0]
+        epoch_bounds = ([time_in_seconds(ds[n], what=what)[0] for n in EPOCH_VARS[1:]]
+                        if "epoch_start_s" in ds.variables and "epoch_stop_s" in ds.variables
+                        else None)
+    except ValueError as err:
+        raise SourceError(str(err)) from err
     order = np.argsort(spike_unit, kind="stable")  # keeps each unit's spikes in file order
     t_by, u_by = t[order], spike_unit[order]
     by_unit, unsorted = {}, []
@@ -319,9 +323,8 @@ def read_spikes_file(path: str | Path, *, session_id: str, epochs: Any = "all") 
             if name not in ds.variables or ds[name].dims != ("epoch",):
                 raise SourceError(f"{what}: epochs need all of {list(EPOCH_VARS)} on dim "
                                   f"'epoch'; {name!r} is missing")
-        file_epochs = {str(n): (float(a) * scale, float(b) * scale) for n, a, b in zip(
-            ds["epoch_name"].values, ds["epoch_start_s"].values, ds["epoch_stop_s"].values,
-            strict=True)}
+        file_epochs = {str(n): (float(a), float(b)) for n, a, b in zip(
+            ds["epoch_name"].values, *epoch_bounds, strict=True)}
     else:
         t_max = max((v[-1] for v in by_unit.values() if v.size), default=0.0)
         t_min = min((v[0] for v in by_unit.values() if v.size), default=0.0)
@@ -346,20 +349,6 @@ def read_spikes_file(path: str | Path, *, session_id: str, epochs: Any = "all") 
                               attrs={"spikes_file": path.name})
     except ValueError as err:
         raise SourceError(f"{what}: {err}") from err
-
-
-def _time_scale(var: xr.DataArray, what: str) -> float:
-    """Seconds per stored unit of a time variable (``units`` attribute; default seconds)."""
-    from spikerbm.binarize import TIME_UNITS
-
-    units = var.attrs.get("units")
-    if units is None:
-        return 1.0
-    key = str(units).split(" since ")[0].strip().lower()
-    if key not in TIME_UNITS:
-        raise SourceError(f"{what}: {var.name!r} has units {units!r}; store seconds (units 's') "
-                          "or another time unit (ms, us)")
-    return TIME_UNITS[key]
 
 
 def write_spikes_file(path: str | Path, spike_times: Mapping[int, np.ndarray],
