@@ -138,9 +138,10 @@ PARSE_CASES = {
     "row-param-unknown": ({}, SHEET + "s1\tsynthetic\tn_nerons=50\n",
                           ["unknown synthetic parameter(s) ['n_nerons']"]),
     "sheet-unknown-column": ({}, "session_id\tsource\tparams\tnotes\ns1\tsynthetic\t\tx\n",
-                             ["'notes' was unexpected"]),
+                             ["config/sessions.tsv, line 1: unknown column(s) ['notes']"]),
     "duplicate-session-id": ({}, SHEET + "s1\tsynthetic\t\ns1\tsynthetic\tseed=2\n",
-                             ["duplicated session_id ['s1']"]),
+                             ["config/sessions.tsv, line 3 (session s1): session_id 's1' is "
+                              "already used on line 2"]),
     "path-in-session-id": ({}, SHEET + "../../etc\tsynthetic\t\n",
                            ["'../../etc'", "is not allowed"]),
     "shell-in-session-id": ({}, SHEET + "s1;rm -rf ~\tsynthetic\t\n",

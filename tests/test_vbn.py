@@ -394,3 +394,29 @@ def test_workflow_vbn_row_through_binarization(fake_cache, workflow_dir):
     assert set(np.unique(raster.epoch.values)) == {"active", "spontaneous"}
     assert (wf / "results" / "logs" / "vbn_extract" / "vbn-fake.log").exists()
     assert (wf / "results" / "benchmarks" / "vbn_extract" / "vbn-fake.tsv").exists()
+
+
+@pytest.mark.vbn
+def test_allensdk_written_nwb_reads_with_pynwb_in_the_main_environment(fake_cache):
+    """source: nwb on a VBN-format file: allensdk's to_nwb() wrote it (ndx-aibs-* extension
+    types, cached specs); spikerbm.nwb reads it in the main environment (pynwb 4) with VBN's
+    column names: the default unit filters as conditions, the area through peak_channel_id ->
+    electrodes location, an epoch from a stimulus-presentation table."""
+    from spikerbm.nwb import read_nwb
+
+    cache, truth = fake_cache
+    path = next(cache.rglob(f"ecephys_session_{FULL}.nwb"))
+    ds = read_nwb(path, session_id="vbn-nwb", epochs="spontaneous_presentations",
+                  filters=["quality == good", "isi_violations < 0.5",
+                           "amplitude_cutoff < 0.1", "presence_ratio > 0.95"])
+    t_units = {u["unit_id"]: u for u in truth[str(FULL)]["units"]}
+    block = {b["block"]: b for b in truth[str(FULL)]["blocks"]}[1]  # spontaneous
+    assert sorted(ds.unit_id.values.tolist()) == FULL_PASSING
+    assert ds.area.values.tolist() == [t_units[u]["area"] for u in ds.unit_id.values.tolist()]
+    assert ds.epoch_name.values.tolist() == ["spontaneous_presentations-0"]
+    assert (ds.epoch_start.item(), ds.epoch_stop.item()) == (block["start"], block["stop"])
+    for k, uid in enumerate(ds.unit_id.values.tolist()):
+        got = ds.spike_time.values[ds.spike_unit.values == k]
+        np.testing.assert_array_equal(
+            got, _expected_spikes(t_units[uid], [(block["start"], block["stop"])]))
+    assert np.isfinite(ds.probe_vertical_position.values).all()

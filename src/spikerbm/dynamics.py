@@ -43,6 +43,7 @@ import scipy.optimize
 import torch
 import xarray as xr
 
+from spikerbm.binarize import contiguous_segments  # one implementation (torch-free module)
 from spikerbm.diagnostics import autocorrelation, check_segments, integrated_time
 from spikerbm.rbm import RBM, rbm_from_dataset, rbm_from_numpy
 from spikerbm.sampling import Sampler, gibbs_sample
@@ -64,55 +65,6 @@ __all__ = [
 # --------------------------------------------------------------------------------------------
 # Segments of the time-ordered raster
 # --------------------------------------------------------------------------------------------
-
-
-def contiguous_segments(time: np.ndarray, *, bin_s: float, epoch: np.ndarray | None = None,
-                        rtol: float = 1e-3) -> np.ndarray:
-    """Maximal runs of bins that are contiguous in time and belong to one epoch.
-
-    Parameters
-    ----------
-    time
-        Bin start times in s, shape (T,), non-decreasing (time-ordered raster).
-    bin_s
-        Bin width in s. Consecutive bins are contiguous when their start times differ by
-        ``bin_s`` (within ``rtol * bin_s``).
-    epoch
-        Epoch label of every bin, shape (T,); a change of label starts a new segment.
-    rtol
-        Relative tolerance on the spacing.
-
-    Returns
-    -------
-    numpy.ndarray
-        int64 array (n_segments, 2) of ``[start, stop)`` bin indices, in time order.
-    """
-    time = np.asarray(time, dtype=np.float64)
-    if time.ndim != 1 or time.size == 0:
-        raise ValueError(
-            f"time must be a non-empty 1-D array of bin starts; got shape {time.shape}"
-        )
-    if not np.isfinite(bin_s) or bin_s <= 0:
-        raise ValueError(f"bin_s must be a positive bin width in seconds; got {bin_s!r}")
-    step = np.diff(time)
-    if np.any(step < -rtol * bin_s):
-        bad = int(np.argmax(step < -rtol * bin_s))
-        raise ValueError(
-            f"raster is not time-ordered: time[{bad + 1}] = {time[bad + 1]} < time[{bad}] = "
-            f"{time[bad]}; the dynamics stage needs bins in time order"
-        )
-    breaks = np.abs(step - bin_s) > rtol * bin_s
-    if epoch is not None:
-        epoch = np.asarray(epoch)
-        if epoch.shape != time.shape:
-            raise ValueError(
-                f"epoch has shape {epoch.shape}, time has {time.shape}; they must match"
-            )
-        breaks |= epoch[1:] != epoch[:-1]
-    cuts = np.flatnonzero(breaks) + 1
-    starts = np.concatenate([[0], cuts])
-    stops = np.concatenate([cuts, [time.size]])
-    return np.stack([starts, stops], axis=1).astype(np.int64)
 
 
 def raster_segments(raster: xr.Dataset, *, rtol: float = 1e-3) -> np.ndarray:

@@ -334,8 +334,8 @@ def planted_rbm(*, n_neurons: int, n_areas: int, assemblies_per_area: int, assem
     def jitter(size: int) -> np.ndarray:
         return 1.0 + weight_jitter * rng.uniform(-1.0, 1.0, size)
 
-    for k in range(n_areas):
-        size = min(assembly_size, members[k].size)
+    for k in range(n_areas):  # every area holds >= assembly_size neurons (_check_structure)
+        size = assembly_size
         for _ in range(assemblies_per_area):
             w = np.zeros(n_neurons)
             idx = rng.choice(members[k], size=size, replace=False)
@@ -348,9 +348,8 @@ def planted_rbm(*, n_neurons: int, n_areas: int, assemblies_per_area: int, assem
         pair = np.sort(rng.choice(n_areas, size=2, replace=False))
         w = np.zeros(n_neurons)
         for k in pair:
-            size = min(half, members[k].size)
-            idx = rng.choice(members[k], size=size, replace=False)
-            w[idx] = cross_area_weight * jitter(size)
+            idx = rng.choice(members[k], size=half, replace=False)
+            w[idx] = cross_area_weight * jitter(half)
         columns.append(w)
         kinds.append("cross")
         hidden_area.append("|".join(names[k] for k in pair))
@@ -528,6 +527,11 @@ def _check_structure(*, n_neurons: int, n_areas: int, assemblies_per_area: int,
     need(assemblies_per_area >= 0 and n_cross_assemblies >= 0,
          "assemblies_per_area and n_cross_assemblies must be >= 0")
     need(assembly_size >= 1, f"assembly_size must be >= 1; got {assembly_size}")
+    smallest = n_neurons // n_areas  # contiguous, near-equal areas
+    need(assemblies_per_area + n_cross_assemblies == 0 or assembly_size <= smallest,
+         f"assembly_size = {assembly_size} is larger than the smallest area ({smallest} neurons "
+         f"= n_neurons // n_areas = {n_neurons} // {n_areas}): an assembly lies inside one area; "
+         f"lower assembly_size to at most {smallest}, raise n_neurons or lower n_areas")
     need(n_cross_assemblies == 0 or n_areas >= 2,
          f"n_cross_assemblies = {n_cross_assemblies} needs n_areas >= 2 (got {n_areas}); "
          "set n_cross_assemblies=0 for a single area")
@@ -546,6 +550,33 @@ def _check_structure(*, n_neurons: int, n_areas: int, assemblies_per_area: int,
          f"{n_hidden} hidden units; at most {MAX_EXACT_HIDDEN} are allowed (its marginals are "
          "computed exactly by enumerating 2**M hidden states): lower assemblies_per_area, "
          "n_cross_assemblies or n_areas")
+
+
+def _check_session(*, duration_s: float, bin_ms: float, sweeps_per_bin: int,
+                   epochs: str | Sequence[str]) -> tuple[list[str], int, int]:
+    """Check the session's time axis; return (epochs, bin_ms, n_bins)."""
+    if isinstance(epochs, str):
+        epochs = [epochs]
+    epochs = [str(e) for e in epochs]
+    if not epochs or len(set(epochs)) != len(epochs) or any(not e for e in epochs):
+        raise ValueError(f"synthetic: epochs must be distinct non-empty names; got {epochs!r}")
+    if float(bin_ms) != int(bin_ms) or int(bin_ms) < 1:
+        raise ValueError(
+            f"synthetic: bin_ms must be a positive whole number of ms (spike times have 1 ms "
+            f"resolution); got {bin_ms!r}"
+        )
+    bin_ms = int(bin_ms)
+    if not isinstance(sweeps_per_bin, int | np.integer) or sweeps_per_bin < 1:
+        raise ValueError(f"synthetic: sweeps_per_bin must be an integer >= 1; got "
+                         f"{sweeps_per_bin!r}")
+    n_bins = int(round(float(duration_s) * 1000.0, 6) // bin_ms)
+    if n_bins < len(epochs):
+        raise ValueError(
+            f"synthetic: duration_s = {duration_s} gives {n_bins} bins of {bin_ms} ms, fewer "
+            f"than the {len(epochs)} epoch(s) (each needs at least one bin); raise duration_s "
+            f"to at least {len(epochs) * bin_ms / 1000:g}"
+        )
+    return epochs, bin_ms, n_bins
 
 
 def generate_session(*, n_neurons: int = 160, n_areas: int = 4, duration_s: float = 1800.0,
@@ -599,26 +630,8 @@ def generate_session(*, n_neurons: int = 160, n_areas: int = 4, duration_s: floa
         Datasets in the ``spikes.nc`` and ``truth.nc`` contracts (docs/data-model.md), without
         provenance attributes (the caller adds them when writing).
     """
-    if isinstance(epochs, str):
-        epochs = [epochs]
-    epochs = [str(e) for e in epochs]
-    if not epochs or len(set(epochs)) != len(epochs) or any(not e for e in epochs):
-        raise ValueError(f"synthetic: epochs must be distinct non-empty names; got {epochs!r}")
-    if float(bin_ms) != int(bin_ms) or int(bin_ms) < 1:
-        raise ValueError(
-            f"synthetic: bin_ms must be a positive whole number of ms (spike times have 1 ms "
-            f"resolution); got {bin_ms!r}"
-        )
-    bin_ms = int(bin_ms)
-    if not isinstance(sweeps_per_bin, int | np.integer) or sweeps_per_bin < 1:
-        raise ValueError(f"synthetic: sweeps_per_bin must be an integer >= 1; got "
-                         f"{sweeps_per_bin!r}")
-    n_bins = int(round(float(duration_s) * 1000.0, 6) // bin_ms)
-    if n_bins < len(epochs):
-        raise ValueError(
-            f"synthetic: duration_s = {duration_s} gives {n_bins} bins of {bin_ms} ms, fewer "
-            f"than the {len(epochs)} epochs; increase duration_s"
-        )
+    epochs, bin_ms, n_bins = _check_session(duration_s=duration_s, bin_ms=bin_ms,
+                                            sweeps_per_bin=sweeps_per_bin, epochs=epochs)
     s_struct, s_chain, s_spikes = np.random.SeedSequence(int(seed)).spawn(3)
     truth = planted_rbm(
         n_neurons=n_neurons, n_areas=n_areas, assemblies_per_area=assemblies_per_area,
@@ -683,19 +696,56 @@ SYNTHETIC_PARAMS: tuple[str, ...] = tuple(
 )
 
 
+#: Defaults of :func:`generate_session`, for parameters neither the config nor the row sets.
+_DEFAULTS: dict[str, Any] = {
+    name: p.default for name, p in inspect.signature(generate_session).parameters.items()
+    if name in SYNTHETIC_PARAMS and p.default is not inspect.Parameter.empty
+}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
+
+
 def check_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    """Validate the names of synthetic-source parameters (config section merged with row params).
+    """Validate synthetic-source parameters (config section merged with row params) before any
+    job runs: their names, then the ranges and their combinations that
+    :func:`generate_session` would reject (a bin holding more than one spike,
+    ``rate_min_hz >= rate_max_hz``, more areas than the neurons allow, a duration under one bin
+    per epoch, an assembly larger than its area, too many hidden units, ...), so the workflow
+    stops at DAG time with the same one-line message. Missing parameters take the defaults of
+    :func:`generate_session`. Values of the wrong type are left to the schema validation that
+    follows (config.schema.yaml, ``synthetic`` section).
+
+    Returns
+    -------
+    dict
+        ``params`` unchanged (a copy).
 
     Raises
     ------
     ValueError
-        Naming the unknown parameters and listing the allowed ones.
+        One line: the unknown parameters with the allowed names, or the parameter(s) out of range
+        with the fix.
     """
     unknown = sorted(set(params) - set(SYNTHETIC_PARAMS))
     if unknown:
+        import difflib
+
+        close = difflib.get_close_matches(unknown[0], SYNTHETIC_PARAMS, n=1)
         raise ValueError(
-            f"unknown synthetic parameter(s) {unknown}; allowed names: "
+            f"unknown synthetic parameter(s) {unknown}"
+            f"{f' (did you mean `{close[0]}`?)' if close else ''}; allowed names: "
             f"{', '.join(SYNTHETIC_PARAMS)} (set them in the config `synthetic:` section or as "
             "key=value in the sessions.tsv params column)"
         )
+    full = {**_DEFAULTS, **params}
+    numeric = [k for k in _DEFAULTS if k != "epochs"]
+    epochs = full["epochs"]
+    if all(_is_number(full[k]) for k in numeric) and (
+            isinstance(epochs, str) or (isinstance(epochs, Sequence)
+                                        and all(isinstance(e, str) for e in epochs))):
+        _check_session(duration_s=full["duration_s"], bin_ms=full["bin_ms"],
+                       sweeps_per_bin=full["sweeps_per_bin"], epochs=epochs)
+        _check_structure(**{k: full[k] for k in inspect.signature(_check_structure).parameters})
     return dict(params)

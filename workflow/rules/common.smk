@@ -5,64 +5,34 @@
 import re
 import shlex
 
-import pandas as pd
 import yaml
-from snakemake.utils import validate
 
 # Found relative to this file (a local copy also when the workflow runs as a deployed module).
 with open(workflow.source_path("../schemas/config.schema.yaml")) as schema_file:
     CONFIG_SCHEMA = yaml.safe_load(schema_file)
 
-SESSION_ID = re.compile(r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
-def _check_session_id(session_id, row):
-    if not SESSION_ID.match(session_id):
-        raise ValueError(
-            f"{config['sessions']} row {row}: session_id {session_id!r} is not allowed: use "
-            "letters, digits, '_', '-' and '.', start with a letter or digit, and no '..' "
-            "(no '/', whitespace or shell metacharacters; it becomes a folder name)"
-        )
-
-
-def parse_params(text, row):
-    """`key=value;key=value` -> dict (values typed by YAML: 3 -> int, 0.5 -> float)."""
-    params = {}
-    for item in filter(None, (s.strip() for s in str(text or "").split(";"))):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(
-                f"{config['sessions']} row {row}: params item {item!r} is not key=value; "
-                "write params as key=value pairs separated by ';'"
-            )
-        params[key.strip()] = yaml.safe_load(value.strip())
-    return params
-
 
 def load_sessions(path):
-    table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, comment="#")
-    if table.empty:
-        raise ValueError(
-            f"{path} lists no sessions: add rows session_id<TAB>source<TAB>params"
-        )
-    for row, rec in enumerate(table.to_dict("records"), start=2):
-        _check_session_id(str(rec.get("session_id", "")), row)
-    validate(table, "../schemas/sessions.schema.yaml")
-    dup = table.session_id[table.session_id.duplicated()].tolist()
-    if dup:
-        raise ValueError(
-            f"{path}: duplicated session_id {dup}; session ids must be unique"
-        )
-    table["params"] = [
-        parse_params(p, row) for row, p in enumerate(table.get("params", ""), start=2)
-    ]
-    return table.set_index("session_id", drop=False)
+    """The sessions sheet, checked (spikerbm.sessions: errors name the file, line and session),
+    and the merged, range-checked parameters of every synthetic row, before any job runs."""
+    from spikerbm.sessions import check_synthetic_sessions, read_sessions
+
+    with open(workflow.source_path("../schemas/sessions.schema.yaml")) as sheet_file:
+        sheet = yaml.safe_load(sheet_file)
+    table = read_sessions(path, sources=sheet["properties"]["source"]["enum"])
+    synthetic = check_synthetic_sessions(
+        table,
+        config["synthetic"],
+        schema=CONFIG_SCHEMA["properties"]["synthetic"],
+        path=path,
+    )
+    return table, synthetic
 
 
 from spikerbm.config import check_config_consistency
 
 check_config_consistency(config)
-SESSIONS = load_sessions(config["sessions"])
+SESSIONS, SYNTHETIC_ROW_PARAMS = load_sessions(config["sessions"])
 N_HIDDEN = [int(n) for n in config["train"]["n_hidden"]]
 #: This run's namespace: every output, log and benchmark lies under it (config `results_dir`).
 RESULTS_DIR = config["results_dir"]
@@ -99,27 +69,9 @@ def session_params(wildcards):
 
 
 def get_synthetic_params(wildcards):
-    """Config defaults for the synthetic source, overridden by the row's params; the names are
-    checked when the DAG is built."""
-    import jsonschema
-    from spikerbm.synthetic import check_params
-
-    params = check_params({**config["synthetic"], **session_params(wildcards)})
-    section = CONFIG_SCHEMA["properties"]["synthetic"]
-    row_schema = {
-        **section,
-        "properties": {**section["properties"], "seed": {"type": "integer"}},
-    }
-    err = jsonschema.exceptions.best_match(
-        jsonschema.Draft202012Validator(row_schema).iter_errors(params)
-    )
-    if err is not None:
-        key = ".".join(map(str, err.absolute_path)) or "params"
-        raise ValueError(
-            f"session {wildcards.session} (source: synthetic): parameter {key!r}: "
-            f"{err.message} (config `synthetic:` section or the row's params)"
-        )
-    return dict(sorted(params.items()))
+    """Config defaults for the synthetic source overridden by the row's params (checked when the
+    sheet was read)."""
+    return dict(sorted(SYNTHETIC_ROW_PARAMS[wildcards.session].items()))
 
 
 def _section(name, *, only=None, drop=()):
