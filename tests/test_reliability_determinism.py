@@ -252,5 +252,8 @@ def test_result_paths_derive_from_validated_values_only(default_runs):
     assert 'RESULTS_DIR = config["results_dir"]' in common
     assert re.search(r"wildcard_constraints:\s*\n\s*session=.*\n\s*n_hidden=r\"\[1-9\]\[0-9\]\*\"",
                      common)
-    # the sheet is checked with the same pattern in common.smk (raw string there)
-    assert f'SESSION_ID = re.compile(r"{id_pattern}")' in common
+    # the sheet is checked with the same pattern by spikerbm.sessions (read by common.smk)
+    assert "read_sessions(" in common
+    from spikerbm.sessions import SESSION_ID
+
+    assert SESSION_ID.pattern == id_pattern

@@ -14,7 +14,8 @@ with open(workflow.source_path("../schemas/config.schema.yaml")) as schema_file:
 
 def load_sessions(path):
     """The sessions sheet, checked (spikerbm.sessions: errors name the file, line and session),
-    and the merged, range-checked parameters of every synthetic row, before any job runs."""
+    and the merged, range-checked parameters of every synthetic row, before any job runs.
+    """
     from spikerbm.sessions import check_synthetic_sessions, read_sessions
 
     with open(workflow.source_path("../schemas/sessions.schema.yaml")) as sheet_file:
