@@ -181,6 +181,44 @@ def test_entries_seen_in_one_session_say_so_in_a_multi_session_atlas():
     assert np.all(np.isfinite(at.area_ci_low.values))
 
 
+def test_areas_never_recorded_together_stay_empty():
+    rng = np.random.default_rng(6)
+    s1 = planted_session(rng, "a", [15, 15], tau=0.0, areas=["LGd", "VISl"], mu=MU[:2, :2])
+    s2 = planted_session(rng, "b", [15, 15], tau=0.0, areas=["VISl", "VISp"], mu=MU[1:, 1:])
+    at = A.build_atlas([s1, s2], quantities=["J"], min_area_neurons=10, n_boot=100)
+    n_s = at.area_n_sessions.values
+    np.testing.assert_array_equal(n_s, [[1, 1, 0], [1, 2, 1], [0, 1, 1]])
+    never = at.area_mean.sel(quantity="J", region="LGd", region2="VISp").item()
+    assert np.isnan(never) and at.area_n_pairs.values[0, 0, 2] == 0
+    assert np.isfinite(at.area_mean.values[0][n_s > 0]).all()
+    # VISl is compared in both sessions (each has another area), LGd and VISp in one
+    np.testing.assert_array_equal(at.delta_n_sessions.values, [1, 2, 1])
+
+
+@pytest.mark.skipif(not STEINMETZ.is_dir(), reason="shared Steinmetz rasters not present")
+def test_atlas_on_real_steinmetz_sessions():
+    # Two real sessions with spike-count correlations standing in for couplings: root is
+    # excluded, every area has >= 30 neurons where it counts, areas shared by the sessions get
+    # intervals over sessions, and neurons of one area are more correlated with each other than
+    # with other areas (a robust property of cortical recordings) in most areas.
+    sessions = []
+    for name in ("steinmetz_cori_20161214_s1.nc", "steinmetz_cori_20161218_s3.nc"):
+        with xr.open_dataset(STEINMETZ / name) as ds:
+            r = ds["raster"].transpose("time_bin", "neuron").values.astype(np.float64)
+            area = np.asarray(ds["area"].values).astype(str)
+        keep = r.std(0) > 0
+        C = np.corrcoef(r[:, keep].T)
+        sessions.append(A.SessionCouplings(name[10:-3], area[keep], {"J": C}))
+    at = A.build_atlas(sessions, quantities=["J"], n_boot=200)
+    regions = list(at.region.values)
+    assert "root" not in regions and {"VISp", "DG"} <= set(regions)
+    assert (at.session_n_neurons.values[at.session_n_neurons.values > 0] >= 30).all()
+    shared = at.area_n_sessions.values == 2
+    assert shared.any() and (at.area_ci_from_sessions.values == shared).all()
+    delta = at.delta.values[0]
+    assert np.mean(delta[np.isfinite(delta)] > 0) > 0.75
+
+
 # ------------------------------------------------------------------ sign-flip test
 
 

@@ -43,7 +43,8 @@ A``, ``j`` in any other retained area of the same session): per session the diff
 of ``d_s`` with the same intervals, and a two-sided sign-flip permutation test over sessions
 (exact enumeration of the ``2^n`` sign patterns; the smallest attainable p is ``2 / 2^n``), so
 sessions, not pairs, are the units of the test. With one session the p-value is the neuron
-bootstrap's (``2 min(P*(d <= 0), P*(d >= 0))``), again conditional on that session.
+bootstrap's, ``2 (1 + min(#{d* <= 0}, #{d* >= 0})) / (B + 1)`` (never 0; North, Curtis &
+Sham, *Am. J. Hum. Genet.* 71, 439, 2002), again conditional on that session.
 
 Areas: neurons labelled ``root`` (not assigned to an area; Steinmetz et al. 2019) are excluded
 by default (``exclude_areas``), and so are areas with fewer than ``min_area_neurons`` neurons in
@@ -606,6 +607,8 @@ def build_atlas(sessions: Mapping[str, xr.Dataset] | Sequence[SessionCouplings],
         for a in range(k):
             for b in range(a, k):
                 idx = np.flatnonzero(both[:, a, b])
+                if idx.size == 0:  # never recorded together: NaN, n_sessions 0
+                    continue
                 y = np.array([tables[i].means[q][0, a, b] for i in idx])
                 reps = np.array([tables[i].means[q][1:, a, b] for i in idx]).reshape(idx.size, -1)
                 ok = np.isfinite(y)
@@ -631,8 +634,8 @@ def build_atlas(sessions: Mapping[str, xr.Dataset] | Sequence[SessionCouplings],
                 d_p[qi, a] = sign_flip_pvalue(y, rng=rng)
             else:
                 r = reps[0][np.isfinite(reps[0])]
-                d_p[qi, a] = min(1.0, 2 * min(np.mean(r <= 0), np.mean(r >= 0))) if r.size \
-                    else np.nan
+                tail = min(int((r <= 0).sum()), int((r >= 0).sum()))
+                d_p[qi, a] = min(1.0, 2 * (1 + tail) / (r.size + 1)) if r.size else np.nan
 
     single = n_s == 1
     if single:
