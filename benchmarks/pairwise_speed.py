@@ -7,7 +7,7 @@ pseudo-log-likelihood, AIS log Z (spread over repeats), test log-likelihood agai
 independent-site model, and the cost of one Gibbs sweep.
 
     python benchmarks/pairwise_speed.py --sizes 160 1000 --device cpu
-    python benchmarks/pairwise_speed.py --sizes 160 1000 all --device cuda --dtype float32 \\
+    python benchmarks/pairwise_speed.py --sizes 160 1000 --device cuda --dtype float64 \\
         --ais-chains 1000 --ais-betas 2000 --ais-repeats 4          # the GPU run
     python benchmarks/pairwise_speed.py --sizes 160 --l2 1e-4 1e-3 1e-2 --no-ais   # l2 scan
 

@@ -364,7 +364,8 @@ def _cohen_d(within: np.ndarray, across: np.ndarray, w_den: np.ndarray, x_den: n
 
     From block sums over ordered pairs: a within pair appears twice in the (A, A) block (its
     count ``w_den / 2``), an across pair once in row ``A``; ``sq`` are the block sums of
-    ``Q^2``. Sample variances with ``ddof = 1``; pooled as in Cohen (1988), eq. 2.5.2.
+    ``Q^2``. Sample variances with ``ddof = 1``, pooled as in Cohen, *Statistical Power
+    Analysis*, 2nd ed., 1988.
     """
     d = np.diagonal(sq)
     m_w, m_x = w_den / 2, x_den
@@ -388,8 +389,8 @@ def sign_flip_pvalue(d: np.ndarray, *, n_random: int = 1 << 16,
     Under H0 each ``d_s`` is symmetric about 0, so every sign pattern is equally likely; the
     p-value is the fraction of patterns with ``|mean| >= |observed mean|`` (exact enumeration
     for ``n <= 16``, else ``n_random`` random patterns plus the observed one). Smallest value
-    ``2 / 2^n``. Source: Fisher (1935), *The Design of Experiments*, §21; Good, *Permutation
-    Tests* (2000), §3.
+    ``2 / 2^n``. Source: Fisher, *The Design of Experiments* (1935); Good, *Permutation Tests*
+    (2000).
 
     Parameters
     ----------
@@ -423,7 +424,7 @@ def expanded_alpha(alpha: float, n: int) -> float:
     ``alpha' = 2 Phi(-sqrt(n / (n - 1)) t_{1 - alpha/2, n - 1})``: the percentile interval of a
     bootstrap over ``n`` units is too narrow by the factors ``sqrt((n-1)/n)`` (plug-in variance)
     and ``t / z``; reading the bootstrap quantiles at ``alpha'/2`` instead of ``alpha/2`` undoes
-    both (Hesterberg, *Am. Stat.* 69, 371-386, 2015, §4.4). ``n < 2`` returns ``alpha``.
+    both (Hesterberg, *Am. Stat.* 69, 371-386, 2015). ``n < 2`` returns ``alpha``.
     """
     if n < 2:
         return alpha

@@ -23,7 +23,7 @@ claim structure beyond pairwise.
   Wolfe line search, rows in chunks so memory stays bounded. Pseudo-likelihood is consistent
   (Besag 1975) and, for the weak couplings of neural data, nearly as efficient as maximum
   likelihood; it is the standard inverse-Ising method at hundreds to thousands of units
-  (Nguyen, Zecchina & Berg, *Adv. Phys.* 66, 197, 2017, §5.3).
+  (Nguyen, Zecchina & Berg, *Adv. Phys.* 66, 197, 2017).
 * **Optional refinement: Boltzmann learning** (Ackley, Hinton & Sejnowski, *Cogn. Sci.* 9, 1985)
   from the pseudo-likelihood solution: gradient ``<v v^T>_data - <v v^T>_model`` with the
   model side from persistent Gibbs chains (:func:`refine_boltzmann`); it converges to the
@@ -46,8 +46,8 @@ Spin convention: with ``s = 2v - 1`` the same energy reads (:func:`spin_coupling
     K_ij = J_ij / 4,  const = -(1/2) sum_i h_i - (1/4) sum_{i<j} J_ij,
 
 (substitute ``v = (1 + s)/2``: the lattice-gas/Ising correspondence, e.g. Huang, *Statistical
-Mechanics*, 2nd ed., 1987, §14.4), the convention of the RBM's effective couplings (METHODS §6,
-``couplings.nc``), so the two models' ``J`` compare directly.
+Mechanics*, 2nd ed., 1987, the lattice gas), the convention of the RBM's effective couplings
+(METHODS §6, ``couplings.nc``), so the two models' ``J`` compare directly.
 
 Precision: energies, log-weights and ``log Z`` are float64; sampling runs in the model's dtype.
 """
