@@ -3,12 +3,13 @@
 Train/test split: 10 contiguous time blocks, 3 of them test (``spikerbm.binarize.assign_blocks``,
 seed 0), as the pipeline's default; neurons silent in the train split are dropped; then a seeded
 random subset of ``N`` neurons. For each ``N`` and ``l2``: pseudo-likelihood fit (L-BFGS), test
-pseudo-log-likelihood, AIS log Z (spread over repeats), test log-likelihood against the
-independent-site model, and the cost of one Gibbs sweep.
+pseudo-log-likelihood, optional Boltzmann refinement, an equilibrium check (mean population
+activity of Gibbs chains started from train bins against the data's), AIS log Z (spread over
+repeats), test log-likelihood against the independent-site model, and the cost of one sweep.
 
     python benchmarks/pairwise_speed.py --sizes 160 1000 --device cpu
     python benchmarks/pairwise_speed.py --sizes 160 1000 --device cuda --dtype float64 \\
-        --ais-chains 1000 --ais-betas 2000 --ais-repeats 4          # the GPU run
+        --refine-steps 1000 --ais-chains 2000 --ais-betas 3000 --ais-repeats 4   # the GPU run
     python benchmarks/pairwise_speed.py --sizes 160 --l2 1e-4 1e-3 1e-2 --no-ais   # l2 scan
 
 The first fit of a process includes torch.optim's one-time import (~3-5 s on CPU).
@@ -66,6 +67,20 @@ def pseudo_ll(model: P.IsingModel, v: np.ndarray) -> float:
     return float((x * f - torch.nn.functional.softplus(f)).sum(1).mean())
 
 
+def mean_k(model: P.IsingModel, train: np.ndarray, sweeps: int, gen: torch.Generator) -> str:
+    """Mean population activity K of 200 chains from train bins along ``sweeps`` sweeps."""
+    rows = np.random.default_rng(0).choice(len(train), 200)
+    chains = P.IsingChains(torch.as_tensor(train[rows], dtype=torch.float32,
+                                           device=model.device))
+    m32 = model.to(dtype=torch.float32)
+    ks = []
+    for _ in range(10):
+        chains.sweep(m32, generator=gen, k=max(1, sweeps // 10))
+        ks.append(float(chains.v.sum(1).mean()))
+    return (f"chains' mean K every {max(1, sweeps // 10)} sweeps "
+            f"{' '.join(f'{k:.1f}' for k in ks)} (data {train.sum(1).mean():.2f})")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--raster", type=Path, default=_default_raster())
@@ -81,6 +96,12 @@ def main() -> None:
     p.add_argument("--ais-betas", type=int, default=500)
     p.add_argument("--ais-repeats", type=int, default=2)
     p.add_argument("--sweep-chains", type=int, default=100)
+    p.add_argument("--refine-steps", type=int, default=0,
+                   help="Boltzmann-learning steps after the PL fit (0: none)")
+    p.add_argument("--refine-chains", type=int, default=500)
+    p.add_argument("--refine-lr", type=float, default=0.005)
+    p.add_argument("--k-sweeps", type=int, default=200,
+                   help="sweeps of the equilibrium check (mean K of chains vs data)")
     p.add_argument("--threads", type=int, default=0,
                    help="torch CPU threads (0: torch's default); 1 is faster on a loaded machine")
     p.add_argument("--seed", type=int, default=0)
@@ -123,10 +144,24 @@ def main() -> None:
                   f"pseudo-LL/neuron train {pseudo_ll(m, tr) / n:.5f} test "
                   f"{pseudo_ll(m, te) / n:.5f}; spin J: mean {Js[iu].mean():.4f}, sd "
                   f"{Js[iu].std():.4f}, max|J| {np.abs(Js[iu]).max():.3f}")
-            if args.no_ais:
-                continue
             gen = torch.Generator(device=dev)
             gen.manual_seed(args.seed)
+            if args.refine_steps:
+                _sync(dev)
+                t0 = time.perf_counter()
+                fit = P.refine_boltzmann(fit, tr, n_steps=args.refine_steps,
+                                         n_chains=args.refine_chains, lr=args.refine_lr,
+                                         generator=gen, dtype=torch.float32)
+                _sync(dev)
+                m = fit.model
+                print(f"    Boltzmann refinement ({args.refine_steps} steps, "
+                      f"{args.refine_chains} chains, lr {args.refine_lr:g}): "
+                      f"{time.perf_counter() - t0:.2f} s, last-10% max|pair moment error| "
+                      f"{fit.info['moment_error']:.4f}; pseudo-LL/neuron test "
+                      f"{pseudo_ll(m, te) / n:.5f}")
+            print(f"    equilibrium check: {mean_k(m, tr, args.k_sweeps, gen)}")
+            if args.no_ais:
+                continue
             _sync(dev)
             t0 = time.perf_counter()
             lz = P.ais_log_z(m.to(dtype=dt), n_chains=args.ais_chains, n_betas=args.ais_betas,

@@ -24,10 +24,13 @@ claim structure beyond pairwise.
   (Besag 1975) and, for the weak couplings of neural data, nearly as efficient as maximum
   likelihood; it is the standard inverse-Ising method at hundreds to thousands of units
   (Nguyen, Zecchina & Berg, *Adv. Phys.* 66, 197, 2017).
-* **Optional refinement: Boltzmann learning** (Ackley, Hinton & Sejnowski, *Cogn. Sci.* 9, 1985)
+* **Refinement: Boltzmann learning** (Ackley, Hinton & Sejnowski, *Cogn. Sci.* 9, 1985)
   from the pseudo-likelihood solution: gradient ``<v v^T>_data - <v v^T>_model`` with the
   model side from persistent Gibbs chains (:func:`refine_boltzmann`); it converges to the
-  maximum-likelihood (moment-matching) fit.
+  maximum-likelihood (moment-matching) fit. Needed at large ``N``: pseudo-likelihood only fits
+  the conditionals at observed states, and on a Steinmetz session with N = 1000 its model's
+  equilibrium sat at ~4x the data's population activity; refinement brought it back
+  (docs/atlas-pairwise.md).
 * **Sampling: single-site Gibbs.** With dense ``J`` no two sites are conditionally independent,
   so the exact sampler updates one site at a time (systematic scan; each update leaves ``P``
   invariant). Chains are a batch; sites go in blocks of ``block`` columns: at a block's start
@@ -333,7 +336,7 @@ def fit_pseudolikelihood(train: np.ndarray | torch.Tensor, *, l2: float = 3e-3,
 
 
 def refine_boltzmann(fit: PairwiseFit, train: np.ndarray | torch.Tensor, *, n_steps: int,
-                     n_chains: int = 1000, sweeps_per_step: int = 1, lr: float = 0.05,
+                     n_chains: int = 500, sweeps_per_step: int = 1, lr: float = 0.005,
                      l2: float | None = None, generator: torch.Generator,
                      dtype: torch.dtype | None = None) -> PairwiseFit:
     """Refine a fit by Boltzmann learning with persistent single-site Gibbs chains.
@@ -352,7 +355,11 @@ def refine_boltzmann(fit: PairwiseFit, train: np.ndarray | torch.Tensor, *, n_st
     train
         The same train data.
     n_steps, n_chains, sweeps_per_step, lr
-        Number of updates, chains, Gibbs sweeps per update, Adam step size.
+        Number of updates, chains, Gibbs sweeps per update, Adam step size (a step moves each
+        parameter by up to ``lr``; with ``N`` ~ 1000 couplings per field, keep it small:
+        measured on a Steinmetz session, 300 steps of 500 chains at ``lr = 0.005`` brought the
+        chains' mean activity from a runaway ~130 active neurons back to ~28 (data: 31),
+        docs/atlas-pairwise.md).
     l2
         L2 penalty on ``J`` (default: the fit's).
     generator
