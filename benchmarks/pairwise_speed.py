@@ -71,11 +71,11 @@ def mean_k(model: P.IsingModel, train: np.ndarray, sweeps: int, gen: torch.Gener
     """Mean population activity K of 200 chains from train bins along ``sweeps`` sweeps."""
     rows = np.random.default_rng(0).choice(len(train), 200)
     chains = P.IsingChains(torch.as_tensor(train[rows], dtype=torch.float32,
-                                           device=model.device))
+                                           device=model.device), generator=gen)
     m32 = model.to(dtype=torch.float32)
     ks = []
     for _ in range(10):
-        chains.sweep(m32, generator=gen, k=max(1, sweeps // 10))
+        chains.sweep(m32, k=max(1, sweeps // 10))
         ks.append(float(chains.v.sum(1).mean()))
     return (f"chains' mean K every {max(1, sweeps // 10)} sweeps "
             f"{' '.join(f'{k:.1f}' for k in ks)} (data {train.sum(1).mean():.2f})")
@@ -174,16 +174,16 @@ def main() -> None:
                   f"betas): {t_ais:.2f} s, log Z {lz.log_z:.4f} +- {lz.log_z_std:.4f}; LL/neuron "
                   f"train {ll_tr['ll'] / n:.5f}, test {ll_te['ll'] / n:.5f} (independent "
                   f"{floor_tr / n:.5f}, {floor_te / n:.5f})")
-        chains = P.IsingChains(torch.as_tensor(tr[:args.sweep_chains], dtype=torch.float32,
-                                               device=dev))
         gen = torch.Generator(device=dev)
         gen.manual_seed(1)
+        chains = P.IsingChains(torch.as_tensor(tr[:args.sweep_chains], dtype=torch.float32,
+                                               device=dev), generator=gen)
         m32 = fit.model.to(dtype=torch.float32)
-        chains.sweep(m32, generator=gen)
+        chains.sweep(m32)
         k = max(1, int(200_000 / n))
         _sync(dev)
         t0 = time.perf_counter()
-        chains.sweep(m32, generator=gen, k=k)
+        chains.sweep(m32, k=k)
         _sync(dev)
         t_sw = (time.perf_counter() - t0) / k
         print(f"  Gibbs: {t_sw * 1e3:.2f} ms per sweep of {args.sweep_chains} chains "

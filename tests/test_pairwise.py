@@ -13,6 +13,7 @@ import torch
 from scipy import stats
 
 from spikerbm import pairwise as P
+from spikerbm.exact import binary_states
 
 F64 = torch.float64
 
@@ -23,20 +24,15 @@ def planted(n: int, seed: int, *, j_scale: float = 0.6, h_mean: float = -1.0) ->
     return P.IsingModel.from_numpy(rng.normal(h_mean, 0.5, n), J + J.T)
 
 
-def all_states(n: int) -> torch.Tensor:
-    x = torch.arange(2**n)
-    return ((x[:, None] >> torch.arange(n)) & 1).to(F64)
-
-
 def exact_probs(m: P.IsingModel) -> torch.Tensor:
-    return torch.softmax(-P.energy(m, all_states(m.n_neurons)), 0)
+    return torch.softmax(-P.energy(m, binary_states(m.n_neurons)), 0)
 
 
 def exact_sample(m: P.IsingModel, n_samples: int, seed: int) -> np.ndarray:
     """Independent draws from P(v) by enumeration (the planted 'recording')."""
     g = torch.Generator().manual_seed(seed)
     idx = torch.multinomial(exact_probs(m), n_samples, replacement=True, generator=g)
-    return all_states(m.n_neurons)[idx].to(torch.uint8).numpy()
+    return binary_states(m.n_neurons)[idx].to(torch.uint8).numpy()
 
 
 def theta(m: P.IsingModel) -> np.ndarray:
@@ -52,7 +48,7 @@ def pl_sandwich(m: P.IsingModel, n_samples: int) -> np.ndarray:
     their exact expectations under the model (Godambe, Ann. Math. Stat. 31, 1208, 1960; Besag 1975).
     """
     n = m.n_neurons
-    v = all_states(n)
+    v = binary_states(n)
     p = exact_probs(m)
     iu = np.triu_indices(n, 1)
     n_par = n + len(iu[0])
@@ -76,7 +72,7 @@ def pl_sandwich(m: P.IsingModel, n_samples: int) -> np.ndarray:
 
 def test_spin_conversion_is_an_exact_identity():
     m = planted(7, 1, j_scale=1.5)
-    v = all_states(7)
+    v = binary_states(7)
     s = (2 * v - 1).numpy()
     H, K, const = P.spin_couplings(m)
     e_spin = const - s @ H - 0.5 * np.einsum("si,ij,sj->s", s, K, s)
@@ -201,11 +197,26 @@ def test_blocked_sweeps_equal_the_plain_sequential_scan():
     for block in (1, 3, 64):
         g = torch.Generator().manual_seed(4)
         v0 = (torch.rand(500, 11, generator=g, dtype=F64) < 0.3).to(F64)
-        c = P.IsingChains(v0, block=block)
-        c.sweep(m, generator=g, k=5)
+        c = P.IsingChains(v0, generator=g, block=block)
+        c.sweep(m, k=5)
         out.append(c.v.numpy())
     np.testing.assert_array_equal(out[0], out[1])
     np.testing.assert_array_equal(out[0], out[2])
+
+
+def test_chains_restart_bitwise_from_their_state_dict():
+    m = planted(9, 14)
+    g = torch.Generator().manual_seed(5)
+    c = P.IsingChains(torch.zeros(50, 9, dtype=F64), generator=g, block=4)
+    c.sweep(m, k=3)
+    state = c.state_dict()
+    c.sweep(m, k=4)
+    other = P.IsingChains(torch.ones(50, 9, dtype=F64), generator=torch.Generator())
+    other.load_state_dict(state)
+    other.sweep(m, k=4)
+    np.testing.assert_array_equal(other.v.numpy(), c.v.numpy())
+    with pytest.raises(ValueError, match="chain state has"):
+        P.IsingChains(torch.zeros(5, 9), generator=torch.Generator()).load_state_dict(state)
 
 
 def test_thinned_samples_match_exact_moments_and_are_seeded():

@@ -1,8 +1,8 @@
-"""Cross-session brain-area atlas of effective couplings (issue 20; METHODS §6 coarse-graining).
+"""Cross-session brain-area atlas of effective couplings (issue 20; docs/methods.md §6).
 
 Each session gives effective couplings ``J_ij`` (and ``R_ij``, the involvement of the pair in
 3-body terms) between its neurons, each neuron labelled with its brain area. The paper's
-coarse-graining (METHODS §6, Fig. 4d) is, for areas ``A``, ``B`` with at least
+coarse-graining (docs/methods.md §6, paper Fig. 4d) is, for areas ``A``, ``B`` with at least
 ``min_area_neurons`` neurons,
 
     Jbar_AB = mean of J_ij over i in A, j in B, i != j
@@ -477,11 +477,11 @@ def build_atlas(sessions: Mapping[str, xr.Dataset] | Sequence[SessionCouplings],
         ``{session_id: couplings.nc dataset}`` (see :func:`session_couplings`) or a sequence of
         :class:`SessionCouplings`. Session ids must be unique.
     quantities
-        Which pair quantities (:data:`QUANTITIES`): ``J`` (mean J, METHODS §6), ``J_abs`` (mean
-        ``|J|``), ``R``.
+        Which pair quantities (:data:`QUANTITIES`): ``J`` (mean J, docs/methods.md §6),
+        ``J_abs`` (mean ``|J|``), ``R``.
     min_area_neurons
         An area enters a session's blocks when it has at least this many neurons there (after
-        grouping and exclusion); METHODS §6 default 30.
+        grouping and exclusion); docs/methods.md §6 default 30.
     exclude_areas
         Labels dropped before anything else (default ``root``: neurons not assigned to an
         area). Matched before CCF grouping.

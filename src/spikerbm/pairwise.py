@@ -40,8 +40,8 @@ claim structure beyond pairwise.
 * **log Z: AIS** (Neal, *Stat. Comput.* 11, 2001) from the independent-site model ``h0``
   (``log Z_0 = sum_i softplus(h0_i)``) along the geometric path
   ``E_beta(v) = -(h0 + beta (h - h0)).v - beta sum_{i<j} J_ij v_i v_j``, linear ``beta`` grid,
-  one Gibbs sweep per ``beta``, repeats for the spread (as the RBM's AIS, METHODS §4); exact
-  enumeration for small ``N``.
+  one Gibbs sweep per ``beta``, repeats for the spread (as the RBM's AIS, docs/methods.md §4);
+  exact enumeration for small ``N`` (the states of :mod:`spikerbm.exact`).
 
 Spin convention: with ``s = 2v - 1`` the same energy reads (:func:`spin_couplings`)
 
@@ -50,7 +50,7 @@ Spin convention: with ``s = 2v - 1`` the same energy reads (:func:`spin_coupling
 
 (substitute ``v = (1 + s)/2``: the lattice-gas/Ising correspondence, e.g. Huang, *Statistical
 Mechanics*, 2nd ed., 1987, the lattice gas), the convention of the RBM's effective couplings
-(METHODS §6, ``couplings.nc``), so the two models' ``J`` compare directly.
+(docs/methods.md §6, ``couplings.nc``), so the two models' ``J`` compare directly.
 
 Precision: energies, log-weights and ``log Z`` are float64; sampling runs in the model's dtype.
 """
@@ -69,7 +69,8 @@ import torch.nn.functional as F
 import xarray as xr
 from scipy import stats
 
-from spikerbm.likelihood import LogZEstimate
+from spikerbm.exact import binary_states, state_chunks
+from spikerbm.partition import LogZEstimate
 
 __all__ = [
     "IsingModel",
@@ -391,13 +392,12 @@ def refine_boltzmann(fit: PairwiseFit, train: np.ndarray | torch.Tensor, *, n_st
     pJ = torch.nn.Parameter(m.J.detach().to(torch.float64).clone())
     adam = torch.optim.Adam([ph, pJ], lr=lr)
     rows = torch.randint(0, data.shape[0], (n_chains,), generator=generator, device=dev)
-    chains = IsingChains(data[rows].to(dt))
+    chains = IsingChains(data[rows].to(dt), generator=generator)
     off = ~torch.eye(n, dtype=torch.bool, device=dev)
     errs = []
     avg_h, avg_J, k_avg = torch.zeros_like(ph), torch.zeros_like(pJ), 0
     for step in range(n_steps):
-        chains.sweep(IsingModel(ph.detach().to(dt), pJ.detach().to(dt)), generator=generator,
-                     k=sweeps_per_step)
+        chains.sweep(IsingModel(ph.detach().to(dt), pJ.detach().to(dt)), k=sweeps_per_step)
         vc = chains.v.to(torch.float64)
         d_pair = pair_d - vc.T @ vc / n_chains
         # Adam minimises: the gradients of minus the penalised log-likelihood
@@ -448,13 +448,20 @@ def _one_cpu_thread(device: torch.device) -> Iterator[None]:
 class IsingChains:
     """A batch of single-site Gibbs chains of an Ising model (systematic scan).
 
+    The pairwise counterpart of :class:`spikerbm.sampling.PersistentChains`: randomness belongs
+    to the chains (``generator``, given once), ``sweep(model, k=, beta=)``, ``state_dict`` /
+    ``load_state_dict`` for a bitwise restart on CPU. (It is not a :class:`Chains`: an Ising
+    model has no hidden layer.)
+
     Parameters
     ----------
     v
-        Initial states, shape (n_chains, N), values in {0, 1}; copied (dtype kept if floating).
+        Initial states, shape (n_chains, N), values in {0, 1}; copied (float32 unless floating).
+    generator
+        ``torch.Generator`` on the chains' device, the only source of randomness.
     block
         Sites per block: local fields of a block come from one matrix product, then rank-one
-        updates inside the block (memory ``n_chains x block``).
+        updates inside the block (memory ``n_chains x block``). The chain does not depend on it.
 
     Attributes
     ----------
@@ -462,20 +469,42 @@ class IsingChains:
         Current states (n_chains, N), 0./1. floats.
     """
 
-    def __init__(self, v: torch.Tensor, *, block: int = 64) -> None:
+    def __init__(self, v: torch.Tensor, *, generator: torch.Generator, block: int = 64) -> None:
         if v.ndim != 2:
             raise ValueError(f"chains must have shape (n_chains, N); got {tuple(v.shape)}")
         if block < 1:
             raise ValueError(f"block must be >= 1; got {block}")
+        if generator.device.type != v.device.type:
+            raise ValueError(f"generator is on {generator.device}, the chains on {v.device}")
         self.v = (v if v.is_floating_point() else v.to(torch.float32)).clone()
+        self.generator = generator
         self.block = int(block)
 
     @property
     def n_chains(self) -> int:
         return int(self.v.shape[0])
 
-    def sweep(self, model: IsingModel, *, generator: torch.Generator, k: int = 1,
-              beta: float = 1.0, h0: torch.Tensor | None = None) -> None:
+    @property
+    def n_visible(self) -> int:
+        return int(self.v.shape[1])
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """``v`` (uint8) and ``rng`` (the generator state), CPU tensors."""
+        return {"v": self.v.to(torch.uint8).cpu(), "rng": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore a :meth:`state_dict` (same number of chains and neurons)."""
+        if "v" not in state or "rng" not in state:
+            raise ValueError("chain state needs 'v' (the states) and 'rng' (the generator)")
+        new = torch.as_tensor(state["v"])
+        if tuple(new.shape) != tuple(self.v.shape):
+            raise ValueError(f"chain state has {tuple(new.shape)} states; these chains have "
+                             f"{tuple(self.v.shape)} (n_chains x N)")
+        self.v.copy_(new.to(device=self.v.device, dtype=self.v.dtype))
+        self.generator.set_state(torch.as_tensor(state["rng"]).to(torch.uint8).cpu())
+
+    def sweep(self, model: IsingModel, *, k: int = 1, beta: float = 1.0,
+              h0: torch.Tensor | None = None) -> None:
         """``k`` systematic-scan sweeps in place, at inverse temperature ``beta`` of the path.
 
         Site ``i`` is drawn from ``P(v_i = 1 | v_-i) = sigmoid(hb_i + beta sum_j J_ij v_j)`` with
@@ -491,10 +520,9 @@ class IsingChains:
         J = model.J.to(dt)
         hb = h * beta if h0 is None else h0.to(dt) + beta * (h - h0.to(dt))
         with _one_cpu_thread(self.v.device):
-            self._sweeps(J, hb, beta, k, generator)
+            self._sweeps(J, hb, beta, k)
 
-    def _sweeps(self, J: torch.Tensor, hb: torch.Tensor, beta: float, k: int,
-                generator: torch.Generator) -> None:
+    def _sweeps(self, J: torch.Tensor, hb: torch.Tensor, beta: float, k: int) -> None:
         dt = self.v.dtype
         n, nc = self.v.shape[1], self.v.shape[0]
         vt = self.v.T.contiguous()  # (N, chains): a site's states are one contiguous row
@@ -504,7 +532,7 @@ class IsingChains:
                 # local fields of the block's sites: (b, chains)
                 x = torch.addmm(hb[b0:b1, None], J[b0:b1], vt, alpha=beta)
                 # v_i = 1 iff x_i > logistic noise  <=>  U < sigmoid(x_i)
-                noise = torch.rand(b1 - b0, nc, generator=generator, dtype=dt,
+                noise = torch.rand(b1 - b0, nc, generator=self.generator, dtype=dt,
                                    device=vt.device).logit_()
                 for j in range(b1 - b0):
                     i = b0 + j
@@ -544,12 +572,12 @@ def sample_model(model: IsingModel, *, n_samples: int, n_chains: int, burn_in_sw
             raise ValueError(f"init has {x.shape[1]} neurons, the model {model.n_neurons}")
         rows = torch.randint(0, x.shape[0], (n_chains,), generator=gen, device=dev)
         v0 = x.to(device=dev, dtype=dtype)[rows]
-    chains = IsingChains(v0)
-    chains.sweep(m, generator=gen, k=burn_in_sweeps)
+    chains = IsingChains(v0, generator=gen)
+    chains.sweep(m, k=burn_in_sweeps)
     per_chain = math.ceil(n_samples / n_chains)
     out = torch.empty(per_chain, n_chains, model.n_neurons, dtype=torch.uint8, device=dev)
     for r in range(per_chain):
-        chains.sweep(m, generator=gen, k=thin_sweeps)
+        chains.sweep(m, k=thin_sweeps)
         out[r] = chains.v.to(torch.uint8)
     return out.reshape(-1, model.n_neurons)[:n_samples].cpu().numpy()
 
@@ -557,11 +585,6 @@ def sample_model(model: IsingModel, *, n_samples: int, n_chains: int, burn_in_sw
 # --------------------------------------------------------------------------------------------
 # log Z and likelihood
 # --------------------------------------------------------------------------------------------
-
-
-def _states(start: int, stop: int, n: int, device: torch.device) -> torch.Tensor:
-    idx = torch.arange(start, stop, dtype=torch.int64, device=device)
-    return ((idx[:, None] >> torch.arange(n, device=device)) & 1).to(torch.float64)
 
 
 def exact_log_z(model: IsingModel, *, chunk_size: int = 1 << 14) -> float:
@@ -576,9 +599,8 @@ def exact_log_z(model: IsingModel, *, chunk_size: int = 1 << 14) -> float:
     if n > EXACT_MAX_NEURONS:
         raise ValueError(f"exact log Z enumerates 2^N states; N={n} > {EXACT_MAX_NEURONS}: "
                          "use AIS")
-    parts = [torch.logsumexp(-energy(model, _states(s, min(s + chunk_size, 1 << n), n,
-                                                    model.device)), 0)
-             for s in range(0, 1 << n, chunk_size)]
+    parts = [torch.logsumexp(-energy(model, v), 0)
+             for v in state_chunks(n, chunk_size, device=model.device)]
     return float(torch.logsumexp(torch.stack(parts), 0))
 
 
@@ -587,7 +609,7 @@ def exact_moments(model: IsingModel) -> tuple[np.ndarray, np.ndarray]:
     n = model.n_neurons
     if n > 20:
         raise ValueError(f"exact_moments enumerates 2^N states; N={n} > 20")
-    v = _states(0, 1 << n, n, model.device)
+    v = binary_states(n, device=model.device)
     p = torch.softmax(-energy(model, v), 0)
     return (p @ v).cpu().numpy(), (v.T @ (v * p[:, None])).cpu().numpy()
 
@@ -640,7 +662,7 @@ def ais_log_z(model: IsingModel, *, n_chains: int, n_betas: int, generator: torc
     n_tot = n_chains * n_repeats
     p0 = torch.sigmoid(h0).to(dt).expand(n_tot, -1)
     chains = IsingChains((torch.rand(p0.shape, generator=generator, dtype=dt, device=dev)
-                          < p0).to(dt))
+                          < p0).to(dt), generator=generator)
     m_s = model.to(dtype=dt)
     h0_s = h0.to(dt)
     betas = torch.linspace(0.0, 1.0, n_betas, dtype=torch.float64).tolist()
@@ -651,7 +673,7 @@ def ais_log_z(model: IsingModel, *, n_chains: int, n_betas: int, generator: torc
             # log p*_k(v) - log p*_{k-1}(v) = (beta_k - beta_{k-1}) [dh.v + v^T J v / 2]
             log_w += (betas[k] - betas[k - 1]) * (v @ dh + 0.5 * ((v @ J64) * v).sum(-1))
             if k < n_betas - 1:
-                chains.sweep(m_s, generator=generator, beta=betas[k], h0=h0_s)
+                chains.sweep(m_s, beta=betas[k], h0=h0_s)
     log_z0 = float(F.softplus(h0).sum())
     est = (log_z0 + torch.logsumexp(log_w.view(n_repeats, n_chains), 1)
            - math.log(n_chains)).cpu().numpy()
