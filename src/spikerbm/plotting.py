@@ -131,6 +131,8 @@ def fig_statistics(ds: xr.Dataset, *, max_points: int = 3000) -> Figure:
     ax.set_axis_off()
     eq = int(ds.attrs.get("equilibrated", -1))
     lines = [f"equilibrated: {'yes' if eq == 1 else 'NO' if eq == 0 else 'not checked'}"]
+    if "model" in ds.attrs:  # e.g. the pairwise baseline, scored like the RBM
+        lines.insert(0, f"model: {ds.attrs['model']}")
     if "tau_energy_sweeps" in ds.attrs:
         lines.append(f"tau_E = {ds.attrs['tau_energy_sweeps']:.3g}, "
                      f"tau_K = {ds.attrs['tau_k_sweeps']:.3g} sweeps")
@@ -415,4 +417,142 @@ def fig_loglik(ll: xr.Dataset, *, per_neuron: bool = False, title: str | None = 
     ax.legend(loc="best", fontsize=6)
     if title:
         ax.set_title(title)
+    return fig
+
+
+# --- issue 20: pairwise baseline vs RBM, cross-session area atlas -----------------------------
+def fig_pairwise_vs_rbm(pairs: dict[str, tuple[np.ndarray, np.ndarray]],
+                        rows: list[dict], *, max_points: int = 20000) -> Figure:
+    """The pairwise baseline against the RBM, per session (docs/methods.md §11).
+
+    Panels: one scatter per session of the RBM's effective ``J_ij`` (y) against the pairwise
+    model's ``J_ij`` (x), both in the spin convention, with the least-squares line, Pearson r
+    and slope; last panel: test log-likelihood per neuron above the independent-site model, RBM
+    and pairwise, with the log Z uncertainty (1 s.d.) as error bars.
+
+    Parameters
+    ----------
+    pairs
+        ``{session: (J_pairwise, J_rbm)}``, each the ``i < j`` values (1-d, same length).
+    rows
+        :func:`spikerbm.pairwise.model_comparison` dicts, in the order of the sessions.
+    max_points
+        Pairs drawn per scatter (display subsample; r and slope use every pair).
+    """
+    n = len(pairs)
+    fig, axs = style.subplots(1, n + 1, figsize=(style.PANEL_SIZE[0] * (n + 1),
+                                                 style.PANEL_SIZE[1]), squeeze=False)
+    axs = axs[0]
+    rng = np.random.default_rng(0)
+    by_session = {str(r["session"]): r for r in rows}
+    for ax, (session, (x, y)) in zip(axs, pairs.items(), strict=False):
+        show = rng.choice(x.size, size=min(x.size, max_points), replace=False)
+        ax.scatter(x[show], y[show], s=2, alpha=0.3, lw=0, color=style.COLORS["model"],
+                   rasterized=True)
+        r = by_session.get(session, {})
+        slope, icpt = float(r.get("j_slope", np.nan)), float(r.get("j_intercept", np.nan))
+        if np.isfinite(slope):
+            xs = np.array([np.min(x), np.max(x)])
+            ax.plot(xs, slope * xs + icpt, color="0.2", lw=0.8)
+        ax.axhline(0, color="0.7", lw=0.5)
+        ax.axvline(0, color="0.7", lw=0.5)
+        ax.set(xlabel="pairwise $J_{ij}$", ylabel="RBM effective $J_{ij}$",
+               title=f"{session}: r {float(r.get('j_pearson_r', np.nan)):.2f}, "
+                     f"slope {slope:.2f}")
+    ax = axs[-1]
+    names = [str(r["session"]) for r in rows]
+    pos = np.arange(len(names))
+    for k, (model, color) in enumerate((("rbm", style.COLORS["generated"]),
+                                        ("pairwise", style.COLORS["model"]))):
+        gain = np.array([float(r[f"ll_test_{model}"]) - float(r["ll_test_independent"])
+                         for r in rows])
+        err = np.array([float(r[f"ll_test_{model}_std"]) for r in rows])
+        ax.bar(pos + (k - 0.5) * 0.38, gain, width=0.38, color=color,
+               yerr=np.where(np.isfinite(err), err, 0), capsize=2, label=model.upper()
+               if model == "rbm" else model)
+    ax.axhline(0, color=style.COLORS["independent"], lw=0.8)
+    ax.set_xticks(pos, names, rotation=30, ha="right", fontsize=6)
+    ax.set(ylabel="test LL - independent\n(nats / neuron / bin)")
+    ax.legend()
+    for a, letter in zip(axs, "abcdefghijklmnopqrstuvwxyz", strict=False):
+        style.panel_label(a, letter)
+    return fig
+
+
+def fig_atlas(ds: xr.Dataset, *, quantity: str = "J") -> Figure:
+    """Cross-session area atlas (docs/methods.md §12).
+
+    Per model (the RBM's effective couplings; the pairwise baseline's when present):
+    (a) the area x area matrix of the pooled coarse-grained ``quantity``, each cell annotated
+    with its value, its interval and the number of sessions behind it (cells whose interval
+    comes from one session's neuron bootstrap are marked ``*``); (b) per area the within-area
+    minus across-area difference ``delta`` with its interval, for ``J``, ``|J|`` and ``R``
+    (RBM), with the number of sessions and the p-value of the test over sessions.
+
+    Parameters
+    ----------
+    ds
+        ``atlas.nc`` (:func:`spikerbm.atlas.build_atlas` results on a ``model`` dim).
+    quantity
+        The quantity of the matrices.
+    """
+    models = [str(m) for m in ds["model"].values]
+    regions = [str(r) for r in ds["region"].values]
+    k = len(regions)
+    side = max(3.2, 0.45 * k + 1.5)
+    fig, axs = style.subplots(1, len(models) + 1, figsize=(side * len(models) + 4.0, side),
+                              squeeze=False)
+    axs = axs[0]
+    annotate = k <= 8
+    for ax, model in zip(axs, models, strict=False):
+        sub = ds.sel(model=model, quantity=quantity)
+        mat = sub["area_mean"].values
+        # one colour scale per model: the two models' couplings need not share a scale
+        lim = float(np.nanmax(np.abs(mat), initial=0.0)) or 1.0
+        im = ax.imshow(mat, cmap="RdBu_r", vmin=-lim, vmax=lim)
+        ax.set_xticks(range(k), regions, rotation=90, fontsize=6)
+        ax.set_yticks(range(k), regions, fontsize=6)
+        if annotate:
+            lo, hi = sub["area_ci_low"].values, sub["area_ci_high"].values
+            ns = ds["area_n_sessions"].values
+            single = ds["area_ci_from_sessions"].values == 0
+            for a in range(k):
+                for b in range(k):
+                    if not np.isfinite(mat[a, b]):
+                        continue
+                    ax.text(b, a, f"{mat[a, b]:.3g}\n[{lo[a, b]:.3g}, {hi[a, b]:.3g}]\n"
+                            f"n={int(ns[a, b])}{'*' if single[a, b] else ''}",
+                            ha="center", va="center", fontsize=4.5,
+                            color="white" if abs(mat[a, b]) > 0.6 * lim else "black")
+        fig.colorbar(im, ax=ax, shrink=0.75, label=f"mean {quantity}" + r"$_{AB}$")
+        ax.set_title(f"{model}: mean {quantity} between areas"
+                     + (" (* one session)" if annotate and bool(
+                         (ds["area_ci_from_sessions"].values == 0).any()) else ""))
+    ax = axs[-1]
+    y = np.arange(k)
+    shown = [("rbm", q) for q in ("J", "J_abs", "R") if q in ds["quantity"].values]
+    if "pairwise" in models:
+        shown.append(("pairwise", "J"))
+    pal = style.hidden_palette(len(shown))
+    for s, (model, q) in enumerate(shown):
+        sub = ds.sel(model=model, quantity=q)
+        d = sub["delta"].values
+        err = np.vstack([d - sub["delta_ci_low"].values, sub["delta_ci_high"].values - d])
+        off = (s - (len(shown) - 1) / 2) * 0.8 / max(len(shown), 1)
+        ax.errorbar(d, y + off, xerr=np.where(np.isfinite(err), err, 0), fmt="o", ms=3,
+                    lw=0.8, color=pal[s], label=f"{model} {q}")
+    ax.axvline(0, color="0.3", lw=0.8, ls="--")
+    rbm = ds.sel(model=models[0], quantity=quantity)
+    labels = [f"{r} (n={int(ds['delta_n_sessions'].values[i])}, "
+              f"p={float(rbm['delta_p_value'].values[i]):.2g})" for i, r in enumerate(regions)]
+    ax.set_yticks(y, labels, fontsize=6)
+    ax.invert_yaxis()
+    ax.set(xlabel="within - across (mean over sessions)",
+           title=f"within vs across areas ({100 * ds.attrs['ci_level']:.0f}% intervals)")
+    style.legend_below(ax, ncol=2, fontsize=6)
+    for a, letter in zip(axs, "abcdefgh", strict=False):
+        style.panel_label(a, letter)
+    note = str(ds.attrs.get("interval_note", ""))
+    if int(ds.attrs.get("single_session", 0)):
+        fig.suptitle("ONE SESSION: " + note, fontsize=7, color="#b00")
     return fig

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import torch
@@ -626,6 +626,71 @@ def compute_statistics(rbm: RBM, *, train: np.ndarray, test: np.ndarray, n_sampl
         gen = _as_binary(generated, "generated")
         eq_attrs = {"equilibrated": -1, "equilibration_reason": "samples supplied by the caller"}
         traces = None
+    rbm64 = rbm.to(dtype=torch.float64)  # energies from the full-precision parameters
+    return score_statistics(
+        train=train, test=test, generated=gen,
+        energy=lambda v: rbm_mod.free_energy(rbm64, torch.as_tensor(v).to(device)).cpu().numpy(),
+        effective_field=lambda v: effective_fields(rbm, v), n_samples=n_samples,
+        n_triplets=n_triplets, heff_bins=heff_bins, energy_bins=energy_bins, seed=seed,
+        device=device, equilibrium_attrs=eq_attrs, traces=traces, neuron_coords=neuron_coords)
+
+
+def score_statistics(*, train: np.ndarray, test: np.ndarray, generated: np.ndarray,
+                     energy: Callable[[np.ndarray], np.ndarray],
+                     effective_field: Callable[[np.ndarray], np.ndarray], n_samples: int,
+                     n_triplets: int, heff_bins: int, energy_bins: int, seed: int,
+                     device: torch.device | str = "cpu",
+                     equilibrium_attrs: Mapping[str, object] | None = None,
+                     traces: xr.Dataset | None = None,
+                     neuron_coords: Mapping[str, np.ndarray] | None = None) -> xr.Dataset:
+    """Score samples of any model against train and test data (docs/methods.md §5).
+
+    The scoring half of :func:`compute_statistics`, model-agnostic: the model enters only
+    through its samples and two functions, so an RBM and the pairwise baseline
+    (:mod:`spikerbm.pairwise`) are scored by the same code on the same data subsets (same
+    ``seed``: same train/test subsets, independent-site samples and triplets).
+
+    Parameters
+    ----------
+    train, test
+        Binary rasters (bins, neurons) of the two splits.
+    generated
+        Equilibrium samples of the model, (n, neurons), 0/1.
+    energy
+        ``v (n, N) 0/1 -> (n,)`` float64: the model's energy of each state, up to a constant
+        (the RBM's marginal free energy; the Ising energy of the pairwise model).
+    effective_field
+        ``v (n, N) 0/1 -> (n, N)`` float64: ``h_eff_i(v) = logit P(v_i = 1 | v_-i)`` under the
+        model (its exact conditional activity).
+    n_samples, n_triplets, heff_bins, energy_bins, seed
+        As in :func:`compute_statistics`.
+    device
+        Where the pair-count products run.
+    equilibrium_attrs
+        Attributes of the sampling and its equilibration check, copied into the output
+        (default: ``equilibrated = -1``, samples supplied by the caller).
+    traces
+        Optional ``trace_energy`` / ``trace_k`` of the sampling, merged into the output.
+    neuron_coords
+        Optional extra coordinates on ``neuron``.
+
+    Returns
+    -------
+    xarray.Dataset
+        See docs/data-model.md, section ``statistics.nc``.
+    """
+    train = _as_binary(train, "train")
+    test = _as_binary(test, "test")
+    gen = _as_binary(generated, "generated")
+    n = train.shape[1]
+    for name, arr in (("test", test), ("generated", gen)):
+        if arr.shape[1] != n:
+            raise ValueError(f"{name} has {arr.shape[1]} neurons but train has {n}; score "
+                             "samples of the model trained on this raster")
+    n_samples = _check_positive_int(n_samples, "n_samples", minimum=2)
+    _check_positive_int(energy_bins, "energy_bins", minimum=2)
+    eq_attrs = dict(equilibrium_attrs if equilibrium_attrs is not None else
+                    {"equilibrated": -1, "equilibration_reason": "samples supplied by the caller"})
     rates_train = firing_rates(train)
     rng = np.random.default_rng(derive_seed(seed, "independent"))
     indep = (rng.random((gen.shape[0], n)) < rates_train).astype(np.uint8)
@@ -640,7 +705,6 @@ def compute_statistics(rbm: RBM, *, train: np.ndarray, test: np.ndarray, n_sampl
     pi, pj = upper_pairs(n)
     triplets = sample_triplets(n, n_triplets, seed=seed)
     axes, centre, explained = pca_axes(train)
-    rbm64 = rbm.to(dtype=torch.float64)
     rate, cov, c3, proj, pk, energies = [], [], [], [], [], []
     for s in SETS:
         v = sets[s]
@@ -653,7 +717,7 @@ def compute_statistics(rbm: RBM, *, train: np.ndarray, test: np.ndarray, n_sampl
         p[: v.shape[0]] = (v - centre) @ axes
         proj.append(p)
         pk.append(activity_histogram(v))
-        energies.append(rbm_mod.free_energy(rbm64, torch.as_tensor(v).to(device)).cpu().numpy())
+        energies.append(np.asarray(energy(v), dtype=np.float64))
 
     ref = np.concatenate([energies[SETS.index(s)] for s in ("train", "test", "generated")])
     e_edges = np.linspace(ref.min(), ref.max(), energy_bins + 1)
@@ -662,7 +726,7 @@ def compute_statistics(rbm: RBM, *, train: np.ndarray, test: np.ndarray, n_sampl
     width = np.diff(e_edges)
     e_hist = np.stack([np.histogram(e, bins=e_edges)[0] / (e.size * width) for e in energies])
 
-    heff = {s: effective_fields(rbm, sets[s]) for s in HEFF_SETS}
+    heff = {s: np.asarray(effective_field(sets[s]), dtype=np.float64) for s in HEFF_SETS}
     cal = heff_calibration(heff, {s: sets[s] for s in HEFF_SETS}, n_bins=heff_bins)
 
     stats = {"rate": np.stack(rate), "covariance": np.stack(cov), "corr3": np.stack(c3)}
