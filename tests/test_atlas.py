@@ -135,7 +135,7 @@ def test_session_couplings_reads_a_couplings_dataset_and_ignores_nan_diagonal():
 def test_session_t_intervals_cover_at_nominal_rate(tau):
     # 300 seeds, 3 sessions each. tau = 0: sessions differ only by which neurons were recorded;
     # tau = 0.05: a session effect larger than the neuron noise. The t interval over session
-    # estimates is exact in both regimes (the two-stage bootstrap is not: docs/atlas-pairwise).
+    # estimates is exact in both regimes (the two-stage bootstrap is not: docs/methods.md §12).
     # Tolerance: coverage of one entry over 300 seeds ~ Binomial(300, 0.95)/300, sd 0.0126; the
     # average over the 6 (dependent) entries has sd <= that; +- 3.5 sd.
     cov = []
@@ -248,6 +248,44 @@ def test_within_vs_across_test_holds_its_size_under_the_null():
         at = A.build_atlas(ss, quantities=["J"], min_area_neurons=10, n_boot=100, seed=seed)
         rejections.append(at.delta_p_value.values[0] <= 0.05)
     assert np.mean(rejections) < 0.05 + 3.5 * math.sqrt(0.05 * 0.95 / 150)
+
+
+# ------------------------------------------------------------------ models side by side, tables
+
+
+def test_atlas_by_model_and_its_tables():
+    rng = np.random.default_rng(3)
+    rbm = [planted_session(rng, f"s{i}", [30, 35, 40], tau=0.0) for i in range(3)]
+    for s in rbm:  # an R-like quantity for the RBM only
+        s.matrices["R"] = np.abs(s.matrices["J"]) / (1 + np.abs(s.matrices["J"]))
+    pw = [A.SessionCouplings(s.session, s.areas, {"J": 2 * s.matrices["J"],
+                                                  "J_abs": 2 * s.matrices["J_abs"]})
+          for s in rbm]
+    a_rbm = A.build_atlas(rbm, quantities=["J", "J_abs", "R"], n_boot=200, seed=1)
+    a_pw = A.build_atlas(pw, quantities=["J", "J_abs"], n_boot=200, seed=1)
+    both = A.atlas_by_model({"rbm": a_rbm, "pairwise": a_pw})
+    assert list(both["model"].values) == ["rbm", "pairwise"]
+    assert list(both["quantity"].values) == ["J", "J_abs", "R"]
+    assert both["area_mean"].dims == ("model", "quantity", "region", "region2")
+    assert both["area_n_sessions"].dims == ("region", "region2")  # shared, not per model
+    # the same sessions resampled with the same seeds: the pairwise atlas of 2 J is exactly 2x
+    np.testing.assert_allclose(both["area_mean"].sel(model="pairwise", quantity="J"),
+                               2 * both["area_mean"].sel(model="rbm", quantity="J"))
+    np.testing.assert_allclose(both["delta_ci_high"].sel(model="pairwise", quantity="J"),
+                               2 * both["delta_ci_high"].sel(model="rbm", quantity="J"))
+    assert np.isnan(both["area_mean"].sel(model="pairwise", quantity="R")).all()
+    assert (both["area_n_pairs"].sel(model="pairwise", quantity="R") == 0).all()
+    assert both["area_n_pairs"].dtype == np.int64
+    pairs, areas = A.atlas_tables(both)
+    assert len(pairs) == (3 + 2) * 6 and len(areas) == (3 + 2) * 3  # 6 pairs A<=B, 3 areas
+    row = pairs[(pairs.model == "rbm") & (pairs.quantity == "J") & (pairs.region == "VISp")
+                & (pairs.region2 == "VISp")].iloc[0]
+    at = a_rbm.sel(quantity="J", region="VISp", region2="VISp")
+    assert row["mean"] == float(at.area_mean) and row["ci_low"] == float(at.area_ci_low)
+    assert row["n_sessions"] == 3 and row["n_pairs"] == int(at.area_n_pairs)
+    with pytest.raises(ValueError, match="same sessions"):
+        A.atlas_by_model({"rbm": a_rbm, "other": A.build_atlas(pw[:2], quantities=["J"],
+                                                               n_boot=200)})
 
 
 # ------------------------------------------------------------------ Allen CCF grouping

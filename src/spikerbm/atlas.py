@@ -32,7 +32,7 @@ both areas and attaches uncertainty:
   (``session_interval="bootstrap"``: sessions with replacement, then neurons within each drawn
   session; Saravanan et al., *NBDT* 3, 2020) counts the within-session noise twice (too wide
   when sessions agree) and, with the few sessions an atlas has, lacks the ``t`` correction (too
-  narrow when they do not): docs/atlas-pairwise.md gives the measured coverage of both.
+  narrow when they do not): docs/methods.md §12 gives the measured coverage of both.
 * **One session** (per entry, or the whole atlas): the interval comes from the neuron bootstrap
   alone (percentile) and describes which neurons were recorded, not session-to-session
   variability; ``ci_from_sessions`` is 0 there and the attribute ``interval_note`` says so.

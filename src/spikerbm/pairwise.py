@@ -30,7 +30,7 @@ claim structure beyond pairwise.
   maximum-likelihood (moment-matching) fit. Needed at large ``N``: pseudo-likelihood only fits
   the conditionals at observed states, and on a Steinmetz session with N = 1000 its model's
   equilibrium sat at ~4x the data's population activity; refinement brought it back
-  (docs/atlas-pairwise.md).
+  (docs/methods.md §11).
 * **Sampling: single-site Gibbs.** With dense ``J`` no two sites are conditionally independent,
   so the exact sampler updates one site at a time (systematic scan; each update leaves ``P``
   invariant). Chains are a batch; sites go in blocks of ``block`` columns: at a block's start
@@ -255,7 +255,7 @@ def fit_pseudolikelihood(train: np.ndarray | torch.Tensor, *, l2: float = 3e-3,
         fire together finite: their unpenalised ``J`` is ``-inf``). It is a Gaussian prior of
         sd ``1 / sqrt(2 l2 T)`` on each ``J_ij``. Default 3e-3: the best test log-likelihood of
         {3e-4, 1e-3, 3e-3, 1e-2} on a Steinmetz session (160 neurons, T = 7028 bins of 10 ms;
-        docs/atlas-pairwise.md); choose it by test log-likelihood for other data.
+        docs/methods.md §11); choose it by test log-likelihood for other data.
     l2_field
         L2 penalty on the fields.
     max_iter
@@ -365,7 +365,7 @@ def refine_boltzmann(fit: PairwiseFit, train: np.ndarray | torch.Tensor, *, n_st
         parameter by up to ``lr``; with ``N`` ~ 1000 couplings per field, keep it small:
         measured on a Steinmetz session, 300 steps of 500 chains at ``lr = 0.005`` brought the
         chains' mean activity from a runaway ~130 active neurons back to ~28 (data: 31),
-        docs/atlas-pairwise.md).
+        docs/methods.md §11).
     l2
         L2 penalty on ``J`` (default: the fit's).
     generator

@@ -679,9 +679,9 @@ def score_statistics(*, train: np.ndarray, test: np.ndarray, generated: np.ndarr
     xarray.Dataset
         See docs/data-model.md, section ``statistics.nc``.
     """
-    train = _as_binary(train, "train")
-    test = _as_binary(test, "test")
-    gen = _as_binary(generated, "generated")
+    train = np.ascontiguousarray(_as_binary(train, "train"))  # (torch needs >= 0 strides)
+    test = np.ascontiguousarray(_as_binary(test, "test"))
+    gen = np.ascontiguousarray(_as_binary(generated, "generated"))
     n = train.shape[1]
     for name, arr in (("test", test), ("generated", gen)):
         if arr.shape[1] != n:
