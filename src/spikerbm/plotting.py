@@ -482,28 +482,32 @@ def fig_pairwise_vs_rbm(pairs: dict[str, tuple[np.ndarray, np.ndarray]],
 def fig_atlas(ds: xr.Dataset, *, quantity: str = "J") -> Figure:
     """Cross-session area atlas (docs/methods.md §12).
 
-    Per model (the RBM's effective couplings; the pairwise baseline's when present):
-    (a) the area x area matrix of the pooled coarse-grained ``quantity``, each cell annotated
-    with its value, its interval and the number of sessions behind it (cells whose interval
-    comes from one session's neuron bootstrap are marked ``*``); (b) per area the within-area
-    minus across-area difference ``delta`` with its interval, for ``J``, ``|J|`` and ``R``
-    (RBM), with the number of sessions and the p-value of the test over sessions.
+    Panels, per model (the RBM's effective couplings; the pairwise baseline's when present):
+    the area x area matrix of the pooled coarse-grained ``quantity`` (each cell annotated, with
+    few areas, with its value, interval and number of sessions; ``*`` marks an interval from one
+    session's neuron bootstrap); then per area the within-area minus across-area difference of
+    ``quantity`` with its interval, one point per model, labelled with the number of sessions
+    and the p-value of the test over sessions (RBM); last, the effect sizes (mean per-session
+    Cohen's d) of ``J``, ``|J|`` and ``R`` per model, which share one scale.
 
     Parameters
     ----------
     ds
-        ``atlas.nc`` (:func:`spikerbm.atlas.build_atlas` results on a ``model`` dim).
+        ``atlas.nc`` (:func:`spikerbm.atlas.atlas_by_model` of :func:`spikerbm.atlas.build_atlas`
+        results).
     quantity
-        The quantity of the matrices.
+        The quantity of the matrices and of the within-vs-across panel.
     """
     models = [str(m) for m in ds["model"].values]
     regions = [str(r) for r in ds["region"].values]
     k = len(regions)
-    side = max(3.2, 0.45 * k + 1.5)
-    fig, axs = style.subplots(1, len(models) + 1, figsize=(side * len(models) + 4.0, side),
+    annotate = k <= 8
+    side = max(4.2, 0.95 * k + 1.0) if annotate else max(3.2, 0.3 * k + 1.5)
+    ncol = len(models) + 2
+    fig, axs = style.subplots(1, ncol, figsize=(side * len(models) + 2 * 3.6, side),
                               squeeze=False)
     axs = axs[0]
-    annotate = k <= 8
+    single = ds["area_ci_from_sessions"].values == 0
     for ax, model in zip(axs, models, strict=False):
         sub = ds.sel(model=model, quantity=quantity)
         mat = sub["area_mean"].values
@@ -515,44 +519,52 @@ def fig_atlas(ds: xr.Dataset, *, quantity: str = "J") -> Figure:
         if annotate:
             lo, hi = sub["area_ci_low"].values, sub["area_ci_high"].values
             ns = ds["area_n_sessions"].values
-            single = ds["area_ci_from_sessions"].values == 0
             for a in range(k):
                 for b in range(k):
-                    if not np.isfinite(mat[a, b]):
-                        continue
-                    ax.text(b, a, f"{mat[a, b]:.3g}\n[{lo[a, b]:.3g}, {hi[a, b]:.3g}]\n"
-                            f"n={int(ns[a, b])}{'*' if single[a, b] else ''}",
-                            ha="center", va="center", fontsize=4.5,
-                            color="white" if abs(mat[a, b]) > 0.6 * lim else "black")
+                    if np.isfinite(mat[a, b]):
+                        ax.text(b, a, f"{mat[a, b]:.2g}\n[{lo[a, b]:.2g}, {hi[a, b]:.2g}]\n"
+                                f"n={int(ns[a, b])}{'*' if single[a, b] else ''}",
+                                ha="center", va="center", fontsize=5,
+                                color="white" if abs(mat[a, b]) > 0.6 * lim else "black")
         fig.colorbar(im, ax=ax, shrink=0.75, label=f"mean {quantity}" + r"$_{AB}$")
-        ax.set_title(f"{model}: mean {quantity} between areas"
-                     + (" (* one session)" if annotate and bool(
-                         (ds["area_ci_from_sessions"].values == 0).any()) else ""))
-    ax = axs[-1]
+        ax.set_title(f"{model}: mean {quantity} between areas")
     y = np.arange(k)
-    shown = [("rbm", q) for q in ("J", "J_abs", "R") if q in ds["quantity"].values]
-    if "pairwise" in models:
-        shown.append(("pairwise", "J"))
-    pal = style.hidden_palette(len(shown))
-    for s, (model, q) in enumerate(shown):
-        sub = ds.sel(model=model, quantity=q)
+    pal = style.hidden_palette(max(len(models), 2))
+    ax = axs[len(models)]
+    for s, model in enumerate(models):
+        sub = ds.sel(model=model, quantity=quantity)
         d = sub["delta"].values
         err = np.vstack([d - sub["delta_ci_low"].values, sub["delta_ci_high"].values - d])
-        off = (s - (len(shown) - 1) / 2) * 0.8 / max(len(shown), 1)
-        ax.errorbar(d, y + off, xerr=np.where(np.isfinite(err), err, 0), fmt="o", ms=3,
-                    lw=0.8, color=pal[s], label=f"{model} {q}")
+        ax.errorbar(d, y + (s - (len(models) - 1) / 2) * 0.25, fmt="o", ms=3, lw=0.8,
+                    xerr=np.where(np.isfinite(err), err, 0), color=pal[s], label=model)
     ax.axvline(0, color="0.3", lw=0.8, ls="--")
     rbm = ds.sel(model=models[0], quantity=quantity)
-    labels = [f"{r} (n={int(ds['delta_n_sessions'].values[i])}, "
-              f"p={float(rbm['delta_p_value'].values[i]):.2g})" for i, r in enumerate(regions)]
-    ax.set_yticks(y, labels, fontsize=6)
+    ax.set_yticks(y, [f"{r} (n={int(ds['delta_n_sessions'].values[i])}, "
+                      f"p={float(rbm['delta_p_value'].values[i]):.2g})"
+                      for i, r in enumerate(regions)], fontsize=6)
     ax.invert_yaxis()
-    ax.set(xlabel="within - across (mean over sessions)",
-           title=f"within vs across areas ({100 * ds.attrs['ci_level']:.0f}% intervals)")
-    style.legend_below(ax, ncol=2, fontsize=6)
+    ax.set(xlabel=f"within - across, {quantity}",
+           title=f"within vs across ({100 * ds.attrs['ci_level']:.0f}% intervals)")
+    ax.legend(fontsize=6)
+    ax = axs[len(models) + 1]
+    shown = [(m, str(q)) for m in models for q in ds["quantity"].values
+             if np.isfinite(ds["delta_cohen_d"].sel(model=m, quantity=q).values).any()]
+    pal = style.hidden_palette(max(len(shown), 2))
+    for s, (model, q) in enumerate(shown):
+        ax.plot(ds["delta_cohen_d"].sel(model=model, quantity=q).values,
+                y + (s - (len(shown) - 1) / 2) * 0.8 / max(len(shown), 1), "o", ms=3,
+                color=pal[s], label=f"{model} {q}")
+    ax.axvline(0, color="0.3", lw=0.8, ls="--")
+    ax.set_yticks(y, regions, fontsize=6)
+    ax.invert_yaxis()
+    ax.set(xlabel="Cohen's d (within vs across)", title="effect sizes")
+    ax.legend(fontsize=6)
     for a, letter in zip(axs, "abcdefgh", strict=False):
         style.panel_label(a, letter)
-    note = str(ds.attrs.get("interval_note", ""))
     if int(ds.attrs.get("single_session", 0)):
-        fig.suptitle("ONE SESSION: " + note, fontsize=7, color="#b00")
+        fig.suptitle("ONE SESSION: " + str(ds.attrs.get("interval_note", "")), fontsize=7,
+                     color="#b00")
+    elif annotate and single.any():
+        fig.suptitle("* interval from one session's neuron bootstrap (area pair recorded "
+                     "together once)", fontsize=7)
     return fig
