@@ -15,7 +15,8 @@ pytestmark = pytest.mark.workflow
         ("train", "k", -3, ["config: `train.k`: -3 is less than the minimum of 1 (train.k: "]),
         ("train", "lr", "fast", ["config: `train.lr`: 'fast' is not of type 'number'"]),
         (None, "device", "tpu", ["config: `device`: 'tpu' is not one of ['auto', 'cpu', 'cuda']"]),
-        ("binarize", "epochs", 5, ["config: `binarize.epochs`: 5 is not valid", "(binarize.epochs: "]),
+        ("binarize", "epochs", 5,
+         ["config: `binarize.epochs`: 5 is not valid", "(binarize.epochs: "]),
     ],
 )
 def test_bad_config_value_names_key_value_and_allowed(workflow_dir, section, key, value,

@@ -170,6 +170,47 @@ def test_report_shows_both_sessions(sources_run):
     assert [r.split("\t")[0] for r in rows[1:]] == ["rec-nwb", "rec-spikes"]
 
 
+def test_ibl_like_extension_and_faulty_nwb_files_through_the_rule(workflow_dir, tmp_path):
+    """More NWB conventions through the real nwb_extract rule to raster.nc: IBL-like (cluster
+    ids, area from the electrodes' beryl_location through the units' electrodes, the file's
+    epochs table), a file with an extension namespace the environment does not know (its spec
+    cached in the file), and a file with a negative spike time, whose job fails with one error
+    line and leaves no spikes.nc."""
+    from test_nwb import allen_file, ibl_file, trains, write_extension_file
+
+    (tmp_path / "wf").mkdir()
+    ibl_trains = ibl_file(tmp_path / "ibl.nwb")
+    ext = write_extension_file(tmp_path, cache=True)
+    bad = trains(7)
+    bad[3] = np.sort(np.append(bad[3][1:], -0.5))
+    allen_file(tmp_path / "bad.nwb", bad)
+    wf = workflow_dir(sessions=HEAD
+                      + f"ibl\tnwb\tpath={tmp_path / 'ibl.nwb'};unit_id=cluster_id;"
+                        "area=electrodes.beryl_location;epochs=epochs\n"
+                      + f"ext\tnwb\tpath={ext}\n"
+                      + f"bad\tnwb\tpath={tmp_path / 'bad.nwb'}\n")
+    proc = snakemake(wf, "-k", "--cores", "2",
+                     *(f"results/{s}/raster.nc" for s in ("ibl", "ext", "bad")))
+    assert proc.returncode != 0  # the bad file's job failed, the others ran (-k)
+    ibl = io.read_netcdf(wf / "results/ibl/spikes.nc")
+    order = [12, 40, 7, 3]  # cluster ids of the file's units
+    assert sorted(ibl["unit_id"].values.tolist()) == sorted(order)
+    for k, uid in enumerate(ibl["unit_id"].values):
+        got = ibl["spike_time"].values[ibl["spike_unit"].values == k]
+        np.testing.assert_array_equal(got, ibl_trains[order.index(int(uid))])
+    raster = io.read_netcdf(wf / "results/ibl/raster.nc")
+    beryl = {12: "VISa", 40: "VISa", 7: "CA1", 3: "DG"}  # the electrodes' beryl_location
+    assert raster["area"].values.tolist() == [beryl[u] for u in raster["unit_id"].values]
+    assert raster.attrs["epochs"] == json.dumps(["epochs-0", "epochs-1"])
+    ext_raster = io.read_netcdf(wf / "results/ext/raster.nc")
+    assert ext_raster["area"].values.tolist() == ["MOs", "MOs", "ACA"]
+    assert not (wf / "results/bad/spikes.nc").exists()
+    log = (wf / "results/logs/nwb_extract/bad.log").read_text()
+    errors = [line for line in log.splitlines() if " ERROR " in line]
+    assert len(errors) == 1 and "Traceback" not in log, log
+    assert "unit 950003: 1 negative spike time(s) (min -0.5 s)" in errors[0]
+
+
 # ----------------------------------------------------------------------------- DAG-time checks
 HEAD = "session_id\tsource\tparams\n"
 

@@ -5,7 +5,7 @@ extension namespaces are loaded, so files written with extensions (Allen's ndx-a
 lab-specific ones) open without installing those extensions: spikerbm reads only the core
 ``Units``, ``ElectrodesTable`` and ``TimeIntervals`` tables.
 
-What is read (docs/data-in.md, "NWB"):
+What is read (docs/data-model.md, "Input formats", "NWB file"):
 
 - **Units** (``nwbfile.units``): ``spike_times`` (s, the file's clock), optional
   ``obs_intervals``; unit ids are the table's ``id`` (or the integer column ``unit_id``
