@@ -151,9 +151,7 @@ def test_file_rows_merge_config_and_row(tmp_path):
     assert merged["a"]["filters"] == ["quality == good", "presence_ratio > 0.9"]
     assert merged["a"]["epochs"][1] == {"name": "late", "start_s": 100, "stop_s": 200}
     assert merged["b"]["unit_id"] == "cluster_id" and merged["b"]["areas"] == "VISp,VISl"
-    from spikerbm.nwb import filter_list
-
-    assert filter_list(merged["b"]["filters"]) == ["quality == good", "snr > 2"]
+    assert merged["b"]["filters"] == ["quality == good", "snr > 2"]  # comma text -> list
     _, _, check = file_rows(tmp_path, "s\tspikes\tpath=/data/s.nc;epochs=task,rest\n", "spikes")
     assert check() == {"s": {"path": "/data/s.nc", "epochs": "task,rest"}}
 

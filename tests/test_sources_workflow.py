@@ -18,11 +18,9 @@ and running from another folder are tested with real dry runs.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import stat
-import subprocess
 import time
 from pathlib import Path
 
@@ -30,7 +28,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from conftest import SNAKEMAKE, copy_workflow, snakemake
+from conftest import copy_workflow, snakemake
 
 pynwb = pytest.importorskip("pynwb")
 
@@ -283,8 +281,7 @@ def test_running_from_another_folder(tmp_path):
 
 def test_config_typo_is_one_line_in_the_real_dry_run(workflow_dir):
     wf = workflow_dir({"train": {"n_udpates": 5}, "nwb": {"filter": []}})
-    proc = subprocess.run([SNAKEMAKE, "-n"], cwd=wf, capture_output=True, text=True,
-                          env=dict(os.environ))
+    proc = snakemake(wf, "-n")
     text = proc.stdout + proc.stderr
     assert proc.returncode != 0
     lines = [line for line in text.splitlines() if "unknown key" in line]

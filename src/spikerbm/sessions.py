@@ -288,7 +288,7 @@ def check_file_sessions(sessions: pd.DataFrame, source: str,
     -------
     dict
         session id -> merged parameters: ``path`` (as written in the sheet) and the section's
-        keys (row values over ``defaults``).
+        keys (row values over ``defaults``; nwb ``filters`` as a list).
 
     Raises
     ------
@@ -321,21 +321,24 @@ def check_file_sessions(sessions: pd.DataFrame, source: str,
                     raise ValueError(f"{source}: parameter {key!r}: {err.message} (config "
                                      f"`{source}:` section or the row's params)")
             if source == "nwb":
-                _check_nwb_values(merged)
+                merged["filters"] = _check_nwb_values(merged)
             out[session] = {"path": str(params["path"]), **merged}
         except ValueError as err:
             raise row_error(sessions, session, str(err), path) from err
     return out
 
 
-def _check_nwb_values(params: Mapping[str, Any]) -> None:
-    """Filters and epochs of an nwb row parse (the file's columns are checked by the job)."""
+def _check_nwb_values(params: Mapping[str, Any]) -> list[str]:
+    """Check that the filters and epochs of an nwb row parse (the file's columns are checked by
+    the job); return the filters as a list (a row may give comma-separated text)."""
     from spikerbm.nwb import filter_list, parse_filter
     from spikerbm.sources import parse_epochs
 
-    for text in filter_list(params.get("filters")):
+    filters = filter_list(params.get("filters"))
+    for text in filters:
         parse_filter(text)
     parse_epochs(params.get("epochs"))
+    return filters
 
 
 def data_file(sessions: pd.DataFrame, session: str, *, path: str | Path | None = None) -> str:
