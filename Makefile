@@ -22,10 +22,10 @@ $(BIN)/snakemake: pyproject.toml constraints.txt
 
 setup: $(BIN)/snakemake
 
-# Jobs that can use a GPU (train, loglik, statistics, couplings, dynamics, pairwise) run one at a
-# time under profiles/default (resources gpu=1: they share the first GPU). Without a GPU they run
-# on the CPU, where nothing needs to serialise them: as many run at once as there are cores.
-GPU_SLOTS ?= $(if $(shell command -v nvidia-smi 2>/dev/null),1,$(shell nproc))
+# GPU-capable jobs (train, loglik, statistics, couplings, dynamics, pairwise) at a time: one per
+# GPU (profiles/default says gpu=1); without a GPU they run on the CPU, where nothing needs to
+# serialise them, so as many run at once as there are cores.
+GPU_SLOTS ?= $(or $(filter-out 0,$(shell nvidia-smi -L 2>/dev/null | wc -l)),$(shell nproc))
 
 ## run the default workflow end to end (synthetic data, CPU by default)
 run: setup

@@ -292,7 +292,7 @@ def get_table_inputs(wildcards):
 
 
 # ----------------------------------------------------------------------------- issue 20
-# Pairwise maximum-entropy baseline (per session: rule pairwise; all sessions: compare_models)
+# Pairwise maximum-entropy baseline (rules pairwise, per session, and compare_models, over all)
 # and the cross-session area atlas (rules atlas, fig_atlas); each switched by its `enabled` key.
 PAIRWISE_ENABLED = bool(config["pairwise"]["enabled"])
 ATLAS_ENABLED = bool(config["atlas"]["enabled"])
