@@ -28,7 +28,13 @@ for model, (artifact, quantities) in models.items():
         ds = io.read_netcdf(path)
         data[session] = ds[[v for v in ("J", "R") if v in ds]].load()
         ds.close()
-    atlases[model] = build_atlas(data, quantities=quantities, **options)
+    try:
+        atlases[model] = build_atlas(data, quantities=quantities, **options)
+    except ValueError as err:  # one line naming the config keys to change
+        raise ValueError(f"atlas ({model}): {err} (config: atlas.min_area_neurons = "
+                         f"{params['min_area_neurons']}, atlas.ccf_level = "
+                         f"{params['ccf_level']!r}, atlas.exclude_areas = "
+                         f"{params['exclude_areas']}; or atlas.enabled: false)") from None
     log.info("%s: %d regions over %d sessions", model, atlases[model].sizes["region"],
              len(sessions))
 atlas = atlas_by_model(atlases)

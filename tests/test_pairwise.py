@@ -414,6 +414,16 @@ def test_model_comparison_row():
     assert row["j_intercept"] == pytest.approx(0.01) and row["j_n_pairs"] == 15
     assert (row["score_corr3_rbm"], row["score_corr3_pairwise"]) == (0.8, 0.3)
     assert math.isnan(row["score_covariance_rbm"]) and row["equilibrated_pairwise"] == 0
+    assert math.isnan(row["rbm_minus_pairwise_sem"])  # no per-bin energies given
+    # paired test-set error: per-bin LL difference = E_pw - F_rbm + const, sd 1 over 400 bins
+    rng = np.random.default_rng(1)
+    f_rbm = rng.normal(5.0, 2.0, 400)
+    e_pw = f_rbm + rng.normal(0.0, 1.0, 400)
+    paired = P.model_comparison(session="s", selected=selected, statistics={}, couplings=coup,
+                                pairwise=pw, pairwise_statistics={},
+                                test_energies=(f_rbm, e_pw))
+    sem = np.std(e_pw - f_rbm, ddof=1) / 20 / 6  # / sqrt(400) / N
+    assert paired["rbm_minus_pairwise_sem"] == pytest.approx(sem)
     other = pw.assign_coords(unit_id=("neuron", np.arange(6) + 1))
     with pytest.raises(ValueError, match="different neurons"):
         P.model_comparison(session="s", selected=selected, statistics={}, couplings=coup,

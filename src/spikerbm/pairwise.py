@@ -1025,7 +1025,9 @@ def fit_session(train: np.ndarray, test: np.ndarray, *, unit_id: np.ndarray, are
 
 
 def model_comparison(*, session: str, selected: dict, statistics: dict, couplings: xr.Dataset,
-                     pairwise: xr.Dataset, pairwise_statistics: dict) -> dict[str, object]:
+                     pairwise: xr.Dataset, pairwise_statistics: dict,
+                     test_energies: tuple[np.ndarray, np.ndarray] | None = None
+                     ) -> dict[str, object]:
     """What the RBM's hidden units buy over the pairwise model, for one session.
 
     Parameters
@@ -1040,6 +1042,12 @@ def model_comparison(*, session: str, selected: dict, statistics: dict, coupling
         ``pairwise.nc`` (:func:`fit_session`; ``J`` in the same convention).
     pairwise_statistics
         Attributes of ``pairwise_statistics.nc`` (scored like the RBM's statistics).
+    test_energies
+        Optional ``(F_rbm, E_pairwise)``, the RBM's free energy and the pairwise energy of every
+        test bin (shape (T,) each): then ``rbm_minus_pairwise_sem`` is the standard error of
+        the paired per-bin log-likelihood difference over the test bins (the log Z terms are
+        constants and cancel), the test-set sampling error of the gain that ``*_std`` (log Z
+        only) leaves out.
 
     Returns
     -------
@@ -1053,7 +1061,8 @@ def model_comparison(*, session: str, selected: dict, statistics: dict, coupling
         ``score_covariance_*``, ``score_corr3_*`` (rbm, pairwise; the independent model scores
         0 by definition) and ``equilibrated_*``; ``log_z_method_*``; the couplings comparison
         ``j_pearson_r``, ``j_slope``, ``j_intercept``, ``j_n_pairs``
-        (:func:`compare_couplings`, RBM ``J`` against pairwise ``J``).
+        (:func:`compare_couplings`, RBM ``J`` against pairwise ``J``); with ``test_energies``,
+        ``rbm_minus_pairwise_sem`` (per neuron; NaN without).
 
     Raises
     ------
@@ -1073,6 +1082,14 @@ def model_comparison(*, session: str, selected: dict, statistics: dict, coupling
     ll_pw = float(pairwise.attrs["ll_test_per_neuron"])
     ll_pw_std = float(pairwise.attrs["ll_test_std"]) / n
     ll_ind = float(selected.get("floor_test", pairwise.attrs["floor_test"])) / n
+    paired_sem = math.nan
+    if test_energies is not None:
+        f_rbm, e_pw = (np.asarray(x, dtype=np.float64) for x in test_energies)
+        if f_rbm.shape != e_pw.shape or f_rbm.ndim != 1 or f_rbm.size < 2:
+            raise ValueError(f"test energies must be two equal 1-d arrays; got {f_rbm.shape}, "
+                             f"{e_pw.shape}")
+        # per-bin LL difference = (E_pw - F_rbm) + const: its sem over the test bins
+        paired_sem = float(np.std(e_pw - f_rbm, ddof=1) / math.sqrt(f_rbm.size)) / n
     return {
         "session": session,
         "n_neurons": n,
@@ -1086,6 +1103,7 @@ def model_comparison(*, session: str, selected: dict, statistics: dict, coupling
         "ll_test_independent_std": 0.0,
         "rbm_minus_pairwise": ll_rbm - ll_pw,
         "rbm_minus_pairwise_std": math.hypot(ll_rbm_std, ll_pw_std),
+        "rbm_minus_pairwise_sem": paired_sem,
         "pairwise_minus_independent": ll_pw - ll_ind,
         "pairwise_minus_independent_std": ll_pw_std,
         "log_z_method_rbm": str(selected.get("log_z_method", "n/a")),

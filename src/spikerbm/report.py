@@ -279,6 +279,7 @@ MODEL_COMPARISON_COLUMNS: tuple[tuple[str, str | None, str], ...] = (
     ("ll_test_pairwise", "ll_test_pairwise_std", "LL test/neuron pairwise"),
     ("ll_test_independent", None, "LL test/neuron independent"),
     ("rbm_minus_pairwise", "rbm_minus_pairwise_std", "RBM - pairwise"),
+    ("rbm_minus_pairwise_sem", None, "RBM - pairwise: test s.e."),
     ("pairwise_minus_independent", "pairwise_minus_independent_std",
      "pairwise - independent"),
     ("score_covariance_rbm", None, "score cov RBM"),

@@ -296,6 +296,15 @@ def get_table_inputs(wildcards):
 # and the cross-session area atlas (rules atlas, fig_atlas); each switched by its `enabled` key.
 PAIRWISE_ENABLED = bool(config["pairwise"]["enabled"])
 ATLAS_ENABLED = bool(config["atlas"]["enabled"])
+if ATLAS_ENABLED and config["atlas"]["ccf_level"] is not None:
+    import importlib.util
+
+    if importlib.util.find_spec("iblatlas") is None:  # fail before any job runs
+        raise ValueError(
+            f"atlas.ccf_level = {config['atlas']['ccf_level']!r} groups areas with the Allen "
+            "structure table shipped by iblatlas, which is not installed: run `make setup` "
+            "(or pip install --no-deps iblatlas==1.3.0), or set atlas.ccf_level: null"
+        )
 REPORT_STAGE_BASELINE = "Stage 9: pairwise maximum-entropy baseline"
 REPORT_STAGE_ATLAS = "Stage 10: cross-session area atlas"
 #: keys of `statistics:` that score generated samples (the pairwise model's as the RBM's)
@@ -341,11 +350,12 @@ def get_atlas_inputs(wildcards):
 
 
 def get_comparison_inputs(wildcards):
-    """Per session: the RBM's selected.nc, statistics.nc and couplings.nc, and the baseline's
-    pairwise.nc and pairwise_statistics.nc."""
+    """Per session: the raster (test bins), the RBM's selected.nc, statistics.nc and
+    couplings.nc, and the baseline's pairwise.nc and pairwise_statistics.nc."""
     return {
         name: expand(results(f"{{session}}/{name}.nc"), session=SESSIONS.index)
         for name in (
+            "raster",
             "selected",
             "statistics",
             "couplings",
