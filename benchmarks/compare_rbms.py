@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.metadata
 import json
 import time
 from pathlib import Path
@@ -302,9 +303,9 @@ def speed_mode(args: Any) -> None:
                                "torch": torch.__version__, "args": vars(args) | {"out": None},
                                "shapes": []}
     try:
-        import rbms
-        results["rbms"] = getattr(rbms, "__version__", "0.6.0")
-    except ImportError:
+        # the distribution's version: rbms 0.6.0 still says __version__ = "0.5.1"
+        results["rbms"] = importlib.metadata.version("rbms")
+    except importlib.metadata.PackageNotFoundError:
         results["rbms"] = None
     print(f"{dt.date.today()}, {name}, torch {torch.__version__}, rbms {results['rbms']}: "
           f"batch = chains = {args.chains} per replica, k = {args.k}, random data; ms per PCD "
