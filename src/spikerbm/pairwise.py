@@ -531,6 +531,7 @@ class IsingChains:
         dt = self.v.dtype
         n, nc = self.v.shape[1], self.v.shape[0]
         vt = self.v.T.contiguous()  # (N, chains): a site's states are one contiguous row
+        new = torch.empty(nc, dtype=dt, device=vt.device)
         for _ in range(k):
             for b0 in range(0, n, self.block):
                 b1 = min(n, b0 + self.block)
@@ -540,12 +541,12 @@ class IsingChains:
                 noise = torch.rand(b1 - b0, nc, generator=self.generator, dtype=dt,
                                    device=vt.device).logit_()
                 for j in range(b1 - b0):
-                    i = b0 + j
-                    d = torch.gt(x[j], noise[j]).to(dt)
-                    new = d.clone()
-                    d -= vt[i]
-                    vt[i] = new
-                    x.addr_(J[b0:b1, i], d, alpha=beta)
+                    # four kernels a site (their launch cost dominates a sweep on a GPU)
+                    row = vt[b0 + j]
+                    torch.gt(x[j], noise[j], out=new)  # the draw, as 0./1. in dt
+                    d = new - row  # in {-1, 0, 1}
+                    row.copy_(new)
+                    x.addr_(J[b0:b1, b0 + j], d, alpha=beta)
         self.v.copy_(vt.T)
 
 
