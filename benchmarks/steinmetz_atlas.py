@@ -9,13 +9,15 @@ and the comparison row; then the atlas over every finished session. Settings: co
 steinmetz-all.yaml (the same as the workflow run of that config), read from the file.
 
 Each session's results are kept in ``--work`` (one netCDF per session: J, R of the RBM, J of
-the pairwise model, the comparison row and the stage times), so the run can be split over
-several commands under a per-command time limit: every call processes the sessions not yet in
-``--work`` until ``--max-minutes`` would be exceeded by the next one (estimated from the
-previous session), then builds the atlas and prints the tables when every session is done.
+the pairwise model, the comparison row and the stage times). A call starts no session that
+would end after ``--max-minutes`` (estimated per neuron from the sessions it ran), then builds
+the atlas over the sessions done (marked PARTIAL when some are missing; the same command on the
+same machine continues) and writes 8 files to ``--out`` (default ``$OUT``): summary.txt,
+model_comparison.tsv, and per level (areas as recorded; Cosmos when iblatlas is importable)
+atlas_<level>.nc, atlas_<level>_within_across.tsv, atlas_<level>.png. The GPU command and the
+budget: docs/benchmarks.md, "Real data: the seven Steinmetz sessions on one GPU".
 
-    python benchmarks/steinmetz_atlas.py --data ../shared/data/steinmetz2019 --device cuda \\
-        --work results-steinmetz/work --out results-steinmetz/out --max-minutes 9
+    python benchmarks/steinmetz_atlas.py --data steinmetz-data --device cuda --max-minutes 8
 
 Data: Steinmetz, Zatka-Haas, Carandini & Harris, Nature 576, 266 (2019), CC-BY-4.0
 (../shared/data/steinmetz2019/README.md).
@@ -27,6 +29,7 @@ import argparse
 import datetime as dt
 import importlib.util
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -37,15 +40,18 @@ import torch
 import xarray as xr
 import yaml
 
-from spikerbm import binarize, couplings, likelihood, pairwise, report, training
+from spikerbm import binarize, couplings, io, likelihood, pairwise, report, training
 from spikerbm.areas import areas_of
 from spikerbm.atlas import atlas_by_model, atlas_tables, build_atlas
-from spikerbm.provenance import derive_seed
+from spikerbm.plotting import fig_atlas
+from spikerbm.provenance import derive_seed, provenance_attrs
 from spikerbm.rbm import rbm_from_dataset, resolve_device
 from spikerbm.selection import select_model, selected_dataset
 from spikerbm.statistics import compute_statistics, score_statistics
 
 REPO = Path(__file__).resolve().parents[1]
+CITATION = ("Data: Steinmetz, Zatka-Haas, Carandini & Harris, Nature 576, 266-273 (2019), "
+            "doi:10.1038/s41586-019-1787-x, CC-BY-4.0")
 
 
 def load_config(path: Path) -> dict:
@@ -145,14 +151,25 @@ def run_session(path: Path, session: str, cfg: dict, device: torch.device,
     return keep, row
 
 
+def _print(lines: list[str], *text: str) -> None:
+    """Print and keep for summary.txt."""
+    for t in text:
+        print(t, flush=True)
+        lines.append(t)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, required=True, help="folder of the 7 .nc rasters")
     p.add_argument("--config", type=Path, default=REPO / "config" / "steinmetz-all.yaml")
     p.add_argument("--device", default="cuda", choices=["auto", "cpu", "cuda"])
     p.add_argument("--work", type=Path, default=Path("results-steinmetz/work"))
-    p.add_argument("--out", type=Path, default=Path("results-steinmetz/out"))
-    p.add_argument("--max-minutes", type=float, default=9.0)
+    p.add_argument("--out", type=Path, default=Path(os.environ.get("OUT") or
+                                                    "results-steinmetz/out"),
+                   help="tables and figures (default $OUT, else results-steinmetz/out)")
+    p.add_argument("--max-minutes", type=float, default=8.0,
+                   help="start no session that would end after this (estimated per neuron "
+                        "from the sessions run so far); the atlas covers the sessions done")
     p.add_argument("--sessions", nargs="*", help="session ids (file stems); default all")
     args = p.parse_args()
     cfg = load_config(args.config)
@@ -165,72 +182,86 @@ def main() -> None:
         raise SystemExit(f"no steinmetz_*.nc rasters in {args.data}")
     args.work.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    start, last = time.perf_counter(), 0.0
+    lines: list[str] = []
+    start, seconds, neurons = time.perf_counter(), 0.0, 0
     with tempfile.TemporaryDirectory() as tmp:
         for f in files:
             target = args.work / f"{f.stem}.nc"
             if target.exists():
                 continue
-            used = (time.perf_counter() - start) / 60
-            if used + 1.2 * last / 60 > args.max_minutes:
-                print(f"stopping after {used:.1f} min: run again for the remaining sessions")
+            with xr.open_dataset(f) as src:
+                n = int(src.sizes["neuron"])
+            used = time.perf_counter() - start
+            if neurons and used + 1.15 * seconds / neurons * n > 60 * args.max_minutes:
+                _print(lines, f"stopping after {used / 60:.1f} min (--max-minutes "
+                       f"{args.max_minutes:g}): the next session, {f.stem} ({n} neurons), "
+                       "would end past it; run the same command again for the rest")
                 break
             t0 = time.perf_counter()
             keep, row = run_session(f, f.stem, cfg, device, Path(tmp))
             keep.to_netcdf(target)
-            last = time.perf_counter() - t0
-            print(f"{f.stem}: {last:.0f} s; " + ", ".join(
+            seconds += time.perf_counter() - t0
+            neurons += n
+            _print(lines, f"{f.stem}: {time.perf_counter() - t0:.0f} s; " + ", ".join(
                 f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()
-                if k not in ("session",)), flush=True)
-    done = [args.work / f"{f.stem}.nc" for f in files]
-    if not all(d.exists() for d in done):
-        print(f"{sum(d.exists() for d in done)} of {len(done)} sessions done")
-        return
+                if k != "session"))
+    done = [args.work / f"{f.stem}.nc" for f in files if (args.work / f"{f.stem}.nc").exists()]
+    if not done:
+        raise SystemExit("no session finished: raise --max-minutes")
+    partial = len(done) < len(files)
     data = {d.stem: xr.open_dataset(d).load() for d in done}
     rows = [json.loads(ds.attrs["row"]) for ds in data.values()]
     a = cfg["atlas"]
+    seed = derive_seed(cfg["seed"], "atlas")
     opts = {"min_area_neurons": a["min_area_neurons"], "exclude_areas": a["exclude_areas"],
             "n_boot": a["n_resamples"], "ci": a["confidence"],
-            "session_interval": a["session_interval"], "seed": derive_seed(cfg["seed"], "atlas")}
+            "session_interval": a["session_interval"], "seed": seed}
     t0 = time.perf_counter()
     atlases = {}
     levels = [a["ccf_level"]]
     if importlib.util.find_spec("iblatlas") is not None:
         levels.append("cosmos")
     else:
-        print("iblatlas not installed: no CCF-grouped atlas (pip install --no-deps iblatlas)")
+        _print(lines, "iblatlas not installed: no CCF-grouped atlas (pip install --no-deps "
+               "iblatlas==1.3.0: 237 kB, spikerbm reads its data files only)")
     for level in levels:
         rbm = build_atlas({s: ds[["J", "R"]].astype(np.float64) for s, ds in data.items()},
                           quantities=("J", "J_abs", "R"), ccf_level=level, **opts)
         pwa = build_atlas({s: ds[["J_pairwise"]].rename(J_pairwise="J").astype(np.float64)
                            for s, ds in data.items()}, quantities=("J", "J_abs"),
                           ccf_level=level, **opts)
-        atlases[str(level)] = atlas_by_model({"rbm": rbm, "pairwise": pwa})
+        atlases["areas" if level is None else str(level)] = atlas_by_model(
+            {"rbm": rbm, "pairwise": pwa})
     atlas_s = time.perf_counter() - t0
-    print(f"\n{dt.date.today()}, {name}, torch {torch.__version__}, {len(rows)} sessions, "
-          f"config {args.config.name}; atlas (2 levels x 2 models) {atlas_s:.1f} s (CPU)\n")
-    table = report.model_comparison_table(rows)
-    print(table.to_string(index=False))
+    _print(lines, f"\n{dt.date.today()}, {name}, torch {torch.__version__}, "
+           f"{len(rows)} of {len(files)} sessions{' (PARTIAL)' if partial else ''}, config "
+           f"{args.config.name}; this call {(time.perf_counter() - start) / 60:.1f} min, "
+           f"atlas ({len(levels)} levels x 2 models) {atlas_s:.1f} s (CPU)\n")
+    _print(lines, report.model_comparison_table(rows).to_string(index=False))
     times = pd.DataFrame([{k: r[k] for k in r if k == "session" or k.startswith("seconds")}
                           for r in rows])
-    print("\nwall times (s)\n" + times.to_string(index=False))
+    _print(lines, "\nwall times (s)\n" + times.to_string(index=False))
     extra = pd.DataFrame([{k: r[k] for k in ("session", "n_neurons", "n_train", "mean_k_data",
                                               "mean_k_pairwise", "equilibrated_reason_pairwise")}
                           for r in rows])
-    print("\n" + extra.to_string(index=False))
-    pd.DataFrame(rows).to_csv(args.out / "model_comparison.tsv", sep="\t", index=False)
-    from spikerbm import io
-    from spikerbm.plotting import fig_atlas
-
-    for level, atlas in atlases.items():
+    _print(lines, "\n" + extra.to_string(index=False))
+    io.write_text(pd.DataFrame(rows).to_csv(sep="\t", index=False),
+                  args.out / "model_comparison.tsv")
+    for tag, atlas in atlases.items():
         pairs, areas = atlas_tables(atlas)
-        tag = "areas" if level == "None" else level
-        pairs.to_csv(args.out / f"atlas_{tag}_area_pairs.tsv", sep="\t", index=False)
-        areas.to_csv(args.out / f"atlas_{tag}_within_across.tsv", sep="\t", index=False)
-        print(f"\natlas ({tag}): within - across per area, RBM and pairwise J\n" + report.formatted(
-            areas[areas.quantity == "J"]).to_string(index=False))
+        _print(lines, f"\natlas ({tag}): {atlas.attrs['interval_note']}\nwithin - across per "
+               "area, RBM and pairwise J\n" + report.formatted(
+                   areas[areas.quantity == "J"]).to_string(index=False))
+        # the area-pair table is in the netCDF: spikerbm.atlas.atlas_tables(atlas) rebuilds it
+        io.write_netcdf(atlas, args.out / f"atlas_{tag}.nc", attrs=provenance_attrs(
+            config={"atlas": a, "seed": cfg["seed"]}, seed=seed, session_id=",".join(data),
+            device="cpu", data_citation=CITATION))
+        io.write_text(areas.to_csv(sep="\t", index=False),
+                      args.out / f"atlas_{tag}_within_across.tsv")
         io.save_figure(fig_atlas(atlas), args.out / f"atlas_{tag}.png",
                        attrs={"session_id": ",".join(data)})
+    io.write_text("\n".join([CITATION, *lines]) + "\n", args.out / "summary.txt")
+    print(f"\nwrote {len(list(args.out.iterdir()))} files to {args.out}")
 
 
 if __name__ == "__main__":
