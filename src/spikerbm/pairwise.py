@@ -532,21 +532,24 @@ class IsingChains:
         n, nc = self.v.shape[1], self.v.shape[0]
         vt = self.v.T.contiguous()  # (N, chains): a site's states are one contiguous row
         new = torch.empty(nc, dtype=dt, device=vt.device)
+        # per-site views made once (indexing costs as much Python time as a kernel launch)
+        rows = vt.unbind(0)
+        blocks = [(b0, min(n, b0 + self.block)) for b0 in range(0, n, self.block)]
+        cols = [J[b0:b1, b0:b1].unbind(1) for b0, b1 in blocks]
         for _ in range(k):
-            for b0 in range(0, n, self.block):
-                b1 = min(n, b0 + self.block)
+            for (b0, b1), J_cols in zip(blocks, cols, strict=True):
                 # local fields of the block's sites: (b, chains)
                 x = torch.addmm(hb[b0:b1, None], J[b0:b1], vt, alpha=beta)
                 # v_i = 1 iff x_i > logistic noise  <=>  U < sigmoid(x_i)
                 noise = torch.rand(b1 - b0, nc, generator=self.generator, dtype=dt,
                                    device=vt.device).logit_()
-                for j in range(b1 - b0):
+                for row, x_i, u_i, J_i in zip(rows[b0:b1], x.unbind(0), noise.unbind(0),
+                                              J_cols, strict=True):
                     # four kernels a site (their launch cost dominates a sweep on a GPU)
-                    row = vt[b0 + j]
-                    torch.gt(x[j], noise[j], out=new)  # the draw, as 0./1. in dt
+                    torch.gt(x_i, u_i, out=new)  # the draw, as 0./1. in dt
                     d = new - row  # in {-1, 0, 1}
                     row.copy_(new)
-                    x.addr_(J[b0:b1, b0 + j], d, alpha=beta)
+                    x.addr_(J_i, d, alpha=beta)
         self.v.copy_(vt.T)
 
 
