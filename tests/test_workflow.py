@@ -340,9 +340,11 @@ def test_statistics_change_replans_statistics_and_downstream_only(tiny_run, tmp_
     assert proc.returncode == 0, proc.stderr[-3000:]
     counts = job_counts(proc.stdout)
     # the pairwise baseline is scored with the same statistics settings (n_samples), so it
-    # and the model comparison rerun too; nothing else
+    # reruns too (fit and scoring are one job), and with it what reads pairwise.nc: the model
+    # comparison and the atlas (its pairwise J); nothing else
     assert counts == {"statistics": 2, "fig_statistics": 2, "summary": 2, "report_tables": 1,
-                      "pairwise": 2, "compare_models": 1, "all": 1, "total": 11}, counts
+                      "pairwise": 2, "compare_models": 1, "atlas": 1, "fig_atlas": 1, "all": 1,
+                      "total": 13}, counts
     status = _summary_status(wf)
     changed = {f for f, (st, _) in status.items() if st == "params changed"}
     assert changed == {f"results/{s}/{f}" for s in ("tiny-a", "tiny-b") for f in (
