@@ -93,7 +93,7 @@ def tiny_base_run(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def tiny_model_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A tiny trained session (raster, model.nc, loglik.nc, selected.nc; tests/model_run.py)."""
     from model_run import build_tiny_run
 

@@ -28,18 +28,18 @@ def test_help_of_every_command():
         assert res.returncode == 0 and "usage: spikerbm" in res.stdout, res.stderr
 
 
-def test_info_and_score(tiny_run, tmp_path):
-    res = run("info", tiny_run["selected"])
+def test_info_and_score(tiny_model_run, tmp_path):
+    res = run("info", tiny_model_run["selected"])
     assert res.returncode == 0, res.stderr
     assert "hidden units" in res.stdout and "(exact)" in res.stdout
     assert "CA1: 3" in res.stdout
     out = tmp_path / "score.tsv"
-    res = run("score", tiny_run["model"], tiny_run["raster"], "--split", "test", "-o", out,
-              "--per-bin", tmp_path / "bins.nc")
+    res = run("score", tiny_model_run["model"], tiny_model_run["raster"], "--split", "test",
+              "-o", out, "--per-bin", tmp_path / "bins.nc")
     assert res.returncode == 0, res.stderr
     header, row = out.read_text().splitlines()
     got = dict(zip(header.split("\t"), row.split("\t"), strict=True))
-    ref = spikerbm.load_model(tiny_run["model"]).log_likelihood(tiny_run["raster"],
+    ref = spikerbm.load_model(tiny_model_run["model"]).log_likelihood(tiny_model_run["raster"],
                                                                 split="test")
     assert float(got["ll"]) == pytest.approx(ref.ll, rel=1e-5)
     assert got["log_z_method"] == "exact" and got["split"] == "test"
@@ -48,9 +48,9 @@ def test_info_and_score(tiny_run, tmp_path):
     assert float(bins["log_p"].mean()) == pytest.approx(ref.ll, rel=1e-9)
 
 
-def test_sample_with_clamp_and_ptt(tiny_run, tmp_path):
+def test_sample_with_clamp_and_ptt(tiny_model_run, tmp_path):
     out = tmp_path / "s.nc"
-    res = run("sample", tiny_run["model"], "-n", 300, "--sweeps", 20, "--sampler", "ptt",
+    res = run("sample", tiny_model_run["model"], "-n", 300, "--sweeps", 20, "--sampler", "ptt",
               "--clamp", f"{UNIT_IDS[2]}=1", "--seed", 4, "-o", out, "--quiet")
     assert res.returncode == 0, res.stderr
     assert "PTT swap acceptance" in res.stdout
@@ -59,42 +59,43 @@ def test_sample_with_clamp_and_ptt(tiny_run, tmp_path):
     assert v.shape == (300, N_NEURONS) and np.all(v[:, 2] == 1)
     assert ds.attrs["sampler"] == "ptt" and "git_commit" in ds.attrs
     assert np.all(ds["ptt_acceptance"].values > 0)
-    api = spikerbm.load_model(tiny_run["model"]).sample(
+    api = spikerbm.load_model(tiny_model_run["model"]).sample(
         300, sweeps=20, sampler="ptt", clamp={int(UNIT_IDS[2]): 1}, seed=4)
     assert np.array_equal(api["samples"].values, v)  # the CLI is the API
 
 
-def test_couplings_export_import(tiny_run, tmp_path):
-    res = run("couplings", tiny_run["selected"], "--neurons", "VISp", str(UNIT_IDS[8]),
+def test_couplings_export_import(tiny_model_run, tmp_path):
+    res = run("couplings", tiny_model_run["selected"], "--neurons", "VISp", str(UNIT_IDS[8]),
               "-o", tmp_path / "c.nc", "--tsv", tmp_path / "c.tsv")
     assert res.returncode == 0, res.stderr
     ds = io.read_netcdf(tmp_path / "c.nc")
-    ref = spikerbm.load_model(tiny_run["selected"]).couplings(neurons=["VISp", int(UNIT_IDS[8])])
+    ref = spikerbm.load_model(tiny_model_run["selected"]).couplings(
+        neurons=["VISp", int(UNIT_IDS[8])])
     assert np.allclose(ds["J"].values, ref["J"].values)
     lines = (tmp_path / "c.tsv").read_text().splitlines()
     assert len(lines) == 1 + 10  # C(5, 2) pairs + header
-    res = run("export", tiny_run["model"], "-o", tmp_path / "m.h5", "--chains", 7)
+    res = run("export", tiny_model_run["model"], "-o", tmp_path / "m.h5", "--chains", 7)
     assert res.returncode == 0, res.stderr
     res = run("import", tmp_path / "m.h5", "-o", tmp_path / "imp" / "model.nc",
-              "--raster", tiny_run["raster"])
+              "--raster", tiny_model_run["raster"])
     assert res.returncode == 0, res.stderr
     back = spikerbm.load_model(tmp_path / "imp" / "model.nc", checkpoint="last")
-    orig = spikerbm.load_model(tiny_run["model"], checkpoint="last")
+    orig = spikerbm.load_model(tiny_model_run["model"], checkpoint="last")
     assert np.array_equal(back.rbm.W.numpy(), orig.rbm.W.numpy())
     assert list(back.unit_id) == list(UNIT_IDS)
 
 
-def test_user_errors_are_one_line_with_status_1(tiny_run, tmp_path):
+def test_user_errors_are_one_line_with_status_1(tiny_model_run, tmp_path):
     cases = [
         (("info", tmp_path / "absent.nc"), "not found"),
-        (("sample", tiny_run["selected"], "-n", 5, "-o", tmp_path / "x.nc", "--clamp", "5=1"),
+        (("sample", tiny_model_run["selected"], "-n", 5, "-o", tmp_path / "x.nc", "--clamp", "5=1"),
          "unit id 5 is not a neuron"),
-        (("sample", tiny_run["selected"], "-n", 5, "-o", tmp_path / "x.nc", "--clamp", "a=1"),
+        (("sample", tiny_model_run["selected"], "-n", 5, "-o", tmp_path / "x.nc", "--clamp", "a=1"),
          "UNIT_ID=0 or UNIT_ID=1"),
-        (("info", tiny_run["model"], "--checkpoint", "13"), "no checkpoint at update 13"),
-        (("info", tiny_run["model"], "--checkpoint", "first"), "--checkpoint 'first'"),
-        (("score", tiny_run["selected"], tiny_run["model"]), "'raster' variable"),
-        (("import", tiny_run["model"], "-o", tmp_path / "y.nc"), "not an rbms archive"),
+        (("info", tiny_model_run["model"], "--checkpoint", "13"), "no checkpoint at update 13"),
+        (("info", tiny_model_run["model"], "--checkpoint", "first"), "--checkpoint 'first'"),
+        (("score", tiny_model_run["selected"], tiny_model_run["model"]), "'raster' variable"),
+        (("import", tiny_model_run["model"], "-o", tmp_path / "y.nc"), "not an rbms archive"),
     ]
     for args, text in cases:
         res = run(*args)
@@ -105,8 +106,8 @@ def test_user_errors_are_one_line_with_status_1(tiny_run, tmp_path):
     assert not (tmp_path / "x.nc").exists() and not (tmp_path / "y.nc").exists()
 
 
-def test_usage_errors_exit_2(tiny_run):
-    for args in (("sample", tiny_run["selected"]), ("frobnicate",),
-                 ("couplings", tiny_run["selected"], "-o", "x.nc", "--order", "4")):
+def test_usage_errors_exit_2(tiny_model_run):
+    for args in (("sample", tiny_model_run["selected"]), ("frobnicate",),
+                 ("couplings", tiny_model_run["selected"], "-o", "x.nc", "--order", "4")):
         res = run(*args)
         assert res.returncode == 2 and "usage:" in res.stderr, res.stderr

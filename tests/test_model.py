@@ -35,28 +35,28 @@ def chi2_ok(states: np.ndarray, p: np.ndarray, level: float = 0.999) -> tuple[bo
     return stat < chi2.ppf(level, obs.size - 1), stat
 
 
-def test_load_selected_and_trajectory_agree(tiny_run):
-    sel = spikerbm.load_model(tiny_run["selected"])
-    traj = spikerbm.load_model(tiny_run["model"])  # checkpoint="selected": ../selected.nc
-    assert sel.checkpoint == traj.checkpoint == int(io.read_attrs(tiny_run["selected"])
+def test_load_selected_and_trajectory_agree(tiny_model_run):
+    sel = spikerbm.load_model(tiny_model_run["selected"])
+    traj = spikerbm.load_model(tiny_model_run["model"])  # checkpoint="selected": ../selected.nc
+    assert sel.checkpoint == traj.checkpoint == int(io.read_attrs(tiny_model_run["selected"])
                                                     ["checkpoint"])
     assert "selected" in traj.checkpoint_rule
     assert torch.equal(sel.rbm.W, traj.rbm.W)
     assert (sel.n_neurons, sel.n_hidden) == (N_NEURONS, N_HIDDEN)
     assert list(sel.unit_id) == list(UNIT_IDS)
-    last = spikerbm.load_model(tiny_run["model"], checkpoint="last")
+    last = spikerbm.load_model(tiny_model_run["model"], checkpoint="last")
     assert last.checkpoint == 600
-    first = spikerbm.load_model(tiny_run["model"], checkpoint=0)
+    first = spikerbm.load_model(tiny_model_run["model"], checkpoint=0)
     assert first.checkpoint == 0 and not torch.equal(first.rbm.W, last.rbm.W)
-    best = spikerbm.load_model(tiny_run["model"], checkpoint="best")
+    best = spikerbm.load_model(tiny_model_run["model"], checkpoint="best")
     assert best.checkpoint == sel.checkpoint  # one hidden size: its best is the selected
 
 
-def test_load_errors(tiny_run, tmp_path):
+def test_load_errors(tiny_model_run, tmp_path):
     with pytest.raises(io.InputError, match="no checkpoint at update 7"):
-        spikerbm.load_model(tiny_run["model"], checkpoint=7)
+        spikerbm.load_model(tiny_model_run["model"], checkpoint=7)
     with pytest.raises(io.InputError, match="holds one model"):
-        spikerbm.load_model(tiny_run["selected"], checkpoint="last")
+        spikerbm.load_model(tiny_model_run["selected"], checkpoint="last")
     with pytest.raises(io.InputError, match="not written by spikerbm"):
         xr.Dataset({"W": (("neuron", "hidden"), np.zeros((3, 2)))}).to_netcdf(tmp_path / "x.nc")
         spikerbm.load_model(tmp_path / "x.nc")
@@ -64,17 +64,17 @@ def test_load_errors(tiny_run, tmp_path):
     with pytest.raises(io.InputError, match="cannot be read as netCDF"):
         spikerbm.load_model(tmp_path / "bad.nc")
     with pytest.raises(io.InputError, match="not a model|parameter"):
-        spikerbm.load_model(tiny_run["raster"])
+        spikerbm.load_model(tiny_model_run["raster"])
     with pytest.raises(FileNotFoundError):
         spikerbm.load_model(tmp_path / "absent.nc")
 
 
-def test_sample_matches_enumeration_gibbs_and_ptt(tiny_run):
+def test_sample_matches_enumeration_gibbs_and_ptt(tiny_model_run):
     """4001 independent chains (final states) vs exact p(v) over 2^9 states, chi-square at the
     99.9 % quantile (the fixed seed makes the outcome reproducible); the model mixes in a few
     sweeps (its integrated autocorrelation time of E is ~3 sweeps), so 150 sweeps give exact
     samples. PTT runs over 5 of the 8 saved checkpoints (ptt_models)."""
-    model = spikerbm.load_model(tiny_run["model"])
+    model = spikerbm.load_model(tiny_model_run["model"])
     p = exact_p(model.rbm.to(dtype=torch.float64))
     gibbs = model.sample(4001, sweeps=150, seed=1)
     assert gibbs["samples"].dims == ("sample", "neuron")
@@ -93,10 +93,10 @@ def test_sample_matches_enumeration_gibbs_and_ptt(tiny_run):
     assert np.array_equal(one, two)
 
 
-def test_clamp_respects_values_and_samples_the_exact_conditional(tiny_run):
+def test_clamp_respects_values_and_samples_the_exact_conditional(tiny_model_run):
     """Clamped neurons keep their values; the free ones follow p(v_free | v_clamped) by
     enumeration (chi-square as above)."""
-    model = spikerbm.load_model(tiny_run["selected"])
+    model = spikerbm.load_model(tiny_model_run["selected"])
     clamp = {int(UNIT_IDS[1]): 1, int(UNIT_IDS[6]): 0}
     out = model.sample(3001, sweeps=150, seed=3, clamp=clamp)["samples"].values
     assert np.all(out[:, 1] == 1) and np.all(out[:, 6] == 0)
@@ -108,7 +108,7 @@ def test_clamp_respects_values_and_samples_the_exact_conditional(tiny_run):
     assert ok, stat
     # power: the unconditional distribution is rejected
     assert not chi2_ok(out, p)[0]
-    traj = spikerbm.load_model(tiny_run["model"])
+    traj = spikerbm.load_model(tiny_model_run["model"])
     ptt = traj.sample(3001, sweeps=50, seed=4, clamp=clamp, sampler="ptt",
                       ptt_models=4)["samples"].values
     assert np.all(ptt[:, 1] == 1) and np.all(ptt[:, 6] == 0)
@@ -119,14 +119,14 @@ def test_clamp_respects_values_and_samples_the_exact_conditional(tiny_run):
         model.sample(3, clamp={int(UNIT_IDS[0]): 2})
 
 
-def test_log_likelihood_free_energy_and_stored_log_z(tiny_run):
-    model = spikerbm.load_model(tiny_run["selected"])
+def test_log_likelihood_free_energy_and_stored_log_z(tiny_model_run):
+    model = spikerbm.load_model(tiny_model_run["selected"])
     lz = exact_log_z(model.rbm.to(dtype=torch.float64))
     assert model.log_z.method == "exact"
     assert model.log_z.log_z == pytest.approx(lz, abs=1e-9)  # the value stored by selection
-    raster = io.read_netcdf(tiny_run["raster"])
+    raster = io.read_netcdf(tiny_model_run["raster"])
     test = raster["raster"].values[raster["split"].values == "test"]
-    score = model.log_likelihood(tiny_run["raster"], split="test")
+    score = model.log_likelihood(tiny_model_run["raster"], split="test")
     states = binary_states(N_NEURONS)
     p = exact_p(model.rbm.to(dtype=torch.float64))
     exact_ll = float(np.log(p[test.astype(np.int64) @ CODE]).mean())  # sum_t log p(v_t) / T
@@ -137,15 +137,15 @@ def test_log_likelihood_free_energy_and_stored_log_z(tiny_run):
     f = model.free_energy(states.numpy())
     assert np.allclose(np.exp(-f - lz), p, rtol=1e-9, atol=0)
     # a trajectory file takes log Z from the loglik.nc beside it
-    traj = spikerbm.load_model(tiny_run["model"], checkpoint=0)
+    traj = spikerbm.load_model(tiny_model_run["model"], checkpoint=0)
     assert traj.log_z.method == "exact"
     assert traj.log_likelihood(test, log_z="exact").ll == pytest.approx(
         traj.log_likelihood(test).ll, abs=1e-9)
 
 
-def test_raster_alignment_by_unit_id(tiny_run):
-    model = spikerbm.load_model(tiny_run["selected"])
-    raster = io.read_netcdf(tiny_run["raster"])["raster"]
+def test_raster_alignment_by_unit_id(tiny_model_run):
+    model = spikerbm.load_model(tiny_model_run["selected"])
+    raster = io.read_netcdf(tiny_model_run["raster"])["raster"]
     perm = raster.isel(neuron=np.random.default_rng(0).permutation(N_NEURONS))
     assert np.allclose(model.free_energy(perm), model.free_energy(raster.values))
     with pytest.raises(ValueError, match="1 model unit"):
@@ -154,8 +154,8 @@ def test_raster_alignment_by_unit_id(tiny_run):
         model.free_energy(np.full((2, N_NEURONS), 2))
 
 
-def test_conditional_activity_matches_enumeration(tiny_run):
-    model = spikerbm.load_model(tiny_run["selected"])
+def test_conditional_activity_matches_enumeration(tiny_model_run):
+    model = spikerbm.load_model(tiny_model_run["selected"])
     states = binary_states(N_NEURONS).numpy().astype(np.uint8)
     p = exact_p(model.rbm.to(dtype=torch.float64))
     probe = states[::37]
@@ -167,8 +167,8 @@ def test_conditional_activity_matches_enumeration(tiny_run):
         assert np.allclose(got[:, i], p_on / (p_on + p_off), atol=1e-12)
 
 
-def test_couplings_match_the_couplings_module(tiny_run):
-    model = spikerbm.load_model(tiny_run["selected"])
+def test_couplings_match_the_couplings_module(tiny_model_run):
+    model = spikerbm.load_model(tiny_model_run["selected"])
     r64 = model.rbm.to(dtype=torch.float64)
     full = model.couplings(order=3)
     assert np.allclose(full["H"].values, cp.fields(r64).numpy(), atol=1e-12)
@@ -186,21 +186,21 @@ def test_couplings_match_the_couplings_module(tiny_run):
         model.couplings(neurons=["V1"])
 
 
-def test_to_xarray(tiny_run):
-    model = spikerbm.load_model(tiny_run["model"], checkpoint="last")
+def test_to_xarray(tiny_model_run):
+    model = spikerbm.load_model(tiny_model_run["model"], checkpoint="last")
     ds = model.to_xarray()
-    ref = io.read_netcdf(tiny_run["model"]).isel(checkpoint=-1)
+    ref = io.read_netcdf(tiny_model_run["model"]).isel(checkpoint=-1)
     assert np.array_equal(ds["W"].values, ref["W"].values)
     assert ds["W"].dims == ("neuron", "hidden") and ds.attrs["checkpoint"] == 600
     assert list(ds["unit_id"].values) == list(UNIT_IDS)
 
 
 @pytest.mark.cuda
-def test_cuda_sampling_and_scores_agree_with_cpu(tiny_run):
+def test_cuda_sampling_and_scores_agree_with_cpu(tiny_model_run):
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
-    cpu = spikerbm.load_model(tiny_run["selected"])
-    gpu = spikerbm.load_model(tiny_run["selected"], device="cuda")
+    cpu = spikerbm.load_model(tiny_model_run["selected"])
+    gpu = spikerbm.load_model(tiny_model_run["selected"], device="cuda")
     v = cpu.sample(2001, sweeps=200, seed=1)["samples"].values
     assert np.allclose(gpu.free_energy(v), cpu.free_energy(v), atol=1e-9)
     ok, stat = chi2_ok(gpu.sample(4001, sweeps=300, seed=2)["samples"].values,

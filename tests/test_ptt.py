@@ -183,3 +183,66 @@ def test_ladder_indices_and_errors():
     with pytest.raises(ValueError, match="beta must be 1"):
         TrajectoryTempering(trajectory(tiny_target(), 2), v0=torch.zeros(3, N),
                             generator=torch.Generator()).sweep(beta=0.5)
+
+
+def test_statistics_equilibrium_check_fails_gibbs_and_passes_ptt_on_bimodal():
+    """The statistics stage's sampler (statistics.sampler: gibbs | ptt) on the planted bimodal
+    model: data chains start in mode A (empty states), "random" chains in mode B (all ones).
+    Gibbs keeps each set in its mode, so the z-test between the two sets fails the
+    equilibration check; PTT mixes both sets, passes it, puts 0.7 of the samples in mode B
+    (s.d. of the fraction over 400 independent chains ~0.023; tolerance 5 s.d.) and stores the
+    swap acceptance rates."""
+    from spikerbm.statistics import sample_equilibrium
+
+    target = bimodal()
+    n = target.n_visible
+    ladder = [bimodal(weight=float(w)).to(dtype=torch.float32) for w in np.linspace(0, 6, 8)]
+    kwargs = dict(init_data=np.zeros((50, n), dtype=np.uint8), init_random=np.ones((1, n)),
+                  n_samples=400, n_chains=400, burn_in_sweeps=200, thin_sweeps=5, seed=3)
+    gibbs = sample_equilibrium(ladder[-1], **kwargs)
+    assert gibbs.attrs["sampler"] == "gibbs" and gibbs.attrs["equilibrated"] == 0
+    assert "disagree" in gibbs.attrs["equilibration_reason"]
+    ptt = sample_equilibrium(ladder[-1], ladder=ladder, ladder_updates=list(range(8)), **kwargs)
+    assert ptt.attrs["sampler"] == "ptt"
+    assert abs(ptt.attrs["z_k"]) < 4 and abs(ptt.attrs["z_energy"]) < 4, ptt.attrs
+    frac = float((ptt["samples"].values.sum(1) >= 7).mean())
+    assert abs(frac - 0.7) < 5 * np.sqrt(0.21 / 400), frac
+    assert ptt["ptt_acceptance"].shape == (7,)
+    assert list(ptt["ptt_update_hi"].values) == list(range(1, 8))
+    assert ptt.attrs["ptt_min_acceptance"] == pytest.approx(ptt["ptt_acceptance"].min())
+
+
+@pytest.mark.workflow
+def test_statistics_stage_with_ptt_in_snakemake(tiny_base_run, tmp_path):
+    """statistics.sampler: ptt reruns only the statistics stage and its figures (a params
+    change), reads the selected size's model.nc, stores the swap acceptance of every ladder
+    pair and draws them in the equilibration figure."""
+    import json
+    import shutil
+
+    import yaml
+    from conftest import snakemake
+
+    from spikerbm import io
+
+    wf = tmp_path / "wf"
+    shutil.copytree(tiny_base_run, wf, symlinks=True)  # keeps mtimes: only params changed
+    cfg_path = wf / "config" / "config.yaml"
+    cfg = yaml.safe_load(cfg_path.read_text())
+    cfg["statistics"].update(sampler="ptt", ptt_models=3)
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    plan = snakemake(wf, "results/base/figures/fig3_equilibration.png", "-n", "--quiet", "rules")
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    assert "train" not in plan.stdout and "statistics" in plan.stdout, plan.stdout
+    proc = snakemake(wf, "--cores", "1", "results/base/figures/fig3_equilibration.png")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    stats = io.read_netcdf(wf / "results/base/statistics.nc")
+    sel = io.read_attrs(wf / "results/base/selected.nc")
+    assert stats.attrs["sampler"] == "ptt" and stats.attrs["ptt_n_models"] == 3
+    acc = stats["ptt_acceptance"].values
+    assert acc.shape == (2,) and np.all((acc >= 0) & (acc <= 1))
+    assert stats["ptt_update_hi"].values[-1] == sel["checkpoint"]
+    assert json.loads(stats.attrs["config"])["statistics"]["sampler"] == "ptt"
+    log = (wf / "results/logs/statistics/base.log").read_text()
+    assert "PTT swap acceptance" in log
+    assert (wf / "results/base/figures/fig3_equilibration.png").stat().st_size > 10_000

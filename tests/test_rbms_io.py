@@ -12,12 +12,12 @@ from spikerbm import io
 from spikerbm.rbms_io import export_rbms, import_rbms
 
 
-def test_export_writes_every_array_in_the_rbms_layout(tiny_run, tmp_path):
+def test_export_writes_every_array_in_the_rbms_layout(tiny_model_run, tmp_path):
     """Read back with h5py exactly what rbms 0.6.0's readers access: get_saved_updates (keys
     update_<t>), load_params (update_<t>/params/{weight_matrix,vbias,hbias}, model_type),
     load_model (parallel_chains, update_<t>/time), restore_rng_state (torch_rng_state,
     numpy_rng_arg0..4), get_flagged_updates (flags/<flag>), and fastrbm's PTT flag."""
-    model = io.read_netcdf(tiny_run["model"])
+    model = io.read_netcdf(tiny_model_run["model"])
     out = export_rbms(model, tmp_path / "tiny.h5", n_chains=17, seed=3)
     cks = model["checkpoint"].values
     with h5py.File(out, "r") as f:
@@ -50,8 +50,8 @@ def test_export_writes_every_array_in_the_rbms_layout(tiny_run, tmp_path):
                            equal_nan=True)
 
 
-def test_round_trip_model_and_selected(tiny_run, tmp_path):
-    model = io.read_netcdf(tiny_run["model"])
+def test_round_trip_model_and_selected(tiny_model_run, tmp_path):
+    model = io.read_netcdf(tiny_model_run["model"])
     back = import_rbms(export_rbms(model, tmp_path / "m.h5"))
     for var in ("W", "a", "b"):
         assert back[var].dims == model[var].dims
@@ -63,12 +63,12 @@ def test_round_trip_model_and_selected(tiny_run, tmp_path):
     path = io.write_netcdf(back, tmp_path / "imported" / "model.nc",
                            attrs={"spikerbm_version": spikerbm.__version__})
     api = spikerbm.load_model(path, checkpoint="last")
-    ref = spikerbm.load_model(tiny_run["model"], checkpoint="last")
+    ref = spikerbm.load_model(tiny_model_run["model"], checkpoint="last")
     v = ref.sample(20, sweeps=3, seed=0)["samples"].values
     assert np.allclose(api.free_energy(v), ref.free_energy(v))
     assert api.log_z.method == "exact"  # computed: the archive carries no log Z
     # a selected.nc exports as one update
-    sel = io.read_netcdf(tiny_run["selected"])
+    sel = io.read_netcdf(tiny_model_run["selected"])
     one = import_rbms(export_rbms(sel, tmp_path / "s.h5"))
     assert one["checkpoint"].values.tolist() == [int(sel.attrs["checkpoint"])]
     assert np.array_equal(one["W"].values[0], sel["W"].values)
@@ -95,14 +95,14 @@ def test_import_errors(tmp_path):
         import_rbms(tmp_path / "s.h5")
 
 
-def test_rbms_own_loader_reads_the_export(tiny_run, tmp_path):
+def test_rbms_own_loader_reads_the_export(tiny_model_run, tmp_path):
     """With rbms 0.6.0 installed (Python >= 3.12; not in this project's environment: run on a
     machine that has it, e.g. the benchmark GPU box), its own loaders read the export."""
     rbms_io = pytest.importorskip("rbms.io")
     import torch
     from rbms.utils import get_flagged_updates, get_saved_updates
 
-    model = io.read_netcdf(tiny_run["model"])
+    model = io.read_netcdf(tiny_model_run["model"])
     out = str(export_rbms(model, tmp_path / "tiny.h5"))
     assert list(get_saved_updates(out)) == list(model["checkpoint"].values)
     assert list(get_flagged_updates(out, "ptt")) == list(model["checkpoint"].values)

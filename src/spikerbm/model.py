@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 #: Largest smaller layer for which the API computes log Z exactly when none is stored.
 EXACT_LOG_Z_UNITS = 20
 #: Most 3-body couplings :meth:`Model.couplings` returns (order 3 lists every i<j<k).
-MAX_TRIPLETS = 20_000_000
+MAX_TRIPLETS = 5_000_000
 SAMPLERS = ("gibbs", "ptt")
 
 
