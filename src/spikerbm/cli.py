@@ -172,8 +172,9 @@ def cmd_info(args: argparse.Namespace) -> None:
                        ("best_update", "best update (online)")):
         if key in a:
             rows.append((label, a[key]))
-    lz = model.log_z
-    rows.append(("log Z (nats)", f"{lz.log_z:.6g} +- {lz.log_z_std:.3g} ({lz.method})"))
+    lz = model.stored_log_z()
+    rows.append(("log Z (nats)", f"{lz.log_z:.6g} +- {lz.log_z_std:.3g} ({lz.method})"
+                 if lz is not None else "not stored (score computes it: exact or AIS)"))
     for key in ("git_commit", "spikerbm_version", "created_utc", "device"):
         if key in a:
             rows.append((key, a[key]))

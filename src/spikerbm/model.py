@@ -268,24 +268,17 @@ class Model:
             self._log_z, self._log_z_source = self._find_log_z()
         return self._log_z
 
+    def stored_log_z(self) -> LogZEstimate | None:
+        """The ``log Z`` stored with the model (``selected.nc``, or the ``loglik.nc`` beside a
+        ``model.nc``), or None; computes nothing."""
+        found = self._stored()
+        return None if found is None else found[0]
+
     def _find_log_z(self) -> tuple[LogZEstimate, str]:
         ds = self._ds
-        if not self.is_trajectory and math.isfinite(float(self.attrs.get("log_z", np.nan))):
-            value = float(self.attrs["log_z"])
-            return LogZEstimate(value, float(self.attrs.get("log_z_std", np.nan)),
-                                str(self.attrs.get("log_z_method", "stored")), (value,)), \
-                str(self.path)
-        if self.is_trajectory:
-            ll_path = _sibling(self.path, "loglik.nc")
-            if ll_path is not None:
-                ll = io.read_netcdf(ll_path)
-                if self.checkpoint in ll["checkpoint"].values and "log_z" in ll:
-                    sel = ll.sel(checkpoint=self.checkpoint)
-                    value = float(sel["log_z"])
-                    if math.isfinite(value):
-                        std = float(sel["log_z_std"]) if "log_z_std" in ll else math.nan
-                        return LogZEstimate(value, std, str(ll.attrs.get("log_z_method", "?")),
-                                            (value,)), str(ll_path)
+        stored = self._stored()
+        if stored is not None:
+            return stored
         if min(self.n_neurons, self.n_hidden) <= EXACT_LOG_Z_UNITS:
             value = exact_log_z(self.rbm)
             return LogZEstimate(value, 0.0, "exact", (value,)), "computed"
@@ -299,6 +292,27 @@ class Model:
         gen = torch.Generator(device=self.device).manual_seed(derive_seed(0, "api-ais"))
         return estimate_log_z(self.rbm, method="ais", ais_chains=1000, ais_betas=3000,
                               ais_repeats=4, generator=gen), "computed"
+
+    def _stored(self) -> tuple[LogZEstimate, str] | None:
+        if not self.is_trajectory and math.isfinite(float(self.attrs.get("log_z", np.nan))):
+            value = float(self.attrs["log_z"])
+            return LogZEstimate(value, float(self.attrs.get("log_z_std", np.nan)),
+                                str(self.attrs.get("log_z_method", "stored")), (value,)), \
+                str(self.path)
+        if self.is_trajectory:
+            ll_path = _sibling(self.path, "loglik.nc")
+            if ll_path is not None:
+                ll = io.read_netcdf(ll_path)
+                same = (int(ll.attrs.get("n_hidden", -1)) == self.n_hidden
+                        and int(ll.attrs.get("n_neurons", -1)) == self.n_neurons)
+                if same and self.checkpoint in ll["checkpoint"].values and "log_z" in ll:
+                    sel = ll.sel(checkpoint=self.checkpoint)
+                    value = float(sel["log_z"])
+                    if math.isfinite(value):
+                        std = float(sel["log_z_std"]) if "log_z_std" in ll else math.nan
+                        return LogZEstimate(value, std, str(ll.attrs.get("log_z_method", "?")),
+                                            (value,)), str(ll_path)
+        return None
 
     # -- data -----------------------------------------------------------------------------------
     def _states(self, raster: Any, *, split: str = "all", what: str = "raster") -> np.ndarray:
