@@ -290,8 +290,9 @@ def _select_epochs(spikes: xr.Dataset, epochs: str | Sequence[str]) -> list[int]
 
 
 #: Unit variables of ``spikes.nc`` kept in ``raster.nc`` as coordinates on ``neuron`` when the
-#: source provides them (docs/data-in.md: NWB electrodes, phy channel positions): positions in
-#: the file's units (NWB: µm; Allen: CCF µm), positions on the probe (µm), and the probe.
+#: source provides them (docs/data-model.md "Input formats": NWB electrodes, phy channel
+#: positions): positions in the file's units (NWB: µm; Allen: CCF µm), positions on the probe
+#: (µm), and the probe.
 POSITION_COORDS = ("x", "y", "z", "rel_x", "rel_y", "rel_z", "probe_horizontal_position",
                    "probe_vertical_position", "probe")
 
