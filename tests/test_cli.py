@@ -12,7 +12,7 @@ import pytest
 from model_run import N_NEURONS, UNIT_IDS
 
 import spikerbm
-from spikerbm import io
+from spikerbm import cli, io
 
 SCRIPT = str(Path(sys.executable).with_name("spikerbm"))
 
@@ -74,18 +74,18 @@ def test_couplings_export_import(tiny_model_run, tmp_path):
     assert np.allclose(ds["J"].values, ref["J"].values)
     lines = (tmp_path / "c.tsv").read_text().splitlines()
     assert len(lines) == 1 + 10  # C(5, 2) pairs + header
-    res = run("export", tiny_model_run["model"], "-o", tmp_path / "m.h5", "--chains", 7)
-    assert res.returncode == 0, res.stderr
-    res = run("import", tmp_path / "m.h5", "-o", tmp_path / "imp" / "model.nc",
-              "--raster", tiny_model_run["raster"])
-    assert res.returncode == 0, res.stderr
+    # export and import in this process (each start of the script imports torch: seconds)
+    assert cli.main(["export", str(tiny_model_run["model"]), "-o", str(tmp_path / "m.h5"),
+                     "--chains", "7"]) == 0
+    assert cli.main(["import", str(tmp_path / "m.h5"), "-o", str(tmp_path / "imp" / "model.nc"),
+                     "--raster", str(tiny_model_run["raster"])]) == 0
     back = spikerbm.load_model(tmp_path / "imp" / "model.nc", checkpoint="last")
     orig = spikerbm.load_model(tiny_model_run["model"], checkpoint="last")
     assert np.array_equal(back.rbm.W.numpy(), orig.rbm.W.numpy())
     assert list(back.unit_id) == list(UNIT_IDS)
 
 
-def test_user_errors_are_one_line_with_status_1(tiny_model_run, tmp_path):
+def test_user_errors_are_one_line_with_status_1(tiny_model_run, tmp_path, capsys):
     cases = [
         (("info", tmp_path / "absent.nc"), "not found"),
         (("sample", tiny_model_run["selected"], "-n", 5, "-o", tmp_path / "x.nc", "--clamp", "5=1"),
@@ -97,11 +97,15 @@ def test_user_errors_are_one_line_with_status_1(tiny_model_run, tmp_path):
         (("score", tiny_model_run["selected"], tiny_model_run["model"]), "'raster' variable"),
         (("import", tiny_model_run["model"], "-o", tmp_path / "y.nc"), "not an rbms archive"),
     ]
-    for args, text in cases:
-        res = run(*args)
-        assert res.returncode == 1, (args, res.stderr)
-        lines = res.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("spikerbm: error: "), res.stderr
+    res = run(*cases[0][0])  # the console script itself (each start imports torch: seconds)
+    absent = tmp_path / "absent.nc"
+    assert res.returncode == 1, res.stderr
+    assert res.stderr == f"spikerbm: error: netCDF file not found: {absent}\n", res.stderr
+    for args, text in cases:  # the same entry point, in this process
+        capsys.readouterr()
+        assert cli.main([str(a) for a in args]) == 1, args
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("spikerbm: error: "), lines
         assert text in lines[0], lines[0]
     assert not (tmp_path / "x.nc").exists() and not (tmp_path / "y.nc").exists()
 

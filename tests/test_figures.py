@@ -159,6 +159,9 @@ def test_fig4_update_zero_apart_and_area_palette():
     assert xs[0] == plotting.LOGLIK_UPDATE0_X and xs[1] == 1.0  # update 0 apart from 1
     assert [t.get_text() for t in ax.get_xticklabels()][0] == "0"
     assert "k_\\mathrm{B}T" in ax.get_ylabel()
+    fig.canvas.draw()  # the J_ijk scale is in the label, no offset text beside it (Fig. 4c)
+    assert "$10^{-3}$" in fig.axes[2].get_xlabel()
+    assert fig.axes[2].xaxis.get_offset_text().get_text() == ""
     plt.close(fig)
     colors = style.area_colors(["VISp", "CA1", "LGd", "CA1"])
     assert list(colors) == ["CA1", "LGd", "VISp"] and len(set(colors.values())) == 3

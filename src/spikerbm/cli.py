@@ -171,7 +171,8 @@ def cmd_info(args: argparse.Namespace) -> None:
                        ("beats_floor", "beats floor"), ("stop_reason", "training stopped"),
                        ("best_update", "best update (online)")):
         if key in a:
-            rows.append((label, a[key]))
+            value = a[key]
+            rows.append((label, f"{value:.6g}" if isinstance(value, float) else value))
     lz = model.stored_log_z()
     rows.append(("log Z (nats)", f"{lz.log_z:.6g} +- {lz.log_z_std:.3g} ({lz.method})"
                  if lz is not None else "not stored (score computes it: exact or AIS)"))

@@ -248,7 +248,8 @@ class Model:
                         return best, f"best test LL ({ll_path})"
             raise ModelFileError(
                 f"{path}: no selection or log-likelihood beside this model.nc to choose its "
-                "best checkpoint; pass checkpoint='last' or an update number "
+                "best checkpoint; pass checkpoint='last' or an update number (command "
+                "line: --checkpoint last) "
                 f"(saved: {cks})")
         raise ValueError(f"checkpoint must be 'selected', 'best', 'last' or an update number; "
                          f"got {checkpoint!r}")

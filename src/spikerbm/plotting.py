@@ -214,8 +214,9 @@ def fig_equilibration(ds: xr.Dataset, *, title: str | None = None) -> Figure:
     """Equilibration traces of the statistics stage's chains (docs/methods.md §5).
 
     (a) mean marginal energy E(v) and (b) mean population activity K of the traced chains
-    started from data bins and from random states, against sweeps (log axis); the grey band is
-    the burn-in, after which samples are taken. The two start sets must meet before it ends.
+    started from data bins and from random states, against sweeps (log axis); the dotted line
+    is the end of the burn-in, after which samples are taken. The two start sets must meet
+    before it.
     (c) with ``statistics.sampler: ptt``: swap acceptance of each neighbouring pair of the
     trajectory ladder.
 
@@ -236,7 +237,8 @@ def fig_equilibration(ds: xr.Dataset, *, title: str | None = None) -> Figure:
             ax.plot(sweeps, ds[var].sel(start=start).values, color=color, ls=ls, lw=1.2,
                     label=f"chains from {'data bins' if start == 'data' else 'random states'}")
         if np.isfinite(burn):
-            ax.axvspan(sweeps[0], burn, color="0.9", zorder=0, label="burn-in (no samples)")
+            ax.axvline(burn, color="0.3", ls=":", lw=1.2,
+                       label="end of burn-in (samples after)")
         ax.set_xscale("log")
         ax.set_xlabel("sweep")
         ax.set_ylabel(label)
@@ -379,7 +381,7 @@ def fig_dynamics(ds: xr.Dataset, *, title: str | None = None) -> Figure:
                 label="model from the same bins")
         ax.set_xscale("symlog", linthresh=max(bin_ms, r), linscale=0.4)
         ax.set_xlim(0, t_max)
-        ax.set_ylabel("<K>(τ) after high activity (neurons)")
+        ax.set_ylabel("mean activity K (neurons)")
     else:  # dynamics.nc of an older run
         k, kse = ds["K_model_from_data"].values, ds["K_model_from_data_se"].values
         ax.plot(sweep_ms[shown], k[shown], color=style.COLORS["model"], lw=1.5,
@@ -437,6 +439,15 @@ def _step_hist(ax, values, bins, *, color, label=None, density=False, log=False)
         ax.set_yscale("log")
 
 
+def _scale_power(lim: float) -> tuple[int, str]:
+    """The power of ten that a quantity of magnitude ``lim`` is shown in (0 between 0.01 and
+    100), and its text for an axis label ("$10^{-3}$ " or ""): the scale goes in the label, never
+    in an offset text that collides with it."""
+    power = int(np.floor(np.log10(lim))) if np.isfinite(lim) and lim > 0 else 0
+    power = power if abs(power) >= 2 else 0
+    return power, (f"$10^{{{power}}}$ " if power else "")
+
+
 def fig_couplings(ds: xr.Dataset, *, title: str | None = None) -> Figure:
     """Fig. 4: histograms of H, J_ij, J_ijk (a-c), area x area mean J (d), norms along training
     (e), and for synthetic sessions J_ij of the model against the planted model (f).
@@ -473,27 +484,29 @@ def fig_couplings(ds: xr.Dataset, *, title: str | None = None) -> Figure:
     axs[1].set(xlabel=f"coupling $J_{{ij}}$ ({kt})", ylabel="pairs")
     edges = ds["J3_hist_edges"].values
     counts = ds["J3_hist_counts"].values.astype(float)
-    axs[2].stairs(np.where(counts > 0, counts, np.nan), edges, color=style.COLORS["model"])
+    power, scale = _scale_power(float(np.abs(edges).max()))
+    axs[2].stairs(np.where(counts > 0, counts, np.nan), edges / 10.0**power,
+                  color=style.COLORS["model"])
     axs[2].set_yscale("log")
-    axs[2].set(xlabel=f"3-body coupling $J_{{ijk}}$ ({kt})", ylabel="triplets",
+    axs[2].set(xlabel=f"3-body coupling $J_{{ijk}}$ ({scale}{kt})", ylabel="triplets",
                title=f"all {int(ds.attrs.get('n_triplets_total', counts.sum())):,} i<j<k")
     axs[2].xaxis.set_major_locator(MaxNLocator(4))
-    axs[2].ticklabel_format(axis="x", style="sci", scilimits=(-2, 2))
     for ax in axs[:2]:
         ax.xaxis.set_major_locator(MaxNLocator(5))
         ax.legend(loc="best")
     if ds.sizes.get("region", 0):
         mat = ds["area_J_mean"].values
         lim = float(np.nanmax(np.abs(mat))) or 1.0
+        power, scale = _scale_power(lim)
+        mat, lim = mat / 10.0**power, lim / 10.0**power
         im = axs[3].imshow(mat, cmap="RdBu_r", vmin=-lim, vmax=lim)
         names = [str(r) for r in ds["region"].values]
         size = 8 if len(names) <= 8 else 6
         axs[3].set_xticks(range(len(names)), names, rotation=90, fontsize=size)
         axs[3].set_yticks(range(len(names)), names, fontsize=size)
         cb = fig.colorbar(im, ax=axs[3], shrink=0.8)
-        cb.ax.set_title(f"$\\bar J_{{AB}}$\n({kt})", fontsize=7.5)
+        cb.set_label(f"$\\bar J_{{AB}}$ ({scale}{kt})")
         cb.ax.yaxis.set_major_locator(MaxNLocator(5))
-        cb.ax.ticklabel_format(style="sci", scilimits=(-2, 2))
     else:
         axs[3].text(0.5, 0.5, "no area with enough neurons", ha="center", va="center",
                     transform=axs[3].transAxes, fontsize=8)
@@ -538,7 +551,7 @@ def fig_couplings(ds: xr.Dataset, *, title: str | None = None) -> Figure:
 def fig_areas(ds: xr.Dataset, *, title: str | None = None) -> Figure:
     """Fig. 5: per-area histograms of J_ij (a) and R_ij (b); n_A, skewness, E/I in the legend.
 
-    One categorical colour per area (:func:`spikerbm.style.area_colors`); the J axis spans the
+    One categorical colour per area (:func:`spikerbm.style.area_colors`); each x axis spans the
     occupied bins of all areas.
     """
     fig, axs = style.subplots(1, 2, figsize=(style.PANEL_SIZE[0] * 2.4,
@@ -559,18 +572,21 @@ def fig_areas(ds: xr.Dataset, *, title: str | None = None) -> Figure:
                 dens = np.where(dens > 0, dens, np.nan)
             ax.stairs(dens, edges, color=colors[reg], label=label, lw=1.2, baseline=None)
     if regions:
-        occupied = np.flatnonzero(ds["area_J_counts"].values.sum(0) > 0)
-        edges = ds["j_bin_edges"].values
-        lo, hi = edges[occupied.min()], edges[occupied.max() + 1]
-        pad = 0.05 * (hi - lo)
-        axs[0].set_xlim(lo - pad, hi + pad)
+        for ax, var, edge in ((axs[0], "area_J_counts", "j_bin_edges"),
+                              (axs[1], "area_R_counts", "r_bin_edges")):
+            occupied = np.flatnonzero(ds[var].values.sum(0) > 0)
+            if occupied.size:
+                edges = ds[edge].values
+                lo, hi = edges[occupied.min()], edges[occupied.max() + 1]
+                pad = 0.05 * (hi - lo)
+                ax.set_xlim(lo - pad, hi + pad)
     else:
         for ax in axs:
             ax.text(0.5, 0.5, "no area with enough neurons", ha="center", va="center",
                     transform=ax.transAxes, fontsize=8)
     axs[0].set(xlabel=f"$J_{{ij}}$, i and j in the area ({style.KT})",
                ylabel=f"density (1/{style.KT})", yscale="log")
-    axs[1].set(xlabel=r"$R_{ij}$ (3-body share of |coupling|)", ylabel="density", xlim=(0, 1))
+    axs[1].set(xlabel=r"$R_{ij}$ (3-body share of |coupling|)", ylabel="density")
     for ax, letter in zip(axs, "ab", strict=True):
         if regions:
             style.legend_below(ax, fontsize=7)

@@ -179,6 +179,11 @@ class TrajectoryTempering:
         return self._chains[-1].h
 
     @property
+    def n_replicas(self) -> None:
+        """None: the chains of one (target) model."""
+        return None
+
+    @property
     def n_chains(self) -> int:
         return self._chains[-1].n_chains
 
