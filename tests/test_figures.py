@@ -129,6 +129,14 @@ def test_coupling_structure_sorted_by_area_and_distance_panel():
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels == ["same area (binned mean)", "different areas (binned mean)"]
     plt.close(fig)
+    small = ds.assign(J=ds["J"] * 1e-5)  # an early checkpoint: the scale goes in the labels
+    fig = plotting.fig_coupling_structure(small, raster)
+    fig.canvas.draw()
+    assert "$10^{-6}$" in fig.axes[1].get_ylabel()  # 99th percentile of |J| ~ 2.6e-6
+    assert fig.axes[1].yaxis.get_offset_text().get_text() == ""
+    assert np.allclose(np.asarray(fig.axes[0].images[0].get_array()),
+                       ds["J"].values[np.ix_(order, order)] * 10.0)
+    plt.close(fig)
 
 
 def test_hidden_units_share_per_area(tiny_model_run):

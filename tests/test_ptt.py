@@ -88,8 +88,7 @@ def test_swap_acceptance_matches_exact_expectation():
     v0 = (torch.rand(20001, N, generator=g) < 0.5).float()
     ptt = TrajectoryTempering(ladder, v0=v0, generator=g)
     ptt.sweep(k=30)
-    for chains_model, model in zip(ptt._chains, ptt.models, strict=True):
-        chains_model.sweep(model, k=20)  # decorrelate from the last swap pass
+    ptt._chains.sweep(ptt.ladder, k=20)  # Gibbs only: decorrelate from the last swap pass
     rate = float(ptt.swap()[0])
     p0, p1 = exact_p(ladder[0], N), exact_p(ladder[1], N)
     ratio = np.outer(p0, p1)  # [x, y] = p0(x) p1(y); swapped: p0(y) p1(x) = ratio.T
@@ -150,6 +149,37 @@ def test_bimodal_gibbs_is_stuck_and_ptt_recovers_mode_weights():
     gibbs.sweep(ladder[-1], k=steps * len(ladder))
     frac_gibbs = float((gibbs.v.sum(1) >= 7).float().mean())
     assert abs(frac_gibbs - p_b) > 50 * sd, (frac_gibbs, p_b)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("fused", [False, True])
+def test_cuda_ptt_samples_the_target_exactly(fused):
+    """The exactness test on the GPU: float32 library products, and the fused bf16 kernels
+    where every model of the ladder is a replica of one chains object (one launch per half
+    sweep for the whole ladder). Parameters are rounded to bfloat16 first, so the exact p(v)
+    is that of the model the kernel samples; chi-square at the 99.9 % quantile as above."""
+    from scipy.stats import chi2
+
+    from spikerbm import kernels
+
+    if not torch.cuda.is_available() or (fused and not kernels.available("cuda")):
+        pytest.skip("needs CUDA (and Triton for the fused kernels)")
+    bf = [R.RBM(*(x.to(torch.bfloat16).to(torch.float64) for x in (m.W, m.a, m.b)))
+          for m in trajectory(tiny_target(), 6)]
+    g = torch.Generator(device="cuda").manual_seed(3)
+    v0 = (torch.rand(8001, N, generator=g, device="cuda") < 0.5).float()
+    sampler = Sampler.from_precision("bf16" if fused else "float32", "cuda")
+    assert sampler.fused == fused
+    ptt = TrajectoryTempering(bf, v0=v0, generator=g, sampler=sampler)
+    assert ptt._chains.n_replicas == 6  # the ladder is one batch of replicas
+    ptt.sweep(k=60)
+    stat, dof = chi2_stat(ptt.v.cpu().numpy(), exact_p(bf[-1], N))
+    assert stat < chi2.ppf(0.999, dof), (stat, dof)
+    stat, dof = chi2_stat(ptt.chains_of(2).cpu().numpy(), exact_p(bf[2], N))
+    assert stat < chi2.ppf(0.999, dof), (stat, dof)
+    assert np.all((ptt.acceptance > 0) & (ptt.acceptance <= 1))
+    state = ptt.state_dict()
+    assert ("philox" in state) == fused and state["ladder_v"].shape == (6, 8001, N)
 
 
 def test_state_dict_restores_bitwise():

@@ -656,12 +656,15 @@ def fig_coupling_structure(ds: xr.Dataset, raster: xr.Dataset | None = None, *,
     order, blocks = _area_order(areas)
     iu = np.triu_indices(J.shape[0], 1)
     lim = float(np.nanpercentile(np.abs(J[iu]), 99)) or 1.0
+    power, scale = _scale_power(lim)  # both panels in units of 10^power k_BT
+    J, lim = J / 10.0**power, lim / 10.0**power
     im = axs[0].imshow(J[np.ix_(order, order)], cmap="RdBu_r", vmin=-lim, vmax=lim,
                        interpolation="nearest")
     _area_ticks(axs[0], blocks, axis="both")
     axs[0].tick_params(labelsize=7 if len(blocks) > 8 else 8)
     cb = fig.colorbar(im, ax=axs[0], shrink=0.85)
-    cb.set_label(f"$J_{{ij}}$ ({style.KT}; clipped at the 99th percentile of |J|)", fontsize=8)
+    cb.set_label(f"$J_{{ij}}$ ({scale}{style.KT}; clipped at the 99th percentile of |J|)",
+                 fontsize=8)
     axs[0].set_title("pairwise couplings, neurons by area")
     dist = neuron_distances(raster) if raster is not None else None
     ax = axs[1]
@@ -691,7 +694,7 @@ def fig_coupling_structure(ds: xr.Dataset, raster: xr.Dataset | None = None, *,
             ax.plot(0.5 * (edges[1:] + edges[:-1]), means, "o-", ms=3, color=color,
                     mec="black", mew=0.4, label=f"{label} (binned mean)")
         ax.axhline(0, color="0.5", lw=0.6)
-        ax.set(xlabel=f"distance (µm; {what})", ylabel=f"$J_{{ij}}$ ({style.KT})",
+        ax.set(xlabel=f"distance (µm; {what})", ylabel=f"$J_{{ij}}$ ({scale}{style.KT})",
                title="coupling against distance")
         ax.legend(loc="upper right", markerscale=2)
     for a, letter in zip(axs, "ab", strict=True):

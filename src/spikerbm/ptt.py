@@ -2,7 +2,7 @@
 
 Béreux, Decelle, Furtlehner, Rosset, Seoane, "Fast training and sampling of Restricted
 Boltzmann Machines", ICLR 2025 (arXiv:2405.15376), Sec. 4, and their package ``fastrbm``
-(``fastrbm/trajectory/pt.py``, ``ptt_sampling_bernoulli.py``); docs/methods.md §5b.
+(``fastrbm/trajectory/pt.py``, ``ptt_sampling_bernoulli.py``); docs/methods.md §5.
 
 Instead of a ladder of temperatures, PTT uses a ladder of *models*: the checkpoints
 ``theta_0, theta_1, ..., theta_L`` saved along one PCD training run (``model.nc``), the last
@@ -11,8 +11,8 @@ a few sweeps; the learned modes appear gradually along training, so neighbouring
 share most of their typical configurations and swaps between them are often accepted. One
 PTT step is
 
-1. ``swap_every`` block-Gibbs sweeps of every model's chains (each model keeps its own
-   :class:`spikerbm.sampling.Chains`);
+1. ``swap_every`` block-Gibbs sweeps of every model's chains (the models are the replicas of
+   one :class:`spikerbm.sampling.Chains`);
 2. one pass of swap proposals between neighbours ``(0, 1), (1, 2), ..., (L-1, L)`` in this
    order (the pass of fastrbm's ``swap_config_multi``): chain ``c`` of model ``l`` (state
    ``x_l``) and chain ``c`` of model ``l+1`` (state ``x_{l+1}``) exchange their states with
@@ -30,13 +30,14 @@ ladder only decides how fast: a configuration found by the fast-mixing early mod
 the target through accepted swaps, so modes that a single Gibbs chain of ``p_L`` would need
 exponentially long to reach are visited.
 
-Implementation: a loop over the models on the :class:`~spikerbm.sampling.Chains` interface (one
-chains object per model, any :class:`~spikerbm.sampling.Sampler`: float32 library products on
-CPU or CUDA, fused bf16 kernels on CUDA), not one batched kernel over all models: each sweep is
-``L + 1`` pairs of large products (``n_chains x N x M``), which already fill a GPU at the
-statistics stage's sizes, and the per-model loop reuses the one tested sampler. The swap pass
-is batched over chains (one ``torch.where`` per pair, no host synchronisation). Acceptance
-rates per neighbour pair are accumulated on the device.
+Implementation: the ladder is one :class:`~spikerbm.rbm.RBM` with a replica axis
+(:meth:`~spikerbm.rbm.RBM.stack`) and its chains are replica chains of any
+:class:`~spikerbm.sampling.Sampler` (module docstring of :mod:`spikerbm.sampling`): on CUDA
+with the fused sampler, one kernel launch per half sweep samples every model of the ladder
+(batched on the GPU); with library products the replicas' products run in turn. Every model
+draws from the one generator given (fused chains: one Philox key per model drawn from it). The
+swap pass is batched over chains (one ``torch.where`` per pair on views of the replica states,
+no host synchronisation). Acceptance rates per neighbour pair are accumulated on the device.
 
 :class:`TrajectoryTempering` is itself a :class:`~spikerbm.sampling.Chains` of the target
 model: ``v`` are the target's chains and :meth:`~TrajectoryTempering.sweep` runs PTT steps, so
@@ -123,6 +124,8 @@ class TrajectoryTempering:
     ----------
     models
         The ladder (float32 on the device).
+    ladder
+        The same models as one RBM with a leading replica axis (n_models, ...).
     acceptance
         Swap acceptance rate of each neighbour pair ``(l, l+1)`` averaged over the swap passes
         so far, float64 numpy array of shape (n_models - 1,) (NaN before the first pass).
@@ -150,6 +153,7 @@ class TrajectoryTempering:
         if self.sampler.device.type != device.type:
             raise ValueError(f"generator on {device}, sampler on {self.sampler.device}")
         self.models = [m.to(device=device, dtype=torch.float32) for m in models]
+        self.ladder = RBM.stack(self.models)
         self._models64 = [m.to(device=device, dtype=torch.float64) for m in models]
         self.labels = None if labels is None else [int(x) for x in labels]
         self.swap_every = int(swap_every)
@@ -161,10 +165,8 @@ class TrajectoryTempering:
         if v0.ndim != 3 or v0.shape[0] != n_models or v0.shape[2] != shape[0]:
             raise ValueError(f"v0 must have shape (n_chains, {shape[0]}) or ({n_models}, "
                              f"n_chains, {shape[0]}); got {tuple(v0.shape)}")
-        self._chains: list[Chains] = [
-            self.sampler.chains(v0[k], n_hidden=shape[1], generator=generator)
-            for k in range(n_models)
-        ]
+        self._chains: Chains = self.sampler.chains(v0, n_hidden=shape[1],
+                                                   generator=[generator] * n_models)
         self._accepted = torch.zeros(n_models - 1, dtype=torch.float64, device=device)
         self.n_swap_passes = 0
 
@@ -172,11 +174,11 @@ class TrajectoryTempering:
     @property
     def v(self) -> torch.Tensor:
         """The target model's chains (n_chains, n_visible); writable in place."""
-        return self._chains[-1].v
+        return self._chains.v[-1]
 
     @property
     def h(self) -> torch.Tensor:
-        return self._chains[-1].h
+        return self._chains.h[-1]
 
     @property
     def n_replicas(self) -> None:
@@ -185,15 +187,15 @@ class TrajectoryTempering:
 
     @property
     def n_chains(self) -> int:
-        return self._chains[-1].n_chains
+        return self._chains.n_chains
 
     @property
     def n_visible(self) -> int:
-        return self._chains[-1].n_visible
+        return self._chains.n_visible
 
     @property
     def n_hidden(self) -> int:
-        return self._chains[-1].n_hidden
+        return self._chains.n_hidden
 
     @property
     def n_models(self) -> int:
@@ -216,12 +218,11 @@ class TrajectoryTempering:
         if k < 0:
             raise ValueError(f"k (number of PTT steps) must be >= 0; got {k}")
         for _ in range(k):
-            for model, chains in zip(self.models, self._chains, strict=True):
-                chains.sweep(model, k=self.swap_every)
+            self._chains.sweep(self.ladder, k=self.swap_every)
             self.swap()
 
     def hidden_means(self, rbm: RBM | None = None) -> torch.Tensor:
-        return self._chains[-1].hidden_means(self.models[-1])
+        return self._chains.hidden_means(self.ladder)[-1]
 
     def uniform(self) -> torch.Tensor:
         return torch.rand(1, generator=self._gen, dtype=torch.float64, device=self.v.device)
@@ -240,11 +241,12 @@ class TrajectoryTempering:
         dev = self.v.device
         n = self.n_chains
         rates = torch.empty(self.n_models - 1, dtype=torch.float64, device=dev)
-        x_lo = self._chains[0].v
+        v = self._chains.v  # (n_models, n_chains, N): pairs are views of it
+        x_lo = v[0]
         e_lo_lo = free_energy(m64[0], x_lo)  # E_l(x_l), carried along the pass
         for lo in range(self.n_models - 1):
             hi = lo + 1
-            x_lo, x_hi = self._chains[lo].v, self._chains[hi].v
+            x_lo, x_hi = v[lo], v[hi]
             e_lo_hi = free_energy(m64[lo], x_hi)
             e_hi_lo = free_energy(m64[hi], x_lo)
             e_hi_hi = free_energy(m64[hi], x_hi)
@@ -271,23 +273,23 @@ class TrajectoryTempering:
 
     def chains_of(self, index: int) -> torch.Tensor:
         """Current visible states of the chains of ladder model ``index``."""
-        return self._chains[index].v
+        return self._chains.v[index]
 
     # -- state --------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, torch.Tensor]:
         """``v`` (target, uint8), ``ladder_v`` (all models, uint8, (n_models, n_chains, N)),
-        ``rng`` (the generator state; fused chains add ``philox_<l>``), ``accepted``,
-        ``n_swap_passes``."""
+        ``rng`` (the generator state), ``philox`` with fused chains (one key per model),
+        ``accepted``, ``n_swap_passes``."""
+        chains = self._chains.state_dict()
         state: dict[str, torch.Tensor] = {
-            "v": self.v.to(torch.uint8).cpu(),
-            "ladder_v": torch.stack([c.v.to(torch.uint8).cpu() for c in self._chains]),
+            "v": chains["v"][-1].clone(),
+            "ladder_v": chains["v"],
             "rng": self._gen.get_state(),
             "accepted": self._accepted.cpu().clone(),
             "n_swap_passes": torch.tensor(self.n_swap_passes, dtype=torch.int64),
         }
-        for k, c in enumerate(self._chains):
-            if "philox" in (s := c.state_dict()):
-                state[f"philox_{k}"] = s["philox"]
+        if "philox" in chains:
+            state["philox"] = chains["philox"]
         return state
 
     def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
@@ -296,11 +298,11 @@ class TrajectoryTempering:
         if ladder.shape[0] != self.n_models:
             raise ValueError(f"state has {ladder.shape[0]} ladder models; this PTT has "
                              f"{self.n_models}")
-        for k, c in enumerate(self._chains):  # one shared generator: "rng" for every model
-            sub = {"v": ladder[k], "rng": state["rng"]}
-            if f"philox_{k}" in state:
-                sub["philox"] = state[f"philox_{k}"]
-            c.load_state_dict(sub)
-        self._gen.set_state(torch.as_tensor(state["rng"]).to(torch.uint8).cpu())
+        rng = torch.as_tensor(state["rng"]).to(torch.uint8).cpu()
+        sub = {"v": ladder, "rng": rng.expand(self.n_models, -1)}  # one generator, every model
+        if "philox" in state:
+            sub["philox"] = state["philox"]
+        self._chains.load_state_dict(sub)
+        self._gen.set_state(rng.clone())
         self._accepted.copy_(torch.as_tensor(state["accepted"]).to(self._accepted.device))
         self.n_swap_passes = int(torch.as_tensor(state["n_swap_passes"]).item())
