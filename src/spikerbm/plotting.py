@@ -440,11 +440,11 @@ def _step_hist(ax, values, bins, *, color, label=None, density=False, log=False)
 
 
 def _scale_power(lim: float) -> tuple[int, str]:
-    """The power of ten that a quantity of magnitude ``lim`` is shown in (0 between 0.01 and
-    100), and its text for an axis label ("$10^{-3}$ " or ""): the scale goes in the label, never
-    in an offset text that collides with it."""
+    """The power of ten that a quantity of magnitude ``lim`` is shown in (0 between 0.001 and
+    1000: plain tick labels), and its text for an axis label ("$10^{-3}$ " or ""): the scale
+    goes in the label, never in an offset text that collides with it."""
     power = int(np.floor(np.log10(lim))) if np.isfinite(lim) and lim > 0 else 0
-    power = power if abs(power) >= 2 else 0
+    power = power if abs(power) >= 3 else 0
     return power, (f"$10^{{{power}}}$ " if power else "")
 
 
