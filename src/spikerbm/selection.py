@@ -39,8 +39,10 @@ def select_model(ll: xr.Dataset) -> xr.Dataset:
     xr.Dataset
         The candidate table, dim ``candidate`` (one row per hidden size: its best checkpoint by
         test LL): coords ``n_hidden``, ``checkpoint``; vars ``ll_train``, ``ll_test``,
-        ``ll_test_std`` (nats per sample), ``log_z_method``, ``selected`` (1 for the winner);
+        ``ll_test_std`` (nats per sample), ``log_z``, ``log_z_std`` (nats; NaN where the
+        input has none), ``log_z_method``, ``selected`` (1 for the winner);
         attrs ``n_hidden``, ``checkpoint``, ``ll_train``, ``ll_test``, ``ll_test_std``,
+        ``log_z``, ``log_z_std``,
         ``floor_train``, ``floor_test``, ``beats_floor`` (1 when the winner's test LL is
         strictly above the independent-site floor), ``log_z_method`` and, when it does not
         beat the floor, ``warning`` (also logged as a loud ``logging.warning`` banner).
@@ -63,6 +65,8 @@ def select_model(ll: xr.Dataset) -> xr.Dataset:
     cks = ll["checkpoint"].values[best_ck].astype(np.int64)
 
     def pick(var: str) -> np.ndarray:
+        if var not in ll:
+            return np.full(len(rows), np.nan)
         return ll[var].transpose("n_hidden", "checkpoint").values[rows, best_ck].astype(
             np.float64)
 
@@ -78,6 +82,8 @@ def select_model(ll: xr.Dataset) -> xr.Dataset:
             "ll_train": ("candidate", pick("ll_train"), nats),
             "ll_test": ("candidate", c_test, nats),
             "ll_test_std": ("candidate", pick("ll_test_std"), nats),
+            "log_z": ("candidate", pick("log_z"), {"units": "nats"}),
+            "log_z_std": ("candidate", pick("log_z_std"), {"units": "nats"}),
             "log_z_method": ("candidate", methods.astype(str)),
             "selected": ("candidate", (np.arange(len(rows)) == win).astype(np.uint8)),
         },
@@ -89,6 +95,8 @@ def select_model(ll: xr.Dataset) -> xr.Dataset:
             "ll_train": float(pick("ll_train")[win]),
             "ll_test": float(c_test[win]),
             "ll_test_std": float(pick("ll_test_std")[win]),
+            "log_z": float(pick("log_z")[win]),
+            "log_z_std": float(pick("log_z_std")[win]),
             "floor_train": float(ll.attrs["floor_train"]),
             "floor_test": floor_test,
             "beats_floor": int(beats),
