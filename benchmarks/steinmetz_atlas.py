@@ -105,7 +105,10 @@ def run_session(path: Path, session: str, cfg: dict, device: torch.device,
     n_hidden = int(selection.attrs["n_hidden"])
     selected = selected_dataset(models[n_hidden], selection,
                                 rate_hz=raster["rate_hz"].values if "rate_hz" in raster else None)
-    st = {k: v for k, v in cfg["statistics"].items()}
+    # Gibbs sampling (statistics.sampler: ptt is the workflow's option; not used here)
+    st = {k: v for k, v in cfg["statistics"].items() if k not in ("sampler", "ptt_models")}
+    if cfg["statistics"].get("sampler", "gibbs") != "gibbs":
+        raise SystemExit("this script samples with Gibbs: set statistics.sampler: gibbs")
     stats = timed("statistics", compute_statistics, rbm_from_dataset(selected, device=device),
                   train=split["train"], test=split["test"],
                   seed=derive_seed(seed, "statistics", session, n_hidden), **st)
