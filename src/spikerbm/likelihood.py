@@ -14,11 +14,14 @@ import numpy as np
 import torch
 import xarray as xr
 
-from spikerbm.partition import Method, estimate_log_z, resolve_method
+from spikerbm.partition import LogZEstimate, Method, estimate_log_z, resolve_method
 from spikerbm.provenance import derive_seed
 from spikerbm.rbm import RBM, free_energy, rbm_from_dataset
 
 __all__ = [
+    "ONLINE_VARS",
+    "STOP_ATTRS",
+    "checkpoint_log_z",
     "checkpoint_loglik",
     "combine_loglik",
     "independent_site_loglik",
@@ -81,9 +84,18 @@ def independent_site_loglik(train: np.ndarray, test: np.ndarray, *,
     return float((train @ a).mean() - sp.sum()), float((test @ a).mean() - sp.sum())
 
 
+#: ``model.nc`` attributes of the training stop copied into ``loglik.nc`` (docs/data-model.md).
+STOP_ATTRS = ("stop_reason", "best_update", "still_improving", "n_updates_done",
+              "ll_test_online_gain", "stop_window")
+
+#: The online curve of ``model.nc`` (dim ``eval``), copied into ``loglik.nc``.
+ONLINE_VARS = ("ll_train_online", "ll_train_online_std", "ll_test_online", "ll_test_online_std",
+               "log_z_online", "log_z_online_std")
+
+
 def checkpoint_loglik(model: xr.Dataset, train: np.ndarray, test: np.ndarray, *,
                       method: Method = "auto", exact_max_units: int = 22,
-                      ais_chains: int = 200, ais_betas: int = 1000, ais_repeats: int = 2,
+                      ais_chains: int = 50, ais_betas: int = 1000, ais_repeats: int = 4,
                       seed: int = 0, device: torch.device | str = "cpu",
                       batch_size: int = 8192) -> xr.Dataset:
     """Train and test log-likelihood at every checkpoint of a training trajectory.
@@ -91,12 +103,13 @@ def checkpoint_loglik(model: xr.Dataset, train: np.ndarray, test: np.ndarray, *,
     Parameters
     ----------
     model
-        A ``model.nc`` dataset (dims checkpoint, neuron, hidden; optional ``log_z_tais``).
+        A ``model.nc`` dataset (dims checkpoint, neuron, hidden; optional ``log_z_tais``,
+        ``log_z_tais_std``, the online curve on dim ``eval`` and the stop attributes).
     train, test
         Binary data (n_samples, n_neurons) of the two splits.
     method
         ``auto``, ``exact`` or ``ais`` (:func:`spikerbm.partition.resolve_method`), or ``tais``
-        (the trajectory-AIS values stored in the model; spread NaN).
+        (the trajectory-AIS values stored in the model, with their ``log_z_tais_std``).
     exact_max_units, ais_chains, ais_betas, ais_repeats
         Estimator settings (see :func:`spikerbm.partition.estimate_log_z`).
     seed
@@ -110,11 +123,15 @@ def checkpoint_loglik(model: xr.Dataset, train: np.ndarray, test: np.ndarray, *,
     Returns
     -------
     xr.Dataset
-        dims ``checkpoint``; vars ``ll_train``, ``ll_test`` (nats/sample), ``ll_test_std``,
+        dims ``checkpoint`` (and ``eval``, the model's online curve); vars ``ll_train``,
+        ``ll_test`` (nats/sample) with ``ll_train_std``, ``ll_test_std`` (= ``log_z_std``),
         ``ll_train_per_neuron``, ``ll_test_per_neuron`` (nats/neuron), ``log_z``,
-        ``log_z_std``, ``log_z_tais``; attrs ``log_z_method``, ``floor_train``, ``floor_test``
-        (+ per neuron), ``n_hidden``, ``n_neurons``, ``n_train``, ``n_test`` and the
-        estimator settings (docs/data-model.md).
+        ``log_z_std``, ``log_z_tais``, ``log_z_tais_std``, ``online_z`` (online minus
+        checkpoint estimate of the test LL in units of their combined uncertainty), and the
+        online curve of :data:`ONLINE_VARS`; attrs ``log_z_method``, ``floor_train``,
+        ``floor_test`` (+ per neuron), ``n_hidden``, ``n_neurons``, ``n_train``, ``n_test``,
+        the estimator settings and the stop attributes of :data:`STOP_ATTRS`
+        (docs/data-model.md).
     """
     n_vis = int(model.sizes["neuron"])
     n_hid = int(model.sizes["hidden"])
@@ -126,8 +143,10 @@ def checkpoint_loglik(model: xr.Dataset, train: np.ndarray, test: np.ndarray, *,
                              "visible units (neurons)")
     device = torch.device(device)
     checkpoints = model["checkpoint"].values.astype(np.int64)
-    tais = (model["log_z_tais"].values.astype(np.float64) if "log_z_tais" in model
-            else np.full(checkpoints.shape, np.nan))
+    nan = np.full(checkpoints.shape, np.nan)
+    tais = model["log_z_tais"].values.astype(np.float64) if "log_z_tais" in model else nan
+    tais_std = (model["log_z_tais_std"].values.astype(np.float64)
+                if "log_z_tais_std" in model else nan.copy())
     if resolved == "tais" and not np.isfinite(tais).any():
         raise ValueError(
             "likelihood.method is tais but the model has no trajectory-AIS values (log_z_tais "
@@ -142,35 +161,53 @@ def checkpoint_loglik(model: xr.Dataset, train: np.ndarray, test: np.ndarray, *,
         out["fe_train"][i] = mean_free_energy(rbm, train_t, batch_size=batch_size)
         out["fe_test"][i] = mean_free_energy(rbm, test_t, batch_size=batch_size)
         if resolved == "tais":
-            out["log_z"][i], out["log_z_std"][i] = tais[i], np.nan
+            out["log_z"][i], out["log_z_std"][i] = tais[i], tais_std[i]
             continue
-        gen = torch.Generator(device=device)
-        gen.manual_seed(derive_seed(seed, "ais", int(ckpt)))
-        est = estimate_log_z(rbm, method=resolved, exact_max_units=exact_max_units,
-                             ais_chains=ais_chains, ais_betas=ais_betas,
-                             ais_repeats=ais_repeats, generator=gen)
+        est = checkpoint_log_z(rbm, checkpoint=int(ckpt), method=resolved, seed=seed,
+                               exact_max_units=exact_max_units, ais_chains=ais_chains,
+                               ais_betas=ais_betas, ais_repeats=ais_repeats)
         out["log_z"][i], out["log_z_std"][i] = est.log_z, est.log_z_std
     floor_train, floor_test = independent_site_loglik(np.asarray(train), np.asarray(test))
     ll_train = -out["fe_train"] - out["log_z"]
     ll_test = -out["fe_test"] - out["log_z"]
+    # online (trajectory-AIS) minus checkpoint estimate, same parameters and data: the
+    # difference is log Z - log Z_tais
+    with np.errstate(invalid="ignore", divide="ignore"):
+        online_z = (out["log_z"] - tais) / np.hypot(out["log_z_std"], tais_std)
+    if resolved == "tais":
+        online_z[:] = np.nan
     nats = {"units": "nats per sample"}
     per_n = {"units": "nats per neuron per sample"}
+    std_of = "1-sigma uncertainty of {} (= log_z_std; the data term is exact)"
     data_vars = {
         "ll_train": ("checkpoint", ll_train, {**nats, "long_name": "train log-likelihood"}),
         "ll_test": ("checkpoint", ll_test, {**nats, "long_name": "test log-likelihood"}),
+        "ll_train_std": ("checkpoint", out["log_z_std"].copy(),
+                         {**nats, "long_name": std_of.format("ll_train")}),
         "ll_test_std": ("checkpoint", out["log_z_std"].copy(),
-                        {**nats, "long_name": "uncertainty of ll_test (= log_z_std)"}),
+                        {**nats, "long_name": std_of.format("ll_test")}),
         "ll_train_per_neuron": ("checkpoint", ll_train / n_vis, per_n),
         "ll_test_per_neuron": ("checkpoint", ll_test / n_vis, per_n),
         "log_z": ("checkpoint", out["log_z"], {"units": "nats", "long_name": "log Z"}),
-        "log_z_std": ("checkpoint", out["log_z_std"],
-                      {"units": "nats", "long_name": "spread of log Z over AIS repeats"}),
+        "log_z_std": ("checkpoint", out["log_z_std"], {
+            "units": "nats", "long_name": "1-sigma uncertainty of log Z, covering the "
+            "estimator's bias (exact: 0; docs/methods.md §4)"}),
         "log_z_tais": ("checkpoint", tais, {"units": "nats",
                                             "long_name": "trajectory-AIS log Z (from model)"}),
+        "log_z_tais_std": ("checkpoint", tais_std, {
+            "units": "nats", "long_name": "uncertainty of log_z_tais (from model)"}),
+        "online_z": ("checkpoint", online_z, {
+            "units": "1", "long_name": "(online - checkpoint estimate of the log-likelihood) "
+            "/ their combined uncertainty, = (log_z - log_z_tais) / hypot(log_z_std, "
+            "log_z_tais_std); NaN for method tais"}),
     }
+    coords = {"checkpoint": ("checkpoint", checkpoints, {"units": "updates"})}
+    if "eval_update" in model.coords:
+        data_vars.update({k: model[k].variable.copy() for k in ONLINE_VARS if k in model})
+        coords["eval_update"] = model["eval_update"].variable.copy()
     return xr.Dataset(
         data_vars,
-        coords={"checkpoint": ("checkpoint", checkpoints, {"units": "updates"})},
+        coords=coords,
         attrs={
             "log_z_method": resolved,
             "floor_train": floor_train,
@@ -185,17 +222,33 @@ def checkpoint_loglik(model: xr.Dataset, train: np.ndarray, test: np.ndarray, *,
             "ais_chains": int(ais_chains),
             "ais_betas": int(ais_betas),
             "ais_repeats": int(ais_repeats),
+            **{k: model.attrs[k] for k in STOP_ATTRS if k in model.attrs},
         },
     )
+
+
+def checkpoint_log_z(rbm: RBM, *, checkpoint: int, method: str, seed: int,
+                     exact_max_units: int = 22, ais_chains: int = 50, ais_betas: int = 1000,
+                     ais_repeats: int = 4) -> LogZEstimate:
+    """The checkpoint estimator of ``log Z`` (exact or AIS, :func:`estimate_log_z`) of one
+    checkpoint, seeded ``derive_seed(seed, "ais", checkpoint)`` (the same value whichever
+    stage computes it: ``loglik`` or the trajectory-AIS fallback of the selection)."""
+    gen = torch.Generator(device=rbm.device)
+    gen.manual_seed(derive_seed(seed, "ais", int(checkpoint)))
+    return estimate_log_z(rbm, method=method, exact_max_units=exact_max_units,
+                          ais_chains=ais_chains, ais_betas=ais_betas,
+                          ais_repeats=ais_repeats, generator=gen)
 
 
 def combine_loglik(per_model: list[xr.Dataset]) -> xr.Dataset:
     """Stack per-model log-likelihood datasets into one ``n_hidden x checkpoint`` dataset.
 
     Checkpoint coordinates are the union over models (sorted); a model lacking a checkpoint has
-    NaN there (this happens only when models were trained with different ``n_updates`` or
-    ``n_checkpoints``). ``log_z_method`` becomes a variable over ``n_hidden``; the floors must
-    agree (same data) and stay attributes.
+    NaN there (models stop at different updates, and each adds its best online evaluation as a
+    checkpoint). The online curves are stacked the same way on dim ``eval`` (coordinate
+    ``eval_update``, the union). ``log_z_method`` and the stop attributes
+    (:data:`STOP_ATTRS`) become variables over ``n_hidden``; the floors must agree (same data)
+    and stay attributes.
 
     Raises
     ------
@@ -217,15 +270,26 @@ def combine_loglik(per_model: list[xr.Dataset]) -> xr.Dataset:
                     "evaluated on the same data"
                 )
     order = np.argsort(sizes)
+    stop_defaults = {"stop_reason": "", "best_update": -1, "still_improving": -1,
+                     "n_updates_done": -1, "ll_test_online_gain": np.nan, "stop_window": -1}
     parts = []
     for i in order:
         ds = per_model[i]
+        if "eval_update" in ds.coords:
+            ds = ds.swap_dims(eval="eval_update")
+        extra = {"log_z_method": ("n_hidden", [str(ds.attrs["log_z_method"])])}
+        for key, default in stop_defaults.items():
+            extra[key] = ("n_hidden", [ds.attrs.get(key, default)])
         parts.append(ds.drop_attrs(deep=False).expand_dims(n_hidden=[sizes[i]]).assign(
-            log_z_method=("n_hidden", [str(ds.attrs["log_z_method"])])))
+            **extra))
     combined = xr.concat(parts, dim="n_hidden", join="outer", data_vars="all",
                          coords="different", compat="equals", combine_attrs="drop")
     combined = combined.sortby("checkpoint")
+    if "eval_update" in combined.dims:
+        combined = combined.sortby("eval_update").swap_dims(eval_update="eval")
+        combined["eval_update"].attrs["units"] = "updates"
     combined["n_hidden"].attrs["units"] = "hidden units"
+    combined["stop_reason"] = combined["stop_reason"].astype(str)
     keep = ("floor_train", "floor_test", "floor_train_per_neuron", "floor_test_per_neuron",
             "n_neurons", "n_train", "n_test")
     combined.attrs = {k: ref[k] for k in keep if k in ref}
