@@ -15,13 +15,14 @@ from spikerbm.config import TrainConfig
 from spikerbm.likelihood import (
     ONLINE_VARS,
     STOP_ATTRS,
+    block_sem,
     checkpoint_loglik,
     combine_loglik,
     independent_site_loglik,
     log_likelihood,
 )
 from spikerbm.partition import exact_log_z
-from spikerbm.rbm import independent_site
+from spikerbm.rbm import free_energy, independent_site, rbm_from_dataset
 from spikerbm.training import train
 
 # ---------------------------------------------------------------------------- log-likelihoods
@@ -118,6 +119,11 @@ def test_loglik_carries_the_online_curve_stop_state_and_honest_errors() -> None:
                                                             n_updates})
         assert {k: ll.attrs[k] for k in STOP_ATTRS} == {k: model.attrs[k] for k in STOP_ATTRS}
         assert np.all(ll["ll_train_std"] == 0) and np.all(ll["ll_test_std"] == 0)
+        # the data noise of the test LL: batch means of the per-bin LL of the last checkpoint
+        r = rbm_from_dataset(model, dtype=torch.float64)
+        per_bin = -free_energy(r, torch.as_tensor(test_v, dtype=torch.float64)).numpy()
+        assert ll["ll_test_sem"].values[-1] == pytest.approx(block_sem(per_bin), rel=1e-9)
+        assert 0 < ll["ll_test_sem"].values[-1] < 0.2
         np.testing.assert_array_equal(ll["log_z_tais_std"], model["log_z_tais_std"])
         z_expected = (ll["log_z"] - ll["log_z_tais"]) / ll["log_z_tais_std"]
         np.testing.assert_allclose(ll["online_z"], z_expected)
@@ -138,3 +144,19 @@ def test_loglik_carries_the_online_curve_stop_state_and_honest_errors() -> None:
     assert np.isnan(on4[-3:]).all() and np.isfinite(on4[:-3]).all()  # 320..400: not reached
     assert both["n_updates_done"].values.tolist() == [400, 300]
     assert both["stop_reason"].values.tolist() == ["max_updates", "max_updates"]
+
+
+def test_block_sem_sees_autocorrelation() -> None:
+    """Batch means over 20 blocks: for independent values it is the usual std / sqrt(n)
+    (within 35 %: the s.d. of a 20-block estimate is ~16 %); for an AR(1) series with phi = 0.9
+    (integrated time (1 + phi) / (1 - phi) = 19) it is sqrt(19) = 4.4 times larger, as the
+    variance of the mean demands (within 35 %), where std / sqrt(n) would be 4.4x too small."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=40000)
+    assert block_sem(x) == pytest.approx(1 / np.sqrt(x.size), rel=0.35)
+    ar = np.empty_like(x)
+    ar[0] = x[0]
+    for t in range(1, x.size):
+        ar[t] = 0.9 * ar[t - 1] + np.sqrt(1 - 0.81) * x[t]
+    assert block_sem(ar) == pytest.approx(np.sqrt(19 / x.size), rel=0.35)
+    assert np.isnan(block_sem(x[:39]))

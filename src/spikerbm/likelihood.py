@@ -21,13 +21,20 @@ from spikerbm.rbm import RBM, free_energy, rbm_from_dataset
 __all__ = [
     "ONLINE_VARS",
     "STOP_ATTRS",
+    "SEM_BLOCKS",
+    "block_sem",
     "checkpoint_log_z",
     "checkpoint_loglik",
     "combine_loglik",
+    "free_energies",
     "independent_site_loglik",
     "log_likelihood",
     "mean_free_energy",
 ]
+
+
+#: Contiguous blocks of the batch-means standard error of a log-likelihood (:func:`block_sem`).
+SEM_BLOCKS = 20
 
 
 def mean_free_energy(rbm: RBM, data: torch.Tensor | np.ndarray, *,
@@ -55,6 +62,32 @@ def mean_free_energy(rbm: RBM, data: torch.Tensor | np.ndarray, *,
     for start in range(0, data.shape[0], batch_size):
         total += free_energy(r64, data[start:start + batch_size].to(rbm.device)).sum()
     return float(total.item() / data.shape[0])
+
+
+def free_energies(rbm: RBM, data: torch.Tensor | np.ndarray, *,
+                  batch_size: int = 8192) -> np.ndarray:
+    """Visible free energies ``E(v)`` of every row of ``data`` (n_samples,), float64, in the
+    rows' order (batched on the RBM's device)."""
+    data = torch.as_tensor(data)
+    if data.ndim != 2 or data.shape[1] != rbm.n_visible or data.shape[0] == 0:
+        raise ValueError(
+            f"data must have shape (n_samples > 0, {rbm.n_visible}); got {tuple(data.shape)}"
+        )
+    r64 = rbm.to(dtype=torch.float64)
+    return torch.cat([free_energy(r64, data[start:start + batch_size].to(rbm.device)).cpu()
+                      for start in range(0, data.shape[0], batch_size)]).numpy()
+
+
+def block_sem(values: np.ndarray, *, n_blocks: int = SEM_BLOCKS) -> float:
+    """Standard error of the mean of a time-ordered series by batch means: the standard
+    deviation of the means of ``n_blocks`` contiguous, near-equal blocks over ``sqrt(n_blocks)``
+    (robust to autocorrelation shorter than a block; Flyvbjerg & Petersen, J. Chem. Phys. 91,
+    461, 1989). NaN with fewer than 2 values per block."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size < 2 * n_blocks:
+        return float("nan")
+    means = np.array([b.mean() for b in np.array_split(values, n_blocks)])
+    return float(means.std(ddof=1) / np.sqrt(n_blocks))
 
 
 def log_likelihood(rbm: RBM, data: torch.Tensor | np.ndarray, *, log_z: float,
@@ -125,6 +158,7 @@ def checkpoint_loglik(model: xr.Dataset, train: np.ndarray, test: np.ndarray, *,
     xr.Dataset
         dims ``checkpoint`` (and ``eval``, the model's online curve); vars ``ll_train``,
         ``ll_test`` (nats/sample) with ``ll_train_std``, ``ll_test_std`` (= ``log_z_std``),
+        ``ll_train_sem``, ``ll_test_sem`` (:func:`block_sem` over the bins, in time order),
         ``ll_train_per_neuron``, ``ll_test_per_neuron`` (nats/neuron), ``log_z``,
         ``log_z_std``, ``log_z_tais``, ``log_z_tais_std``, ``online_z`` (online minus
         checkpoint estimate of the test LL in units of their combined uncertainty), and the
@@ -155,11 +189,12 @@ def checkpoint_loglik(model: xr.Dataset, train: np.ndarray, test: np.ndarray, *,
     train_t = torch.as_tensor(np.asarray(train))  # cast to float64 per batch
     test_t = torch.as_tensor(np.asarray(test))
     out = {k: np.full(checkpoints.shape, np.nan) for k in (
-        "log_z", "log_z_std", "fe_train", "fe_test")}
+        "log_z", "log_z_std", "fe_train", "fe_test", "sem_train", "sem_test")}
     for i, ckpt in enumerate(checkpoints):
         rbm = rbm_from_dataset(model, checkpoint=int(ckpt), device=device)
-        out["fe_train"][i] = mean_free_energy(rbm, train_t, batch_size=batch_size)
-        out["fe_test"][i] = mean_free_energy(rbm, test_t, batch_size=batch_size)
+        for name, data in (("train", train_t), ("test", test_t)):
+            fe = free_energies(rbm, data, batch_size=batch_size)
+            out[f"fe_{name}"][i], out[f"sem_{name}"][i] = fe.mean(), block_sem(fe)
         if resolved == "tais":
             out["log_z"][i], out["log_z_std"][i] = tais[i], tais_std[i]
             continue
@@ -186,6 +221,14 @@ def checkpoint_loglik(model: xr.Dataset, train: np.ndarray, test: np.ndarray, *,
                          {**nats, "long_name": std_of.format("ll_train")}),
         "ll_test_std": ("checkpoint", out["log_z_std"].copy(),
                         {**nats, "long_name": std_of.format("ll_test")}),
+        "ll_train_sem": ("checkpoint", out["sem_train"], {
+            **nats, "long_name": "standard error of ll_train over the train bins (batch "
+            f"means over {SEM_BLOCKS} contiguous blocks; sampling noise of the data, not of "
+            "the estimator)"}),
+        "ll_test_sem": ("checkpoint", out["sem_test"], {
+            **nats, "long_name": "standard error of ll_test over the test bins (batch means "
+            f"over {SEM_BLOCKS} contiguous blocks; sampling noise of the data, not of the "
+            "estimator)"}),
         "ll_train_per_neuron": ("checkpoint", ll_train / n_vis, per_n),
         "ll_test_per_neuron": ("checkpoint", ll_test / n_vis, per_n),
         "log_z": ("checkpoint", out["log_z"], {"units": "nats", "long_name": "log Z"}),

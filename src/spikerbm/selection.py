@@ -143,7 +143,8 @@ def select_model(ll: xr.Dataset) -> xr.Dataset:
     xr.Dataset
         The candidate table, dim ``candidate`` (one row per hidden size: its best checkpoint by
         test LL): coords ``n_hidden``, ``checkpoint``; vars ``ll_train``, ``ll_test``,
-        ``ll_train_std``, ``ll_test_std`` (nats per sample), ``log_z_method``, ``tied``
+        ``ll_train_std``, ``ll_test_std``, ``ll_test_sem`` (nats per sample; NaN when the input
+        lacks it), ``log_z_method``, ``tied``
         (1 when tied with the winner), ``selected`` (1 for the winner) and, when the input has
         them, ``stop_reason``, ``best_update``, ``still_improving``, ``n_updates_done``;
         attrs ``n_hidden``, ``checkpoint``, ``ll_train``, ``ll_test``, ``ll_test_std``,
@@ -194,6 +195,8 @@ def select_model(ll: xr.Dataset) -> xr.Dataset:
         "ll_test": ("candidate", c_test, nats),
         "ll_train_std": ("candidate", pick("ll_train_std"), nats),
         "ll_test_std": ("candidate", c_std, nats),
+        "ll_test_sem": ("candidate", pick("ll_test_sem"), {
+            **nats, "long_name": "standard error of ll_test over the test bins (data noise)"}),
         "log_z_method": ("candidate", methods),
         "tied": ("candidate", tied.astype(np.uint8), {
             "long_name": f"test LL within {TIE_Z:g} combined errors of the selected one"}),
