@@ -4,13 +4,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= all
 
-.PHONY: run test setup vbn-env lint report clean
+FLOORS := .venv-floors
+UNIT_TESTS := not workflow and not vbn and not slurm and not cuda
+
+.PHONY: run test test-floors setup vbn-env lint report clean
 
 $(BIN)/snakemake: pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (or run: make PYTHON=python3 ...)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[workflow,dev]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[workflow,slurm,test,dev]'
 	@touch $@
 
 setup: $(BIN)/snakemake
@@ -21,9 +24,24 @@ run: setup
 	$(BIN)/snakemake --report results/report.html
 	@echo "results in results/, report in results/report.html"
 
-## the whole test suite (unit, use-case, workflow, VBN fake-cache tests)
+## the whole test suite (unit, use-case, workflow, VBN fake-cache tests), then the unit tests
+## again on the declared dependency floors
 test: setup vbn-env
 	$(BIN)/python -m pytest
+	$(MAKE) test-floors
+
+## the unit tests (and a dry run) in a fresh venv holding every direct dependency at its
+## pyproject.toml floor (.ci/floors.py: core + workflow + test extras; torch stays at its
+## constraints.txt pin: the only CPU build available offline)
+test-floors: setup
+	rm -rf $(FLOORS)
+	$(PYTHON) -m venv $(FLOORS)
+	$(BIN)/python .ci/floors.py workflow test > $(FLOORS)/floors.txt
+	$(FLOORS)/bin/python -m pip install -q -c $(FLOORS)/floors.txt -e '.[workflow,test]'
+	$(FLOORS)/bin/python -m pip list --format=freeze > $(FLOORS)/installed.txt
+	$(FLOORS)/bin/python .ci/floors.py --check $(FLOORS)/installed.txt workflow test
+	$(FLOORS)/bin/python -m pytest -p no:cacheprovider -m '$(UNIT_TESTS)'
+	$(FLOORS)/bin/snakemake -n --cores 1 --quiet rules   # the DAG at the Snakemake floor
 
 .venv-vbn/bin/python: requirements-vbn.txt
 	bash scripts/setup_vbn_env.sh
@@ -33,8 +51,8 @@ vbn-env: .venv-vbn/bin/python
 
 lint: setup
 	$(BIN)/ruff check src tests scripts benchmarks
-	$(BIN)/snakefmt --check Snakefile workflow
+	$(BIN)/snakefmt --check workflow
 	$(BIN)/snakemake --lint
 
 clean:
-	rm -rf results .snakemake
+	rm -rf results .snakemake $(FLOORS)

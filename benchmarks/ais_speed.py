@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from spikerbm.likelihood import ais_log_z
+from spikerbm.partition import ais_log_z
 from spikerbm.rbm import RBM, resolve_device
 
 

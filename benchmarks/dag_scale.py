@@ -18,6 +18,7 @@ import datetime as dt
 import os
 import platform
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -30,7 +31,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
-WORKFLOW_PARTS = ("Snakefile", "workflow", "scripts", "config", "profiles", "envs")
+WORKFLOW_PARTS = ("workflow", "scripts", "config", "profiles", "envs")
 #: Hidden sizes used at scale (the first `--hidden` of them).
 HIDDEN_SIZES = (64, 128, 256, 384, 512, 768, 1024, 1536)
 FIRST_VBN_ID = 1_043_752_325  # VBN ecephys session ids are ten-digit integers like this one
@@ -67,23 +68,35 @@ def write_scale_workflow(dest: Path, *, n_sessions: int, n_hidden: int) -> Path:
     return path
 
 
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def dry_run(wf: Path, config: Path, *, profile: str | None) -> tuple[float, int, str]:
     """Run ``snakemake -n`` once in ``wf``; return (seconds, total jobs, stdout)."""
+    seconds, _, jobs, out = timed_dry_run(wf, config, profile=profile)
+    return seconds, jobs, out
+
+
+def timed_dry_run(wf: Path, config: Path, *,
+                  profile: str | None) -> tuple[float, float, int, str]:
+    """Run ``snakemake -n`` once in ``wf``; return (wall s, CPU s, total jobs, stdout)."""
     cmd = [SNAKEMAKE, "-n", "--configfile", str(config)]
     if profile == "slurm":
         cmd += ["--profile", "profiles/slurm", "--workflow-profile", "none"]
     else:
         cmd += ["--cores", "1"]
     env = dict(os.environ, USER=os.environ.get("USER", "root"))
-    t0 = time.perf_counter()
+    cpu0, t0 = _children_cpu_s(), time.perf_counter()
     proc = subprocess.run(cmd, cwd=wf, capture_output=True, text=True, env=env)
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, _children_cpu_s() - cpu0
     if proc.returncode != 0:
         raise RuntimeError(f"snakemake -n failed in {wf}:\n{proc.stderr[-3000:]}")
     m = re.search(r"^total\s+(\d+)\s*$", proc.stdout, re.M)
     if m is None:
         raise RuntimeError(f"no job total in the dry-run output:\n{proc.stdout[-2000:]}")
-    return seconds, int(m[1]), proc.stdout
+    return seconds, cpu, int(m[1]), proc.stdout
 
 
 def main() -> None:
@@ -99,18 +112,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="dag_scale_") as tmp:
         wf = args.keep or Path(tmp) / "wf"
         config = write_scale_workflow(wf, n_sessions=args.sessions, n_hidden=args.hidden)
-        times, jobs = [], 0
+        times, cpus, jobs = [], [], 0
         for _ in range(args.repeats):
-            seconds, jobs, _ = dry_run(wf, config, profile=args.profile)
+            seconds, cpu, jobs, _ = timed_dry_run(wf, config, profile=args.profile)
             times.append(seconds)
-            print(f"snakemake -n: {seconds:.2f} s, {jobs} jobs", file=sys.stderr)
+            cpus.append(cpu)
+            print(f"snakemake -n: {seconds:.2f} s wall, {cpu:.2f} s CPU, {jobs} jobs",
+                  file=sys.stderr)
     cpu = platform.processor() or platform.machine()
-    print("| date | machine | profile | sessions x sizes | jobs | seconds (median of "
-          f"{args.repeats}) | min |")
-    print("|---|---|---|---|---|---|---|")
-    print(f"| {dt.date.today()} | {cpu}, {os.cpu_count()} cores | {args.profile} | "
-          f"{args.sessions} x {args.hidden} | {jobs} | {statistics.median(times):.2f} | "
-          f"{min(times):.2f} |")
+    load = os.getloadavg()[0]
+    print("| date | machine | profile | sessions x sizes | jobs | wall s (median of "
+          f"{args.repeats}) | min | CPU s (median) |")
+    print("|---|---|---|---|---|---|---|---|")
+    print(f"| {dt.date.today()} | {cpu}, {os.cpu_count()} cores, load {load:.1f} | "
+          f"{args.profile} | {args.sessions} x {args.hidden} | {jobs} | "
+          f"{statistics.median(times):.2f} | {min(times):.2f} | {statistics.median(cpus):.2f} |")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,9 @@ from pathlib import Path
 import torch
 
 from spikerbm import binarize, couplings, dynamics, likelihood, synthetic, training
+from spikerbm.areas import areas_of
 from spikerbm.rbm import rbm_from_dataset, resolve_device
+from spikerbm.selection import select_model, selected_dataset
 from spikerbm.statistics import compute_statistics
 
 
@@ -74,21 +76,21 @@ def main() -> None:
                                      split["train"], cfg=cfg, seed=n_hidden,
                                      model_path=Path(tmp) / f"m{n_hidden}.nc",
                                      resume_path=Path(tmp) / f"r{n_hidden}.nc",
-                                     visible_coords={k: raster[k].values
+                                     neuron_coords={k: raster[k].values
                                                      for k in ("unit_id", "area")})
             lls.append(timed(f"loglik Nh={n_hidden}", likelihood.checkpoint_loglik,
                              models[n_hidden], split["train"], split["test"], seed=1,
                              device=device, ais_chains=2000, ais_betas=args.ais_betas,
                              ais_repeats=4))
-    selection = likelihood.select_model(likelihood.combine_loglik(lls))
-    selected = likelihood.selected_dataset(models[int(selection.attrs["n_hidden"])], selection,
+    selection = select_model(likelihood.combine_loglik(lls))
+    selected = selected_dataset(models[int(selection.attrs["n_hidden"])], selection,
                                            rate_hz=raster["rate_hz"].values)
     rbm = rbm_from_dataset(selected, device=device)
     stats = timed("statistics", compute_statistics, rbm, train=split["train"],
                   test=split["test"], n_samples=10000, n_chains=2000, burn_in_sweeps=5000,
                   thin_sweeps=10, n_triplets=100000, heff_bins=30, energy_bins=60, seed=4)
     coup = timed("couplings", couplings.compute_couplings, selected,
-                 areas=couplings.areas_of(selected, raster),
+                 areas=areas_of(selected, raster),
                  model=models[int(selection.attrs["n_hidden"])], truth=truth, seed=5,
                  device=device, memory_budget_mb=8000 if device.type == "cuda" else 256)
     dyn = timed("dynamics", dynamics.dynamics_dataset, raster, selected, truth=truth, seed=6,

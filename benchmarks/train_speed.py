@@ -19,9 +19,9 @@ import time
 
 import torch
 
+from spikerbm.pcd import pcd_step
 from spikerbm.rbm import RBM, resolve_device
-from spikerbm.sampling import PersistentChains
-from spikerbm.training import pcd_step
+from spikerbm.sampling import Sampler, random_states
 
 HEADER = ("| date | device | torch | Nv | Nh | batch | chains | k | TF32 | ms/update | "
           "updates/s |\n|---|---|---|---|---|---|---|---|---|---|---|")
@@ -46,8 +46,9 @@ def bench(*, n_visible: int, n_hidden: int, batch: int, chains: int, k: int, upd
     rbm = RBM(0.01 * torch.randn(n_visible, n_hidden, generator=g, device=device),
               torch.full((n_visible,), -3.0, device=device),
               torch.zeros(n_hidden, device=device))
-    pc = PersistentChains.random(n_chains=chains, n_visible=n_visible, n_hidden=n_hidden,
-                                 generator=g)
+    pc = Sampler(device, tf32=tf32).chains(
+        random_states(n_chains=chains, n_visible=n_visible, generator=g), n_hidden=n_hidden,
+        generator=g)
     mb = torch.empty(batch, n_visible, device=device)
     times = []
     for i in range(warmup + updates):
@@ -55,7 +56,7 @@ def bench(*, n_visible: int, n_hidden: int, batch: int, chains: int, k: int, upd
         _sync(device)
         t0 = time.perf_counter()
         torch.index_select(data, 0, idx, out=mb)
-        rbm, _ = pcd_step(rbm, mb, pc, k=k, lr=0.01, centered=True, generator=g, tf32=tf32)
+        rbm, _ = pcd_step(rbm, mb, pc, k=k, lr=0.01, centered=True, tf32=tf32)
         _sync(device)
         if i >= warmup:
             times.append(time.perf_counter() - t0)

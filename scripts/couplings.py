@@ -1,11 +1,11 @@
 """Snakemake adapter: effective couplings of a session's selected model (couplings.nc)."""
 
 import time
-from pathlib import Path
 
 from spikerbm import io
+from spikerbm.areas import areas_of
 from spikerbm.binarize import check_raster
-from spikerbm.couplings import areas_of, compute_couplings
+from spikerbm.couplings import compute_couplings
 from spikerbm.provenance import derive_seed, provenance_attrs
 from spikerbm.rbm import check_rbm_dataset, resolve_device
 
@@ -18,8 +18,9 @@ raster = io.read_checked(snakemake.input.raster, check_raster)
 selected = io.read_checked(snakemake.input.selected, check_rbm_dataset,
                            n_visible=raster.sizes["neuron"])
 n_hidden = int(selected.attrs["n_hidden"])
-model_path = [p for p in snakemake.input.models if Path(p).parent.name == f"hidden~{n_hidden}"]
-model = (io.read_checked(model_path[0], check_rbm_dataset, n_visible=raster.sizes["neuron"])
+# params.n_hidden lists the size of each input model, in order (common.smk get_model_files)
+model_path = dict(zip(snakemake.params.n_hidden, snakemake.input.models, strict=True)).get(n_hidden)
+model = (io.read_checked(model_path, check_rbm_dataset, n_visible=raster.sizes["neuron"])
          if model_path else None)
 if model is None:
     log.warning("no model.nc for n_hidden %d among the inputs: Fig. 4e (norms along training) "

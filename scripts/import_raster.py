@@ -9,7 +9,7 @@ log = io.job_logger(snakemake.log[0], "import_raster")  # errors: one clear line
 session = snakemake.wildcards.session
 cfg = dict(snakemake.params.binarize)
 seed = derive_seed(snakemake.params.seed, "binarize", session)
-source = io.read_checked(snakemake.input.raster, rebuild_hint=False)
+source = io.read_checked(snakemake.input.raster, rebuild_hint=False, raw=True)
 with io.about_input(snakemake.input.raster, rebuild_hint=False):
     raster = validate_raster(source, n_blocks=cfg["n_blocks"],
                              n_test_blocks=cfg["n_test_blocks"], seed=seed, session_id=session)

@@ -6,8 +6,7 @@ from spikerbm import io, report
 snakemake = globals()["snakemake"]
 log = io.job_logger(snakemake.log[0], "report_tables")
 sessions = list(snakemake.params.sessions)
-CANDIDATE_VARS = ["cand_n_hidden", "cand_checkpoint", "cand_ll_train", "cand_ll_test",
-                  "cand_ll_test_std", "cand_method", "cand_selected"]
+CANDIDATE_VARS = ["ll_train", "ll_test", "ll_test_std", "log_z_method", "selected"]
 
 selected = {}
 for session, path in zip(sessions, snakemake.input.selected, strict=True):

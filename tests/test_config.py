@@ -63,4 +63,4 @@ def test_duplicate_session_ids_are_rejected(workflow_dir):
     wf = workflow_dir(sessions="session_id\tsource\tparams\ns1\tsynthetic\t\ns1\tsynthetic\t\n")
     proc = snakemake(wf, "-n", "--cores", "1")
     assert proc.returncode != 0
-    assert "duplicated session_id ['s1']" in proc.stdout + proc.stderr
+    assert "line 3 (session s1): session_id 's1' is already used on line 2" in proc.stdout

@@ -13,7 +13,10 @@ import xarray as xr
 from matplotlib.figure import Figure
 
 from spikerbm import couplings as C
+from spikerbm import exact as E
 from spikerbm import io
+from spikerbm.areas import area_matrix
+from spikerbm.exact import binary_states
 from spikerbm.rbm import RBM, free_energy
 
 F64 = torch.float64
@@ -27,44 +30,10 @@ def random_rbm(n: int, m: int, *, scale: float, seed: int, bias: float = 0.5) ->
 
 
 def all_states(n: int) -> torch.Tensor:
-    x = torch.arange(2**n)
-    return ((x.unsqueeze(1) >> torch.arange(n)) & 1).to(F64)
+    return binary_states(n)
 
 
 # ------------------------------------------------------------------ exact Walsh reference
-
-
-def test_walsh_inverse_reproduces_marginal_energy():
-    rbm = random_rbm(9, 7, scale=0.8, seed=0)
-    k = C.walsh_expansion(rbm)
-    e = free_energy(rbm, all_states(9)).numpy()
-    # float64 butterfly over 2^9 terms of size O(10): round-off ~1e-14
-    np.testing.assert_allclose(C.walsh_energy(k), e, rtol=0, atol=1e-12)
-    # and the expansion itself, evaluated term by term at a few states, gives E(v)
-    s = 2 * all_states(9).numpy() - 1
-    masks = np.arange(2**9)
-    chi = np.prod(np.where((masks[:, None] >> np.arange(9)) & 1, s[[5, 300]][:, None, :], 1.0),
-                  axis=-1)  # (2 states, 2^9 subsets)
-    np.testing.assert_allclose(-(chi * k).sum(-1), e[[5, 300]], atol=1e-12)
-
-
-def test_walsh_signs_on_closed_forms():
-    # independent sites: E(v) = -a.v - M log 2 -> H_j = a_j / 2, no couplings
-    n, m = 5, 3
-    a = torch.tensor([0.3, -1.2, 2.0, 0.1, -0.7], dtype=F64)
-    ind = RBM(torch.zeros(n, m, dtype=F64), a, torch.zeros(m, dtype=F64))
-    ex = C.exact_couplings(ind)
-    np.testing.assert_allclose(ex["H"], a.numpy() / 2, atol=1e-14)
-    assert np.abs(ex["J"]).max() < 1e-14 and np.abs(ex["J3"]).max() < 1e-14
-    # one hidden unit, two sites: J_12 = 1/4 [sp(b+W1+W2) - sp(b+W1) - sp(b+W2) + sp(b)]
-    W = torch.tensor([[1.3], [-0.4]], dtype=F64)
-    b = torch.tensor([-0.6], dtype=F64)
-    two = RBM(W, torch.zeros(2, dtype=F64), b)
-    sp = F.softplus
-    want = 0.25 * float(sp(b + W[0] + W[1]) - sp(b + W[0]) - sp(b + W[1]) + sp(b))
-    ex2 = C.exact_couplings(two)
-    assert ex2["J"][0, 1] == pytest.approx(want, abs=1e-15)
-    assert want > 0 or W[0, 0] * W[1, 0] < 0  # sign sanity: same-sign weights excite
 
 
 # ------------------------------------------------------------------ Gaussian formulas vs exact
@@ -82,7 +51,7 @@ def test_gaussian_formulas_match_exact_expansion(n, tol_h, tol_j, tol_j3):
     for seed in range(3):
         # width s_mu ~ 1 at every n (weights ~ 2/sqrt(n)), the regime of trained models
         rbm = random_rbm(n, 9, scale=2.0 / math.sqrt(n), seed=100 + seed)
-        ex = C.exact_couplings(rbm)
+        ex = E.exact_couplings(rbm)
         H = C.fields(rbm).numpy()
         J = C.pair_couplings(rbm).numpy()
         tr = C.sample_triplets(n, 10**6, seed=0)
@@ -97,9 +66,9 @@ def test_gaussian_formulas_match_exact_expansion(n, tol_h, tol_j, tol_j3):
 
 
 def test_methods_reference_case_n14_m40():
-    # METHODS §6 check: N=14, M=40, 40 nodes -> r = 1.0000 and small absolute differences
+    # docs/methods.md §6 check: N=14, M=40, 40 nodes -> r = 1.0000 and small absolute differences
     rbm = random_rbm(14, 40, scale=0.3, seed=7)
-    ex = C.exact_couplings(rbm)
+    ex = E.exact_couplings(rbm)
     J = C.pair_couplings(rbm, n_nodes=40).numpy()
     iu = np.triu_indices(14, 1)
     assert C.pearson(J[iu], ex["J"][iu]) > 0.9999
@@ -185,45 +154,6 @@ def test_stream_matches_dense_triplets():
 # ------------------------------------------------------------------ statistics
 
 
-def test_area_matrix_and_statistics_on_known_values():
-    areas = np.array(["X"] * 3 + ["Y"] * 4 + ["Z"])  # Z too small with min 3
-    n = areas.size
-    J = np.zeros((n, n))
-    J[:3, :3] = 0.5
-    J[3:7, 3:7] = -0.2
-    J[:3, 3:7] = J[3:7, :3] = 0.1
-    J[0, 1] = J[1, 0] = 0.8
-    np.fill_diagonal(J, 7.0)  # the diagonal must be ignored
-    am = C.area_matrix(J, areas, min_area_neurons=3)
-    assert list(am["region"].values) == ["X", "Y"]
-    # X-X: 6 ordered off-diagonal pairs: four 0.5 and two 0.8
-    assert float(am["area_J_mean"].sel(region="X", region2="X")) == pytest.approx(
-        (4 * 0.5 + 2 * 0.8) / 6)
-    assert float(am["area_J_mean"].sel(region="Y", region2="Y")) == pytest.approx(-0.2)
-    assert float(am["area_J_abs_mean"].sel(region="Y", region2="Y")) == pytest.approx(0.2)
-    assert float(am["area_J_mean"].sel(region="X", region2="Y")) == pytest.approx(0.1)
-    R = np.full((n, n), 0.25)
-    st = C.area_statistics(J, R, areas, min_area_neurons=3, n_bins=5)
-    assert int(st["area_n_pairs"].sel(region="X")) == 3
-    assert int(st["area_J_counts"].sel(region="Y").sum()) == 6
-    assert float(st["area_ei_ratio"].sel(region="X")) == math.inf
-    assert math.isnan(float(st["area_ei_ratio"].sel(region="Y"))) is False
-    assert float(st["area_ei_ratio"].sel(region="Y")) == 0.0
-
-
-def test_small_statistics():
-    x = np.array([0.0, 0.0, 0.0, 3.0])
-    d = x - x.mean()
-    assert C.skewness(x) == pytest.approx((d**3).mean() / (d**2).mean() ** 1.5)
-    assert C.skewness(-x) == pytest.approx(-C.skewness(x))
-    assert C.ei_ratio(np.array([1.0, 2.0, -1.0, 0.0])) == 2.0
-    J = np.array([[0.0, 0.5], [0.5, 0.0]])
-    S = np.array([[0.0, 1.5], [1.5, 0.0]])
-    R = C.r_statistic(J, S)
-    assert R[0, 1] == pytest.approx(0.75) and np.isnan(R[0, 0])
-    assert C.pearson(np.arange(5.0), 2 * np.arange(5.0) + 1) == pytest.approx(1.0)
-
-
 def test_bad_input_raises_clear_errors():
     rbm = random_rbm(6, 3, scale=0.5, seed=0)
     with pytest.raises(ValueError, match="n_nodes"):
@@ -235,9 +165,9 @@ def test_bad_input_raises_clear_errors():
     with pytest.raises(ValueError, match="order"):
         C.spectral_factors(rbm, order=4)
     with pytest.raises(ValueError, match="max_visible"):
-        C.walsh_expansion(random_rbm(23, 1, scale=0.1, seed=0))
+        E.walsh_expansion(random_rbm(23, 1, scale=0.1, seed=0))
     with pytest.raises(ValueError, match="min_area_neurons"):
-        C.area_matrix(np.zeros((6, 6)), np.array(["A"] * 6), min_area_neurons=0)
+        area_matrix(np.zeros((6, 6)), np.array(["A"] * 6), min_area_neurons=0)
     with pytest.raises(ValueError, match="pair_method"):
         C.compute_couplings(_selected(rbm, ["A"] * 6), pair_method="magic")
 
@@ -293,7 +223,7 @@ def test_ground_truth_area_structure_and_recovery_after_fit():
     iu = np.triu_indices(n, 1)
     Jt, Jf = C.pair_couplings(true).numpy(), C.pair_couplings(fit).numpy()
     for J in (Jt, Jf):
-        am = C.area_matrix(J, areas, min_area_neurons=7)["area_J_mean"].values
+        am = area_matrix(J, areas, min_area_neurons=7)["area_J_mean"].values
         within, cross = np.diag(am), am[~np.eye(3, dtype=bool)]
         assert within.min() > 5 * np.abs(cross).max(), am  # planted: ~0.045 vs <= 0.003
     # 10^4 samples give r ~ 0.99 (measured 0.988 with 2x the samples); 0.9 leaves room for
@@ -312,11 +242,11 @@ def test_ground_truth_area_structure_and_recovery_after_fit():
 def _selected(rbm: RBM, areas) -> xr.Dataset:
     n = rbm.n_visible
     return xr.Dataset(
-        {"W": (("visible", "hidden"), rbm.W.numpy().astype(np.float32)),
-         "a": ("visible", rbm.a.numpy().astype(np.float32)),
+        {"W": (("neuron", "hidden"), rbm.W.numpy().astype(np.float32)),
+         "a": ("neuron", rbm.a.numpy().astype(np.float32)),
          "b": ("hidden", rbm.b.numpy().astype(np.float32))},
-        coords={"unit_id": ("visible", 500 + np.arange(n, dtype=np.int64)),
-                "area": ("visible", np.array(areas, dtype=object))},
+        coords={"unit_id": ("neuron", 500 + np.arange(n, dtype=np.int64)),
+                "area": ("neuron", np.array(areas, dtype=object))},
         attrs={"n_hidden": rbm.n_hidden, "checkpoint": 30},
     )
 
@@ -329,14 +259,14 @@ def test_compute_couplings_dataset_roundtrip_and_figures(tmp_path):
     sel = _selected(noisy, areas)
     ck = np.array([0, 3, 10, 30], dtype=np.int64)
     model = xr.Dataset(
-        {"W": (("checkpoint", "visible", "hidden"),
+        {"W": (("checkpoint", "neuron", "hidden"),
                np.stack([sel.W.values * t / 30 for t in ck])),
-         "a": (("checkpoint", "visible"), np.stack([sel.a.values] * 4)),
+         "a": (("checkpoint", "neuron"), np.stack([sel.a.values] * 4)),
          "b": (("checkpoint", "hidden"), np.stack([sel.b.values] * 4))},
         coords={"checkpoint": ck},
     )
-    truth = xr.Dataset({"W": (("visible", "hidden_true"), true.W.numpy()),
-                        "a": ("visible", true.a.numpy()), "b": ("hidden_true", true.b.numpy())})
+    truth = xr.Dataset({"W": (("neuron", "hidden_true"), true.W.numpy()),
+                        "a": ("neuron", true.a.numpy()), "b": ("hidden_true", true.b.numpy())})
     ds = C.compute_couplings(sel, model=model, truth=truth, min_area_neurons=7,
                              n_triplets_stored=200, n_strongest_triplets=25, norm_checkpoints=2,
                              seed=4)

@@ -1,11 +1,12 @@
-"""Relaxation dynamics (METHODS §7): estimators vs exact references, rescale fit, the stage.
+"""Relaxation dynamics (docs/methods.md §7): estimators vs exact references, rescale fit, the
+stage (the autocorrelation estimator itself: tests/test_diagnostics.py).
 
-Exact references: the two-state Markov chain (C(tau) = lambda^tau), AR(1) (C = phi^tau), brute
-force double loops, and the exact block-Gibbs sweep transition matrix of a tiny RBM (N = 7
-visible, M = 5 hidden; 2^7 states), from which C(tau), <K>(tau) and q(tau) follow by matrix
-powers. Statistical tolerances are multiples of the estimator's own standard error (jackknife for
-C, s.d./sqrt(n) for chain means) plus a small floor, with fixed seeds, so a wrong estimator (e.g.
-one that correlates across segment boundaries, or a biased per-lag normalisation) fails.
+Exact references: brute force double loops, and the exact block-Gibbs sweep transition matrix of
+a tiny RBM (N = 7 visible, M = 5 hidden; 2^7 states; spikerbm.exact), from which C(tau),
+<K>(tau) and q(tau) follow by matrix powers. Statistical tolerances are multiples of the
+estimator's own standard error (jackknife for C, s.d./sqrt(n) for chain means) plus a small
+floor, with fixed seeds, so a wrong estimator (e.g. one that correlates across segment
+boundaries, or a biased per-lag normalisation) fails.
 """
 
 from __future__ import annotations
@@ -16,14 +17,16 @@ import torch
 import xarray as xr
 
 from spikerbm import dynamics as dyn
+from spikerbm.diagnostics import autocorrelation
+from spikerbm.exact import relaxation
 from spikerbm.rbm import rbm_from_numpy
-from spikerbm.sampling import PersistentChains
+from spikerbm.sampling import Sampler, random_states
 
 N_VIS, N_HID = 7, 5
 
 
 def tiny_rbm(seed: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A tiny RBM with a 'drive' hidden unit: C(tau) of K decays over ~5 sweeps (tau_int 4.8)."""
+    """A tiny RBM with a 'drive' hidden unit: C(tau) of K decays over ~5 sweeps (tau 9.6)."""
     rng = np.random.default_rng(seed)
     W = rng.normal(0, 0.5, (N_VIS, N_HID))
     W[:, 0] = 2.5
@@ -38,12 +41,13 @@ def gibbs_raster(W, a, b, *, n_chains: int, n_bins: int, sweeps_per_bin: int, bu
     """(n_chains, n_bins, N) uint8 states of block-Gibbs chains, sampled every sweeps_per_bin."""
     rbm = rbm_from_numpy(W, a, b, dtype=torch.float64)
     g = torch.Generator().manual_seed(seed)
-    chains = PersistentChains.random(n_chains=n_chains, n_visible=W.shape[0],
-                                     n_hidden=W.shape[1], generator=g, dtype=torch.float64)
-    chains.sweep(rbm, generator=g, k=burn_in)
+    v0 = random_states(n_chains=n_chains, n_visible=W.shape[0], generator=g,
+                       dtype=torch.float64)
+    chains = Sampler.for_model(rbm).chains(v0, n_hidden=W.shape[1], generator=g)
+    chains.sweep(rbm, k=burn_in)
     out = np.empty((n_chains, n_bins, W.shape[0]), dtype=np.uint8)
     for t in range(n_bins):
-        chains.sweep(rbm, generator=g, k=sweeps_per_bin if t else 0)
+        chains.sweep(rbm, k=sweeps_per_bin if t else 0)
         out[:, t] = chains.v.numpy().astype(np.uint8)
     return out
 
@@ -70,82 +74,13 @@ def make_raster(chains: np.ndarray, *, bin_ms: float = 20.0) -> xr.Dataset:
     return ds
 
 
-def brute_autocorrelation(x: np.ndarray, segments: np.ndarray, max_lag: int) -> np.ndarray:
-    idx = np.concatenate([np.arange(s, e) for s, e in segments])
-    m = x[idx].mean()
-    acov = []
-    for tau in range(max_lag + 1):
-        num, cnt = 0.0, 0
-        for s, e in segments:
-            for t in range(s, e - tau):
-                num += (x[t] - m) * (x[t + tau] - m)
-                cnt += 1
-        acov.append(num / cnt if cnt else np.nan)
-    acov = np.array(acov)
-    return acov / acov[0]
-
-
 # ------------------------------------------------------------------ estimators, exact references
-
-
-def test_autocorrelation_equals_brute_force_with_segments():
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=83).cumsum()
-    segments = np.array([[0, 11], [11, 40], [45, 52], [52, 83]])
-    c, se = dyn.autocorrelation(x, max_lag=13, segments=segments, n_blocks=5)
-    np.testing.assert_allclose(c, brute_autocorrelation(x, segments, 13), rtol=0, atol=1e-10)
-    assert c[0] == 1.0 and np.all(se[1:] > 0)
-    # a lag longer than every segment has no pair: NaN, never a value from across a boundary
-    c_long, _ = dyn.autocorrelation(x, max_lag=35, segments=segments, n_blocks=0)
-    assert np.isnan(c_long[31:]).all() and np.isfinite(c_long[:29]).all()
-
-
-def test_autocorrelation_2d_equals_1d_segments():
-    rng = np.random.default_rng(1)
-    x = rng.normal(size=(9, 31)).cumsum(1)
-    segs = np.stack([np.arange(9) * 31, np.arange(1, 10) * 31], 1)
-    c2, _ = dyn.autocorrelation(x, max_lag=12)
-    c1, _ = dyn.autocorrelation(x.reshape(-1), max_lag=12, segments=segs)
-    np.testing.assert_allclose(c2, c1, atol=1e-12)
-
-
-def test_two_state_markov_chain():
-    # P(0->1) = p01, P(1->0) = p10: C(tau) = lambda^tau, lambda = 1 - p01 - p10 = 0.6
-    p01, p10, n_chains, n_t = 0.1, 0.3, 150, 400
-    rng = np.random.default_rng(2)
-    x = np.empty((n_chains, n_t))
-    x[:, 0] = rng.random(n_chains) < p01 / (p01 + p10)  # stationary start
-    for t in range(1, n_t):
-        u = rng.random(n_chains)
-        x[:, t] = np.where(x[:, t - 1] == 1, u >= p10, u < p01)
-    lam = 1 - p01 - p10
-    exact = lam ** np.arange(11)
-    segs = np.stack([np.arange(n_chains) * n_t, np.arange(1, n_chains + 1) * n_t], 1)
-    c, se = dyn.autocorrelation(x.reshape(-1), max_lag=10, segments=segs, n_blocks=20)
-    # 60,000 samples: s.e. ~0.005; 4.5 s.e. + 0.005 floor is a few-in-10^5 false alarm
-    assert np.all(se[1:] > 0.001) and np.all(se[1:] < 0.02)
-    assert np.all(np.abs(c - exact) <= 4.5 * se + 0.005), (c, exact, se)
-
-
-def test_ar1_process():
-    phi, n_t = 0.85, 30_000
-    rng = np.random.default_rng(4)
-    eps = rng.normal(size=n_t)
-    x = np.empty(n_t)
-    x[0] = eps[0] / np.sqrt(1 - phi**2)
-    for t in range(1, n_t):
-        x[t] = phi * x[t - 1] + eps[t]
-    c, se = dyn.autocorrelation(x, max_lag=15, n_blocks=30)
-    exact = phi ** np.arange(16)
-    assert np.all(np.abs(c - exact) <= 4.5 * se + 0.01)
 
 
 def test_decay_times_of_exponential():
     lam = 0.8
     c = lam ** np.arange(200.0)
-    # tau_int = (1 + lam) / (2 (1 - lam)) = 4.5; Sokal window c=6 truncates at ~W=27:
-    # neglected tail lam^28 / (1 - lam) = 0.0097, 0.2 % of 4.5
-    assert dyn.integrated_time(c, window=6.0) == pytest.approx(4.5, rel=3e-3)
+    # (the integrated time of the same curve: tests/test_diagnostics.py)
     # 1/e crossing of lam^tau is at -1/ln(lam) = 4.48; linear interpolation between lags 4 and 5
     # of a convex curve overshoots by < 0.05 lag
     assert dyn.decay_time_1e(c) == pytest.approx(-1 / np.log(lam), abs=0.05)
@@ -183,8 +118,8 @@ def test_raster_estimator_matches_exact_planted_chain():
     segs = dyn.raster_segments(ds)
     np.testing.assert_array_equal(segs[:, 0], [0, 4000, 8000, 12000])
     k = ds["raster"].values.sum(1).astype(float)
-    c, se = dyn.autocorrelation(k, max_lag=12, segments=segs, n_blocks=20)
-    exact = dyn.exact_relaxation(W, a, b, max_lag=24)["C"][::2]
+    c, se = autocorrelation(k, max_lag=12, segments=segs, n_blocks=20)
+    exact = relaxation(W, a, b, max_lag=24)["C"][::2]
     assert np.all(se[1:] < 0.03)
     # 16,000 bins: s.e. ~0.01; 4.5 s.e. + 0.005 floor
     assert np.all(np.abs(c - exact) <= 4.5 * se + 0.005), (c, exact, se)
@@ -199,14 +134,14 @@ def test_raster_estimator_on_synthetic_simulate_chain():
     assert chains.shape == (4, 4000, N_VIS)
     ds = make_raster(chains)
     k = ds["raster"].values.sum(1).astype(float)
-    c, se = dyn.autocorrelation(k, max_lag=8, segments=dyn.raster_segments(ds), n_blocks=20)
-    exact = dyn.exact_relaxation(W, a, b, max_lag=24)["C"][::3]
+    c, se = autocorrelation(k, max_lag=8, segments=dyn.raster_segments(ds), n_blocks=20)
+    exact = relaxation(W, a, b, max_lag=24)["C"][::3]
     assert np.all(np.abs(c - exact) <= 4.5 * se + 0.005), (c, exact, se)
 
 
 def test_equilibrium_chains_match_exact():
     W, a, b = tiny_rbm()
-    exact = dyn.exact_relaxation(W, a, b, max_lag=20)
+    exact = relaxation(W, a, b, max_lag=20)
     rbm = rbm_from_numpy(W, a, b, dtype=torch.float32)
     g = torch.Generator().manual_seed(5)
     v0 = torch.zeros(301, N_VIS)
@@ -221,9 +156,9 @@ def test_relaxation_from_states_matches_exact():
     W, a, b = tiny_rbm()
     rng = np.random.default_rng(6)
     v0 = (rng.random((400, N_VIS)) < 0.7).astype(np.float32)
-    code = (v0.astype(int) * (1 << np.arange(N_VIS)[::-1])).sum(1)
+    code = (v0.astype(int) * (1 << np.arange(N_VIS))).sum(1)  # spikerbm.exact state order
     p0 = np.bincount(code, minlength=2**N_VIS) / len(code)
-    exact = dyn.exact_relaxation(W, a, b, max_lag=15, p0=p0)
+    exact = relaxation(W, a, b, max_lag=15, p0=p0)
     rel = dyn.relaxation_from_states(rbm_from_numpy(W, a, b), torch.as_tensor(v0), n_sweeps=15,
                                      generator=torch.Generator().manual_seed(8))
     assert rel["K"][0] == pytest.approx(exact["K"][0]) and rel["q"][0] == 1.0
@@ -231,16 +166,6 @@ def test_relaxation_from_states_matches_exact():
     assert np.all(np.abs(rel["K"] - exact["K"]) <= 4.5 * rel["K_se"] + 1e-6)
     assert np.all(np.abs(rel["q"] - exact["q"]) <= 4.5 * rel["q_se"] + 1e-6)
     assert exact["K"][0] - exact["K"][-1] > 1.0  # the test actually sees relaxation
-
-
-def test_exact_transition_is_stochastic_and_stationary():
-    W, a, b = tiny_rbm()
-    states, t, pi = dyn.exact_sweep_transition(W, a, b)
-    assert t.shape == (2**N_VIS, 2**N_VIS)
-    np.testing.assert_allclose(t.sum(1), 1.0, atol=1e-12)
-    np.testing.assert_allclose(pi @ t, pi, atol=1e-12)
-    with pytest.raises(ValueError, match="n_visible"):
-        dyn.exact_sweep_transition(np.zeros((13, 2)), np.zeros(13), np.zeros(2))
 
 
 # ------------------------------------------------------------------ rescale fit
@@ -289,13 +214,13 @@ def test_fit_rejects_bad_range():
 
 def _selected_and_truth(W, a, b, unit_id, *, bin_ms, sweeps_per_bin):
     sel = xr.Dataset(
-        {"W": (("visible", "hidden"), W.astype(np.float32)),
-         "a": ("visible", a.astype(np.float32)), "b": ("hidden", b.astype(np.float32))},
-        coords={"unit_id": ("visible", unit_id)}, attrs={"n_hidden": W.shape[1]},
+        {"W": (("neuron", "hidden"), W.astype(np.float32)),
+         "a": ("neuron", a.astype(np.float32)), "b": ("hidden", b.astype(np.float32))},
+        coords={"unit_id": ("neuron", unit_id)}, attrs={"n_hidden": W.shape[1]},
     )
     truth = xr.Dataset(
-        {"W": (("visible", "hidden_true"), W), "a": ("visible", a), "b": ("hidden_true", b)},
-        coords={"unit_id": ("visible", unit_id)},
+        {"W": (("neuron", "hidden_true"), W), "a": ("neuron", a), "b": ("hidden_true", b)},
+        coords={"unit_id": ("neuron", unit_id)},
         attrs={"bin_ms": bin_ms, "sweeps_per_bin": sweeps_per_bin},
     )
     return sel, truth
@@ -329,7 +254,7 @@ def test_dynamics_dataset_recovers_planted_rescale(planted_dynamics):
     assert out.attrs["ms_per_sweep"] == pytest.approx(10.0, rel=0.1)
     assert out.attrs["n_segments"] == 4
     assert out.attrs["fit_max_abs_dev"] < 0.05 < out.attrs["baseline_max_abs_dev_fit"]
-    exact = dyn.exact_relaxation(W, a, b, max_lag=40)
+    exact = relaxation(W, a, b, max_lag=40)
     np.testing.assert_allclose(out["C_truth"].values, exact["C"], atol=0.03)
     assert out["q_model"].values[0] == 1.0 and out["q_data"].values[0] == 1.0
     # relaxation from data states starts at the data's mean K
@@ -358,7 +283,7 @@ def test_dynamics_dataset_rejects_mismatched_model():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_chains_on_cuda_match_exact():
     W, a, b = tiny_rbm()
-    exact = dyn.exact_relaxation(W, a, b, max_lag=20)
+    exact = relaxation(W, a, b, max_lag=20)
     rbm = rbm_from_numpy(W, a, b, device="cuda")
     g = torch.Generator(device="cuda").manual_seed(5)
     eq = dyn.equilibrium_autocorrelation(rbm, torch.zeros(2001, N_VIS, device="cuda"),

@@ -3,15 +3,14 @@ torch sampler at realistic sizes, determinism, and CUDA-graph replay."""
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import pytest
 import torch
 
 from spikerbm import kernels
 from spikerbm import rbm as R
-from spikerbm.sampling import FusedChains, PersistentChains
+from spikerbm.exact import binary_states
+from spikerbm.sampling import FusedChains, PersistentChains, Sampler
 
 cuda = pytest.mark.skipif(not kernels.available("cuda"), reason="needs CUDA and Triton")
 N, M = 7, 5
@@ -45,9 +44,9 @@ def test_fused_sampler_matches_exact_distribution():
     v0 = (torch.rand(C, N, generator=torch.Generator().manual_seed(1)) < 0.5).float().cuda()
     ch = FusedChains(v0, n_hidden=M, seed=12345)
     ch.sweep(r, k=60)
-    V = torch.tensor(list(itertools.product([0.0, 1.0], repeat=N)), device="cuda")
+    V = binary_states(N, dtype=torch.float32, device="cuda")
     p = torch.softmax(-R.free_energy(r, V), 0).cpu().numpy()
-    idx = (ch.v.float().cpu().numpy() @ (2 ** np.arange(N - 1, -1, -1))).astype(int)
+    idx = (ch.v.float().cpu().numpy() @ (2 ** np.arange(N))).astype(int)
     emp = np.bincount(idx, minlength=2**N) / C
     keep = p * C > 5
     chi2 = ((emp[keep] - p[keep]) ** 2 * C / p[keep]).sum()
@@ -76,8 +75,8 @@ def test_bf16_fused_sampling_statistics_equal_float32_torch_sampling():
     v0 = (torch.rand(c, n, generator=g) < 0.1).float().cuda()
     fused = FusedChains(v0, n_hidden=m, seed=7)
     fused.sweep(r, k=200)
-    ref = PersistentChains(v0, n_hidden=m)
-    ref.sweep(r, generator=torch.Generator(device="cuda").manual_seed(8), k=200)
+    ref = PersistentChains(v0, n_hidden=m, generator=torch.Generator(device="cuda").manual_seed(8))
+    ref.sweep(r, k=200)
     for a, b in ((fused.v.float(), ref.v), (fused.h.float(), ref.h)):
         se = torch.sqrt((a.var(0) + b.var(0)) / c).clamp_min(1e-3)
         z = ((a.mean(0) - b.mean(0)) / se).abs().max().item()
@@ -137,3 +136,36 @@ def test_hidden_means_equal_float32_products_for_every_padded_width(n_visible):
     ch.load(r)
     np.testing.assert_allclose(ch.hidden_means(r).cpu().numpy(),
                                R.hidden_probs(r, v).cpu().numpy(), atol=0.02)
+
+
+@pytest.mark.cuda
+@cuda
+def test_fused_tempered_sweeps_and_state_round_trip():
+    """At beta = 0.4 the fused chains sample (beta W, a, beta b) exactly (chi-square as in the
+    first test; a sweep that tempered a or forgot b fails by far), hidden_means afterwards is
+    at beta = 1, and a state dict (states + Philox key) continues bitwise identically; the
+    bf16 sampler is what Sampler.from_precision("bf16", "cuda") builds."""
+    C, beta = 40001, 0.4
+    r = tiny_rbm(5)
+    v0 = (torch.rand(C, N, generator=torch.Generator().manual_seed(2)) < 0.5).float().cuda()
+    sampler = Sampler.from_precision("bf16", "cuda")
+    assert sampler.fused
+    ch = sampler.chains(v0, n_hidden=M, seed=77)
+    assert isinstance(ch, FusedChains) and ch.capturable
+    ch.sweep(r, k=60, beta=beta)
+    tempered = R.RBM(beta * r.W, r.a, beta * r.b)
+    p = torch.softmax(-R.free_energy(tempered, binary_states(N, device="cuda")), 0).cpu().numpy()
+    emp = np.bincount((ch.v.float().cpu().numpy() @ (2 ** np.arange(N))).astype(int),
+                      minlength=2**N) / C
+    keep = p * C > 5
+    chi2 = ((emp[keep] - p[keep]) ** 2 * C / p[keep]).sum()
+    dof = keep.sum() - 1
+    assert chi2 < dof + 5 * np.sqrt(2 * dof), (chi2, dof)
+    ref = R.hidden_probs(r, ch.v.float()).cpu().numpy()
+    np.testing.assert_allclose(ch.hidden_means(r).cpu().numpy(), ref, atol=1e-2)
+    state = ch.state_dict()
+    other = sampler.chains(torch.zeros(C, N, device="cuda"), n_hidden=M, seed=0)
+    other.load_state_dict(state)
+    ch.sweep(r, k=3)
+    other.sweep(r, k=3)
+    assert torch.equal(ch.v, other.v)

@@ -16,7 +16,9 @@ import yaml
 from conftest import REPO
 
 from spikerbm import binarize, couplings, dynamics, likelihood, synthetic, training
+from spikerbm.areas import areas_of
 from spikerbm.rbm import rbm_from_dataset
+from spikerbm.selection import select_model, selected_dataset
 from spikerbm.statistics import compute_statistics
 
 pytestmark = [
@@ -46,14 +48,14 @@ def run_pipeline(tmp_path, *, device: str) -> None:
         models[n_hidden] = training.train_to_files(
             split["train"], cfg=tcfg, seed=11 + n_hidden,
             model_path=tmp_path / f"model{n_hidden}.nc", resume_path=tmp_path / "resume.nc",
-            visible_coords={k: raster[k].values for k in ("unit_id", "area")})
+            neuron_coords={k: raster[k].values for k in ("unit_id", "area")})
         lls.append(likelihood.checkpoint_loglik(
             models[n_hidden], split["train"], split["test"], seed=7, device=device,
             **cfg["likelihood"]))
-    selection = likelihood.select_model(likelihood.combine_loglik(lls))
+    selection = select_model(likelihood.combine_loglik(lls))
     # the planted model has real structure: a trained RBM must beat independent sites on test
     assert selection.attrs["beats_floor"] == 1
-    selected = likelihood.selected_dataset(models[int(selection.attrs["n_hidden"])], selection,
+    selected = selected_dataset(models[int(selection.attrs["n_hidden"])], selection,
                                            rate_hz=raster["rate_hz"].values)
 
     rbm = rbm_from_dataset(selected, device=device)
@@ -63,7 +65,7 @@ def run_pipeline(tmp_path, *, device: str) -> None:
     # generated covariances well above the independent-site floor (CPU run of this: 0.74)
     assert stats.attrs["score_covariance"] > 0.3
 
-    coup = couplings.compute_couplings(selected, areas=couplings.areas_of(selected, raster),
+    coup = couplings.compute_couplings(selected, areas=areas_of(selected, raster),
                                        truth=truth, seed=1, device=device,
                                        **{**cfg["couplings"], "min_area_neurons": 10})
     assert np.isfinite(coup["J"].values).all()

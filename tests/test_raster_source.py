@@ -130,18 +130,20 @@ def test_import_raster_rule_and_missing_file(workflow_dir, tmp_path):
 @pytest.mark.workflow
 def test_synthetic_rule_and_unknown_row_parameter(workflow_dir, tmp_path):
     (tmp_path / "wf").mkdir(exist_ok=True)  # conftest's workflow_dir copies files into it
-    sessions = ("session_id\tsource\tparams\nsyn\tsynthetic\tseed=4;n_neurons=31\n"
-                "typo\tsynthetic\tn_neuron=31\n")
+    sessions = "session_id\tsource\tparams\nsyn\tsynthetic\tseed=4;n_neurons=31\n"
     wf = workflow_dir(overrides={"synthetic": {"duration_s": 45}}, sessions=sessions)
     proc = snakemake(wf, "--cores", "1", "results/syn/raster.nc")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     spikes = io.read_netcdf(wf / "results/syn/spikes.nc")
     truth = io.read_netcdf(wf / "results/syn/truth.nc")
     raster = io.read_netcdf(wf / "results/syn/raster.nc")
-    assert spikes.sizes["unit"] == 31 and truth.sizes["visible"] == 31
+    assert spikes.sizes["unit"] == 31 and truth.sizes["neuron"] == 31
     assert raster.sizes["time_bin"] == 45 * 1000 // 20
     assert json.loads(truth.attrs["config"])["n_neurons"] == 31
-    proc = snakemake(wf, "-n", "--cores", "1", "results/typo/spikes.nc")  # fails at DAG time
+    # a bad row stops the whole workflow when the sheet is read, whatever the target
+    (wf / "config/sessions.tsv").write_text(sessions + "typo\tsynthetic\tn_neuron=31\n")
+    proc = snakemake(wf, "-n", "--cores", "1", "results/syn/spikes.nc")
     text = proc.stdout + proc.stderr
     assert proc.returncode != 0
-    assert "unknown synthetic parameter(s) ['n_neuron']" in text and "n_neurons" in text
+    assert "line 3 (session typo): unknown synthetic parameter(s) ['n_neuron']" in text
+    assert "n_neurons" in text

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import pytest
 import torch
 
 from spikerbm import rbm as R
+from spikerbm.exact import binary_states
 
 N, M = 7, 5  # distinct odd sizes: swapped axes fail
 
 
 def all_states(n: int) -> torch.Tensor:
-    return torch.tensor(list(itertools.product([0.0, 1.0], repeat=n)), dtype=torch.float64)
+    return binary_states(n)
 
 
 def random_rbm(n: int = N, m: int = M, seed: int = 0, scale: float = 1.0) -> R.RBM:

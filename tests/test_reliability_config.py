@@ -79,6 +79,24 @@ def test_shipped_config_is_valid():
     validate(copy.deepcopy(CONFIG), str(SCHEMA))
 
 
+def test_schema_holds_every_default_and_the_shipped_config_states_them():
+    """Every key has its `default:` in the schema (the Snakefile validates with set_default), and
+    config/config.yaml states exactly those defaults: a config file needs only what it changes."""
+    filled: dict = {}
+    validate(filled, str(SCHEMA), set_default=True)
+    assert filled == CONFIG
+    partial = {"train": {"n_hidden": [7]}, "results_dir": "runs/small"}
+    validate(partial, str(SCHEMA), set_default=True)
+    assert partial["train"] == {**CONFIG["train"], "n_hidden": [7]}
+    assert partial["dynamics"] == CONFIG["dynamics"] and partial["results_dir"] == "runs/small"
+
+
+@pytest.mark.parametrize("bad", ["", ".", "..", "a/../b", "./a", "a/", "a//b", "my results"])
+def test_results_dir_must_be_a_plain_folder_path(bad):
+    with pytest.raises(WorkflowError, match="does not match"):
+        validate(_with(("results_dir",), bad), str(SCHEMA))
+
+
 def _objects(node, where="schema"):
     if isinstance(node, dict):
         if node.get("type") == "object":
@@ -120,9 +138,10 @@ PARSE_CASES = {
     "row-param-unknown": ({}, SHEET + "s1\tsynthetic\tn_nerons=50\n",
                           ["unknown synthetic parameter(s) ['n_nerons']"]),
     "sheet-unknown-column": ({}, "session_id\tsource\tparams\tnotes\ns1\tsynthetic\t\tx\n",
-                             ["'notes' was unexpected"]),
+                             ["config/sessions.tsv, line 1: unknown column(s) ['notes']"]),
     "duplicate-session-id": ({}, SHEET + "s1\tsynthetic\t\ns1\tsynthetic\tseed=2\n",
-                             ["duplicated session_id ['s1']"]),
+                             ["config/sessions.tsv, line 3 (session s1): session_id 's1' is "
+                              "already used on line 2"]),
     "path-in-session-id": ({}, SHEET + "../../etc\tsynthetic\t\n",
                            ["'../../etc'", "is not allowed"]),
     "shell-in-session-id": ({}, SHEET + "s1;rm -rf ~\tsynthetic\t\n",

@@ -234,11 +234,14 @@ def test_result_paths_derive_from_validated_values_only(default_runs):
     assert len(paths) > 40
     stray = [p for p in paths if not grammar.fullmatch(p)]
     assert not stray, stray
-    # the same holds by construction: every wildcard in an output/log/benchmark path of the
-    # rules is {session} or {n_hidden}, and both are constrained in common.smk
+    # the same holds by construction: every output/log/benchmark path of the rules is built by
+    # results() in common.smk, under the run's results_dir (a schema-checked folder path), and
+    # every wildcard in them is {session} or {n_hidden}, both constrained in common.smk
     rules = "\n".join(p.read_text() for p in (REPO / "workflow/rules").glob("*.smk"))
-    wildcards = set(re.findall(r'"results/[^"]*"', rules))
-    names = {w for path in wildcards for w in re.findall(r"{(\w+)}", path)}
+    assert not re.findall(r'"results/', rules)  # no path that bypasses the namespace
+    templates = set(re.findall(r'results\(f?"([^"]*)"\)', rules))
+    assert len(templates) > 40, templates
+    names = {w for path in templates for w in re.findall(r"{(\w+)}", path)}
     # ({table} and {name} only occur in expand() templates filled from fixed lists in
     # common.smk: TABLE_NAMES and the four per-session artifacts of the report tables)
     assert names - {"table", "name"} == {"session", "n_hidden"}, names
@@ -246,7 +249,11 @@ def test_result_paths_derive_from_validated_values_only(default_runs):
     assert re.search(r"TABLE_NAMES = \[\s*\n(\s*\"[a-z_]+\",\s*\n)+\s*\]", common_src)
     assert 'for name in ("selected", "statistics", "couplings", "dynamics")' in common_src
     common = (REPO / "workflow/rules/common.smk").read_text()
+    assert 'RESULTS_DIR = config["results_dir"]' in common
     assert re.search(r"wildcard_constraints:\s*\n\s*session=.*\n\s*n_hidden=r\"\[1-9\]\[0-9\]\*\"",
                      common)
-    # the sheet is checked with the same pattern in common.smk (raw string there)
-    assert f'SESSION_ID = re.compile(r"{id_pattern}")' in common
+    # the sheet is checked with the same pattern by spikerbm.sessions (read by common.smk)
+    assert "read_sessions(" in common
+    from spikerbm.sessions import SESSION_ID
+
+    assert SESSION_ID.pattern == id_pattern

@@ -1,7 +1,7 @@
 """Security: no deserialisation that can run code, no code built from data (issue 11, item 6).
 
-The scan covers every file the pipeline runs (src/, scripts/, workflow/, Snakefile,
-benchmarks/). Network isolation and the path grammar are tested on the default run in
+The scan covers every file the pipeline runs (src/, scripts/, workflow/ with its Snakefile,
+benchmarks/, .ci/). Network isolation and the path grammar are tested on the default run in
 test_reliability_determinism.py.
 """
 
@@ -15,7 +15,7 @@ from conftest import REPO
 
 pytestmark = pytest.mark.reliability
 
-SCANNED = ("src", "scripts", "workflow", "benchmarks", "Snakefile")
+SCANNED = ("src", "scripts", "workflow", "benchmarks", ".ci")
 SUFFIXES = {".py", ".smk", ".sh", ""}
 
 #: (name, pattern, why). A call spread over lines is joined first (see _calls).

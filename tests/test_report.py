@@ -49,13 +49,12 @@ def test_floor_and_equilibrium_failures_are_loud():
 
 def _selected(floor: float) -> xr.Dataset:
     return xr.Dataset(
-        {"cand_n_hidden": ("candidate", [3, 7, 11]),
-         "cand_checkpoint": ("candidate", [5, 0, 13]),
-         "cand_ll_train": ("candidate", [-9.5, -9.75, -9.25]),
-         "cand_ll_test": ("candidate", [-10.5, -10.0, -10.25]),
-         "cand_ll_test_std": ("candidate", [0.0, 0.0, 0.125]),
-         "cand_method": ("candidate", ["exact", "exact", "ais"]),
-         "cand_selected": ("candidate", [0, 1, 0])},
+        {"ll_train": ("candidate", [-9.5, -9.75, -9.25]),
+         "ll_test": ("candidate", [-10.5, -10.0, -10.25]),
+         "ll_test_std": ("candidate", [0.0, 0.0, 0.125]),
+         "log_z_method": ("candidate", ["exact", "exact", "ais"]),
+         "selected": ("candidate", [0, 1, 0])},
+        coords={"n_hidden": ("candidate", [3, 7, 11]), "checkpoint": ("candidate", [5, 0, 13])},
         attrs={"floor_test": floor, "n_hidden": 7})
 
 
@@ -71,7 +70,7 @@ def test_selected_models_table_has_one_row_per_size_and_flags_the_floor():
     assert list(s1["LL test - floor"]) == ["-0.25", "0.25", "0"]
     assert list(s1["selected"]) == ["", "selected", ""]
     assert set(table[table.session == "s2"]["beats floor"]) == {"yes"}
-    with pytest.raises(ValueError, match="session bad: .*cand_n_hidden"):
+    with pytest.raises(ValueError, match="session bad: .*candidate table"):
         report.selected_models_table({"bad": xr.Dataset(attrs={"n_hidden": 7})})
 
 

@@ -1,21 +1,30 @@
-"""Block Gibbs sampler: exact stationary distribution, determinism, no per-sweep allocations."""
+"""Block Gibbs sampler: exact stationary distribution, determinism, no per-sweep allocations,
+tempered sweeps, one interface and its state."""
 
 from __future__ import annotations
-
-import itertools
 
 import numpy as np
 import pytest
 import torch
 
 from spikerbm import rbm as R
-from spikerbm.sampling import PersistentChains, gibbs_sample
+from spikerbm.exact import binary_states
+from spikerbm.sampling import Chains, PersistentChains, Sampler, gibbs_sample, random_states
 
 N, M, C = 7, 5, 4001  # odd distinct sizes; C chains
+CODE = 2 ** np.arange(N)  # integer code of a state in the order of exact.binary_states
 
 
 def all_states(n: int) -> torch.Tensor:
-    return torch.tensor(list(itertools.product([0.0, 1.0], repeat=n)))
+    return binary_states(n, dtype=torch.float32)
+
+
+def random_chains(n_chains: int, n_hidden: int, generator: torch.Generator,
+                  tf32: bool = False) -> Chains:
+    """Bernoulli(1/2) chains on the generator's device, their randomness from ``generator``."""
+    v0 = random_states(n_chains=n_chains, n_visible=N, generator=generator)
+    return Sampler(generator.device, tf32=tf32).chains(v0, n_hidden=n_hidden,
+                                                       generator=generator)
 
 
 def random_rbm(seed: int = 0) -> R.RBM:
@@ -34,12 +43,12 @@ def test_chains_reach_exact_distribution():
     """
     r = random_rbm()
     g = torch.Generator().manual_seed(1)
-    chains = PersistentChains.random(n_chains=C, n_visible=N, n_hidden=M, generator=g)
-    chains.sweep(r, generator=g, k=60)
+    chains = random_chains(C, M, g)
+    chains.sweep(r, k=60)
     V = all_states(N)
     logp = -R.free_energy(r, V)
     p = torch.softmax(logp, 0).numpy()
-    idx = (chains.v.numpy() @ (2 ** np.arange(N - 1, -1, -1))).astype(int)
+    idx = (chains.v.numpy() @ CODE).astype(int)
     emp = np.bincount(idx, minlength=2**N) / C
     assert 0.5 * np.abs(emp - p).sum() < 0.1
     keep = p * C > 5
@@ -56,11 +65,16 @@ def test_deterministic_given_generator_and_split_runs_agree():
     r = random_rbm(2)
     v0 = (torch.rand(11, N, generator=torch.Generator().manual_seed(0)) < 0.5).float()
     a = gibbs_sample(r, v0, k=9, generator=torch.Generator().manual_seed(5))
-    ch = PersistentChains(v0, n_hidden=M)
-    g = torch.Generator().manual_seed(5)
-    ch.sweep(r, generator=g, k=4)
-    ch.sweep(r, generator=g, k=5)
+    ch = PersistentChains(v0, n_hidden=M, generator=torch.Generator().manual_seed(5))
+    ch.sweep(r, k=4)
+    state = ch.state_dict()
+    ch.sweep(r, k=5)
     assert torch.equal(a, ch.v)
+    # a state dict (states + generator) continues identically in other chains
+    other = PersistentChains(torch.zeros(11, N), n_hidden=M, generator=torch.Generator())
+    other.load_state_dict(state)
+    other.sweep(r, k=5)
+    assert torch.equal(other.v, a)
     assert set(torch.unique(a).tolist()) <= {0.0, 1.0}
     c = gibbs_sample(r, v0, k=9, generator=torch.Generator().manual_seed(6))
     assert not torch.equal(a, c)
@@ -70,35 +84,69 @@ def test_sweep_allocates_nothing():
     """All state and buffers keep their storage across sweeps (in-place / out= only), and the
     sweep works for k=0 (no change)."""
     r = random_rbm(3)
-    ch = PersistentChains.random(n_chains=13, n_visible=N, n_hidden=M,
-                                 generator=torch.Generator().manual_seed(0))
+    ch = random_chains(13, M, torch.Generator().manual_seed(0))
     ptrs = {k: v.data_ptr() for k, v in vars(ch).items() if isinstance(v, torch.Tensor)}
     v_before = ch.v.clone()
-    ch.sweep(r, generator=torch.Generator(), k=0)
+    ch.sweep(r, k=0)
     assert torch.equal(ch.v, v_before)
-    ch.sweep(r, generator=torch.Generator().manual_seed(1), k=3)
+    ch.sweep(r, k=3)
     ch.hidden_means(r)
     assert {k: v.data_ptr() for k, v in vars(ch).items() if isinstance(v, torch.Tensor)} == ptrs
     # CPU allocator: no new tensor storage is created inside sweeps (profile memory events)
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        ch.sweep(r, generator=torch.Generator().manual_seed(2), k=5)
+        ch.sweep(r, k=5)
+        ch.sweep(r, k=2, beta=0.5)
     allocated = sum(e.cpu_memory_usage for e in prof.events() if e.cpu_memory_usage > 0)
     assert allocated == 0, f"sweep allocated {allocated} bytes"
 
 
 def test_errors_are_clear():
     r = random_rbm()
-    ch = PersistentChains.random(n_chains=3, n_visible=N, n_hidden=M + 2,
-                                 generator=torch.Generator())
+    ch = random_chains(3, M + 2, torch.Generator())
     with pytest.raises(ValueError, match="does not match chains"):
-        ch.sweep(r, generator=torch.Generator())
-    ch = PersistentChains.random(n_chains=3, n_visible=N, n_hidden=M, generator=torch.Generator())
+        ch.sweep(r)
+    ch = random_chains(3, M, torch.Generator())
     with pytest.raises(ValueError, match="share dtype"):
-        ch.sweep(r.to(dtype=torch.float64), generator=torch.Generator())
+        ch.sweep(r.to(dtype=torch.float64))
     with pytest.raises(ValueError, match="n_chains, n_visible"):
-        PersistentChains(torch.zeros(N), n_hidden=M)
+        PersistentChains(torch.zeros(N), n_hidden=M, generator=torch.Generator())
+    with pytest.raises(ValueError, match="chain state has"):
+        ch.load_state_dict({"v": torch.zeros(4, N), "rng": torch.Generator().get_state()})
+    with pytest.raises(ValueError, match="precision"):
+        Sampler.from_precision("fp8", "cpu")
+
+
+def test_tempered_sweeps_sample_the_ais_path():
+    """At inverse temperature beta the chains sample (beta W, a, beta b) exactly (the AIS path
+    p_0^(1-beta) p^beta): total variation against the exact distribution as in the first test
+    (a sweep that tempered a, or forgot to temper b, is off by TV > 0.2 for this model); at
+    beta = 0 one sweep gives exact independent-site samples."""
+    r = random_rbm(4)
+    for beta in (0.0, 0.4):
+        g = torch.Generator().manual_seed(3)
+        chains = random_chains(C, M, g)
+        chains.sweep(r, k=40, beta=beta)
+        tempered = R.RBM(beta * r.W, r.a, beta * r.b)
+        p = torch.softmax(-R.free_energy(tempered, all_states(N)), 0).numpy()
+        emp = np.bincount((chains.v.numpy() @ CODE).astype(int), minlength=2**N) / C
+        assert 0.5 * np.abs(emp - p).sum() < 0.1, beta
+
+
+def test_sampler_is_chosen_once_from_the_precision():
+    """float32 and tf32 give library-product chains (TF32 only where it exists); bf16 falls
+    back to them off CUDA, and every sampler's chains satisfy the one protocol."""
+    assert Sampler.from_precision("float32", "cpu") == Sampler(torch.device("cpu"))
+    assert Sampler.from_precision("tf32", "cpu").tf32
+    bf16 = Sampler.from_precision("bf16", "cpu")
+    assert not bf16.fused
+    ch = bf16.chains(torch.zeros(3, N), n_hidden=M, generator=torch.Generator())
+    assert isinstance(ch, Chains) and not ch.capturable
+    u = ch.uniform()
+    assert u.shape == (1,) and u.dtype == torch.float64 and 0 <= float(u) < 1
+    with pytest.raises(ValueError, match="generator"):
+        bf16.chains(torch.zeros(3, N), n_hidden=M)
 
 
 @pytest.mark.cuda
@@ -106,9 +154,9 @@ def test_errors_are_clear():
 def test_cuda_sampler_matches_exact_distribution():
     r = random_rbm().to("cuda")
     g = torch.Generator(device="cuda").manual_seed(1)
-    chains = PersistentChains.random(n_chains=C, n_visible=N, n_hidden=M, generator=g)
-    chains.sweep(r, generator=g, k=60, tf32=True)
+    chains = random_chains(C, M, g, tf32=True)
+    chains.sweep(r, k=60)
     p = torch.softmax(-R.free_energy(r, all_states(N).cuda()), 0).cpu().numpy()
-    idx = (chains.v.cpu().numpy() @ (2 ** np.arange(N - 1, -1, -1))).astype(int)
+    idx = (chains.v.cpu().numpy() @ CODE).astype(int)
     emp = np.bincount(idx, minlength=2**N) / C
     assert 0.5 * np.abs(emp - p).sum() < 0.1

@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import time
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -73,19 +74,26 @@ STUCK_REASONS = {"PartitionConfig", "BadConstraints", "PartitionNodeLimit", "Req
                  "PartitionTimeLimit", "InvalidAccount", "InvalidQOS"}
 
 
-def _watch(run: subprocess.Popen, env: dict, *, limit_s: float = 900) -> None:
-    """Wait for ``run``; fail fast (and stop it) if a SLURM job can never start."""
+def _watch(run: subprocess.Popen, env: dict, *, limit_s: float = 900) -> dict[str, int]:
+    """Wait for ``run``; fail fast (and stop it) if a SLURM job can never start. Returns the CPUs
+    each SLURM job asked for, as seen while it was queued or running (finished jobs leave squeue
+    MinJobAge = 300 s after they end)."""
     start = time.monotonic()
+    cpus: dict[str, int] = {}
     while run.poll() is None:
-        queue = subprocess.run(["squeue", "--noheader", "--states=PENDING", "--format=%i|%r"],
+        queue = subprocess.run(["squeue", "--noheader", "--states=all", "--format=%i|%T|%r|%C"],
                                capture_output=True, text=True, env=env)
-        stuck = [line for line in queue.stdout.split() if line.split("|")[-1] in STUCK_REASONS]
+        rows = [line.split("|") for line in queue.stdout.split()]
+        cpus.update({job: int(n) for job, _, _, n in rows})
+        stuck = [job for job, state, reason, _ in rows
+                 if state == "PENDING" and reason in STUCK_REASONS]
         if stuck or time.monotonic() - start > limit_s:
             run.kill()
             subprocess.run(["scancel", "--user", "root"], env=env, capture_output=True)
             pytest.fail(f"SLURM jobs cannot start ({stuck}) or the run took > {limit_s} s; "
                         "see `scontrol show job <id>` and the node's CPUs/memory/gres")
         time.sleep(5)
+    return cpus
 
 
 def _slurm_job_rules(wf: Path) -> dict[int, set[str]]:
@@ -129,7 +137,7 @@ def test_default_workflow_through_slurm_equals_local_run(slurm_cluster, tmp_path
     local_run = _run(local, "--cores", "2")
     slurm_run = _run(cluster, "--profile", "profiles/slurm", "--workflow-profile", "none",
                      *LOCAL_CLUSTER_ARGS, env=slurm_cluster)
-    _watch(slurm_run, slurm_cluster)
+    cpus = _watch(slurm_run, slurm_cluster)
     slurm_out, _ = slurm_run.communicate(timeout=60)
     local_out, _ = local_run.communicate(timeout=600)
     assert local_run.returncode == 0, local_out[-4000:]
@@ -150,7 +158,31 @@ def test_default_workflow_through_slurm_equals_local_run(slurm_cluster, tmp_path
     queue = subprocess.run(["squeue", "--states=all", "--noheader", "--format=%i|%T"],
                            capture_output=True, text=True, env=slurm_cluster, check=True)
     states = dict(line.split("|") for line in queue.stdout.split())
-    assert all(states.get(str(j)) == "COMPLETED" for j in submitted), states
+    # still listed: COMPLETED; gone: ended more than MinJobAge (300 s) ago, which a slow run
+    # reaches (its rules' "Finished" lines in its own log are checked above)
+    assert all(states.get(str(j), "COMPLETED") == "COMPLETED" for j in submitted), states
+    # A grouped SLURM job asks for one CPU (profile cores: 1) and runs its jobs one after
+    # another: plugin 2.8 runs a group with an inner `snakemake --jobs 1`. Each figure job's run
+    # is [its log's last timestamp - its benchmark seconds, that timestamp] (file mtimes are no
+    # use: Snakemake touches a group's files when the group ends); in one group these never
+    # overlap (if a plugin version runs them in parallel, this fails: then give groups CPUs).
+    for job, rules in jobs.items():
+        if len(rules) > 1:
+            assert cpus.get(str(job)) == 1, (job, rules, cpus)
+    intervals = []
+    for rule in ("fig_loglik", "fig_statistics", "fig_couplings", "fig_dynamics", "summary"):
+        bench = next((cluster / "results" / "benchmarks" / rule).glob("*.tsv"))
+        seconds = float(bench.read_text().splitlines()[1].split("\t")[0])
+        log = (cluster / "results" / "logs" / rule / bench.name).with_suffix(".log")
+        stamp = re.findall(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ", log.read_text(),
+                           re.MULTILINE)[-1]
+        end = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        intervals.append((end - seconds, end, rule))
+    intervals.sort()
+    for (_, end, first), (start, _, second) in zip(intervals, intervals[1:], strict=False):
+        # 1 s: the log line precedes the process end by a few ms, and jobs of a group start
+        # seconds apart (each is a nested snakemake under srun)
+        assert start >= end - 1.0, f"{first} and {second} overlap in one group job"
 
     # Same outputs: every netCDF identical (numeric data and attributes but the creation time),
     # every table identical, every figure present.

@@ -1,4 +1,4 @@
-"""Tests of spikerbm.statistics (METHODS §5): estimators against brute force, h_eff against
+"""Tests of spikerbm.statistics (docs/methods.md §5): estimators against brute force, h_eff against
 exact enumeration, the equilibration check, and the normalised score on planted data."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 
 from spikerbm import io, plotting
 from spikerbm import statistics as st
+from spikerbm.exact import binary_states
 from spikerbm.provenance import provenance_attrs
 from spikerbm.rbm import RBM, energy, free_energy
 
@@ -33,7 +34,8 @@ def random_rbm(n: int, m: int, seed: int, w_std: float = 1.0, a_mean: float = -0
 
 
 def all_states(n: int) -> np.ndarray:
-    return np.array(list(itertools.product([0, 1], repeat=n)), dtype=np.uint8)
+    """All states, most significant bit first (the order the seeded exact samples are drawn in)."""
+    return binary_states(n, dtype=torch.uint8).flip(1).numpy()
 
 
 def exact_distribution(rbm: RBM) -> tuple[np.ndarray, np.ndarray]:
@@ -197,20 +199,6 @@ def test_heff_calibration_matches_loops():
 
 
 # ------------------------------------------------------------------ equilibration check
-def test_autocorrelation_time_of_ar1():
-    # AR(1) with coefficient phi has tau_int = (1 + phi) / (1 - phi) = 9 for phi = 0.8
-    rng = np.random.default_rng(0)
-    phi, n, chains = 0.8, 4000, 50
-    x = np.zeros((n, chains))
-    x[0] = rng.normal(size=chains) / math.sqrt(1 - phi**2)
-    noise = rng.normal(size=(n, chains))
-    for t in range(1, n):
-        x[t] = phi * x[t - 1] + noise[t]
-    tau, ok = st.integrated_autocorr_time(x)
-    # relative s.d. of tau over 2e5 points is ~ sqrt(2 (2M+1) / 2e5) ~ 3 % (Sokal); 10 % = 3 s.d.
-    assert ok and tau == pytest.approx(9.0, rel=0.1)
-    tau_short, ok_short = st.integrated_autocorr_time(np.cumsum(noise[:30], axis=0))
-    assert not ok_short  # a random walk over 30 steps: no reliable estimate
 
 
 def bimodal_rbm(n: int = 16) -> RBM:

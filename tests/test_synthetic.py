@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import pytest
 import torch
@@ -11,11 +9,12 @@ from scipy.special import expit
 
 from spikerbm import synthetic as syn
 from spikerbm.binarize import binarize, split_arrays
+from spikerbm.exact import binary_states
 
 
 # ------------------------------------------------------------------ exact references
 def _states(n: int) -> np.ndarray:
-    return np.array(list(itertools.product([0, 1], repeat=n)), dtype=float)
+    return binary_states(n).numpy()
 
 
 def _brute_force(W, a, b):
@@ -93,8 +92,8 @@ def test_simulate_chain_follows_the_exact_gibbs_kernel():
     out = syn.simulate_chain(W, a, b, n_bins=2, sweeps_per_bin=3, n_chains=30_001, rng=rng,
                              v0=v0)
     assert out.shape == (30_001, 2, 3) and out.dtype == np.uint8
-    codes = out @ np.array([4, 2, 1])
-    row = int(v0 @ np.array([4, 2, 1]))
+    codes = out @ np.array([1, 2, 4])  # state codes in the order of _states
+    row = int(v0 @ np.array([1, 2, 4]))
     for t, power in ((0, 3), (1, 6)):  # recorded state t = after (t+1) * 3 sweeps
         expected = np.linalg.matrix_power(T, power)[row]
         freq = np.bincount(codes[:, t], minlength=8) / codes.shape[0]

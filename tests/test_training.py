@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
 
@@ -13,24 +12,19 @@ import yaml
 
 from spikerbm import io
 from spikerbm import rbm as R
-from spikerbm.sampling import PersistentChains
-from spikerbm.training import (
-    PRECISIONS,
-    MinibatchStream,
-    TrainConfig,
-    TrainingDivergedError,
-    checkpoint_schedule,
-    pcd_gradient,
-    pcd_step,
-    train,
-    train_to_files,
-)
+from spikerbm.config import PRECISIONS, TrainConfig
+from spikerbm.exact import binary_states
+from spikerbm.likelihood import ONLINE_VARS
+from spikerbm.pcd import TrainingDivergedError, pcd_gradient, pcd_step
+from spikerbm.sampling import Sampler, random_states
+from spikerbm.train_state import MinibatchStream, OnlineCurve
+from spikerbm.training import checkpoint_schedule, train, train_to_files
 
 N, M, B = 7, 5, 11  # distinct odd sizes
 
 
-def all_states(n: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    return torch.tensor(list(itertools.product([0.0, 1.0], repeat=n)), dtype=dtype)
+def all_states(n: int) -> torch.Tensor:
+    return binary_states(n)
 
 
 def exact_log_z(r: R.RBM) -> float:
@@ -137,7 +131,8 @@ def test_plain_gradient_equals_autograd_of_exact_loglik():
 def test_centered_gradient_matches_methods_formula_and_reparametrisation():
     r, data = _setup(1)
     gc = _exact_gradient(r, data, centered=True)
-    # (1) METHODS §3 literally: G_W = <(v-v̄)(h-h̄)>_d - <(v-v̄)(h-h̄)>_m, weighted model average
+    # (1) docs/methods.md §3 literally: G_W = <(v-v̄)(h-h̄)>_d - <(v-v̄)(h-h̄)>_m, weighted
+    # model average
     V = all_states(N)
     p = torch.softmax(-R.free_energy(r, V), 0)
     hd, hm = R.hidden_probs(r, data), R.hidden_probs(r, V)
@@ -176,8 +171,9 @@ def test_pcd_step_uses_chains_and_is_pure_in_parameters():
     r = R.RBM(0.1 * torch.randn(N, M, generator=g), torch.zeros(N), torch.zeros(M))
     before = r.clone()
     batch = (torch.rand(B, N, generator=g) < 0.3).float()
-    chains = PersistentChains.random(n_chains=13, n_visible=N, n_hidden=M, generator=g)
-    new, grad = pcd_step(r, batch, chains, k=3, lr=0.1, centered=False, generator=g)
+    chains = Sampler(torch.device("cpu")).chains(
+        random_states(n_chains=13, n_visible=N, generator=g), n_hidden=M, generator=g)
+    new, grad = pcd_step(r, batch, chains, k=3, lr=0.1, centered=False)
     assert all(torch.equal(x, y) for x, y in zip((r.W, r.a, r.b), (before.W, before.a, before.b),
                                                  strict=True))
     np.testing.assert_allclose(grad.a.numpy(), (batch.mean(0) - chains.v.mean(0)).numpy(),
@@ -199,8 +195,9 @@ def planted_data():
     W = torch.zeros(NV, 3)
     W[:8, 0], W[8:16, 1], W[:, 2] = 3.0, 3.0, 0.6 * torch.randn(NV, generator=g)
     planted = R.RBM(W, -2.0 * torch.ones(NV), torch.tensor([-10.0, -10.0, -1.0]))
-    chains = PersistentChains.random(n_chains=6000, n_visible=NV, n_hidden=3, generator=g)
-    chains.sweep(planted, generator=g, k=200)
+    chains = Sampler(torch.device("cpu")).chains(
+        random_states(n_chains=6000, n_visible=NV, generator=g), n_hidden=3, generator=g)
+    chains.sweep(planted, k=200)
     v = chains.v.numpy().astype(np.uint8)
     return v[:4001], v[4001:]
 
@@ -225,20 +222,29 @@ def test_training_raises_exact_test_loglik(planted_data):
 
 
 def test_model_dataset_contract_and_tais(planted_data):
-    """model dataset layout (COMMON.md) and trajectory-AIS log Z vs exact at every checkpoint."""
+    """model dataset layout (docs/data-model.md), the resume state beside it, and
+    trajectory-AIS log Z vs exact at every checkpoint."""
     train_v, _ = planted_data
     cfg = TrainConfig(n_hidden=NH, n_updates=200, n_checkpoints=7, n_chains=101, batch_size=101,
-                      k=3, lr=0.1, weight_std=0.1, tais_chains=503, device="cpu")
+                      k=3, lr=0.1, weight_std=0.1, tais_chains=500, device="cpu")
     coords = {"unit_id": np.arange(NV, dtype=np.int64) + 100, "area": ["A"] * 10 + ["B"] * 11}
-    ds = train(train_v, cfg=cfg, seed=5, visible_coords=coords)
-    assert ds["W"].dims == ("checkpoint", "visible", "hidden") and ds["W"].dtype == np.float32
-    assert ds["a"].dims == ("checkpoint", "visible") and ds["b"].dims == ("checkpoint", "hidden")
-    assert ds["chains"].dims == ("chain", "visible") and ds["chains"].dtype == np.uint8
-    assert ds.sizes["chain"] == 101 and ds.sizes["hidden"] == NH
+    states: list = []
+    ds = train(train_v, cfg=cfg, seed=5, neuron_coords=coords, on_checkpoint=states.append)
+    assert ds["W"].dims == ("checkpoint", "neuron", "hidden") and ds["W"].dtype == np.float32
+    assert ds["a"].dims == ("checkpoint", "neuron") and ds["b"].dims == ("checkpoint", "hidden")
+    # model.nc: the trajectory and the online curve (its log-likelihoods NaN without test data)
+    assert set(ds.data_vars) == {"W", "a", "b", "log_z_tais", "log_z_tais_std",
+                                 *ONLINE_VARS}
+    assert np.isnan(ds["ll_test_online"]).all() and np.isfinite(ds["log_z_online"]).all()
+    assert ds.attrs["stop_reason"] == "max_updates" and ds.attrs["still_improving"] == -1
+    # the sampler state lives in the resume state (the last one is the final state)
+    final = states[-1]
+    assert final["chains__v"].shape == (101, NV) and final["chains__v"].dtype == np.uint8
+    assert ds.sizes["hidden"] == NH
     assert ds["checkpoint"].values.tolist() == checkpoint_schedule(200, 7).tolist()
     assert ds["unit_id"].values[0] == 100 and ds["area"].values[-1] == "B"
-    for name in ("rng_chains", "rng_shuffle", "rng_tais"):
-        assert ds[name].dtype == np.uint8
+    for name in ("chains__rng", "batches__rng", "tais__rng"):
+        assert final[name].dtype == np.uint8
     assert json.loads(ds.attrs["train_config"])["n_hidden"] == NH and ds.attrs["n_hidden"] == NH
     # update 0 is the initialisation: b = 0, a = logit(train mean)
     assert np.all(ds["b"].isel(checkpoint=0).values == 0)
@@ -249,10 +255,92 @@ def test_model_dataset_contract_and_tais(planted_data):
     # W ~ weight_std N(0, 1): the s.d. of 105 draws is within ~7% of 0.1 (1 s.e.); 30% is > 4 s.e.
     assert abs(float(ds["W"].isel(checkpoint=0).std()) / 0.1 - 1) < 0.3
     # trajectory AIS along training (helper C's estimator) tracks exact log Z; 503 chains and
-    # small steps: 0.05 nats is ~10x the typical error (METHODS §4: 0.003 over 400 steps)
+    # small steps: 0.05 nats is ~10x the typical error (docs/methods.md §4: 0.003 over 400 steps)
     exact = [exact_log_z(R.rbm_from_dataset(ds, checkpoint=int(c), dtype=torch.float64))
              for c in ds.checkpoint.values]
-    np.testing.assert_allclose(ds["logz_tais"].values, exact, atol=0.05)
+    np.testing.assert_allclose(ds["log_z_tais"].values, exact, atol=0.05)
+    # ... and its stated error covers that at every checkpoint (3 sigma: a 0.3 % event each)
+    assert np.all(np.abs(ds["log_z_tais"].values - exact) <= 3 * ds["log_z_tais_std"].values)
+
+
+def _stop_cfg(**kw) -> TrainConfig:
+    base = dict(n_hidden=NH, n_updates=3000, n_checkpoints=8, n_chains=100, batch_size=100,
+                k=3, lr=0.1, weight_std=0.1, tais_chains=100, tais_groups=5, eval_every=50,
+                patience=400, min_delta=0.005, device="cpu")
+    return TrainConfig(**{**base, **kw})
+
+
+def test_early_stopping_keeps_the_best_checkpoint_and_never_trains_on_test(planted_data):
+    """150 train bins overfit: the online test LL peaks (~update 1000) and then falls. Training
+    stops at the first evaluation where the best test LL of the last `patience` updates is
+    less than `min_delta` above the best before them; the best evaluation is a stored
+    checkpoint; the online values are the exact LL of those parameters within their stated
+    error; and the test split only decides when to stop: a run without it, told to stop at the
+    same update, ends with bitwise the same parameters (same chains, same minibatches)."""
+    train_v, test_v = planted_data
+    cfg = _stop_cfg()
+    ds = train(train_v[:150], test_data=test_v, cfg=cfg, seed=11)
+    stop, best = int(ds.attrs["n_updates_done"]), int(ds.attrs["best_update"])
+    assert ds.attrs["stop_reason"] == "early_stop" and ds.attrs["still_improving"] == 0
+    assert cfg.patience <= stop < cfg.n_updates and stop % cfg.eval_every == 0
+    assert best < stop and {best, stop} <= set(ds["checkpoint"].values.tolist())
+    u, ll = ds["eval_update"].values, ds["ll_test_online"].values
+    assert u.tolist() == list(range(0, stop + 1, cfg.eval_every))
+    assert ll[u == best][0] == ll.max() == ds.attrs["best_ll_test_online"]
+    # the criterion, recomputed: it holds at the stop and at no earlier evaluation
+    def gain(k: int) -> float:
+        start = u[k] - cfg.patience
+        return ll[: k + 1][u[: k + 1] > start].max() - ll[: k + 1][u[: k + 1] <= start].max()
+    assert gain(len(u) - 1) < cfg.min_delta
+    assert all(gain(k) >= cfg.min_delta for k in range(len(u) - 1) if u[k] >= cfg.patience)
+    assert ds.attrs["ll_test_online_gain"] == pytest.approx(gain(len(u) - 1))
+    # online LL = exact LL of the same parameters, within 3 stated errors (log Z from TAIS)
+    for update in (best, stop):
+        r = R.rbm_from_dataset(ds, checkpoint=update, dtype=torch.float64)
+        k = int(np.nonzero(u == update)[0][0])
+        assert abs(ll[k] - exact_ll(r, test_v)) <= 3 * ds["ll_test_online_std"].values[k]
+        train_sub = ds["ll_train_online"].values[k]
+        assert train_sub > exact_ll(r, test_v)  # overfitted: train above test
+    # gradients never saw the test split
+    blind = train(train_v[:150], cfg=_stop_cfg(n_updates=stop, patience=0), seed=11)
+    for name in ("W", "a", "b"):
+        np.testing.assert_array_equal(blind[name].sel(checkpoint=stop).values,
+                                      ds[name].sel(checkpoint=stop).values)
+
+
+def test_maximum_reached_while_improving_is_said(planted_data, caplog):
+    """With all 4001 train bins the test LL still rises after 600 updates: the run ends at the
+    maximum, `still_improving` is 1 and the log says that training did not reach its peak."""
+    train_v, test_v = planted_data
+    with caplog.at_level("WARNING", logger="spikerbm.training"):
+        ds = train(train_v, test_data=test_v, cfg=_stop_cfg(n_updates=600), seed=11)
+    assert ds.attrs["stop_reason"] == "max_updates" and ds.attrs["n_updates_done"] == 600
+    assert ds.attrs["still_improving"] == 1 and ds.attrs["ll_test_online_gain"] >= 0.005
+    assert "did not reach its peak" in caplog.text and "raise train.n_updates" in caplog.text
+
+
+def test_online_curve_gain_and_stop_rule() -> None:
+    """OnlineCurve on hand-made values: the window, the clamped start, NaN as -inf, the best."""
+    curve = OnlineCurve(patience=200, min_delta=0.1, window=200)
+    rbm = R.RBM(torch.zeros(3, 2), torch.zeros(3), torch.zeros(2))
+    for update, value in [(0, -5.0), (100, -4.0), (200, -3.5), (300, -3.45), (400, np.nan)]:
+        curve.record(update, ll_train=value, ll_test=value, log_z=1.0, log_z_std=0.1, rbm=rbm)
+        if update == 100:
+            assert curve.gain() == pytest.approx(1.0) and not curve.should_stop()  # < patience
+        if update == 300:  # window (100, 300]: -3.45 vs before: -4.0
+            assert curve.gain() == pytest.approx(0.55) and curve.still_improving() == 1
+    # (200, 400]: best -3.45 vs -3.5 before: 0.05 < 0.1 -> stop; NaN counts as no value
+    assert curve.gain() == pytest.approx(0.05) and curve.should_stop()
+    assert curve.still_improving() == 0 and curve.best_update == 300
+    assert curve.best_params is not None and curve.best_ll == -3.45
+    off = OnlineCurve(patience=0, min_delta=0.1, window=200)
+    for update in (0, 100, 200, 300):
+        off.record(update, ll_train=0.0, ll_test=float(update), log_z=0.0, log_z_std=0.0,
+                   rbm=rbm)
+    assert not off.should_stop() and off.still_improving() == 1
+    assert OnlineCurve(patience=0, min_delta=0.1, window=200).still_improving() == -1
+    assert OnlineCurve.for_config(TrainConfig(n_hidden=2, n_updates=2000,
+                                              patience=0)).window == 500
 
 
 def test_divergence_names_update_and_parameter_and_keeps_checkpoint(tmp_path, planted_data):
@@ -284,7 +372,7 @@ def test_cpu_and_cuda_training_agree_statistically(planted_data):
     for device in ("cpu", "cuda"):
         for precision in (PRECISIONS if device == "cuda" else ("float32",)):
             cfg = TrainConfig(n_hidden=NH, n_updates=400, n_checkpoints=4, n_chains=201,
-                              batch_size=201, k=5, lr=0.1, weight_std=0.1, tais_chains=201,
+                              batch_size=201, k=5, lr=0.1, weight_std=0.1, tais_chains=200,
                               device=device, precision=precision)
             ds = train(train_v, cfg=cfg, seed=11)
             r0 = R.rbm_from_dataset(ds, checkpoint=0, dtype=torch.float64)
@@ -292,7 +380,7 @@ def test_cpu_and_cuda_training_agree_statistically(planted_data):
             lls[(device, precision)] = exact_ll(r, test_v)
             assert lls[(device, precision)] > exact_ll(r0, test_v) + 0.5
             # trajectory AIS on the device tracks the exact log Z (float64 energies)
-            assert abs(ds["logz_tais"].values[-1] - exact_log_z(r)) < 0.05
+            assert abs(ds["log_z_tais"].values[-1] - exact_log_z(r)) < 0.05
     ref = lls[("cpu", "float32")]
     for val in lls.values():
         assert abs(val - ref) < 0.1, lls
@@ -313,16 +401,17 @@ def test_fused_bf16_training_resumes_exactly_and_stops_on_divergence(planted_dat
         pytest.skip("needs Triton")
     train_v, _ = planted_data
     cfg = TrainConfig(n_hidden=NH, n_updates=60, n_checkpoints=6, n_chains=201,
-                      batch_size=201, k=5, lr=0.1, weight_std=0.1, tais_chains=201,
+                      batch_size=201, k=5, lr=0.1, weight_std=0.1, tais_chains=200,
                       device="cuda", precision="bf16")
     states: list = []
     full = train(train_v, cfg=cfg, seed=3, on_checkpoint=states.append)
     mid = states[3]
-    assert 0 < mid.attrs["n_updates_done"] < cfg.n_updates and "philox_chains" in mid
-    resumed = train(train_v, cfg=cfg, seed=3, resume=mid)
-    for var in ("W", "a", "b", "logz_tais"):
+    assert 0 < mid.attrs["n_updates_done"] < cfg.n_updates and "chains__philox" in mid
+    again: list = []
+    resumed = train(train_v, cfg=cfg, seed=3, resume=mid, on_checkpoint=again.append)
+    for var in ("W", "a", "b", "log_z_tais"):
         np.testing.assert_allclose(resumed[var].values, full[var].values, rtol=0, atol=1e-6)
-    np.testing.assert_array_equal(resumed["chains"].values, full["chains"].values)
+    np.testing.assert_array_equal(again[-1]["chains__v"].values, states[-1]["chains__v"].values)
     blown = TrainConfig(**{**cfg.to_dict(), "lr": 3e38})  # overflows float32
     kept: list = []
     with pytest.raises(TrainingDivergedError, match=r"diverged at update \d+.*train.lr"):

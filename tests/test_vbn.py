@@ -15,8 +15,8 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import shutil
 import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -25,7 +25,7 @@ import pandas as pd
 import pytest
 from conftest import REPO, snakemake
 
-from spikerbm import vbn
+from spikerbm import vbn, vbn_cli
 from spikerbm.io import read_netcdf
 
 VBN_PY = REPO / ".venv-vbn" / "bin" / "python"
@@ -92,14 +92,14 @@ def test_extract_cli_args_round_trip_through_the_parser():
            "filters": {"amplitude_cutoff_max": None}}
     row = {"ecephys_session_id": 77, "areas": "VISp", "epochs": [
         "spontaneous", {"name": "it's", "start_s": 0, "stop_s": 9}]}
-    text = vbn.shell_args(vbn.extract_cli_args(cfg, row, session_id="vbn-77"))
-    args = vbn._parser().parse_args(["extract", *shlex.split(text), "--out", "x.nc"])
+    text = shlex.join(vbn_cli.extract_cli_args(cfg, row, session_id="vbn-77"))
+    args = vbn_cli._parser().parse_args(["extract", *shlex.split(text), "--out", "x.nc"])
     assert args.cache_dir == "/tmp/a b" and args.cache_mode == "local"
     assert args.ecephys_session_id == 77 and args.session_id == "vbn-77"
     assert json.loads(args.areas) == ["VISp"]
     assert vbn.parse_epoch_specs(json.loads(args.epochs)) == [
         {"kind": "spontaneous"}, {"name": "it's", "start_s": 0.0, "stop_s": 9.0}]
-    assert vbn._filters(args) == {"quality": "good", "isi_violations_max": 0.5,
+    assert vbn_cli._filters(args) == {"quality": "good", "isi_violations_max": 0.5,
                                   "amplitude_cutoff_max": None, "presence_ratio_min": 0.95}
 
 
@@ -229,6 +229,21 @@ def test_candidate_sessions_counts_passing_units_per_area():
         "params": ["ecephys_session_id=1;epochs=active", "ecephys_session_id=2;epochs=active"]}
 
 
+def test_command_line_entries_run_without_allensdk():
+    """`python -m spikerbm.vbn` (the vbn_extract rule's command) and the console script
+    `spikerbm-vbn-sessions` reach the parser of spikerbm.vbn_cli in the main environment."""
+    entries = {"--ecephys-session-id": [sys.executable, "-m", "spikerbm.vbn", "extract", "--help"],
+               "--min-units": [str(Path(sys.executable).with_name("spikerbm-vbn-sessions")),
+                               "--help"]}
+    for option, cmd in entries.items():
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert "--cache-dir" in proc.stdout and option in proc.stdout, proc.stdout
+    bad = subprocess.run([sys.executable, "-m", "spikerbm.vbn", "extract", "--cache-dir", "c"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--ecephys-session-id" in bad.stderr, bad.stderr
+
+
 # ============================================================ real allensdk (vbn environment)
 
 
@@ -254,7 +269,7 @@ def test_extract_real_allensdk_session_matches_what_was_written(fake_cache, tmp_
     cache, truth = fake_cache
     out = tmp_path / "spikes.nc"
     epochs = ["active", "passive", "spontaneous", {"name": "win", "start_s": 5.0, "stop_s": 7.5}]
-    proc = run_vbn(str(REPO / "scripts" / "vbn_extract.py"), "--cache-dir", str(cache),
+    proc = run_vbn("-m", "spikerbm.vbn", "extract", "--cache-dir", str(cache),
                    "--cache-mode", "local", "--ecephys-session-id", str(FULL),
                    "--session-id", "vbn-full", "--epochs", json.dumps(epochs), "--out", str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -287,7 +302,7 @@ def test_extract_real_allensdk_session_matches_what_was_written(fake_cache, tmp_
 ERRORS_SNIPPET = textwrap.dedent("""
     import json, sys, time
     from pathlib import Path
-    from spikerbm import vbn
+    from spikerbm import vbn, vbn_cli
     cache, tmp = sys.argv[1], Path(sys.argv[2])
     res = {}
     def err(fn):
@@ -308,13 +323,13 @@ ERRORS_SNIPPET = textwrap.dedent("""
     res["local_missing"] = err(lambda: vbn.open_cache(str(tmp / "nothing"), mode="local"))
     # the CLI: exit status 2, one clear error, and no output file (no partial outputs)
     out = tmp / "cli" / "spikes.nc"
-    res["cli_rc"] = vbn.main(["extract", "--cache-dir", cache, "--cache-mode", "local",
+    res["cli_rc"] = vbn_cli.main(["extract", "--cache-dir", cache, "--cache-mode", "local",
                               "--ecephys-session-id", "1000002", "--session-id", "vbn-bad",
                               "--out", str(out)])
     res["cli_out_exists"] = out.exists()
     res["cli_dir_files"] = (sorted(p.name for p in out.parent.glob("*"))
                             if out.parent.exists() else [])
-    res["list_rc"] = vbn.main(["list-sessions", "--cache-dir", cache, "--cache-mode", "local",
+    res["list_rc"] = vbn_cli.main(["list-sessions", "--cache-dir", cache, "--cache-mode", "local",
                                "--min-units", "1", "--params", "epochs=active",
                                "--out", str(tmp / "rows.tsv")])
     print(json.dumps(res))
@@ -358,25 +373,11 @@ def test_errors_and_session_listing_against_the_fake_cache(fake_cache, tmp_path)
 @pytest.mark.workflow
 def test_workflow_vbn_row_through_binarization(fake_cache, workflow_dir):
     cache, truth = fake_cache
-    missing = [i for i in ("common", "data")
-               if not (REPO / "workflow" / "rules" / f"{i}.smk").exists()]
-    if missing:
-        msg = f"workflow rules {missing} are not in this checkout yet"
-        if os.environ.get("CI") == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
     sessions = ("session_id\tsource\tparams\n"
                 f"vbn-fake\tvbn\tecephys_session_id={FULL};epochs=active,spontaneous;"
                 "areas=VISp,VISl\n")
     wf = workflow_dir({"vbn": {"cache_dir": str(cache), "cache_mode": "local",
                                "python": str(VBN_PY)}}, sessions=sessions)
-    if not (wf / "envs").exists():  # snakemake records each rule's conda file in its metadata
-        shutil.copytree(REPO / "envs", wf / "envs")
-    snakefile = wf / "Snakefile"
-    if 'include: "workflow/rules/vbn.smk"' not in snakefile.read_text():  # until the lead adds it
-        snakefile.write_text(snakefile.read_text().replace(
-            'include: "workflow/rules/common.smk"\n',
-            'include: "workflow/rules/common.smk"\ninclude: "workflow/rules/vbn.smk"\n'))
     proc = snakemake(wf, "--cores", "2", "results/vbn-fake/raster.nc", timeout=300)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
     spikes = read_netcdf(wf / "results" / "vbn-fake" / "spikes.nc")
@@ -393,3 +394,29 @@ def test_workflow_vbn_row_through_binarization(fake_cache, workflow_dir):
     assert set(np.unique(raster.epoch.values)) == {"active", "spontaneous"}
     assert (wf / "results" / "logs" / "vbn_extract" / "vbn-fake.log").exists()
     assert (wf / "results" / "benchmarks" / "vbn_extract" / "vbn-fake.tsv").exists()
+
+
+@pytest.mark.vbn
+def test_allensdk_written_nwb_reads_with_pynwb_in_the_main_environment(fake_cache):
+    """source: nwb on a VBN-format file: allensdk's to_nwb() wrote it (ndx-aibs-* extension
+    types, cached specs); spikerbm.nwb reads it in the main environment (pynwb 4) with VBN's
+    column names: the default unit filters as conditions, the area through peak_channel_id ->
+    electrodes location, an epoch from a stimulus-presentation table."""
+    from spikerbm.nwb import read_nwb
+
+    cache, truth = fake_cache
+    path = next(cache.rglob(f"ecephys_session_{FULL}.nwb"))
+    ds = read_nwb(path, session_id="vbn-nwb", epochs="spontaneous_presentations",
+                  filters=["quality == good", "isi_violations < 0.5",
+                           "amplitude_cutoff < 0.1", "presence_ratio > 0.95"])
+    t_units = {u["unit_id"]: u for u in truth[str(FULL)]["units"]}
+    block = {b["block"]: b for b in truth[str(FULL)]["blocks"]}[1]  # spontaneous
+    assert sorted(ds.unit_id.values.tolist()) == FULL_PASSING
+    assert ds.area.values.tolist() == [t_units[u]["area"] for u in ds.unit_id.values.tolist()]
+    assert ds.epoch_name.values.tolist() == ["spontaneous_presentations-0"]
+    assert (ds.epoch_start.item(), ds.epoch_stop.item()) == (block["start"], block["stop"])
+    for k, uid in enumerate(ds.unit_id.values.tolist()):
+        got = ds.spike_time.values[ds.spike_unit.values == k]
+        np.testing.assert_array_equal(
+            got, _expected_spikes(t_units[uid], [(block["start"], block["stop"])]))
+    assert np.isfinite(ds.probe_vertical_position.values).all()

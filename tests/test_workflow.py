@@ -30,7 +30,7 @@ def job_counts(dry_run_output: str) -> dict[str, int]:
 def test_lint_and_format_are_clean():
     lint = snakemake(REPO, "--lint")
     assert lint.returncode == 0 and "good condition" in lint.stdout + lint.stderr, lint.stdout
-    fmt = subprocess.run([str(BIN / "snakefmt"), "--check", "Snakefile", "workflow"], cwd=REPO,
+    fmt = subprocess.run([str(BIN / "snakefmt"), "--check", "workflow"], cwd=REPO,
                          capture_output=True, text=True)
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
     ruff = subprocess.run([str(BIN / "ruff"), "check", "src", "tests", "scripts", "benchmarks"],
@@ -82,9 +82,11 @@ def test_tiny_run_writes_every_artifact_with_provenance(tiny_run):
         files += [f"hidden~{n}/{f}" for n in n_hidden for f in ("model.nc", "loglik.nc")]
         for name in files:
             ds = xr.open_dataset(res / name)
-            for key in ("config", "seed", "spikerbm_version", "git_commit", "created_utc"):
+            for key in ("config", "seed", "spikerbm_version", "git_commit", "created_utc",
+                        "device", "torch_version", "cuda_version", "numpy_version"):
                 assert key in ds.attrs, f"{session}/{name} lacks provenance attr {key}"
             assert ds.attrs["session_id"] == session, name
+            assert ds.attrs["device"] == "cpu" and ds.attrs["numpy_version"] == np.__version__
             ds.close()
         for fig in ("fig2_loglik", "fig3_statistics", "fig4_couplings", "fig5_areas",
                     "fig6_dynamics"):
@@ -219,6 +221,125 @@ def test_config_change_reruns_training_and_downstream_only(tiny_run, tmp_path):
     for s in ("tiny-a", "tiny-b"):
         assert status[f"results/{s}/raster.nc"] == ("ok", "no update")
         assert status[f"results/{s}/selected.nc"] == ("ok", "update pending")
+
+
+def _changed_copy(tiny_run, dest: Path, change) -> tuple[Path, dict]:
+    """A copy of the finished tiny run (mtimes and .snakemake kept) with `change(cfg)` applied
+    to its config."""
+    shutil.copytree(tiny_run[0], dest, symlinks=True)
+    cfg_path = dest / "config" / "config.yaml"
+    cfg = yaml.safe_load(cfg_path.read_text())
+    change(cfg)
+    cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return dest, cfg
+
+
+def _summary_status(wf: Path) -> dict[str, tuple[str, str]]:
+    """`snakemake --summary`: {output file: (status, plan)}."""
+    summary = snakemake(wf, "--summary")
+    assert summary.returncode == 0, summary.stderr[-3000:]
+    rows = [line.split("\t") for line in summary.stdout.splitlines()[1:] if "\t" in line]
+    return {row[0]: (row[4], row[5]) for row in rows}
+
+
+def test_new_hidden_size_plans_only_its_models_and_the_aggregation(tiny_run, tmp_path):
+    """Adding a size to train.n_hidden trains and scores only the new size; the existing models
+    keep their params (each train/loglik job gets its own size, not the list), and only the
+    per-session aggregation (selection) and what follows it rerun."""
+    new = max(TINY_CONFIG["train"]["n_hidden"]) + 2
+    wf, cfg = _changed_copy(tiny_run, tmp_path / "more",
+                            lambda c: c["train"]["n_hidden"].append(new))
+    proc = snakemake(wf, "-n", "--cores", "1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    counts = job_counts(proc.stdout)
+    assert counts["train"] == counts["loglik"] == 2  # one new model per session
+    for rule in ("select_model", "statistics", "couplings", "dynamics", "fig_loglik", "summary"):
+        assert counts[rule] == 2, (rule, counts)
+    assert "synthetic_session" not in counts and "binarize" not in counts
+    planned = set(re.findall(r"output: (\S+/hidden~\d+/\w+\.nc)", proc.stdout))
+    assert planned == {f"results/{s}/hidden~{new}/{f}.nc" for s in ("tiny-a", "tiny-b")
+                       for f in ("model", "loglik")}, planned
+    status = _summary_status(wf)
+    for s in ("tiny-a", "tiny-b"):
+        for n in TINY_CONFIG["train"]["n_hidden"]:
+            for f in ("model", "loglik"):
+                assert status[f"results/{s}/hidden~{n}/{f}.nc"] == ("ok", "no update"), status
+        assert status[f"results/{s}/hidden~{new}/model.nc"][1] == "update pending"
+        # the selection now has one more model to choose from
+        assert status[f"results/{s}/selected.nc"] == ("set of input files changed",
+                                                      "update pending")
+
+
+def test_statistics_change_replans_statistics_and_downstream_only(tiny_run, tmp_path):
+    wf, _ = _changed_copy(tiny_run, tmp_path / "stats",
+                          lambda c: c["statistics"].update(n_samples=c["statistics"]["n_samples"]
+                                                           + 1))
+    proc = snakemake(wf, "-n", "--cores", "1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    counts = job_counts(proc.stdout)
+    assert counts == {"statistics": 2, "fig_statistics": 2, "summary": 2, "report_tables": 1,
+                      "all": 1, "total": 8}, counts
+    status = _summary_status(wf)
+    changed = {f for f, (st, _) in status.items() if st == "params changed"}
+    assert changed == {f"results/{s}/statistics.nc" for s in ("tiny-a", "tiny-b")}, changed
+
+
+def _user_raster(path: Path, *, bin_ms: float) -> None:
+    """A valid `source: raster` file (docs/data-model.md, raster input) of 240 bins x 9 neurons."""
+    rng = np.random.default_rng(5)
+    xr.Dataset({"raster": (("time_bin", "neuron"), (rng.random((240, 9)) < 0.2).astype(np.uint8))},
+               coords={"unit_id": ("neuron", np.arange(40, 49, dtype=np.int64)),
+                       "area": ("neuron", np.array(["V1"] * 5 + ["LGN"] * 4))},
+               attrs={"bin_ms": bin_ms}).to_netcdf(path)
+
+
+def test_raster_session_ignores_binarization_settings(workflow_dir, tmp_path):
+    """A user raster is binned already: its job gets only the train/test split settings, so
+    changing binarize.bin_ms (or epochs) neither reruns it nor appears in its provenance."""
+    raster = tmp_path / "mine.nc"
+    _user_raster(raster, bin_ms=7.0)
+    wf = workflow_dir(sessions=f"session_id\tsource\tparams\nmine\traster\tpath={raster}\n"
+                               "syn\tsynthetic\tseed=1\n")
+    targets = ("results/mine/raster.nc", "results/syn/raster.nc")
+    proc = snakemake(wf, "--cores", "2", *targets)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ds = xr.open_dataset(wf / targets[0])
+    config = json.loads(ds.attrs["config"])
+    assert set(config) == {"n_blocks", "n_test_blocks", "path"}, config  # no bin_ms, no epochs
+    assert ds.attrs["bin_ms"] == 7.0  # the raster's own bin width, not binarize.bin_ms (20)
+    ds.close()
+    cfg_path = wf / "config" / "config.yaml"
+    cfg = yaml.safe_load(cfg_path.read_text())
+    cfg["binarize"].update(bin_ms=10, epochs=["active"])
+    cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    proc = snakemake(wf, "-n", "--cores", "1", *targets)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert job_counts(proc.stdout) == {"binarize": 1, "total": 1}  # the synthetic one only
+    assert "output: results/syn/raster.nc" in proc.stdout
+
+
+def _planned_paths(dry_run_output: str) -> set[str]:
+    """Every output, log and benchmark file a dry run plans to write."""
+    paths = set()
+    for value in re.findall(r"^\s+(?:output|log|benchmark): (.+)$", dry_run_output, re.M):
+        paths |= {p.strip() for p in value.split(", ")}
+    return paths
+
+
+def test_runs_with_different_configs_never_share_a_path(tiny_run):
+    """config/vbn.yaml has its own namespace (results_dir: results-vbn): its dry run, in the
+    checkout where the default run finished, plans nothing over the default run's results,
+    tables or report, and nothing of the default run is planned again."""
+    wf, _ = tiny_run
+    vbn = snakemake(wf, "-n", "--cores", "1", "--configfile", "config/vbn.yaml")
+    assert vbn.returncode == 0, vbn.stderr[-3000:]
+    planned = _planned_paths(vbn.stdout)
+    assert len(planned) > 20 and "results-vbn/tables/selected_models.html" in planned, planned
+    assert all(p.startswith("results-vbn/") for p in planned), sorted(planned)[:10]
+    default = _planned_paths(snakemake(wf, "-n", "--cores", "1", "--forceall").stdout)
+    assert "results/tables/selected_models.html" in default and not planned & default
+    again = snakemake(wf, "-n", "--cores", "1")
+    assert "Nothing to be done" in again.stdout + again.stderr
 
 
 def test_slurm_profile_maps_gpu_resources(workflow_dir):

@@ -1,4 +1,6 @@
-"""Binarization of spike trains into a time-ordered raster with a train/test split (METHODS §1).
+"""Binarization of spike trains into a time-ordered raster with a train/test split.
+
+docs/methods.md §1.
 
 Rules (docs/data-model.md, ``raster.nc``):
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -388,6 +391,61 @@ def binarize(spikes: xr.Dataset, *, bin_ms: float, epochs: str | Sequence[str] =
     return _drop_train_silent(ds)
 
 
+#: Relative tolerance on the spacing of consecutive bins: bins whose start times differ by
+#: ``bin_ms`` within ``TIME_RTOL * bin_ms`` are contiguous (float64 times of a recording of hours
+#: keep this easily; a longer step is a gap, a shorter one means a wrong ``bin_ms`` or time unit).
+TIME_RTOL = 1e-3
+
+
+def contiguous_segments(time: np.ndarray, *, bin_s: float, epoch: np.ndarray | None = None,
+                        rtol: float = TIME_RTOL) -> np.ndarray:
+    """Maximal runs of bins that are contiguous in time and belong to one epoch.
+
+    Parameters
+    ----------
+    time
+        Bin start times in s, shape (T,), non-decreasing (time-ordered raster).
+    bin_s
+        Bin width in s. Consecutive bins are contiguous when their start times differ by
+        ``bin_s`` (within ``rtol * bin_s``).
+    epoch
+        Epoch label of every bin, shape (T,); a change of label starts a new segment.
+    rtol
+        Relative tolerance on the spacing.
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 array (n_segments, 2) of ``[start, stop)`` bin indices, in time order.
+    """
+    time = np.asarray(time, dtype=np.float64)
+    if time.ndim != 1 or time.size == 0:
+        raise ValueError(
+            f"time must be a non-empty 1-D array of bin starts; got shape {time.shape}"
+        )
+    if not np.isfinite(bin_s) or bin_s <= 0:
+        raise ValueError(f"bin_s must be a positive bin width in seconds; got {bin_s!r}")
+    step = np.diff(time)
+    if np.any(step < -rtol * bin_s):
+        bad = int(np.argmax(step < -rtol * bin_s))
+        raise ValueError(
+            f"raster is not time-ordered: time[{bad + 1}] = {time[bad + 1]} < time[{bad}] = "
+            f"{time[bad]}; the dynamics stage needs bins in time order"
+        )
+    breaks = np.abs(step - bin_s) > rtol * bin_s
+    if epoch is not None:
+        epoch = np.asarray(epoch)
+        if epoch.shape != time.shape:
+            raise ValueError(
+                f"epoch has shape {epoch.shape}, time has {time.shape}; they must match"
+            )
+        breaks |= epoch[1:] != epoch[:-1]
+    cuts = np.flatnonzero(breaks) + 1
+    starts = np.concatenate([[0], cuts])
+    stops = np.concatenate([cuts, [time.size]])
+    return np.stack([starts, stops], axis=1).astype(np.int64)
+
+
 def split_arrays(ds: xr.Dataset) -> dict[str, np.ndarray]:
     """Train and test bins of a raster, in time order.
 
@@ -399,6 +457,179 @@ def split_arrays(ds: xr.Dataset) -> dict[str, np.ndarray]:
     raster = np.asarray(ds["raster"].transpose("time_bin", "neuron").values, dtype=np.uint8)
     split = ds["split"].values
     return {name: np.ascontiguousarray(raster[split == name]) for name in ("train", "test")}
+
+
+#: Time units of a raster's ``time`` coordinate (CF ``"<unit>"`` or ``"<unit> since <origin>"``)
+#: and their length in seconds.
+TIME_UNITS = {
+    "s": 1.0, "sec": 1.0, "secs": 1.0, "second": 1.0, "seconds": 1.0,
+    "ms": 1e-3, "msec": 1e-3, "millisecond": 1e-3, "milliseconds": 1e-3,
+    "us": 1e-6, "microsecond": 1e-6, "microseconds": 1e-6,
+    "ns": 1e-9, "nanosecond": 1e-9, "nanoseconds": 1e-9,
+    "min": 60.0, "minute": 60.0, "minutes": 60.0,
+    "h": 3600.0, "hr": 3600.0, "hour": 3600.0, "hours": 3600.0,
+    "d": 86400.0, "day": 86400.0, "days": 86400.0,
+}
+
+
+def time_in_seconds(var: xr.DataArray, *, what: str = "raster input") -> tuple[np.ndarray, str]:
+    """A time variable (a raster's ``time``, a spikes file's times) as float64 seconds, read by
+    its ``units`` attribute.
+
+    Reads numbers as the seconds they mean: CF units ``"<unit>"`` or ``"<unit> since <origin>"``
+    (e.g. ``"seconds since 2024-05-01"``, ``"ms since session start"``) with a unit of
+    :data:`TIME_UNITS`; the origin is kept as text (the times stay relative to it). Without a
+    ``units`` attribute the numbers are seconds. ``timedelta64`` values are converted.
+    Read the file with :func:`spikerbm.io.read_netcdf` ``(raw=True)`` so that xarray does not
+    decode CF times into datetimes first.
+
+    Returns
+    -------
+    seconds, origin
+        float64 array (same shape) and the origin text (``""`` if none).
+
+    Raises
+    ------
+    ValueError
+        Datetimes (already decoded) or a unit that is not a time unit: one line naming the
+        ``units`` attribute and the fix.
+    """
+    name = var.name or "time"
+    values = np.asarray(var.values)
+    if values.dtype.kind == "m":
+        return values / np.timedelta64(1, "s"), ""
+    units = var.attrs.get("units", var.encoding.get("units"))
+    if values.dtype.kind == "M":
+        raise ValueError(
+            f"{what}: {name!r} holds datetimes (decoded from units {units!r}); spikerbm needs "
+            "times in seconds: read the file with spikerbm.io.read_netcdf(path, raw=True) "
+            "or xr.open_dataset(path, decode_times=False), or store seconds (units 's')"
+        )
+    if values.dtype.kind not in "iuf":
+        raise ValueError(f"{what}: {name!r} must hold numbers (times in seconds); got dtype "
+                         f"{values.dtype}")
+    if units is None:
+        return values.astype(np.float64), ""
+    match = re.fullmatch(r"\s*([A-Za-z]+)(?:\s+since\s+(.*\S))?\s*", str(units))
+    factor = TIME_UNITS.get(match.group(1).lower()) if match else None
+    if factor is None:
+        raise ValueError(
+            f"{what}: attribute units = {units!r} of {name!r} is not a time unit spikerbm "
+            f"reads: set its units attribute to 's' (or 'ms', or '<unit> since <origin>', e.g. "
+            "'seconds since session start')"
+        )
+    return values.astype(np.float64) * factor, match.group(2) or ""
+
+
+def _id_list(value, name: str, what: str) -> list[int]:
+    """An attribute holding a list of integer ids, as netCDF returns it: a JSON text
+    (``"[101, 102]"``), an integer array (a list written by xarray) or one integer (a one-item
+    list comes back as a scalar)."""
+    form = (f"the list of integer unit ids, as a JSON text ('[101, 102]') or an integer "
+            f"attribute (ds.attrs['{name}'] = [101, 102])")
+    if isinstance(value, str):
+        try:
+            value = json.loads(value) if value.strip() else []
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{what}: attribute {name!r} = {value!r} is not valid JSON "
+                             f"({err.msg}); expected {form}") from err
+    arr = np.atleast_1d(np.asarray(value))
+    if arr.ndim != 1 or (arr.size and (arr.dtype.kind not in "iu" or arr.dtype == bool)):
+        raise ValueError(f"{what}: attribute {name!r} = {value!r} is not a list of integers; "
+                         f"expected {form}")
+    return [int(v) for v in arr]
+
+
+def _name_list(value, name: str, what: str) -> list[str]:
+    """An attribute holding a list of names: a JSON text, a list of strings or one string."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value) if value.strip().startswith("[") else [value]
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{what}: attribute {name!r} = {value!r} is not valid JSON "
+                             f"({err.msg}); expected a JSON list of names ('[\"active\"]') or "
+                             "a list of strings") from err
+    items = list(np.atleast_1d(np.asarray(value, dtype=object)))
+    if not all(isinstance(v, str) for v in items):
+        raise ValueError(f"{what}: attribute {name!r} = {value!r} must be a list of names "
+                         "(strings), e.g. ds.attrs['epochs'] = ['active']")
+    return [str(v) for v in items]
+
+
+def _raster_values(var: xr.DataArray, what: str) -> np.ndarray:
+    """The 0/1 values of a user raster as stored, with missing values and packing named.
+
+    ``_FillValue`` / ``missing_value`` equal to 0 or 1 are valid 0/1 data, never masked; values
+    equal to any other fill value are missing bins (an error naming the attribute). Packed data
+    (``scale_factor``/``add_offset``) is refused. A float raster (what xarray makes of integers
+    with a fill value when it masks them) is refused, naming its NaN count.
+    """
+    for key in ("scale_factor", "add_offset"):
+        if key in var.attrs or key in var.encoding:
+            raise ValueError(f"{what}: 'raster' is packed (attribute {key!r}); store the 0/1 "
+                             "values themselves as uint8, without scale_factor/add_offset")
+    values = np.asarray(var.values)
+    if values.dtype.kind == "f":
+        n_nan = int(np.isnan(values).sum())
+        if n_nan:
+            fill = var.encoding.get("_FillValue", var.attrs.get("_FillValue"))
+            fill = None if fill is None else np.asarray(fill).tolist()
+            raise ValueError(
+                f"{what}: 'raster' has {n_nan} missing (NaN) value(s) "
+                f"{'' if fill is None else f'(entries equal to its _FillValue = {fill!r}) '}"
+                "and dtype float; a raster has no missing bins: fill or drop those bins, store "
+                "uint8 0/1; read the file with spikerbm.io.read_netcdf(path, raw=True) so that a "
+                "_FillValue does not mask data"
+            )
+    for key in ("_FillValue", "missing_value"):
+        fill = var.attrs.get(key)
+        if fill is None or values.dtype.kind not in "biu":
+            continue
+        fill_values = np.atleast_1d(np.asarray(fill))
+        fill = fill_values.tolist() if fill_values.size > 1 else fill_values[0].item()
+        missing = np.isin(values, fill_values[~np.isin(fill_values, [0, 1])])
+        if missing.any():
+            raise ValueError(
+                f"{what}: 'raster' has {int(missing.sum())} entries equal to its {key} "
+                f"{fill!r}: missing values; a raster has no missing bins: fill them with 0/1 or "
+                "drop the affected bins or neurons"
+            )
+        if np.isin(fill_values, [0, 1]).any():
+            log.info("raster: %s = %r is a valid 0/1 value: read as data, not masked", key, fill)
+    return _binary_values(var.copy(data=values), what)
+
+
+def log_segments(time: np.ndarray, *, bin_ms: float, epoch: np.ndarray | None = None,
+                 what: str = "raster input") -> np.ndarray:
+    """Check that consecutive bins are one bin apart or further, and log the contiguous segments.
+
+    Bins whose start times differ by ``bin_ms`` within :data:`TIME_RTOL` are contiguous; a longer
+    step is a gap (a new segment), a shorter one an error (overlapping bins: a wrong ``bin_ms``
+    or time unit). Logs the number of segments and the shortest and longest.
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 (n_segments, 2) ``[start, stop)`` bin indices (:func:`contiguous_segments`).
+    """
+    dt = bin_ms / 1000.0
+    step = np.diff(time)
+    short = np.flatnonzero(step < dt * (1 - TIME_RTOL))
+    if short.size:
+        k = int(short[0])
+        raise ValueError(
+            f"{what}: bins {k} and {k + 1} start {step[k]:.6g} s apart, less than bin_ms = "
+            f"{bin_ms:g} ms ({short.size} such step(s); median step {np.median(step):.6g} s; "
+            f"tolerance {TIME_RTOL:g} of a bin): the bins overlap; fix the bin_ms attribute or "
+            "the units of 'time' (attribute units, default seconds)"
+        )
+    segments = contiguous_segments(time, bin_s=dt, epoch=epoch)
+    lengths = segments[:, 1] - segments[:, 0]
+    log.info("%s: %d bins in %d contiguous segment(s) (spacing bin_ms = %g ms within %g of a bin; "
+             "epoch changes and longer steps start a segment): shortest %d bins (%.6g s), "
+             "longest %d bins (%.6g s)", what, int(lengths.sum()), len(segments), bin_ms,
+             TIME_RTOL, lengths.min(), lengths.min() * dt, lengths.max(), lengths.max() * dt)
+    return segments
 
 
 def validate_raster(ds: xr.Dataset, *, n_blocks: int, n_test_blocks: int, seed: int,
@@ -413,6 +644,14 @@ def validate_raster(ds: xr.Dataset, *, n_blocks: int, n_test_blocks: int, seed: 
     :func:`binarize` with ``n_blocks``, ``n_test_blocks``, ``seed``), ``block`` (default the
     contiguous blocks), ``rate_hz`` (default fraction of active bins / bin width).
     Train-silent neurons are dropped and recorded in ``dropped_units``.
+
+    Real files (docs/reliability.md, "Raster import"): ``time`` is read in the seconds its
+    ``units`` attribute means (:func:`time_in_seconds`), its spacing must be ``bin_ms`` within
+    :data:`TIME_RTOL` or a gap, and the contiguous segments are logged (:func:`log_segments`);
+    a ``_FillValue`` of 0 or 1 never masks data and other fill values found in the data are
+    missing bins (an error naming the attribute); attributes written as lists
+    (``dropped_units``, ``epochs``, ``bin_ms``) are accepted in the forms netCDF returns them
+    (JSON text, array, scalar). Read the file with ``spikerbm.io.read_netcdf(path, raw=True)``.
 
     Raises
     ------
@@ -435,7 +674,7 @@ def validate_raster(ds: xr.Dataset, *, n_blocks: int, n_test_blocks: int, seed: 
             f"{where}: 'raster' has dims {var.dims}; it must have dims ('time_bin', 'neuron') "
             "in that order (use .rename({...}) / .transpose('time_bin', 'neuron'))"
         )
-    values = _binary_values(var, where)
+    values = _raster_values(var, where)
     for name in ("unit_id", "area"):
         if name not in ds.coords or ds[name].dims != ("neuron",):
             raise ValueError(
@@ -448,16 +687,25 @@ def validate_raster(ds: xr.Dataset, *, n_blocks: int, n_test_blocks: int, seed: 
     if np.unique(ds["unit_id"].values).size != ds.sizes["neuron"]:
         raise ValueError(f"{where}: 'unit_id' values must be unique")
     bin_ms = ds.attrs.get("bin_ms")
-    try:
-        ok = bin_ms is not None and float(bin_ms) > 0 and np.isfinite(float(bin_ms))
+    try:  # a number, or a one-item list (netCDF returns it as an array or a scalar)
+        bin_ms = float(np.asarray(bin_ms, dtype=np.float64).reshape(-1)[0]) \
+            if np.size(bin_ms) == 1 else None
     except (TypeError, ValueError):
-        ok = False
-    if not ok:
+        bin_ms = None
+    if bin_ms is None or not np.isfinite(bin_ms) or bin_ms <= 0:
         raise ValueError(
             f"{where}: attribute 'bin_ms' (bin width in ms, > 0) is missing or invalid "
-            f"({bin_ms!r}); set ds.attrs['bin_ms'] = 20.0 (your bin width)"
+            f"({ds.attrs.get('bin_ms')!r}); set ds.attrs['bin_ms'] = 20.0 (your bin width)"
         )
-    bin_ms = float(bin_ms)
+    attrs = {"dropped_units": json.dumps(_id_list(ds.attrs.get("dropped_units", "[]"),
+                                                  "dropped_units", where))}
+    if "epochs" in ds.attrs:
+        attrs["epochs"] = json.dumps(_name_list(ds.attrs["epochs"], "epochs", where))
+    if "source" in ds.attrs:
+        if not isinstance(ds.attrs["source"], str):
+            raise ValueError(f"{where}: attribute 'source' = {ds.attrs['source']!r} must be one "
+                             "text (where the raster comes from)")
+        attrs["source"] = ds.attrs["source"]
     n_bins = ds.sizes["time_bin"]
     out = xr.Dataset(
         {"raster": (("time_bin", "neuron"), values.astype(np.uint8),
@@ -466,11 +714,13 @@ def validate_raster(ds: xr.Dataset, *, n_blocks: int, n_test_blocks: int, seed: 
             "unit_id": ("neuron", ds["unit_id"].values.astype(np.int64)),
             "area": ("neuron", ds["area"].values.astype(str).astype(object)),
         },
-        attrs={k: v for k, v in ds.attrs.items()
-               if k in ("source", "dropped_units", "epochs")},
+        attrs=attrs,
     )
+    time_attrs = {"units": "s", "long_name": "bin start"}
     if "time" in ds.coords:
-        time = ds["time"].values.astype(np.float64)
+        time, origin = time_in_seconds(ds["time"], what=where)
+        if origin:
+            time_attrs["origin"] = origin
         if not (np.isfinite(time).all() and np.all(np.diff(time) > 0)):
             raise ValueError(
                 f"{where}: 'time' must be finite and strictly increasing (the raster must be in "
@@ -478,9 +728,10 @@ def validate_raster(ds: xr.Dataset, *, n_blocks: int, n_test_blocks: int, seed: 
             )
     else:
         time = np.arange(n_bins) * bin_ms / 1000.0
-    out.coords["time"] = ("time_bin", time, {"units": "s"})
+    out.coords["time"] = ("time_bin", time, time_attrs)
     out.coords["epoch"] = ("time_bin", ds["epoch"].values.astype(str).astype(object)
                            if "epoch" in ds.coords else np.full(n_bins, "raster", dtype=object))
+    log_segments(time, bin_ms=bin_ms, epoch=out["epoch"].values, what=where)
     if "split" in ds.coords:
         split = ds["split"].values.astype(str)
         bad_split = sorted(set(split) - {"train", "test"})

@@ -1,4 +1,4 @@
-"""Effective Ising couplings of an RBM: fields, pairwise and 3-body terms (METHODS §6).
+"""Effective Ising couplings of an RBM: fields, pairwise and 3-body terms (docs/methods.md §6).
 
 Marginalising the hidden layer and writing ``s = 2v - 1`` gives the Ising energy
 
@@ -9,7 +9,7 @@ Gaussian width of the input from the sites *outside* ``S``,
 ``s_mu^S = (1/4 sum_{k not in S} W_kmu^2)^(1/2)``, the Gaussian approximation gives each
 coupling as a finite difference of ``G_mu(x) = E_z[softplus(c_mu + x + s_mu^S z)]``.
 
-Three evaluators of the same formulas live here:
+Two evaluators of the same formulas live here:
 
 * **Gauss-Hermite** (``n_nodes`` probabilists' nodes in ``z``): :func:`fields`,
   :func:`pair_couplings` (chunked over ``i``: the tensor ``(chunk, N, M, n_nodes)`` is sized from
@@ -27,8 +27,10 @@ Three evaluators of the same formulas live here:
   aliased copy of the coupling at ``c +- 2pi/h``, which decays like ``exp(-|y| + s^2/2)``), gives
   a CP decomposition ``J_jkl = sum_r beta_r A_jr A_kr A_lr`` of rank ``sum_mu n_mu``. All triplets
   then come from matrix products (:func:`stream_triplets`), never from an N^3 loop.
-* **Exact** Walsh-Hadamard expansion of the marginal energy over all ``2^N`` states
-  (:func:`walsh_expansion`), the test reference for small ``N``.
+
+The exact Walsh-Hadamard expansion over all ``2^N`` states, the test reference for small ``N``,
+is :func:`spikerbm.exact.exact_couplings`; the brain-area analysis of the couplings is
+:mod:`spikerbm.areas`. :func:`compute_couplings` assembles the stage's dataset.
 
 Everything is float64 by default (couplings are energy coefficients), device-agnostic torch.
 """
@@ -43,7 +45,8 @@ import torch
 import torch.nn.functional as F
 import xarray as xr
 
-from spikerbm.rbm import RBM
+from spikerbm.areas import area_matrix, area_statistics, r_statistic
+from spikerbm.rbm import RBM, rbm_from_dataset
 from spikerbm.statistics import compare_statistic, sample_triplets
 
 __all__ = [
@@ -57,18 +60,9 @@ __all__ = [
     "triplet_couplings",
     "TripletStream",
     "stream_triplets",
-    "walsh_expansion",
-    "walsh_energy",
-    "exact_couplings",
     "pearson",
-    "skewness",
-    "ei_ratio",
-    "r_statistic",
-    "area_matrix",
-    "area_statistics",
     "coupling_norms",
     "pick_checkpoints",
-    "areas_of",
     "compute_couplings",
 ]
 
@@ -472,227 +466,13 @@ def stream_triplets(factors: SpectralFactors, *, edges: np.ndarray | None = None
 
 
 # --------------------------------------------------------------------------------------------
-# exact reference
-# --------------------------------------------------------------------------------------------
-
-
-def _fwht(x: torch.Tensor) -> torch.Tensor:
-    """Unnormalised Walsh-Hadamard transform along the last axis (length 2^N)."""
-    n = x.shape[-1]
-    h = 1
-    y = x.clone()
-    while h < n:
-        y = y.view(-1, n // (2 * h), 2, h)
-        y = torch.stack([y[:, :, 0] + y[:, :, 1], y[:, :, 0] - y[:, :, 1]], dim=2)
-        h *= 2
-    return y.reshape(x.shape)
-
-
-def walsh_expansion(rbm: RBM, *, max_visible: int = 22) -> np.ndarray:
-    """Exact Ising expansion of the marginal energy over all ``2^N`` visible states (float64).
-
-    State ``x`` (an integer) has ``v_i = bit i of x``; ``s = 2v - 1``. The returned ``K`` obeys
-
-        E(v) = -sum_S K[S] prod_{i in S} s_i,   S encoded as a bit mask,
-
-    so ``K[0]`` is minus the constant, ``K[1 << j] = H_j``, ``K[(1<<j)|(1<<k)] = J_jk``, etc.
-
-    Raises
-    ------
-    ValueError
-        When ``N > max_visible`` (2^N states would not fit).
-    """
-    n = rbm.n_visible
-    if n > max_visible:
-        raise ValueError(f"walsh_expansion enumerates 2^N states; N={n} > max_visible="
-                         f"{max_visible}: use the Gaussian formulas for larger N")
-    r = rbm.to(device="cpu", dtype=torch.float64)
-    x = torch.arange(2**n)
-    v = ((x.unsqueeze(1) >> torch.arange(n)) & 1).to(torch.float64)
-    e = -(v @ r.a) - F.softplus(r.b + v @ r.W).sum(-1)
-    # sum_x E(x) (-1)^{popcount(x & S)} = sum_x E prod_{i in S} (-s_i)
-    hat = _fwht(e) / 2**n
-    sign = 1.0 - 2.0 * (_popcount(torch.arange(2**n)) % 2).to(torch.float64)
-    return (-(hat * sign)).numpy()
-
-
-def _popcount(x: torch.Tensor) -> torch.Tensor:
-    c = torch.zeros_like(x)
-    y = x.clone()
-    while bool((y > 0).any()):
-        c += y & 1
-        y = y >> 1
-    return c
-
-
-def walsh_energy(coeffs: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`walsh_expansion`: the marginal energy ``E(v)`` of every state ``x``."""
-    k = torch.as_tensor(np.asarray(coeffs, dtype=np.float64))
-    size = k.shape[0]
-    if size & (size - 1):
-        raise ValueError(f"coeffs length must be a power of two; got {size}")
-    sign = 1.0 - 2.0 * (_popcount(torch.arange(size)) % 2).to(torch.float64)
-    return (-_fwht(k * sign)).numpy()
-
-
-def exact_couplings(rbm: RBM, *, max_visible: int = 22) -> dict[str, np.ndarray | float]:
-    """Exact fields, pairwise and 3-body couplings from :func:`walsh_expansion`.
-
-    Returns
-    -------
-    dict
-        ``H`` (N,), ``J`` (N, N) symmetric with zero diagonal, ``J3`` (N, N, N) symmetric with
-        zero entries where indices repeat, ``const`` (the Ising energy's constant).
-    """
-    k = walsh_expansion(rbm, max_visible=max_visible)
-    n = rbm.n_visible
-    bit = 1 << np.arange(n)
-    H = k[bit]
-    J = k[bit[:, None] | bit[None, :]]
-    np.fill_diagonal(J, 0.0)
-    J3 = k[bit[:, None, None] | bit[None, :, None] | bit[None, None, :]].copy()
-    ii, jj, kk = np.meshgrid(np.arange(n), np.arange(n), np.arange(n), indexing="ij")
-    J3[(ii == jj) | (jj == kk) | (ii == kk)] = 0.0
-    return {"H": H, "J": J, "J3": J3, "const": float(-k[0])}
-
-
-# --------------------------------------------------------------------------------------------
-# statistics
+# norms and the stage
 # --------------------------------------------------------------------------------------------
 
 
 def pearson(x: np.ndarray, y: np.ndarray) -> float:
     """Pearson correlation of two equal-size arrays (NaN when either is constant)."""
     return compare_statistic(x, y)["r"]
-
-
-def skewness(x: np.ndarray) -> float:
-    """Sample skewness ``gamma = m3 / m2^(3/2)`` (central moments; NaN if m2 = 0 or empty)."""
-    x = np.asarray(x, dtype=np.float64).ravel()
-    if x.size == 0:
-        return float("nan")
-    d = x - x.mean()
-    m2, m3 = float((d**2).mean()), float((d**3).mean())
-    return m3 / m2**1.5 if m2 > 0 else float("nan")
-
-
-def ei_ratio(x: np.ndarray) -> float:
-    """``#{x > 0} / #{x < 0}`` (inf when there are no negatives, NaN when x is empty/all 0)."""
-    x = np.asarray(x).ravel()
-    pos, neg = int((x > 0).sum()), int((x < 0).sum())
-    if neg == 0:
-        return float("inf") if pos else float("nan")
-    return pos / neg
-
-
-def r_statistic(J: np.ndarray, pair_abs_sum: np.ndarray) -> np.ndarray:
-    """``R_ij = sum_k |J_ijk| / (|J_ij| + sum_k |J_ijk|)`` (N, N); NaN on the diagonal."""
-    J = np.asarray(J, dtype=np.float64)
-    s = np.asarray(pair_abs_sum, dtype=np.float64)
-    if J.shape != s.shape or J.ndim != 2:
-        raise ValueError(f"J and pair_abs_sum must be equal (N, N); got {J.shape}, {s.shape}")
-    den = np.abs(J) + s
-    with np.errstate(invalid="ignore", divide="ignore"):
-        R = np.where(den > 0, s / den, np.nan)
-    np.fill_diagonal(R, np.nan)
-    return R
-
-
-def _regions(areas: np.ndarray, min_area_neurons: int) -> list[str]:
-    if min_area_neurons < 1:
-        raise ValueError(f"min_area_neurons must be >= 1; got {min_area_neurons}")
-    names, counts = np.unique(np.asarray(areas).astype(str), return_counts=True)
-    return [str(a) for a, c in zip(names, counts, strict=True) if c >= min_area_neurons]
-
-
-def area_matrix(J: np.ndarray, areas: np.ndarray, *, min_area_neurons: int = 30) -> xr.Dataset:
-    """Area x area coarse-grained couplings over areas with ``>= min_area_neurons`` neurons.
-
-    Returns
-    -------
-    xr.Dataset
-        dims ``region``, ``region2``; ``area_J_mean`` (mean ``J_ij``, ``i in A, j in B, i != j``),
-        ``area_J_abs_mean`` (mean ``|J_ij|``), ``region_size`` (neurons per region).
-    """
-    J = np.asarray(J, dtype=np.float64)
-    areas = np.asarray(areas).astype(str)
-    if J.shape != (areas.size, areas.size):
-        raise ValueError(f"J shape {J.shape} does not match {areas.size} area labels")
-    regs = _regions(areas, min_area_neurons)
-    k = len(regs)
-    mean = np.full((k, k), np.nan)
-    amean = np.full((k, k), np.nan)
-    off = ~np.eye(areas.size, dtype=bool)
-    for p, ra in enumerate(regs):
-        for q, rb in enumerate(regs):
-            blk = np.ix_(areas == ra, areas == rb)
-            vals = J[blk][off[blk]]
-            if vals.size:
-                mean[p, q] = vals.mean()
-                amean[p, q] = np.abs(vals).mean()
-    sizes = np.array([(areas == r).sum() for r in regs], dtype=np.int64)
-    return xr.Dataset(
-        {
-            "area_J_mean": (("region", "region2"), mean,
-                            {"long_name": "mean J_ij, i in A, j in B"}),
-            "area_J_abs_mean": (("region", "region2"), amean,
-                                {"long_name": "mean |J_ij|, i in A, j in B"}),
-            "region_size": ("region", sizes, {"long_name": "neurons in the area"}),
-        },
-        coords={"region": np.array(regs, dtype=object), "region2": np.array(regs, dtype=object)},
-    )
-
-
-def area_statistics(J: np.ndarray, R: np.ndarray, areas: np.ndarray, *,
-                    min_area_neurons: int = 30, n_bins: int = 60) -> xr.Dataset:
-    """Per-area histograms of ``J_ij`` and ``R_ij`` (``i<j`` both in the area) and their stats.
-
-    Returns
-    -------
-    xr.Dataset
-        ``area_J_counts(region, j_bin)`` with edges ``j_bin_edges(j_edge)`` (shared, symmetric),
-        ``area_R_counts(region, r_bin)`` with edges ``r_bin_edges(r_edge)`` on [0, 1],
-        ``area_J_skewness``, ``area_R_skewness``, ``area_ei_ratio``, ``area_n_pairs``.
-    """
-    J = np.asarray(J, dtype=np.float64)
-    R = np.asarray(R, dtype=np.float64)
-    areas = np.asarray(areas).astype(str)
-    if n_bins < 1:
-        raise ValueError(f"n_bins must be >= 1; got {n_bins}")
-    regs = _regions(areas, min_area_neurons)
-    iu = np.triu_indices(areas.size, 1)
-    same = {r: (areas[iu[0]] == r) & (areas[iu[1]] == r) for r in regs}
-    jv, rv = J[iu], R[iu]
-    inside = np.zeros(jv.size, dtype=bool)
-    for m in same.values():
-        inside |= m
-    lim = float(np.abs(jv[inside]).max()) if inside.any() else 1.0
-    lim = lim if lim > 0 else 1.0
-    j_edges = np.linspace(-lim, lim, n_bins + 1)
-    r_edges = np.linspace(0.0, 1.0, n_bins + 1)
-    k = len(regs)
-    jc = np.zeros((k, n_bins), dtype=np.int64)
-    rc = np.zeros((k, n_bins), dtype=np.int64)
-    sj, sr, ei, npairs = (np.full(k, np.nan) for _ in range(4))
-    for p, r in enumerate(regs):
-        x, y = jv[same[r]], rv[same[r]]
-        y = y[np.isfinite(y)]
-        jc[p] = np.histogram(x, bins=j_edges)[0]
-        rc[p] = np.histogram(y, bins=r_edges)[0]
-        sj[p], sr[p], ei[p], npairs[p] = skewness(x), skewness(y), ei_ratio(x), x.size
-    return xr.Dataset(
-        {
-            "area_J_counts": (("region", "j_bin"), jc),
-            "area_R_counts": (("region", "r_bin"), rc),
-            "j_bin_edges": ("j_edge", j_edges),
-            "r_bin_edges": ("r_edge", r_edges, {"units": "1"}),
-            "area_J_skewness": ("region", sj, {"long_name": "skewness m3/m2^1.5 of J_ij"}),
-            "area_R_skewness": ("region", sr, {"long_name": "skewness m3/m2^1.5 of R_ij"}),
-            "area_ei_ratio": ("region", ei, {"long_name": "#{J_ij > 0} / #{J_ij < 0}"}),
-            "area_n_pairs": ("region", npairs.astype(np.int64)),
-        },
-        coords={"region": np.array(regs, dtype=object)},
-    )
 
 
 def coupling_norms(rbm: RBM, *, n_nodes: int = 40, log_tol: float = 34.0,
@@ -761,8 +541,8 @@ def compute_couplings(selected: xr.Dataset, *, areas: np.ndarray | None = None,
     Parameters
     ----------
     selected
-        ``selected.nc`` contract (``W``, ``a``, ``b`` on ``visible``/``hidden``; coords
-        ``unit_id``, ``area`` on ``visible``; attr ``checkpoint``).
+        ``selected.nc`` contract (``W``, ``a``, ``b`` on ``neuron``/``hidden``; coords
+        ``unit_id``, ``area`` on ``neuron``; attr ``checkpoint``).
     areas
         Area label per visible unit (default: ``selected.area``).
     model
@@ -805,8 +585,6 @@ def compute_couplings(selected: xr.Dataset, *, areas: np.ndarray | None = None,
     if n_hist_bins < 1 or not hist_margin >= 1:
         raise ValueError(f"need n_hist_bins >= 1 and hist_margin >= 1; got {n_hist_bins}, "
                          f"{hist_margin}")
-    from spikerbm.rbm import rbm_from_dataset
-
     if not memory_budget_mb > 0:
         raise ValueError(f"memory_budget_mb must be > 0; got {memory_budget_mb!r}")
     memory_budget_bytes = int(memory_budget_mb * 2**20)
@@ -907,30 +685,12 @@ def compute_couplings(selected: xr.Dataset, *, areas: np.ndarray | None = None,
     return ds
 
 
-def areas_of(selected: xr.Dataset, raster: xr.Dataset) -> np.ndarray:
-    """Area label of each visible unit of ``selected``, looked up by ``unit_id`` in ``raster``.
-
-    Raises
-    ------
-    ValueError
-        When a unit of the model is missing from the raster.
-    """
-    idx = raster["unit_id"].to_index().get_indexer(np.asarray(selected["unit_id"].values))
-    if (idx < 0).any():
-        missing = np.asarray(selected["unit_id"].values)[idx < 0][:5].tolist()
-        raise ValueError(f"units {missing} of the selected model are not in the raster: were "
-                         "they produced from different data? rerun the session from raster.nc")
-    return np.asarray(raster["area"].values)[idx].astype(str)
-
-
 def _trajectory_norms(model: xr.Dataset, *, n_nodes: int, log_tol: float, norm_checkpoints: int,
                       selected_checkpoint: int, memory_budget_bytes: int,
                       device: torch.device) -> xr.Dataset:
-    from spikerbm.rbm import rbm_from_dataset
-
     ck = np.asarray(model["checkpoint"].values, dtype=np.int64)
     with3 = set(pick_checkpoints(ck, norm_checkpoints, must=[selected_checkpoint]).tolist())
-    n = int(model.sizes["visible"])
+    n = int(model.sizes["neuron"])
     n_terms = np.array([n, n * (n - 1) // 2, n * (n - 1) * (n - 2) // 6], dtype=np.float64)
     out = np.full((ck.size, 3), np.nan)
     for p, c in enumerate(ck):

@@ -95,8 +95,19 @@ def write_netcdf(ds: xr.Dataset, path: str | os.PathLike, *,
     return Path(path)
 
 
-def read_netcdf(path: str | os.PathLike) -> xr.Dataset:
+def read_netcdf(path: str | os.PathLike, *, raw: bool = False) -> xr.Dataset:
     """Read a whole netCDF file into memory and close it (no pickle, no code execution).
+
+    Parameters
+    ----------
+    path
+        The file.
+    raw
+        For files written by other tools (user inputs): values as stored, without CF decoding
+        of times (``units = "seconds since ..."`` stays numbers, not datetimes), time deltas,
+        ``_FillValue``/``missing_value`` masking or ``scale_factor``/``add_offset`` unpacking;
+        those attributes stay in each variable's ``attrs`` for the reader to interpret
+        (e.g. :func:`spikerbm.binarize.validate_raster`). Strings are still decoded.
 
     Raises
     ------
@@ -108,8 +119,10 @@ def read_netcdf(path: str | os.PathLike) -> xr.Dataset:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"netCDF file not found: {path}")
+    options = (dict(decode_times=False, decode_timedelta=False, mask_and_scale=False)
+               if raw else {})
     try:
-        with xr.open_dataset(path, engine=NETCDF_ENGINE) as ds:
+        with xr.open_dataset(path, engine=NETCDF_ENGINE, **options) as ds:
             return ds.load()
     except _UNREADABLE as err:
         raise _unreadable(path, err) from err
@@ -145,7 +158,8 @@ def about_input(path: str | os.PathLike, *, rebuild_hint: bool = True) -> Iterat
 
 
 def read_checked(path: str | os.PathLike, check: Callable[..., Any] | None = None, *,
-                 rebuild_hint: bool = True, **check_kwargs: Any) -> xr.Dataset:
+                 rebuild_hint: bool = True, raw: bool = False,
+                 **check_kwargs: Any) -> xr.Dataset:
     """Read a netCDF input and validate it; every problem is an :class:`InputError` naming it.
 
     Parameters
@@ -157,8 +171,10 @@ def read_checked(path: str | os.PathLike, check: Callable[..., Any] | None = Non
         saying what is wrong and how to fix it (e.g. :func:`spikerbm.binarize.check_raster`).
     rebuild_hint
         The file is a workflow output (adds :data:`REBUILD_HINT` to the message).
+    raw
+        Read values as stored (:func:`read_netcdf`); for files other tools wrote.
     """
-    ds = read_netcdf(path)
+    ds = read_netcdf(path, raw=raw)
     if check is not None:
         with about_input(path, rebuild_hint=rebuild_hint):
             check(ds, **check_kwargs)

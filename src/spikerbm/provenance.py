@@ -1,15 +1,23 @@
-"""Provenance and seeding: what every artifact records about how it was made."""
+"""Provenance and seeding: what every artifact records about how it was made.
+
+Importable without torch (the workflow imports it when the DAG is built): torch is only looked
+at when the job has loaded it already.
+"""
 
 from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import importlib.metadata
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Mapping
 from functools import cache
 from typing import Any
+
+import numpy as np
 
 from spikerbm import __version__
 
@@ -78,8 +86,61 @@ def git_commit() -> str:
         return "unknown"
 
 
+def device_name(device: Any = None) -> str:
+    """The device a job ran on: ``"cpu"`` or ``"cuda:<index> (<GPU name>)"``.
+
+    Parameters
+    ----------
+    device
+        The device the job computed on (a ``torch.device`` or its text, e.g. ``"cuda:0"``).
+        ``None``: ``"cuda:<current>"`` if the job has initialised CUDA, else ``"cpu"``.
+    """
+    torch = sys.modules.get("torch")
+    if device is None:
+        cuda = torch is not None and torch.cuda.is_initialized()
+        device = f"cuda:{torch.cuda.current_device()}" if cuda else "cpu"
+    text = str(device)
+    if not text.startswith("cuda"):
+        return text
+    if torch is None:  # a CUDA device named without torch loaded: nothing more to say
+        return text
+    index = torch.device(text).index
+    index = torch.cuda.current_device() if index is None else index
+    return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+
+
+def environment_attrs(device: Any = None) -> dict[str, str]:
+    """Where and with what software a job ran.
+
+    Parameters
+    ----------
+    device
+        As for :func:`device_name`.
+
+    Returns
+    -------
+    dict
+        ``device`` (:func:`device_name`), ``torch_version`` (the loaded torch, else the
+        installed one, else ``"none"``), ``cuda_version`` (the CUDA runtime of the loaded torch
+        build; ``"none"`` for a CPU build or when the job did not load torch),
+        ``numpy_version`` and ``spikerbm_version``.
+    """
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch_version, cuda_version = str(torch.__version__), str(torch.version.cuda or "none")
+    else:
+        try:
+            torch_version = importlib.metadata.version("torch")
+        except importlib.metadata.PackageNotFoundError:
+            torch_version = "none"
+        cuda_version = "none"
+    return {"device": device_name(device), "torch_version": torch_version,
+            "cuda_version": cuda_version, "numpy_version": np.__version__,
+            "spikerbm_version": __version__}
+
+
 def provenance_attrs(*, config: Mapping[str, Any] | None = None, seed: int | None = None,
-                     **extra: Any) -> dict[str, str | int | float]:
+                     device: Any = None, **extra: Any) -> dict[str, str | int | float]:
     """Attributes every artifact carries.
 
     Parameters
@@ -88,19 +149,23 @@ def provenance_attrs(*, config: Mapping[str, Any] | None = None, seed: int | Non
         The configuration values that produced the artifact (stored as JSON text).
     seed
         The seed the artifact was made with (``-1`` is stored when there was none).
+    device
+        The device the job computed on (:func:`device_name`; ``None`` detects it, which is
+        right when this is called after the computation).
     **extra
         More scalar attributes (strings or numbers; anything else is stored as JSON text).
 
     Returns
     -------
     dict
-        netCDF-safe attributes: ``config`` (JSON), ``seed``, ``spikerbm_version``,
-        ``git_commit``, ``created_utc`` and the extras.
+        netCDF-safe attributes: ``config`` (JSON), ``seed``, ``git_commit``, ``created_utc``,
+        those of :func:`environment_attrs` (``device``, ``torch_version``, ``cuda_version``,
+        ``numpy_version``, ``spikerbm_version``) and the extras.
     """
     attrs: dict[str, str | int | float] = {
         "config": canonical_json(config or {}),
         "seed": int(seed) if seed is not None else -1,
-        "spikerbm_version": __version__,
+        **environment_attrs(device),
         "git_commit": git_commit(),
         "created_utc": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }

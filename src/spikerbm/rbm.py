@@ -1,7 +1,8 @@
 """Bernoulli-Bernoulli Restricted Boltzmann Machine: parameters, energies, conditionals.
 
-Conventions (METHODS §2): visible ``v`` in {0,1}^N, hidden ``h`` in {0,1}^M, weights ``W`` of
-shape (N, M), visible bias ``a`` (N,), hidden bias ``b`` (M,).
+Conventions (docs/methods.md §2): visible ``v`` in {0,1}^N, hidden ``h`` in {0,1}^M, weights
+``W`` of shape (N, M), visible bias ``a`` (N,), hidden bias ``b`` (M,). On disk visible unit
+``i`` is neuron ``i``: ``W(neuron, hidden)``, ``a(neuron)``, ``b(hidden)``.
 
 Precision policy
 ----------------
@@ -128,7 +129,7 @@ def visible_probs(rbm: RBM, h: torch.Tensor) -> torch.Tensor:
 
 def init_rbm(v_mean: torch.Tensor, *, n_hidden: int, weight_std: float = 1e-4,
              generator: torch.Generator | None = None, eps: float = 1e-4) -> RBM:
-    """METHODS §3 initialisation from training-split means.
+    """docs/methods.md §3 initialisation from training-split means.
 
     ``W ~ weight_std * N(0, 1)``, ``a_i = logit(clamp(<v_i>_train, eps, 1 - eps))``, ``b = 0``.
     """
@@ -180,7 +181,8 @@ def rbm_from_dataset(ds, *, checkpoint: int | None = None, device: torch.device 
     Parameters
     ----------
     ds
-        xarray Dataset with ``W``, ``a``, ``b``; a model trajectory also has a ``checkpoint`` dim.
+        xarray Dataset with ``W(neuron, hidden)``, ``a(neuron)``, ``b(hidden)`` (any dim names:
+        the values are read); a model trajectory also has a ``checkpoint`` dim.
     checkpoint
         Update number to take from a trajectory (default: the last checkpoint).
     """
@@ -195,10 +197,11 @@ def rbm_from_dataset(ds, *, checkpoint: int | None = None, device: torch.device 
 def check_rbm_dataset(ds, *, n_visible: int | None = None) -> None:
     """Check the parameters of a ``model.nc`` / ``selected.nc`` dataset before using them.
 
-    ``W`` must have dims (``checkpoint``,) ``visible``, ``hidden``, ``a`` (``checkpoint``,)
-    ``visible`` and ``b`` (``checkpoint``,) ``hidden``, all floating point and finite (training
+    ``W`` must have dims (``checkpoint``,) ``neuron``, ``hidden``, ``a`` (``checkpoint``,)
+    ``neuron`` and ``b`` (``checkpoint``,) ``hidden``, all floating point and finite (training
     stops on divergence, so a model file never holds NaN/inf). With ``n_visible``, the model must
-    have that many visible units (the neurons of the session's raster).
+    have that many visible units (the neurons of the session's raster; visible unit ``i`` is
+    neuron ``i``).
 
     Raises
     ------
@@ -208,7 +211,7 @@ def check_rbm_dataset(ds, *, n_visible: int | None = None) -> None:
     import numpy as np
 
     lead = ("checkpoint",) if "checkpoint" in ds.dims else ()
-    for name, dims in (("W", ("visible", "hidden")), ("a", ("visible",)), ("b", ("hidden",))):
+    for name, dims in (("W", ("neuron", "hidden")), ("a", ("neuron",)), ("b", ("hidden",))):
         if name not in ds.data_vars:
             raise ValueError(f"model: no parameter variable {name!r} (found "
                              f"{sorted(map(str, ds.data_vars))}); rebuild the model file")
@@ -231,9 +234,9 @@ def check_rbm_dataset(ds, *, n_visible: int | None = None) -> None:
                 "trained model never holds non-finite parameters (training stops on "
                 "divergence), so the file is corrupted: rebuild it"
             )
-    if n_visible is not None and ds.sizes["visible"] != n_visible:
+    if n_visible is not None and ds.sizes["neuron"] != n_visible:
         raise ValueError(
-            f"model: {ds.sizes['visible']} visible units but the session's raster has "
+            f"model: {ds.sizes['neuron']} neurons (visible units) but the session's raster has "
             f"{n_visible} neurons: the model was trained on other data; rebuild it from this "
             "raster"
         )

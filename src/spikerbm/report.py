@@ -13,7 +13,7 @@ import xarray as xr
 SUMMARY_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("selected", "n_hidden", "selected number of hidden units"),
     ("selected", "checkpoint", "selected checkpoint (update)"),
-    ("selected", "method", "log Z method"),
+    ("selected", "log_z_method", "log Z method"),
     ("selected", "ll_train", "train log-likelihood (nats/sample)"),
     ("selected", "ll_test", "test log-likelihood (nats/sample)"),
     ("selected", "floor_test", "independent-site test log-likelihood (floor)"),
@@ -182,7 +182,7 @@ def attrs_table(attrs: Mapping[str, Mapping[str, object]],
 def selected_models_table(selected: Mapping[str, xr.Dataset]) -> pd.DataFrame:
     """Model selection of every session: one row per (session, hidden size).
 
-    Each row is the best checkpoint of that hidden size (the ``cand_*`` variables of
+    Each row is the best checkpoint of that hidden size (the ``candidate`` table of
     ``selected.nc``), with the independent-site floor and whether it is the selected model.
 
     Parameters
@@ -204,21 +204,22 @@ def selected_models_table(selected: Mapping[str, xr.Dataset]) -> pd.DataFrame:
     """
     rows = []
     for session, ds in selected.items():
-        if "cand_n_hidden" not in ds:
-            raise ValueError(f"session {session}: the dataset has no cand_n_hidden variable; "
-                             "pass the selected.nc written by the select_model rule")
+        if "candidate" not in ds.dims or "ll_test" not in ds:
+            raise ValueError(f"session {session}: the dataset has no candidate table "
+                             "(candidate dim with ll_test); pass the selected.nc written by the "
+                             "select_model rule")
         floor = float(ds.attrs.get("floor_test", np.nan))
         for c in range(ds.sizes["candidate"]):
-            ll_test = float(ds["cand_ll_test"].values[c])
-            std = ds["cand_ll_test_std"].values[c] if "cand_ll_test_std" in ds else np.nan
-            method = ds["cand_method"].values[c] if "cand_method" in ds else "n/a"
-            is_selected = (bool(ds["cand_selected"].values[c]) if "cand_selected" in ds else
-                           int(ds["cand_n_hidden"].values[c]) == int(ds.attrs["n_hidden"]))
+            ll_test = float(ds["ll_test"].values[c])
+            std = ds["ll_test_std"].values[c] if "ll_test_std" in ds else np.nan
+            method = ds["log_z_method"].values[c] if "log_z_method" in ds else "n/a"
+            is_selected = (bool(ds["selected"].values[c]) if "selected" in ds else
+                           int(ds["n_hidden"].values[c]) == int(ds.attrs["n_hidden"]))
             rows.append({
                 "session": session,
-                "hidden units": _fmt(int(ds["cand_n_hidden"].values[c])),
-                "best checkpoint": _fmt(int(ds["cand_checkpoint"].values[c])),
-                "LL train": _fmt(float(ds["cand_ll_train"].values[c])),
+                "hidden units": _fmt(int(ds["n_hidden"].values[c])),
+                "best checkpoint": _fmt(int(ds["checkpoint"].values[c])),
+                "LL train": _fmt(float(ds["ll_train"].values[c])),
                 "LL test": _fmt(ll_test),
                 "LL test s.d.": _fmt(float(std)),
                 "log Z method": str(method),

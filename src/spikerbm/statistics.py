@@ -1,4 +1,4 @@
-"""Generated-vs-real statistics of a trained RBM (METHODS §5, paper Fig. 3).
+"""Generated-vs-real statistics of a trained RBM (docs/methods.md §5, paper Fig. 3).
 
 Three parts:
 
@@ -50,9 +50,10 @@ import torch.nn.functional as F
 import xarray as xr
 
 from spikerbm import rbm as rbm_mod
+from spikerbm.diagnostics import integrated_autocorr_time
 from spikerbm.provenance import derive_seed
 from spikerbm.rbm import RBM
-from spikerbm.sampling import PersistentChains
+from spikerbm.sampling import Sampler
 
 #: The sample sets compared, in the order of the ``set`` dimension.
 SETS = ("train", "test", "generated", "independent")
@@ -68,8 +69,6 @@ MIN_SCORE_GAP = 0.1
 MAX_TRACE_RECORDS = 4000
 #: Chains per start set whose energy / activity traces are recorded (bounds the cost).
 MAX_TRACE_CHAINS = 128
-#: Sokal's window constant for the integrated autocorrelation time.
-SOKAL_C = 5.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -103,59 +102,8 @@ def _check_positive_int(value: int, name: str, *, minimum: int = 1) -> int:
 
 
 # --------------------------------------------------------------------------------------------
-# equilibrium sampling (block Gibbs: spikerbm.sampling) and its diagnostics
+# equilibrium sampling (block Gibbs: spikerbm.sampling) and its check
 # --------------------------------------------------------------------------------------------
-def integrated_autocorr_time(x: np.ndarray, *, c: float = SOKAL_C) -> tuple[float, bool]:
-    """Integrated autocorrelation time of a multi-chain trace, with Sokal's automatic window.
-
-    The autocorrelation is taken about the *global* mean (over all chains and times), so chains
-    stuck in different states show up as long correlations rather than being hidden by
-    per-chain centring.
-
-    Parameters
-    ----------
-    x
-        Trace, shape (n_steps, n_chains) (a 1-D trace is one chain).
-    c
-        Window constant: the window ``M`` is the smallest lag with ``M >= c * tau(M)``.
-
-    Returns
-    -------
-    tau : float
-        ``1 + 2 sum_{t=1}^{M} rho(t)``, in steps of the trace.
-    converged : bool
-        Whether a window satisfying ``M >= c * tau(M)`` exists inside the trace and the trace
-        is at least ``2 * c * tau`` long; otherwise ``tau`` is a lower bound and must not be
-        trusted.
-    """
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim == 1:
-        x = x[:, None]
-    if x.ndim != 2 or x.shape[0] < 1:
-        raise ValueError(f"trace must have shape (n_steps, n_chains); got {x.shape}")
-    n = x.shape[0]
-    y = x - x.mean()
-    var = float((y**2).mean())
-    if not np.isfinite(var):
-        raise ValueError("trace contains NaN or inf values")
-    if var <= 1e-300:
-        return 1.0, n >= 2  # a constant trace: nothing to decorrelate
-    if n < 2:
-        return 1.0, False
-    nfft = 1 << (2 * n - 1).bit_length()
-    f = np.fft.rfft(y, n=nfft, axis=0)
-    acf = np.fft.irfft(f * np.conj(f), n=nfft, axis=0)[:n].sum(axis=1)
-    rho = acf / acf[0]
-    taus = 1.0 + 2.0 * np.cumsum(rho[1:])  # taus[m-1] = tau(M = m)
-    lags = np.arange(1, n)
-    ok = lags >= c * taus
-    if ok.any():
-        m = int(np.argmax(ok))
-        tau = float(taus[m])
-        return tau, bool(n >= 2 * c * tau)
-    return float(max(taus[-1], 1.0)), False
-
-
 def _z_between(a: np.ndarray, b: np.ndarray) -> float:
     """Two-sample z of the difference of means of independent per-chain averages."""
     se2 = a.var(ddof=1) / a.size + b.var(ddof=1) / b.size
@@ -212,7 +160,7 @@ def sample_equilibrium(rbm: RBM, *, init_data: np.ndarray, n_samples: int, n_cha
     Returns
     -------
     xarray.Dataset
-        ``samples(sample, visible)`` uint8; ``trace_energy(start, record)`` and
+        ``samples(sample, neuron)`` uint8; ``trace_energy(start, record)`` and
         ``trace_k(start, record)`` (means over the traced chains of each start set) with
         ``record_sweep(record)``;
         attrs ``equilibrated`` (1/0), ``equilibration_reason``, ``tau_energy_sweeps``,
@@ -249,7 +197,8 @@ def sample_equilibrium(rbm: RBM, *, init_data: np.ndarray, n_samples: int, n_cha
         if r.ndim != 2 or r.shape[1] != n_vis or not np.isin(r, (0, 1)).all():
             raise ValueError(f"init_random must be 0/1 of shape (k, {n_vis}); got {r.shape}")
         v_rand = torch.as_tensor(r[np.arange(n_rand) % r.shape[0]], dtype=dtype).to(device)
-    chains = PersistentChains(torch.cat([v_data, v_rand]), n_hidden=model.n_hidden, dtype=dtype)
+    chains = Sampler(device).chains(torch.cat([v_data, v_rand]), n_hidden=model.n_hidden,
+                                    generator=gen)
 
     per_chain = math.ceil(n_samples / n_chains)
     total = burn_in_sweeps + per_chain * thin_sweeps
@@ -264,7 +213,7 @@ def sample_equilibrium(rbm: RBM, *, init_data: np.ndarray, n_samples: int, n_cha
     rec = 0
     with torch.no_grad():
         for sweep in range(1, total + 1):
-            chains.sweep(model, generator=gen)
+            chains.sweep(model)
             v = chains.v
             if sweep % every == 0 and rec < n_rec:
                 vt = v[traced]
@@ -304,7 +253,7 @@ def sample_equilibrium(rbm: RBM, *, init_data: np.ndarray, n_samples: int, n_cha
     flat = samples.reshape(-1, n_vis)[:n_samples].cpu().numpy()
     return xr.Dataset(
         {
-            "samples": (("sample", "visible"), flat),
+            "samples": (("sample", "neuron"), flat),
             "trace_energy": (("start", "record"), np.stack(
                 [tr_e_np[:, :n_td].mean(1), tr_e_np[:, n_td:].mean(1)]), {"units": "1"}),
             "trace_k": (("start", "record"), np.stack(
@@ -486,7 +435,8 @@ def effective_fields(rbm: RBM, v: np.ndarray, *, max_elements: int = 2**22) -> n
     """Exact effective fields ``h_eff_i(v)`` with ``P(v_i = 1 | v_-i) = sigmoid(h_eff_i)``.
 
     ``h_eff_i = a_i + sum_mu [softplus(b_mu + W_imu + x_mu^(-i)) - softplus(b_mu + x_mu^(-i))]``
-    with ``x_mu^(-i) = sum_{j != i} W_jmu v_j`` (METHODS §5), in float64 on the RBM's device.
+    with ``x_mu^(-i) = sum_{j != i} W_jmu v_j`` (docs/methods.md §5), in float64 on the RBM's
+    device.
 
     Parameters
     ----------
@@ -624,7 +574,7 @@ def compute_statistics(rbm: RBM, *, train: np.ndarray, test: np.ndarray, n_sampl
                        heff_bins: int, energy_bins: int, seed: int, tau_factor: float = 20.0,
                        z_max: float = 4.0, generated: np.ndarray | None = None,
                        neuron_coords: Mapping[str, np.ndarray] | None = None) -> xr.Dataset:
-    """Sample the model and compare its statistics with train and test data (METHODS §5).
+    """Sample the model and compare its statistics with train and test data (docs/methods.md §5).
 
     Parameters
     ----------

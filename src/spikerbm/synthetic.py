@@ -1,7 +1,7 @@
 """Synthetic spiking sessions drawn from a known (planted) RBM, the pipeline's ground truth.
 
-The generative model (METHODS §8) is a Bernoulli RBM in float64 numpy with three kinds of hidden
-units:
+The generative model (docs/methods.md §8) is a Bernoulli RBM in float64 numpy with three kinds
+of hidden units:
 
 - ``assembly``: per area, ``assemblies_per_area`` units with strong positive weights
   (``within_area_weight``) onto a random subset of ``assembly_size`` neurons of that area;
@@ -44,8 +44,9 @@ from scipy.special import expit, logit
 if TYPE_CHECKING:
     import torch
 
-# torch (used for the exact enumeration) is imported inside the functions that need it, so that
-# the workflow can check synthetic parameter names (check_params) at DAG time without loading it.
+# torch (the exact enumeration, the Gibbs chains) is imported inside the functions that need it,
+# so that the workflow can check synthetic parameter names (check_params) at DAG time without
+# loading it.
 
 #: Hidden layers up to this size are enumerated exactly for the calibration (2**M states).
 MAX_EXACT_HIDDEN = 16
@@ -65,9 +66,11 @@ _CHUNK_STEPS = 2048
 # Exact quantities by enumeration of the hidden layer
 # ---------------------------------------------------------------------------------------------
 def _hidden_states(n_hidden: int, start: int, stop: int) -> np.ndarray:
-    """Binary hidden states with integer codes ``start..stop-1``, shape (stop-start, M), float64."""
-    codes = np.arange(start, stop, dtype=np.int64)
-    return ((codes[:, None] >> np.arange(n_hidden, dtype=np.int64)) & 1).astype(np.float64)
+    """Hidden states with codes ``start..stop-1`` (:func:`spikerbm.exact.binary_states`),
+    shape (stop-start, M), float64."""
+    from spikerbm.exact import binary_states
+
+    return binary_states(n_hidden, start, stop).numpy()
 
 
 def _log_hidden_weights(W: np.ndarray, a: np.ndarray, b: np.ndarray,
@@ -310,10 +313,10 @@ def planted_rbm(*, n_neurons: int, n_areas: int, assemblies_per_area: int, assem
     Returns
     -------
     xr.Dataset
-        The truth contract without provenance: dims ``visible``, ``hidden_true``; ``W``, ``a``,
+        The truth contract without provenance: dims ``neuron``, ``hidden_true``; ``W``, ``a``,
         ``b`` (float64), ``membership`` (uint8, 1 where ``W != 0``), ``target_rate_hz``,
         ``rate_hz`` (exact model rate, Hz), ``p_spike`` (exact per-bin probability),
-        ``hidden_activity`` (exact p(h=1)); coords ``unit_id``, ``area`` (visible),
+        ``hidden_activity`` (exact p(h=1)); coords ``unit_id``, ``area`` (neuron),
         ``hidden_kind``, ``hidden_area`` (hidden_true); attrs ``bin_ms``, ``log_z``.
     """
     _check_structure(n_neurons=n_neurons, n_areas=n_areas,
@@ -331,8 +334,8 @@ def planted_rbm(*, n_neurons: int, n_areas: int, assemblies_per_area: int, assem
     def jitter(size: int) -> np.ndarray:
         return 1.0 + weight_jitter * rng.uniform(-1.0, 1.0, size)
 
-    for k in range(n_areas):
-        size = min(assembly_size, members[k].size)
+    for k in range(n_areas):  # every area holds >= assembly_size neurons (_check_structure)
+        size = assembly_size
         for _ in range(assemblies_per_area):
             w = np.zeros(n_neurons)
             idx = rng.choice(members[k], size=size, replace=False)
@@ -345,9 +348,8 @@ def planted_rbm(*, n_neurons: int, n_areas: int, assemblies_per_area: int, assem
         pair = np.sort(rng.choice(n_areas, size=2, replace=False))
         w = np.zeros(n_neurons)
         for k in pair:
-            size = min(half, members[k].size)
-            idx = rng.choice(members[k], size=size, replace=False)
-            w[idx] = cross_area_weight * jitter(size)
+            idx = rng.choice(members[k], size=half, replace=False)
+            w[idx] = cross_area_weight * jitter(half)
         columns.append(w)
         kinds.append("cross")
         hidden_area.append("|".join(names[k] for k in pair))
@@ -366,7 +368,7 @@ def planted_rbm(*, n_neurons: int, n_areas: int, assemblies_per_area: int, assem
     a, b = np.round(a, BIAS_DECIMALS), np.round(b, BIAS_DECIMALS)
     marg = exact_marginals(W, a, b)
 
-    vis, hid = "visible", "hidden_true"
+    vis, hid = "neuron", "hidden_true"
     return xr.Dataset(
         {
             "W": ((vis, hid), W, {"long_name": "planted weights"}),
@@ -395,8 +397,10 @@ def simulate_chain(W: np.ndarray, a: np.ndarray, b: np.ndarray, *, n_bins: int,
                    v0: np.ndarray | None = None) -> np.ndarray:
     """Block-Gibbs chains of an RBM, recording the visible state once every ``sweeps_per_bin``.
 
-    One sweep is ``h ~ p(h | v)`` then ``v ~ p(v | h)`` (METHODS §2). Recorded state ``t`` is the
-    visible state after ``(t + 1) * sweeps_per_bin`` sweeps from ``v0``.
+    One sweep is ``h ~ p(h | v)`` then ``v ~ p(v | h)`` (docs/methods.md §2), run by
+    :class:`spikerbm.sampling.PersistentChains` in float64 with numpy's uniforms (in the draw
+    order of :class:`_BlockUniforms`). Recorded state ``t`` is the visible state after
+    ``(t + 1) * sweeps_per_bin`` sweeps from ``v0``.
 
     Parameters
     ----------
@@ -419,6 +423,11 @@ def simulate_chain(W: np.ndarray, a: np.ndarray, b: np.ndarray, *, n_bins: int,
     np.ndarray
         uint8, shape (n_chains, n_bins, N).
     """
+    import torch
+
+    from spikerbm.rbm import rbm_from_numpy
+    from spikerbm.sampling import Sampler
+
     W, a, b = (np.asarray(x, dtype=np.float64) for x in (W, a, b))
     n, m = W.shape
     if a.shape != (n,) or b.shape != (m,):
@@ -432,21 +441,44 @@ def simulate_chain(W: np.ndarray, a: np.ndarray, b: np.ndarray, *, n_bins: int,
         v = (rng.random((n_chains, n)) < expit(a)).astype(np.float64)
     else:
         v = np.broadcast_to(np.asarray(v0, dtype=np.float64), (n_chains, n)).copy()
+    rbm = rbm_from_numpy(W, a, b, dtype=torch.float64)
+    uniforms = _BlockUniforms(rng, n_steps=n_bins * sweeps_per_bin, n_chains=n_chains,
+                              n_visible=n, n_hidden=m)
+    chains = Sampler.for_model(rbm).chains(torch.from_numpy(v), n_hidden=m, generator=uniforms)
     out = np.empty((n_chains, n_bins, n), dtype=np.uint8)
-    wt = np.ascontiguousarray(W.T)
-    n_steps = n_bins * sweeps_per_bin
-    for c0 in range(0, n_steps, _CHUNK_STEPS):
-        c1 = min(n_steps, c0 + _CHUNK_STEPS)
-        # u < sigmoid(x)  <=>  logit(u) < x: one vectorised logit per chunk, compares in the loop.
-        lh = logit(rng.random((c1 - c0, n_chains, m)))
-        lv = logit(rng.random((c1 - c0, n_chains, n)))
-        for s in range(c1 - c0):
-            h = (lh[s] < v @ W + b).astype(np.float64)
-            v = (lv[s] < h @ wt + a).astype(np.float64)
-            step = c0 + s + 1
-            if step % sweeps_per_bin == 0:
-                out[:, step // sweeps_per_bin - 1] = v
+    for t in range(n_bins):
+        chains.sweep(rbm, k=sweeps_per_bin)
+        out[:, t] = chains.v.numpy()
     return out
+
+
+class _BlockUniforms:
+    """The uniforms of :func:`simulate_chain` in numpy's draw order of the planted raster.
+
+    For each block of :data:`_CHUNK_STEPS` sweeps, ``rng`` draws all hidden uniforms of the
+    block, (steps, chains, M), then all visible ones, (steps, chains, N); the chains ask for one
+    hidden then one visible slice per sweep. (This order makes the synthetic sessions of every
+    version since the first identical: ``u < sigmoid(x)`` is the earlier ``logit(u) < x``.)
+    """
+
+    def __init__(self, rng: np.random.Generator, *, n_steps: int, n_chains: int,
+                 n_visible: int, n_hidden: int) -> None:
+        self.rng, self.n_steps = rng, n_steps
+        self.shapes = ((n_chains, n_hidden), (n_chains, n_visible))
+        self.step, self.half = 0, 0
+        self.block: tuple[np.ndarray, np.ndarray] | None = None
+
+    def __call__(self, out: torch.Tensor) -> None:
+        import torch
+
+        s = self.step % _CHUNK_STEPS
+        if s == 0 and self.half == 0:
+            size = min(_CHUNK_STEPS, self.n_steps - self.step)
+            self.block = (self.rng.random((size, *self.shapes[0])),
+                          self.rng.random((size, *self.shapes[1])))
+        out.copy_(torch.from_numpy(self.block[self.half][s]))
+        self.step += self.half
+        self.half ^= 1
 
 
 def raster_to_spikes(raster: np.ndarray, *, bin_ms: int, t0_ms: int = 0,
@@ -495,6 +527,11 @@ def _check_structure(*, n_neurons: int, n_areas: int, assemblies_per_area: int,
     need(assemblies_per_area >= 0 and n_cross_assemblies >= 0,
          "assemblies_per_area and n_cross_assemblies must be >= 0")
     need(assembly_size >= 1, f"assembly_size must be >= 1; got {assembly_size}")
+    smallest = n_neurons // n_areas  # contiguous, near-equal areas
+    need(assemblies_per_area + n_cross_assemblies == 0 or assembly_size <= smallest,
+         f"assembly_size = {assembly_size} is larger than the smallest area ({smallest} neurons "
+         f"= n_neurons // n_areas = {n_neurons} // {n_areas}): an assembly lies inside one area; "
+         f"lower assembly_size to at most {smallest}, raise n_neurons or lower n_areas")
     need(n_cross_assemblies == 0 or n_areas >= 2,
          f"n_cross_assemblies = {n_cross_assemblies} needs n_areas >= 2 (got {n_areas}); "
          "set n_cross_assemblies=0 for a single area")
@@ -513,6 +550,33 @@ def _check_structure(*, n_neurons: int, n_areas: int, assemblies_per_area: int,
          f"{n_hidden} hidden units; at most {MAX_EXACT_HIDDEN} are allowed (its marginals are "
          "computed exactly by enumerating 2**M hidden states): lower assemblies_per_area, "
          "n_cross_assemblies or n_areas")
+
+
+def _check_session(*, duration_s: float, bin_ms: float, sweeps_per_bin: int,
+                   epochs: str | Sequence[str]) -> tuple[list[str], int, int]:
+    """Check the session's time axis; return (epochs, bin_ms, n_bins)."""
+    if isinstance(epochs, str):
+        epochs = [epochs]
+    epochs = [str(e) for e in epochs]
+    if not epochs or len(set(epochs)) != len(epochs) or any(not e for e in epochs):
+        raise ValueError(f"synthetic: epochs must be distinct non-empty names; got {epochs!r}")
+    if float(bin_ms) != int(bin_ms) or int(bin_ms) < 1:
+        raise ValueError(
+            f"synthetic: bin_ms must be a positive whole number of ms (spike times have 1 ms "
+            f"resolution); got {bin_ms!r}"
+        )
+    bin_ms = int(bin_ms)
+    if not isinstance(sweeps_per_bin, int | np.integer) or sweeps_per_bin < 1:
+        raise ValueError(f"synthetic: sweeps_per_bin must be an integer >= 1; got "
+                         f"{sweeps_per_bin!r}")
+    n_bins = int(round(float(duration_s) * 1000.0, 6) // bin_ms)
+    if n_bins < len(epochs):
+        raise ValueError(
+            f"synthetic: duration_s = {duration_s} gives {n_bins} bins of {bin_ms} ms, fewer "
+            f"than the {len(epochs)} epoch(s) (each needs at least one bin); raise duration_s "
+            f"to at least {len(epochs) * bin_ms / 1000:g}"
+        )
+    return epochs, bin_ms, n_bins
 
 
 def generate_session(*, n_neurons: int = 160, n_areas: int = 4, duration_s: float = 1800.0,
@@ -566,26 +630,8 @@ def generate_session(*, n_neurons: int = 160, n_areas: int = 4, duration_s: floa
         Datasets in the ``spikes.nc`` and ``truth.nc`` contracts (docs/data-model.md), without
         provenance attributes (the caller adds them when writing).
     """
-    if isinstance(epochs, str):
-        epochs = [epochs]
-    epochs = [str(e) for e in epochs]
-    if not epochs or len(set(epochs)) != len(epochs) or any(not e for e in epochs):
-        raise ValueError(f"synthetic: epochs must be distinct non-empty names; got {epochs!r}")
-    if float(bin_ms) != int(bin_ms) or int(bin_ms) < 1:
-        raise ValueError(
-            f"synthetic: bin_ms must be a positive whole number of ms (spike times have 1 ms "
-            f"resolution); got {bin_ms!r}"
-        )
-    bin_ms = int(bin_ms)
-    if not isinstance(sweeps_per_bin, int | np.integer) or sweeps_per_bin < 1:
-        raise ValueError(f"synthetic: sweeps_per_bin must be an integer >= 1; got "
-                         f"{sweeps_per_bin!r}")
-    n_bins = int(round(float(duration_s) * 1000.0, 6) // bin_ms)
-    if n_bins < len(epochs):
-        raise ValueError(
-            f"synthetic: duration_s = {duration_s} gives {n_bins} bins of {bin_ms} ms, fewer "
-            f"than the {len(epochs)} epochs; increase duration_s"
-        )
+    epochs, bin_ms, n_bins = _check_session(duration_s=duration_s, bin_ms=bin_ms,
+                                            sweeps_per_bin=sweeps_per_bin, epochs=epochs)
     s_struct, s_chain, s_spikes = np.random.SeedSequence(int(seed)).spawn(3)
     truth = planted_rbm(
         n_neurons=n_neurons, n_areas=n_areas, assemblies_per_area=assemblies_per_area,
@@ -623,7 +669,7 @@ def generate_session(*, n_neurons: int = 160, n_areas: int = 4, duration_s: floa
         description=(
             "Planted RBM. hidden_kind: 'assembly' = within-area assembly (hidden_area = its "
             "area), 'cross' = cross-area unit (hidden_area = 'X|Y'), 'drive' = global slow "
-            "drive. membership(visible, hidden_true) = 1 where W != 0. The spike raster is one "
+            "drive. membership(neuron, hidden_true) = 1 where W != 0. The spike raster is one "
             "block-Gibbs chain started at equilibrium, sweeps_per_bin sweeps per bin of bin_ms."
         ),
     )
@@ -650,19 +696,56 @@ SYNTHETIC_PARAMS: tuple[str, ...] = tuple(
 )
 
 
+#: Defaults of :func:`generate_session`, for parameters neither the config nor the row sets.
+_DEFAULTS: dict[str, Any] = {
+    name: p.default for name, p in inspect.signature(generate_session).parameters.items()
+    if name in SYNTHETIC_PARAMS and p.default is not inspect.Parameter.empty
+}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
+
+
 def check_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    """Validate the names of synthetic-source parameters (config section merged with row params).
+    """Validate synthetic-source parameters (config section merged with row params) before any
+    job runs: their names, then the ranges and their combinations that
+    :func:`generate_session` would reject (a bin holding more than one spike,
+    ``rate_min_hz >= rate_max_hz``, more areas than the neurons allow, a duration under one bin
+    per epoch, an assembly larger than its area, too many hidden units, ...), so the workflow
+    stops at DAG time with the same one-line message. Missing parameters take the defaults of
+    :func:`generate_session`. Values of the wrong type are left to the schema validation that
+    follows (config.schema.yaml, ``synthetic`` section).
+
+    Returns
+    -------
+    dict
+        ``params`` unchanged (a copy).
 
     Raises
     ------
     ValueError
-        Naming the unknown parameters and listing the allowed ones.
+        One line: the unknown parameters with the allowed names, or the parameter(s) out of range
+        with the fix.
     """
     unknown = sorted(set(params) - set(SYNTHETIC_PARAMS))
     if unknown:
+        import difflib
+
+        close = difflib.get_close_matches(unknown[0], SYNTHETIC_PARAMS, n=1)
         raise ValueError(
-            f"unknown synthetic parameter(s) {unknown}; allowed names: "
+            f"unknown synthetic parameter(s) {unknown}"
+            f"{f' (did you mean `{close[0]}`?)' if close else ''}; allowed names: "
             f"{', '.join(SYNTHETIC_PARAMS)} (set them in the config `synthetic:` section or as "
             "key=value in the sessions.tsv params column)"
         )
+    full = {**_DEFAULTS, **params}
+    numeric = [k for k in _DEFAULTS if k != "epochs"]
+    epochs = full["epochs"]
+    if all(_is_number(full[k]) for k in numeric) and (
+            isinstance(epochs, str) or (isinstance(epochs, Sequence)
+                                        and all(isinstance(e, str) for e in epochs))):
+        _check_session(duration_s=full["duration_s"], bin_ms=full["bin_ms"],
+                       sweeps_per_bin=full["sweeps_per_bin"], epochs=epochs)
+        _check_structure(**{k: full[k] for k in inspect.signature(_check_structure).parameters})
     return dict(params)

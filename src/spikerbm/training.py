@@ -1,235 +1,61 @@
 """Persistent-contrastive-divergence training of RBMs with checkpoints and exact resume.
 
-Pieces (METHODS §3):
+docs/methods.md §3. :func:`train` is the loop: it builds (or restores) the run's
+:class:`~spikerbm.train_state.TrainingState`, then advances it with a
+:class:`~spikerbm.pcd.PCDEngine` in chunks that end at every checkpoint and at most
+:data:`~spikerbm.pcd.DIVERGENCE_CHECK_EVERY` updates apart; after each chunk it checks for
+divergence, and at a checkpoint it records the parameters and hands the full state, as an
+``xarray.Dataset``, to a callback. :func:`train` started with that dataset continues exactly
+where it stopped (bitwise on CPU). Checkpoints are log-spaced in update count
+(:func:`checkpoint_schedule`, update 0 = initialisation and the last update included).
+:func:`train_to_files` is the file-level driver used by ``scripts/train.py`` (``resume.nc``
+after every checkpoint, ``model.nc`` at the end, atomically, through :mod:`spikerbm.io`).
 
-- :class:`TrainConfig`: the frozen, validated training configuration, built once from the
-  ``train`` section of the Snakemake config (:meth:`TrainConfig.from_config`).
-- :func:`pcd_gradient` and :func:`sgd_step`: the pure update (centered or plain gradient from
-  data and model moments; one SGD ascent step returning a new :class:`~spikerbm.rbm.RBM`).
-- :func:`pcd_step`: ``k`` Gibbs sweeps of the persistent chains, then gradient and SGD step.
-- :func:`train`: the loop. Checkpoints are log-spaced in update count
-  (:func:`checkpoint_schedule`, update 0 = initialisation and the last update included). After each
-  checkpoint the loop hands the full training state (trajectory so far, chains, every RNG state,
-  minibatch order, trajectory-AIS state, update counter, config and data hashes) as an
-  ``xarray.Dataset`` to a callback; :func:`train` started with that dataset continues exactly
-  where it stopped (bitwise on CPU).
-- :func:`train_to_files`: the file-level driver used by ``scripts/train.py`` (writes
-  ``resume.nc`` after every checkpoint and ``model.nc`` at the end, atomically, through
-  :mod:`spikerbm.io`; deletes ``resume.nc`` on success).
+The pieces live in their own modules: the configuration in :mod:`spikerbm.config`, the update
+and its runner in :mod:`spikerbm.pcd`, the state, its minibatch stream and its datasets in
+:mod:`spikerbm.train_state`.
 
-Precision (``train.precision``): parameters and gradients in float32; sampling products in
-float32, TF32 (``tf32``, CUDA) or bfloat16 operands (``bf16``, CUDA: the fused kernels of
-:mod:`spikerbm.kernels`, with one whole update, trajectory-AIS step included, replayed as a
-CUDA graph by :class:`FusedPCD`); every energy / log Z (trajectory AIS) in float64.
+Precision (``train.precision``, :meth:`spikerbm.sampling.Sampler.from_precision`): parameters
+and gradients in float32; sampling products in float32, TF32 (``tf32``, CUDA) or bfloat16
+operands (``bf16``, CUDA: the fused kernels of :mod:`spikerbm.kernels`, with one whole update,
+trajectory-AIS step included, replayed as a CUDA graph); every energy / log Z (trajectory AIS)
+in float64.
 
-This module imports xarray lazily, so the pure-torch parts (config, gradient, step) work without
-netCDF libraries (``benchmarks/train_speed.py`` relies on that).
+This module imports xarray lazily, so the pure-torch parts work without netCDF libraries
+(``benchmarks/train_speed.py`` relies on that).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import os
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from spikerbm.config import PRECISIONS, TrainConfig  # noqa: F401 (re-exported)
-from spikerbm.provenance import canonical_json, derive_seed
-from spikerbm.rbm import (
-    RBM,
-    hidden_probs,
-    independent_site,
-    init_rbm,
-    resolve_device,
-    tf32_matmul,
+from spikerbm.pcd import (  # noqa: F401 (re-exported)
+    DIVERGENCE_CHECK_EVERY,
+    MAX_ABS_PARAMETER,
+    DivergenceGuard,
+    PCDEngine,
+    TrainingDivergedError,
 )
-from spikerbm.sampling import FusedChains, PersistentChains
+from spikerbm.rbm import RBM, resolve_device
+from spikerbm.sampling import Sampler
+from spikerbm.train_state import OnlineCurve, TrainingState, config_hash, data_hash
 
 if TYPE_CHECKING:
     import xarray as xr
 
 log = logging.getLogger(__name__)
 
-#: Version of the resume-state layout; a resume file of another version is ignored.
-RESUME_FORMAT = 2
 
-
-class TrainingDivergedError(RuntimeError):
-    """Training blew up: a parameter became NaN/inf or larger than :data:`MAX_ABS_PARAMETER`."""
-
-    user_facing = True  # workflow scripts report it as one clear line (spikerbm.io.job_logger)
-
-
-#: Training counts as diverged once any |parameter| exceeds this (or is NaN/inf). SGD steps are
-#: bounded by ``lr`` times a bounded gradient, so a too-large ``train.lr`` makes the parameters
-#: grow without limit long before float32 overflows (~3e38); at |W| ~ 1e4 every Gibbs
-#: conditional is exactly 0 or 1 in float32 (|field| > 17 suffices), sampling is frozen and
-#: the gradient meaningless. Paper-scale runs (lr 0.01, 10^4 updates) stay below ~10^2.
-MAX_ABS_PARAMETER = 1e4
-
-#: Updates between two divergence checks outside checkpoints (each check is one host sync).
-DIVERGENCE_CHECK_EVERY = 100
-
-
-# --------------------------------------------------------------------------------------------
-# Pure update step
-# --------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Gradient:
-    """Log-likelihood ascent direction, same shapes as the RBM parameters."""
-
-    W: torch.Tensor
-    a: torch.Tensor
-    b: torch.Tensor
-
-    def items(self) -> list[tuple[str, torch.Tensor]]:
-        return [("W", self.W), ("a", self.a), ("b", self.b)]
-
-
-def _moments(v: torch.Tensor, h: torch.Tensor, w: torch.Tensor | None
-             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``<v>``, ``<h>``, ``<v h^T>`` with uniform (``w=None``) or given sample weights."""
-    if w is None:
-        n = v.shape[0]
-        return v.mean(0), h.mean(0), (v.T @ h) / n
-    w = w.to(dtype=v.dtype, device=v.device)
-    return w @ v, w @ h, (v * w[:, None]).T @ h
-
-
-def pcd_gradient(v_data: torch.Tensor, h_data: torch.Tensor, v_model: torch.Tensor,
-                 h_model: torch.Tensor, *, centered: bool = True,
-                 w_data: torch.Tensor | None = None,
-                 w_model: torch.Tensor | None = None) -> Gradient:
-    """Log-likelihood gradient estimate from data and model moments (METHODS §3).
-
-    Parameters
-    ----------
-    v_data, h_data
-        Data visible states (B, N) and their hidden means ``p(h|v)`` (B, M).
-    v_model, h_model
-        Model (chain) visible states (C, N) and hidden means or samples (C, M).
-    centered
-        Return the centered direction; otherwise the plain gradient
-        ``<v h>_d - <v h>_m``, ``<v>_d - <v>_m``, ``<h>_d - <h>_m``.
-    w_data, w_model
-        Optional sample weights summing to 1 (e.g. exact probabilities of enumerated states);
-        uniform averages by default.
-
-    Returns
-    -------
-    Gradient
-        Ascent direction. Centered (with ``v̄ = <v>_d``, ``h̄ = <h>_d``):
-        ``G_W = <(v-v̄)(h-h̄)>_d - <(v-v̄)(h-h̄)>_m = g_W - v̄ g_b^T - g_a h̄^T``,
-        ``G_a = g_a - G_W h̄``, ``G_b = g_b - G_W^T v̄``, where ``g`` is the plain gradient.
-    """
-    vd, hd, vhd = _moments(v_data, h_data, w_data)
-    vm, hm, vhm = _moments(v_model, h_model, w_model)
-    g_w, g_a, g_b = vhd - vhm, vd - vm, hd - hm
-    if not centered:
-        return Gradient(g_w, g_a, g_b)
-    gc_w = g_w - torch.outer(vd, g_b) - torch.outer(g_a, hd)
-    return Gradient(gc_w, g_a - gc_w @ hd, g_b - gc_w.T @ vd)
-
-
-def sgd_step(rbm: RBM, grad: Gradient, *, lr: float) -> RBM:
-    """One SGD ascent step; returns a new RBM (``rbm`` is not modified)."""
-    return RBM(torch.add(rbm.W, grad.W, alpha=lr), torch.add(rbm.a, grad.a, alpha=lr),
-               torch.add(rbm.b, grad.b, alpha=lr))
-
-
-def pcd_step(rbm: RBM, batch: torch.Tensor, chains: PersistentChains, *, k: int, lr: float,
-             centered: bool, generator: torch.Generator,
-             tf32: bool = False) -> tuple[RBM, Gradient]:
-    """One PCD update: ``k`` sweeps of the persistent chains, then gradient and SGD step.
-
-    Parameters
-    ----------
-    rbm
-        Current parameters (unchanged; the new ones are returned).
-    batch
-        Minibatch of data visible states (B, N), same dtype/device as ``rbm``.
-    chains
-        Persistent chains, advanced in place.
-    k, lr, centered, tf32
-        As in :class:`TrainConfig`.
-    generator
-        Generator of the chains' device.
-
-    Returns
-    -------
-    (RBM, Gradient)
-        The updated parameters and the gradient used.
-    """
-    chains.sweep(rbm, generator=generator, k=k, tf32=tf32)
-    h_model = chains.hidden_means(rbm, tf32=tf32)
-    with tf32_matmul(tf32):
-        h_data = hidden_probs(rbm, batch)
-        grad = pcd_gradient(batch, h_data, chains.v, h_model, centered=centered)
-    return sgd_step(rbm, grad, lr=lr), grad
-
-
-class DivergenceGuard:
-    """Watch for blown-up parameters with no host-device synchronisation per update.
-
-    :meth:`record` runs after every update and only queues device work: it keeps, in a device
-    tensor, the first update whose parameters hold a NaN/inf or a value beyond
-    :data:`MAX_ABS_PARAMETER`. :meth:`check` reads that flag (one sync) and raises
-    :class:`TrainingDivergedError`. The training loop checks before storing every checkpoint
-    (so ``resume.nc`` only ever holds good states) and every :data:`DIVERGENCE_CHECK_EVERY`
-    updates (bounding the work wasted after a blow-up); on CUDA that is one sync per 100
-    updates instead of one per update.
-    """
-
-    def __init__(self, device: torch.device, *, lr: float) -> None:
-        self.first_bad = torch.zeros((), dtype=torch.int64, device=device)
-        self.lr = lr
-
-    def record(self, update: int | torch.Tensor, rbm: RBM) -> None:
-        """Note ``update`` as the first bad one if ``rbm`` has blown up (device-side only).
-
-        Checking the parameters covers the gradient too: a NaN/inf gradient makes the updated
-        parameters NaN/inf.
-        """
-        # max |x| is NaN when x has a NaN, so the comparison is False for NaN, inf and too large
-        peak = torch.stack([t.detach().abs().amax() for t in rbm.parameters().values()]).amax()
-        ok = peak <= MAX_ABS_PARAMETER
-        # in place, so that a CUDA graph that captured this call keeps updating the flag
-        self.first_bad.copy_(torch.where(ok | (self.first_bad > 0), self.first_bad, update))
-
-    def check(self, update: int, rbm: RBM, *, last_checkpoint: int) -> None:
-        """Raise :class:`TrainingDivergedError` if any recorded update blew up (one sync)."""
-        bad = int(self.first_bad)
-        if bad == 0:
-            return
-        parts = []
-        for name, t in rbm.parameters().items():
-            t = t.detach()
-            n_bad = int((~(t.abs() <= MAX_ABS_PARAMETER)).sum())
-            if n_bad:
-                finite = t[torch.isfinite(t)]
-                peak = float(finite.abs().max()) if finite.numel() else math.nan
-                parts.append(f"parameter {name} has {n_bad} value(s) NaN/inf or beyond "
-                             f"{MAX_ABS_PARAMETER:g} in absolute value (largest finite "
-                             f"|{name}| = {peak:.3g})")
-        raise TrainingDivergedError(
-            f"training diverged at update {bad}: {'; '.join(parts)} (found at the check after "
-            f"update {update}). train.lr = {self.lr:g} is too large for this data: lower it "
-            f"(e.g. train.lr: {self.lr / 100:g}) and rerun. The last good checkpoint (update "
-            f"{last_checkpoint}) is kept in resume.nc; no model.nc is written"
-        )
-
-
-# --------------------------------------------------------------------------------------------
-# Schedule and minibatches
-# --------------------------------------------------------------------------------------------
 def checkpoint_schedule(n_updates: int, n_checkpoints: int) -> np.ndarray:
     """Update numbers of the checkpoints: 0, then log-spaced up to ``n_updates``.
 
@@ -252,267 +78,59 @@ def checkpoint_schedule(n_updates: int, n_checkpoints: int) -> np.ndarray:
     return c
 
 
-class MinibatchStream:
-    """Minibatches of the train split in shuffled order: a fresh permutation per epoch.
+def _binary_uint8(train_data: np.ndarray | torch.Tensor) -> np.ndarray:
+    data = np.asarray(train_data.cpu() if isinstance(train_data, torch.Tensor) else train_data)
+    if data.ndim != 2:
+        raise ValueError(f"train_data must be (time_bin, neuron); got shape {data.shape}")
+    if not np.isin(data, (0, 1)).all():
+        raise ValueError("train_data must contain only 0 and 1 (a binarized raster)")
+    return np.ascontiguousarray(data, dtype=np.uint8)
 
-    An epoch's incomplete last batch is dropped. The permutation comes from ``generator`` (CPU);
-    the state (generator, permutation, position) round-trips through :meth:`state_dict`.
+
+class OnlineEvaluator:
+    """Online train and test log-likelihood of the current parameters (docs/methods.md §3).
+
+    ``LL = -<E(v)>_D - log Z`` with the mean free energy in float64
+    (:func:`spikerbm.likelihood.mean_free_energy`) over the whole test split and over a fixed
+    subsample of the train split of the same size (all train bins when there are fewer; the
+    rows drawn once with ``derive_seed(seed, "eval-train")``), and ``log Z`` from trajectory
+    AIS. Both splits are kept on the device (uint8).
     """
 
-    def __init__(self, n_samples: int, *, batch_size: int, generator: torch.Generator) -> None:
-        if batch_size > n_samples:
-            raise ValueError(
-                f"batch_size = {batch_size} exceeds the {n_samples} training bins; lower "
-                "train.batch_size (or use more data)"
-            )
-        self.n_samples, self.batch_size, self.generator = n_samples, batch_size, generator
-        self.perm = torch.arange(n_samples, dtype=torch.int64)
-        self.pos = n_samples  # forces a fresh permutation at the first batch
+    def __init__(self, train_data: np.ndarray, test_data: np.ndarray, *, seed: int,
+                 device: torch.device) -> None:
+        from spikerbm.provenance import derive_seed
 
-    def next_indices(self) -> torch.Tensor:
-        """Indices (CPU int64) of the next minibatch."""
-        if self.pos + self.batch_size > self.n_samples:
-            self.perm = torch.randperm(self.n_samples, generator=self.generator)
-            self.pos = 0
-        idx = self.perm[self.pos:self.pos + self.batch_size]
-        self.pos += self.batch_size
-        return idx
+        rng = np.random.default_rng(derive_seed(seed, "eval-train"))
+        n = min(test_data.shape[0], train_data.shape[0])
+        rows = np.sort(rng.choice(train_data.shape[0], size=n, replace=False))
+        self.train = torch.from_numpy(np.ascontiguousarray(train_data[rows])).to(device)
+        self.test = torch.from_numpy(np.ascontiguousarray(test_data)).to(device)
 
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return {"rng": self.generator.get_state(), "perm": self.perm.clone(),
-                "pos": torch.tensor(self.pos, dtype=torch.int64)}
+    def __call__(self, rbm: RBM, log_z: float) -> tuple[float, float]:
+        """``(ll_train, ll_test)`` in nats per sample (one host synchronisation each)."""
+        from spikerbm.likelihood import mean_free_energy
 
-    def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
-        self.generator.set_state(state["rng"].to(torch.uint8).cpu())
-        self.perm = state["perm"].to(torch.int64).cpu().clone()
-        self.pos = int(state["pos"])
-
-
-# --------------------------------------------------------------------------------------------
-# Hashes, state <-> dataset
-# --------------------------------------------------------------------------------------------
-def data_hash(train: np.ndarray) -> str:
-    """SHA-256 of the training array (shape, dtype and bytes)."""
-    arr = np.ascontiguousarray(train)
-    h = hashlib.sha256(f"{arr.shape}|{arr.dtype}".encode())
-    h.update(arr.tobytes())
-    return h.hexdigest()
-
-
-def config_hash(cfg: TrainConfig, *, seed: int, device: torch.device) -> str:
-    """SHA-256 of everything that determines the trajectory besides the data."""
-    text = canonical_json({"train": cfg.to_dict(), "seed": int(seed), "device": device.type,
-                           "format": RESUME_FORMAT})
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-_TORCH_DTYPES = {str(d): d for d in (torch.float16, torch.bfloat16, torch.float32,
-                                     torch.float64, torch.int8, torch.int16, torch.int32,
-                                     torch.int64, torch.uint8, torch.bool)}
-
-
-def _tensor_var(name: str, t: torch.Tensor) -> tuple[tuple[str, ...], np.ndarray, dict]:
-    t = t.detach().cpu()
-    dims = tuple(f"{name}_dim{i}" for i in range(t.ndim))
-    arr = t.to(torch.uint8).numpy() if t.dtype == torch.bool else t.numpy()
-    return dims, arr, {"torch_dtype": str(t.dtype)}
-
-
-def _var_tensor(var: Any) -> torch.Tensor:
-    dtype = _TORCH_DTYPES[var.attrs.get("torch_dtype", "torch.uint8")]
-    return torch.as_tensor(np.asarray(var.values)).to(dtype)
-
-
-@dataclass
-class _Trajectory:
-    updates: list[int]
-    W: list[np.ndarray]
-    a: list[np.ndarray]
-    b: list[np.ndarray]
-    logz: list[float]
-
-    def add(self, update: int, rbm: RBM, logz: float) -> None:
-        self.updates.append(int(update))
-        for name, t in rbm.parameters().items():
-            getattr(self, name).append(t.detach().cpu().numpy().copy())
-        self.logz.append(float(logz))
-
-
-def _state_dataset(*, cfg: TrainConfig, traj: _Trajectory,
-                   chains: PersistentChains | FusedChains,
-                   chain_gen: torch.Generator, batches: MinibatchStream, tais: Any,
-                   tais_gen: torch.Generator, update: int, hashes: Mapping[str, str],
-                   visible_coords: Mapping[str, Any], for_resume: bool) -> xr.Dataset:
-    import xarray as xr
-
-    data_vars: dict[str, Any] = {
-        "W": (("checkpoint", "visible", "hidden"), np.stack(traj.W).astype(np.float32),
-              {"units": "1", "long_name": "weights"}),
-        "a": (("checkpoint", "visible"), np.stack(traj.a).astype(np.float32),
-              {"units": "1", "long_name": "visible biases"}),
-        "b": (("checkpoint", "hidden"), np.stack(traj.b).astype(np.float32),
-              {"units": "1", "long_name": "hidden biases"}),
-        "logz_tais": (("checkpoint",), np.asarray(traj.logz, dtype=np.float64),
-                      {"units": "nats", "long_name": "trajectory-AIS log Z (NaN if disabled)"}),
-        "chains": (("chain", "visible"), chains.v.detach().to(torch.uint8).cpu().numpy(),
-                   {"units": "1", "long_name": "final persistent chains (visible states)"}),
-        "rng_chains": (("rng_chains_byte",), chain_gen.get_state().numpy(),
-                       {"long_name": "torch generator state of the chains (uint8 bytes)"}),
-        "rng_shuffle": (("rng_shuffle_byte",), batches.generator.get_state().numpy(),
-                        {"long_name": "torch generator state of the minibatch shuffle"}),
-    }
-    if isinstance(chains, FusedChains):
-        data_vars["philox_chains"] = ((), np.int64(chains.seed.item()),
-                                      {"long_name": "Philox key of the fused chains' next sweep"})
-    if tais is not None:
-        data_vars["rng_tais"] = (("rng_tais_byte",), tais_gen.get_state().numpy(),
-                                 {"long_name": "torch generator state of trajectory AIS"})
-    if for_resume:
-        data_vars["batch_perm"] = (("train_bin",), batches.perm.numpy(),
-                                   {"long_name": "current epoch's permutation of train bins"})
-        data_vars["batch_pos"] = ((), np.int64(batches.pos))
-        if tais is not None:
-            for key, t in tais.state_dict().items():
-                name = f"tais__{key}"
-                data_vars[name] = _tensor_var(name, t)
-    coords: dict[str, Any] = {"checkpoint": ("checkpoint", np.asarray(traj.updates, np.int64),
-                                             {"units": "updates"})}
-    for name, values in visible_coords.items():
-        coords[name] = ("visible", np.asarray(values))
-    attrs = {"n_hidden": cfg.n_hidden, "train_config": cfg.to_json(), "n_updates_done": update,
-             "resume_format": RESUME_FORMAT, **hashes}
-    return xr.Dataset(data_vars, coords=coords, attrs=attrs)
-
-
-# --------------------------------------------------------------------------------------------
-# The loop
-# --------------------------------------------------------------------------------------------
-def _make_tais(rbm_init: RBM, cfg: TrainConfig, generator: torch.Generator,
-               fused_seed: int | None) -> Any:
-    from spikerbm.likelihood import TrajectoryAIS, log_z_independent  # imports xarray
-
-    start = independent_site(rbm_init.a, rbm_init.n_hidden)
-    return TrajectoryAIS(start, log_z=log_z_independent(start), n_chains=cfg.tais_chains,
-                         generator=generator, ess_threshold=cfg.ess_threshold,
-                         fused_seed=fused_seed)
-
-
-class FusedPCD:
-    """PCD updates on CUDA with the fused bf16 sampler, each update one CUDA-graph replay.
-
-    One update is: gather the minibatch (device indices), ``k`` fused sweeps of the persistent
-    chains, hidden means of chains and data, the centered gradient (TF32 moments), the SGD
-    step in place, and, with trajectory AIS, its sweep and float64 reweighting (resampling by
-    ``torch.where``). Nothing in it synchronises with the host, so after one eager update
-    (which compiles and autotunes the kernels) the whole update is captured once and replayed:
-    one launch per update instead of ~10 per sweep. Parameters live in fixed tensors updated
-    in place (``rbm``); the :class:`DivergenceGuard` records blow-ups on the device and is
-    read by the training loop once per chunk of updates.
-
-    Parameters
-    ----------
-    rbm
-        Initial parameters (float32, CUDA); copied.
-    chains
-        Persistent chains (:class:`~spikerbm.sampling.FusedChains`).
-    data
-        Training split on the device, (T, N) uint8.
-    cfg
-        Training configuration (``k``, ``lr``, ``centered``, ``batch_size``).
-    tais
-        A fused :class:`~spikerbm.likelihood.TrajectoryAIS` (already initialised) or ``None``.
-    guard
-        The run's :class:`DivergenceGuard`; every update records into it on the device.
-    first_update
-        Number of the first update this engine runs (for the guard's record).
-    """
-
-    def __init__(self, rbm: RBM, *, chains: FusedChains, data: torch.Tensor,
-                 cfg: TrainConfig, guard: DivergenceGuard, first_update: int,
-                 tais: Any = None) -> None:
-        dev = rbm.device
-        self.rbm = RBM(*(t.detach().clone().contiguous() for t in (rbm.W, rbm.a, rbm.b)))
-        self.chains, self.data, self.cfg, self.tais = chains, data, cfg, tais
-        self.idx = torch.zeros(cfg.batch_size, dtype=torch.int64, device=dev)
-        self._batch_u8 = torch.empty(cfg.batch_size, data.shape[1], dtype=torch.uint8,
-                                     device=dev)
-        self._batch = torch.empty(cfg.batch_size, data.shape[1], dtype=torch.float32,
-                                  device=dev)
-        self.logz = torch.full((), math.nan, dtype=torch.float64, device=dev)
-        self.guard = guard
-        self._update_no = torch.tensor(int(first_update), dtype=torch.int64, device=dev)
-        self._graph: torch.cuda.CUDAGraph | None = None
-
-    def _update(self) -> None:
-        cfg, r, ch = self.cfg, self.rbm, self.chains
-        torch.index_select(self.data, 0, self.idx, out=self._batch_u8)
-        self._batch.copy_(self._batch_u8)
-        ch.sweep(r, k=cfg.k)
-        h_model = ch.hidden_means(r)
-        with tf32_matmul(True):
-            h_data = hidden_probs(r, self._batch)
-            grad = pcd_gradient(self._batch, h_data, ch.v.float(), h_model,
-                                centered=cfg.centered)
-        energy_now = self.tais.sweep_and_energy(r) if self.tais is not None else None
-        for name, t in r.parameters().items():
-            t.add_(getattr(grad, name), alpha=cfg.lr)
-        self.guard.record(self._update_no, r)
-        self._update_no += 1
-        if self.tais is not None:
-            self.logz.copy_(self.tais.reweight(energy_now, r))
-
-    def step(self, idx: torch.Tensor) -> None:
-        """One update with the minibatch rows ``idx`` (int64, any device; copied)."""
-        self.idx.copy_(idx, non_blocking=True)
-        if self._graph is None:
-            # eager first update on a side stream (compiles, autotunes, warms cuBLAS), then
-            # capture the same update once; later updates replay it
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                self._update()
-            torch.cuda.current_stream().wait_stream(side)
-            self._graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self._graph):
-                self._update()
-            return
-        self._graph.replay()
-
-
-def _use_fused(cfg: TrainConfig, device: torch.device) -> bool:
-    """Whether this run uses the fused bf16 CUDA path (logs why not when bf16 was asked)."""
-    if cfg.precision != "bf16":
-        return False
-    from spikerbm import kernels
-
-    if kernels.available(device):
-        return True
-    if device.type == "cuda":
-        log.warning("train.precision bf16 needs Triton, which this torch build lacks: sampling "
-                    "runs in TF32 with the library products instead")
-    else:
-        log.info("train.precision bf16 applies to CUDA only: sampling runs in float32 on %s",
-                 device)
-    return False
-
-
-def resume_mismatch(resume: xr.Dataset, hashes: Mapping[str, str]) -> str | None:
-    """Why a resume state cannot be used (``None`` when it matches)."""
-    if int(resume.attrs.get("resume_format", -1)) != RESUME_FORMAT:
-        return (f"resume format {resume.attrs.get('resume_format')} != {RESUME_FORMAT}")
-    for key, what in (("config_hash", "training config/seed/device"),
-                      ("data_hash", "training data")):
-        if resume.attrs.get(key) != hashes[key]:
-            return f"the {what} changed ({key} {resume.attrs.get(key)} != {hashes[key]})"
-    return None
+        return (-mean_free_energy(rbm, self.train) - log_z,
+                -mean_free_energy(rbm, self.test) - log_z)
 
 
 def train(train_data: np.ndarray | torch.Tensor, *, cfg: TrainConfig, seed: int,
+          test_data: np.ndarray | torch.Tensor | None = None,
           resume: xr.Dataset | None = None,
           on_checkpoint: Callable[[xr.Dataset], None] | None = None,
-          visible_coords: Mapping[str, Any] | None = None,
+          neuron_coords: Mapping[str, Any] | None = None,
           progress: bool = False) -> xr.Dataset:
-    """Train an RBM by PCD and return its ``model.nc`` dataset (without provenance attrs).
+    """Train an RBM by PCD, with early stopping on the online test log-likelihood, and return
+    its ``model.nc`` dataset (without provenance attrs).
+
+    Every ``cfg.eval_every`` updates (and at the last one) the train and test log-likelihood
+    are evaluated online (:class:`OnlineEvaluator`, trajectory-AIS log Z) at the loop's
+    synchronisation points, outside the captured update; the best evaluation's parameters are
+    kept and become a checkpoint of the result. Training stops early once the online test
+    log-likelihood has not improved by ``cfg.min_delta`` over ``cfg.patience`` updates
+    (:class:`~spikerbm.train_state.OnlineCurve`); ``cfg.n_updates`` is the maximum. The test
+    split only decides when to stop and which parameters are best: gradients never see it.
 
     Parameters
     ----------
@@ -522,205 +140,171 @@ def train(train_data: np.ndarray | torch.Tensor, *, cfg: TrainConfig, seed: int,
     cfg
         Training configuration.
     seed
-        The job's seed; initial weights, chains, minibatch order and trajectory AIS use
-        generators seeded by ``derive_seed(seed, "init" | "chains" | "shuffle" | "tais")``.
+        The job's seed (:mod:`spikerbm.train_state` derives every generator from it).
+    test_data
+        Test split, (T_test, N) in {0, 1}, for the online log-likelihood and early stopping;
+        ``None``: no online log-likelihood (NaN), no early stopping.
     resume
         A state dataset previously passed to ``on_checkpoint``; used when its config and data
         hashes match (continuing bitwise-exactly on CPU), otherwise ignored (logged).
     on_checkpoint
-        Called with the full training state after each checkpoint (e.g. to write
-        ``resume.nc``).
-    visible_coords
-        Coordinates on the ``visible`` dim (e.g. ``unit_id``, ``area``).
+        Called with the full training state (``resume.nc`` contents) after each checkpoint.
+    neuron_coords
+        Coordinates on the ``neuron`` dim (e.g. ``unit_id``, ``area``).
     progress
         Show a tqdm progress bar (updates per second).
 
     Returns
     -------
     xarray.Dataset
-        dims ``checkpoint``, ``visible``, ``hidden``, ``chain``: ``W``, ``a``, ``b`` at every
-        checkpoint, final ``chains`` (uint8), ``logz_tais``, RNG states; attrs ``n_hidden``,
-        ``train_config`` (JSON), hashes.
+        dims ``checkpoint``, ``neuron``, ``hidden``, ``eval``: ``W``, ``a``, ``b`` at every
+        checkpoint (the log-spaced schedule up to the last update, plus the best online
+        evaluation), ``log_z_tais``, ``log_z_tais_std``, the online curve
+        (``ll_train_online``, ``ll_test_online``, ``log_z_online`` and their ``*_std``, coord
+        ``eval_update``); attrs ``n_hidden``, ``train_config`` (JSON), ``n_updates_done``,
+        ``stop_reason``, ``best_update``, ``still_improving``, ``ll_test_online_gain``,
+        ``stop_window``, ``best_ll_test_online``, hashes (docs/data-model.md, ``model.nc``).
 
     Raises
     ------
     TrainingDivergedError
-        When a parameter becomes NaN/inf or exceeds :data:`MAX_ABS_PARAMETER` (checked by
-        :class:`DivergenceGuard` before each checkpoint and every
-        :data:`DIVERGENCE_CHECK_EVERY` updates; the last good checkpoint state was already
-        handed to ``on_checkpoint``).
+        When a parameter becomes NaN/inf or exceeds :data:`MAX_ABS_PARAMETER` (the last good
+        checkpoint state was already handed to ``on_checkpoint``).
     """
     from tqdm.auto import tqdm
 
     t_start = time.perf_counter()
     device = resolve_device(cfg.device)
-    data_np = np.asarray(train_data.cpu() if isinstance(train_data, torch.Tensor)
-                         else train_data)
-    if data_np.ndim != 2:
-        raise ValueError(f"train_data must be (time_bin, neuron); got shape {data_np.shape}")
-    if not np.isin(data_np, (0, 1)).all():
-        raise ValueError("train_data must contain only 0 and 1 (a binarized raster)")
-    data_u8 = np.ascontiguousarray(data_np, dtype=np.uint8)
-    n_samples, n_visible = data_u8.shape
+    data = _binary_uint8(train_data)
+    test = None if test_data is None else _binary_uint8(test_data)
+    if test is not None and test.shape[1] != data.shape[1]:
+        raise ValueError(f"test_data has {test.shape[1]} neurons, train_data {data.shape[1]}")
     hashes = {"config_hash": config_hash(cfg, seed=seed, device=device),
-              "data_hash": data_hash(data_u8)}
-    visible_coords = dict(visible_coords or {})
+              "data_hash": data_hash(data, test)}
     log.info("train config: %s", cfg.to_json())
-    log.info("device: %s (torch %s, %s); seed %d; data %d train bins x %d neurons",
-             device, torch.__version__,
+    log.info("device: %s (torch %s, %s); seed %d; data %d train bins x %d neurons, %s test "
+             "bins (early stopping only)", device, torch.__version__,
              torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-             seed, n_samples, n_visible)
-
-    data = torch.from_numpy(data_u8).to(device)
-    fused = _use_fused(cfg, device)
-    batch_u8 = torch.empty(cfg.batch_size, n_visible, dtype=torch.uint8, device=device)
-    batch = torch.empty(cfg.batch_size, n_visible, dtype=torch.float32, device=device)
-    chain_gen = torch.Generator(device=device).manual_seed(derive_seed(seed, "chains"))
-    shuffle_gen = torch.Generator().manual_seed(derive_seed(seed, "shuffle"))
-    tais_gen = torch.Generator(device=device).manual_seed(derive_seed(seed, "tais"))
-    batches = MinibatchStream(n_samples, batch_size=cfg.batch_size, generator=shuffle_gen)
+             seed, *data.shape, "no" if test is None else test.shape[0])
+    sampler = Sampler.from_precision(cfg.precision, device)
+    state = TrainingState.start(data, cfg=cfg, seed=seed, sampler=sampler, hashes=hashes,
+                                resume=resume)
+    online = state.online
     schedule = checkpoint_schedule(cfg.n_updates, cfg.n_checkpoints)
-    is_checkpoint = set(schedule.tolist())
+    evaluator = (OnlineEvaluator(data, test, seed=seed, device=device)
+                 if test is not None and state.tais is not None else None)
+    if evaluator is None:
+        log.info("no online log-likelihood (%s): no early stopping",
+                 "no test data" if test is None else "trajectory AIS is off")
 
-    tais_seed = derive_seed(seed, "philox-tais") if fused else None
-    why = resume_mismatch(resume, hashes) if resume is not None else "no resume state"
-    if resume is not None and why is None:
-        update = int(resume.attrs["n_updates_done"])
-        traj = _Trajectory([int(u) for u in resume["checkpoint"].values],
-                           list(resume["W"].values), list(resume["a"].values),
-                           list(resume["b"].values), [float(x) for x in resume["logz_tais"]])
-        rbm = RBM(*(torch.from_numpy(np.array(x[-1], dtype=np.float32)).to(device)
-                    for x in (traj.W, traj.a, traj.b)))
-        v_resume = torch.from_numpy(resume["chains"].values).to(device)
-        chains = (FusedChains(v_resume, n_hidden=cfg.n_hidden,
-                              seed=int(resume["philox_chains"]))
-                  if fused else PersistentChains(v_resume, n_hidden=cfg.n_hidden))
-        chain_gen.set_state(torch.from_numpy(resume["rng_chains"].values.astype(np.uint8)))
-        batches.load_state_dict({
-            "rng": torch.from_numpy(resume["rng_shuffle"].values.astype(np.uint8)),
-            "perm": torch.from_numpy(resume["batch_perm"].values),
-            "pos": torch.tensor(int(resume["batch_pos"]))})
-        tais = None
-        if cfg.tais_chains > 0:
-            rbm_init = RBM(*(torch.from_numpy(np.array(x[0], dtype=np.float32)).to(device)
-                             for x in (traj.W, traj.a, traj.b)))
-            tais = _make_tais(rbm_init, cfg, tais_gen, fused_seed=tais_seed)
-            tais.load_state_dict({
-                name[len("tais__"):]: _var_tensor(var).to(device)
-                for name, var in resume.data_vars.items() if name.startswith("tais__")})
-            tais_gen.set_state(
-                torch.from_numpy(resume["rng_tais"].values.astype(np.uint8)))
-        log.info("resuming from update %d (checkpoint %d of %d)", update, len(traj.updates),
-                 len(schedule))
-    else:
-        if resume is not None:
-            log.warning("starting fresh: resume state not usable because %s", why)
-        else:
-            log.info("starting fresh (%s)", why)
-        update = 0
-        v_mean = torch.from_numpy(data_u8.mean(axis=0, dtype=np.float64)).to(torch.float32)
-        init_gen = torch.Generator().manual_seed(derive_seed(seed, "init"))
-        rbm = init_rbm(v_mean, n_hidden=cfg.n_hidden, weight_std=cfg.weight_std,
-                       generator=init_gen).to(device)
-        chains = PersistentChains.random(n_chains=cfg.n_chains, n_visible=n_visible,
-                                         n_hidden=cfg.n_hidden, generator=chain_gen)
-        if fused:
-            chains = FusedChains(chains.v, n_hidden=cfg.n_hidden,
-                                 seed=derive_seed(seed, "philox-chains"))
-        tais = None
-        logz0 = math.nan
-        if cfg.tais_chains > 0:
-            tais = _make_tais(rbm, cfg, tais_gen, fused_seed=tais_seed)
-            logz0 = tais.step(rbm)
-        traj = _Trajectory([], [], [], [], [])
-        traj.add(0, rbm, logz0)
+    def hand_out() -> None:
+        if on_checkpoint is not None:
+            on_checkpoint(state.to_dataset(neuron_coords=neuron_coords, for_resume=True))
 
-    def state(for_resume: bool) -> xr.Dataset:
-        return _state_dataset(cfg=cfg, traj=traj, chains=chains, chain_gen=chain_gen,
-                              batches=batches, tais=tais, tais_gen=tais_gen, update=update,
-                              hashes=hashes, visible_coords=visible_coords,
-                              for_resume=for_resume)
+    def evaluate(log_z: float, log_z_std: float) -> None:
+        ll_train, ll_test = evaluator(state.rbm, log_z) if evaluator else (math.nan, math.nan)
+        online.record(state.update, ll_train=ll_train, ll_test=ll_test, log_z=log_z,
+                      log_z_std=log_z_std, rbm=state.rbm)
+        log.info("online update %d: ll_test %.4f ll_train %.4f (+- %.2g) nats/sample; best "
+                 "%.4f at update %d; gain over the last %d updates %.4f", state.update,
+                 ll_test, ll_train, log_z_std, online.best_ll, online.best_update,
+                 online.window, online.gain())
 
-    if update == 0 and on_checkpoint is not None:
-        on_checkpoint(state(True))
+    if state.update == 0:
+        evaluate(state.trajectory.log_z[0], state.trajectory.log_z_std[0])
+        hand_out()
         log.info("checkpoint written: update 0 (initialisation)")
+    guard = DivergenceGuard(device, lr=cfg.lr)
+    engine = PCDEngine(state.rbm, chains=state.chains, data=torch.from_numpy(data).to(device),
+                       k=cfg.k, lr=cfg.lr, centered=cfg.centered,
+                       tf32=cfg.precision != "float32", guard=guard,
+                       first_update=state.update + 1, batch_size=cfg.batch_size,
+                       tais=state.tais)
 
-    t_loop = time.perf_counter()
-    start_update = update
-    bar = tqdm(total=cfg.n_updates, initial=update, unit="update", disable=not progress,
+    def log_z_now() -> tuple[float, float]:
+        if state.tais is None:
+            return math.nan, math.nan
+        est = state.tais.estimate(engine.log_z)
+        return est.log_z, est.log_z_std
+
+    t_loop, start_update = time.perf_counter(), state.update
+    bar = tqdm(total=cfg.n_updates, initial=state.update, unit="update", disable=not progress,
                mininterval=1.0 if sys.stderr.isatty() else 30.0, smoothing=0.1,
                desc=f"train n_hidden={cfg.n_hidden}")
-    guard = DivergenceGuard(device, lr=cfg.lr)
     try:
-        engine = (FusedPCD(rbm, chains=chains, data=data, cfg=cfg, tais=tais, guard=guard,
-                           first_update=update + 1)
-                  if isinstance(chains, FusedChains) else None)
-        tais_steps = tais.n_steps if tais is not None else 0
-        while update < cfg.n_updates:
-            if engine is not None:
-                # minibatch rows of the updates up to the next checkpoint (at most
-                # DIVERGENCE_CHECK_EVERY), uploaded at once; one divergence check per chunk
-                n_next = min(int(schedule[schedule > update][0]) - update,
-                             DIVERGENCE_CHECK_EVERY)
-                rows = torch.stack([batches.next_indices() for _ in range(n_next)]).to(device)
-                for j in range(n_next):
-                    engine.step(rows[j])
-                    bar.update(1)
-                update += n_next
-                rbm = engine.rbm
-                guard.check(update, rbm, last_checkpoint=traj.updates[-1])
-                if update not in is_checkpoint:
-                    continue
-                logz = math.nan
-                if tais is not None:
-                    logz = float(engine.logz.item())
-                    tais.set_current(rbm, n_steps=tais_steps + update - start_update)
-            else:
-                idx = batches.next_indices().to(device)
-                torch.index_select(data, 0, idx, out=batch_u8)
-                batch.copy_(batch_u8)
-                new, grad = pcd_step(rbm, batch, chains, k=cfg.k, lr=cfg.lr,
-                                     centered=cfg.centered, generator=chain_gen,
-                                     tf32=cfg.precision != "float32")
-                update += 1
-                rbm = new
-                guard.record(update, rbm)
-                if update in is_checkpoint or update % DIVERGENCE_CHECK_EVERY == 0:
-                    guard.check(update, rbm, last_checkpoint=traj.updates[-1])
-                logz = tais.step(rbm) if tais is not None else math.nan
+        while not online.stop_reason:
+            next_checkpoint = int(schedule[schedule > state.update][0])
+            next_eval = min((state.update // cfg.eval_every + 1) * cfg.eval_every,
+                            cfg.n_updates)
+            n = min(next_checkpoint, next_eval, state.update + DIVERGENCE_CHECK_EVERY) \
+                - state.update
+            for idx in state.batches.next_rows(n, device):
+                engine.step(idx)
                 bar.update(1)
-                if update not in is_checkpoint:
-                    continue
-            traj.add(update, rbm, logz)
+            state.update += n
+            guard.check(state.update, state.rbm, last_checkpoint=state.trajectory.updates[-1])
+            at_checkpoint = state.update == next_checkpoint
+            if state.update != next_eval and not at_checkpoint:
+                continue
+            log_z, log_z_std = log_z_now()  # one synchronisation
+            if state.update == next_eval:
+                evaluate(log_z, log_z_std)
+                if online.should_stop():
+                    online.stop_reason = "early_stop"
+                elif state.update >= cfg.n_updates:
+                    online.stop_reason = "max_updates"
+            if not (at_checkpoint or online.stop_reason):
+                continue
+            state.record_checkpoint(log_z, log_z_std)
+            hand_out()
             elapsed = time.perf_counter() - t_loop
-            rate = (update - start_update) / elapsed if elapsed > 0 else math.inf
-            if on_checkpoint is not None:
-                on_checkpoint(state(True))
             log.info("checkpoint written: update %d (%d/%d), %.1f s, %.1f updates/s, "
-                     "logz_tais %.4f", update, len(traj.updates), len(schedule), elapsed,
-                     rate, logz)
+                     "log_z_tais %.4f +- %.2g", state.update, len(state.trajectory.updates),
+                     len(schedule), elapsed,
+                     (state.update - start_update) / max(elapsed, 1e-9), log_z, log_z_std)
     except TrainingDivergedError:
         raise
     except Exception:
-        guard.check(update, rbm, last_checkpoint=traj.updates[-1])  # a blow-up caused it?
+        guard.check(state.update, state.rbm,  # did a blow-up cause it?
+                    last_checkpoint=state.trajectory.updates[-1])
         raise
     finally:
         bar.close()
-    total = time.perf_counter() - t_start
-    done = update - start_update
+    done, loop_s = state.update - start_update, time.perf_counter() - t_loop
     log.info("training done: %d updates this run in %.1f s (%.2f ms/update, %.1f s total)",
-             done, time.perf_counter() - t_loop,
-             1e3 * (time.perf_counter() - t_loop) / max(done, 1), total)
-    return state(False)
+             done, loop_s, 1e3 * loop_s / max(done, 1), time.perf_counter() - t_start)
+    _log_stop(online, state.update, cfg)
+    return state.to_dataset(neuron_coords=neuron_coords, for_resume=False)
 
 
-# --------------------------------------------------------------------------------------------
-# File-level driver
-# --------------------------------------------------------------------------------------------
+def _log_stop(online: OnlineCurve, update: int, cfg: TrainConfig) -> None:
+    """One line saying why training stopped and whether it had reached its peak."""
+    gain = online.gain()
+    if online.still_improving() == -1:
+        log.info("ran the maximum of %d updates; without an online log-likelihood (no test "
+                 "data or no trajectory AIS) it is unknown whether training reached its peak",
+                 update)
+    elif online.stop_reason == "early_stop":
+        log.info("stopped early at update %d of at most %d: the online test log-likelihood "
+                 "gained %.4f < min_delta %g nats/sample over the last %d updates; best %.4f "
+                 "at update %d (kept as a checkpoint)", update, cfg.n_updates, gain,
+                 cfg.min_delta, online.window, online.best_ll, online.best_update)
+    elif online.still_improving() == 1:
+        log.warning("reached the maximum of %d updates while the online test log-likelihood "
+                    "was still improving (+%.4f >= min_delta %g nats/sample over the last %d "
+                    "updates): training did not reach its peak; raise train.n_updates (or "
+                    "train.lr)", update, gain, cfg.min_delta, online.window)
+    else:
+        log.info("reached the maximum of %d updates; the online test log-likelihood had "
+                 "levelled off (gain %.4f over the last %d updates); best %.4f at update %d",
+                 update, gain, online.window, online.best_ll, online.best_update)
+
+
 def train_to_files(train_data: np.ndarray, *, cfg: TrainConfig, seed: int,
                    model_path: str | os.PathLike, resume_path: str | os.PathLike,
+                   test_data: np.ndarray | None = None,
                    attrs: Mapping[str, Any] | None = None,
-                   visible_coords: Mapping[str, Any] | None = None,
+                   neuron_coords: Mapping[str, Any] | None = None,
                    progress: bool = False) -> xr.Dataset:
     """Train with exact resume through files; write ``model_path`` on success.
 
@@ -753,12 +337,11 @@ def train_to_files(train_data: np.ndarray, *, cfg: TrainConfig, seed: int,
     def write_resume(ds: xr.Dataset) -> None:
         io.write_netcdf(ds, resume_path, attrs=attrs)
 
-    model = train(train_data, cfg=cfg, seed=seed, resume=resume, on_checkpoint=write_resume,
-                  visible_coords=visible_coords, progress=progress)
+    model = train(train_data, cfg=cfg, seed=seed, test_data=test_data, resume=resume,
+                  on_checkpoint=write_resume, neuron_coords=neuron_coords, progress=progress)
     io.write_netcdf(model, model_path, attrs=attrs)
     log.info("model written: %s", model_path)
     io.remove_file(resume_path)
     log.info("resume state removed: %s", resume_path)
     model.attrs.update(attrs)
     return model
-

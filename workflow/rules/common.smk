@@ -1,65 +1,47 @@
-# Helpers shared by every rule: the sessions sheet, wildcard constraints, input functions.
+# Helpers shared by every rule: the sessions sheet, wildcard constraints, the run's result
+# paths, and the input functions. Each rule's `params:` come from a get_<rule>_params function
+# below that returns only the config values that job reads, so changing any other value (or
+# adding a hidden size) never marks its existing outputs "params changed".
 import re
-from pathlib import Path
+import shlex
 
-import pandas as pd
-from snakemake.utils import validate
+import yaml
 
-SCHEMA = "workflow/schemas/config.schema.yaml"
-
-SESSION_ID = re.compile(r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
-def _check_session_id(session_id, row):
-    if not SESSION_ID.match(session_id):
-        raise ValueError(
-            f"{config['sessions']} row {row}: session_id {session_id!r} is not allowed: use "
-            "letters, digits, '_', '-' and '.', start with a letter or digit, and no '..' "
-            "(no '/', whitespace or shell metacharacters; it becomes a folder name)"
-        )
-
-
-def parse_params(text, row):
-    """`key=value;key=value` -> dict (values typed by YAML: 3 -> int, 0.5 -> float)."""
-    import yaml
-
-    params = {}
-    for item in filter(None, (s.strip() for s in str(text or "").split(";"))):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(
-                f"{config['sessions']} row {row}: params item {item!r} is not key=value; "
-                "write params as key=value pairs separated by ';'"
-            )
-        params[key.strip()] = yaml.safe_load(value.strip())
-    return params
+# Found relative to this file (a local copy also when the workflow runs as a deployed module).
+with open(workflow.source_path("../schemas/config.schema.yaml")) as schema_file:
+    CONFIG_SCHEMA = yaml.safe_load(schema_file)
 
 
 def load_sessions(path):
-    table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, comment="#")
-    if table.empty:
-        raise ValueError(
-            f"{path} lists no sessions: add rows session_id<TAB>source<TAB>params"
-        )
-    for row, rec in enumerate(table.to_dict("records"), start=2):
-        _check_session_id(str(rec.get("session_id", "")), row)
-    validate(table, "../schemas/sessions.schema.yaml")
-    dup = table.session_id[table.session_id.duplicated()].tolist()
-    if dup:
-        raise ValueError(
-            f"{path}: duplicated session_id {dup}; session ids must be unique"
-        )
-    table["params"] = [
-        parse_params(p, row) for row, p in enumerate(table.get("params", ""), start=2)
-    ]
-    return table.set_index("session_id", drop=False)
+    """The sessions sheet, checked (spikerbm.sessions: errors name the file, line and session),
+    and the merged, range-checked parameters of every synthetic row, before any job runs.
+    """
+    from spikerbm.sessions import check_synthetic_sessions, read_sessions
+
+    with open(workflow.source_path("../schemas/sessions.schema.yaml")) as sheet_file:
+        sheet = yaml.safe_load(sheet_file)
+    table = read_sessions(path, sources=sheet["properties"]["source"]["enum"])
+    synthetic = check_synthetic_sessions(
+        table,
+        config["synthetic"],
+        schema=CONFIG_SCHEMA["properties"]["synthetic"],
+        path=path,
+    )
+    return table, synthetic
 
 
 from spikerbm.config import check_config_consistency
 
 check_config_consistency(config)
-SESSIONS = load_sessions(config["sessions"])
+SESSIONS, SYNTHETIC_ROW_PARAMS = load_sessions(config["sessions"])
 N_HIDDEN = [int(n) for n in config["train"]["n_hidden"]]
+#: This run's namespace: every output, log and benchmark lies under it (config `results_dir`).
+RESULTS_DIR = config["results_dir"]
+
+
+def results(path):
+    """`path` (a pattern such as "{session}/raster.nc") inside this run's results folder."""
+    return f"{RESULTS_DIR}/{path}"
 
 
 def _alternation(ids):
@@ -88,34 +70,55 @@ def session_params(wildcards):
 
 
 def get_synthetic_params(wildcards):
-    """Config defaults for the synthetic source, overridden by the row's params; the names are
-    checked when the DAG is built."""
-    import jsonschema
-    import yaml
-    from spikerbm.synthetic import check_params
+    """Config defaults for the synthetic source overridden by the row's params (checked when the
+    sheet was read)."""
+    return dict(sorted(SYNTHETIC_ROW_PARAMS[wildcards.session].items()))
 
-    params = check_params({**config.get("synthetic", {}), **session_params(wildcards)})
-    schema = yaml.safe_load(Path(workflow.basedir, SCHEMA).read_text())
-    section = schema["properties"]["synthetic"]
-    row_schema = {
-        **section,
-        "properties": {**section["properties"], "seed": {"type": "integer"}},
-    }
-    err = jsonschema.exceptions.best_match(
-        jsonschema.Draft202012Validator(row_schema).iter_errors(params)
-    )
-    if err is not None:
-        key = ".".join(map(str, err.absolute_path)) or "params"
-        raise ValueError(
-            f"session {wildcards.session} (source: synthetic): parameter {key!r}: "
-            f"{err.message} (config `synthetic:` section or the row's params)"
-        )
-    return params
+
+def _section(name, *, only=None, drop=()):
+    """The keys of config section `name` that a job reads (sorted: the recorded params do not
+    depend on the order of the keys in the config file)."""
+    values = config[name]
+    keys = [k for k in values if k not in drop] if only is None else only
+    return {key: values[key] for key in sorted(keys)}
+
+
+def get_binarize_params(wildcards):
+    return _section("binarize")
+
+
+def get_import_raster_params(wildcards):
+    """A user raster is binned already: only the train/test split applies (not bin_ms, epochs)."""
+    return _section("binarize", only=["n_blocks", "n_test_blocks"])
+
+
+def get_train_params(wildcards):
+    """The train section for this model: its own size instead of the list of sizes, so adding
+    a size leaves the existing models' params unchanged."""
+    return {**_section("train", drop=["n_hidden"]), "n_hidden": int(wildcards.n_hidden)}
+
+
+def get_likelihood_params(wildcards):
+    return _section("likelihood")
+
+
+def get_statistics_params(wildcards):
+    return _section("statistics")
+
+
+def get_couplings_params(wildcards):
+    return _section("couplings")
+
+
+def get_dynamics_params(wildcards):
+    return _section("dynamics")
 
 
 def get_model_files(wildcards):
+    """The session's model.nc of every size, in the order of N_HIDDEN (rules that take these
+    also get `n_hidden=N_HIDDEN` as params to pair each file with its size)."""
     return expand(
-        "results/{session}/hidden~{n_hidden}/model.nc",
+        results("{session}/hidden~{n_hidden}/model.nc"),
         session=wildcards.session,
         n_hidden=N_HIDDEN,
     )
@@ -123,7 +126,7 @@ def get_model_files(wildcards):
 
 def get_loglik_files(wildcards):
     return expand(
-        "results/{session}/hidden~{n_hidden}/loglik.nc",
+        results("{session}/hidden~{n_hidden}/loglik.nc"),
         session=wildcards.session,
         n_hidden=N_HIDDEN,
     )
@@ -132,7 +135,7 @@ def get_loglik_files(wildcards):
 def get_truth(wildcards):
     """The planted ground truth, for synthetic sessions only (empty otherwise)."""
     if SESSIONS.loc[wildcards.session, "source"] == "synthetic":
-        return f"results/{wildcards.session}/truth.nc"
+        return results(f"{wildcards.session}/truth.nc")
     return []
 
 
@@ -159,33 +162,32 @@ def get_raster_file(wildcards):
 
 
 def get_vbn_args(wildcards):
-    """Shell-quoted `spikerbm.vbn extract` arguments of a vbn row (validated at DAG time)."""
-    from spikerbm.vbn import extract_cli_args, shell_args
+    """Shell-quoted `python -m spikerbm.vbn extract` arguments of a vbn row (validated at DAG
+    time)."""
+    from spikerbm.vbn_cli import extract_cli_args
 
-    return shell_args(
+    return shlex.join(
         extract_cli_args(
-            config.get("vbn", {}),
-            session_params(wildcards),
-            session_id=wildcards.session,
+            config["vbn"], session_params(wildcards), session_id=wildcards.session
         )
     )
 
 
 def get_final_outputs(wildcards):
     per_session = [
-        "results/{session}/raster.nc",
-        "results/{session}/selected.nc",
-        "results/{session}/figures/fig2_loglik.png",
-        "results/{session}/statistics.nc",
-        "results/{session}/figures/fig3_statistics.png",
-        "results/{session}/couplings.nc",
-        "results/{session}/figures/fig4_couplings.png",
-        "results/{session}/figures/fig5_areas.png",
-        "results/{session}/dynamics.nc",
-        "results/{session}/figures/fig6_dynamics.png",
-        "results/{session}/summary.html",
+        results("{session}/raster.nc"),
+        results("{session}/selected.nc"),
+        results("{session}/figures/fig2_loglik.png"),
+        results("{session}/statistics.nc"),
+        results("{session}/figures/fig3_statistics.png"),
+        results("{session}/couplings.nc"),
+        results("{session}/figures/fig4_couplings.png"),
+        results("{session}/figures/fig5_areas.png"),
+        results("{session}/dynamics.nc"),
+        results("{session}/figures/fig6_dynamics.png"),
+        results("{session}/summary.html"),
     ]
-    tables = expand("results/tables/{table}.html", table=TABLE_NAMES)
+    tables = expand(results("tables/{table}.html"), table=TABLE_NAMES)
     return expand(per_session, session=SESSIONS.index) + tables
 
 
@@ -236,7 +238,7 @@ TABLE_LABELS = {REPORT_LABEL: "all sessions, all sizes"}
 def get_table_inputs(wildcards):
     """The per-session artifacts the cross-session report tables are built from."""
     return {
-        name: expand(f"results/{{session}}/{name}.nc", session=SESSIONS.index)
+        name: expand(results(f"{{session}}/{name}.nc"), session=SESSIONS.index)
         for name in ("selected", "statistics", "couplings", "dynamics")
     }
 

@@ -4,16 +4,16 @@
 
 rule couplings:
     input:
-        selected="results/{session}/selected.nc",
-        raster="results/{session}/raster.nc",
+        selected=results("{session}/selected.nc"),
+        raster=results("{session}/raster.nc"),
         models=get_model_files,
         truth=get_truth,
     output:
-        couplings="results/{session}/couplings.nc",
+        couplings=results("{session}/couplings.nc"),
     log:
-        "results/logs/couplings/{session}.log",
+        results("logs/couplings/{session}.log"),
     benchmark:
-        "results/benchmarks/couplings/{session}.tsv"
+        results("benchmarks/couplings/{session}.tsv")
     conda:
         "../../envs/spikerbm.yaml"
     threads: 1
@@ -22,7 +22,8 @@ rule couplings:
         mem_mb=4000,
         runtime=60,
     params:
-        couplings=config["couplings"],
+        couplings=get_couplings_params,
+        n_hidden=N_HIDDEN,
         seed=config["seed"],
         device=config["device"],
     script:
@@ -31,26 +32,26 @@ rule couplings:
 
 rule fig_couplings:
     input:
-        couplings="results/{session}/couplings.nc",
+        couplings=results("{session}/couplings.nc"),
     output:
         fig4=report(
-            "results/{session}/figures/fig4_couplings.png",
+            results("{session}/figures/fig4_couplings.png"),
             caption="../report/fig4_couplings.rst",
             category=REPORT_STAGE["couplings"],
             subcategory="Fig. 4: effective couplings",
             labels=report_labels("couplings"),
         ),
         fig5=report(
-            "results/{session}/figures/fig5_areas.png",
+            results("{session}/figures/fig5_areas.png"),
             caption="../report/fig5_areas.rst",
             category=REPORT_STAGE["couplings"],
             subcategory="Fig. 5: couplings by brain area",
             labels=report_labels("couplings"),
         ),
     log:
-        "results/logs/fig_couplings/{session}.log",
+        results("logs/fig_couplings/{session}.log"),
     benchmark:
-        "results/benchmarks/fig_couplings/{session}.tsv"
+        results("benchmarks/fig_couplings/{session}.tsv")
     conda:
         "../../envs/spikerbm.yaml"
     threads: 1

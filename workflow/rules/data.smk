@@ -5,12 +5,12 @@
 
 rule synthetic_session:
     output:
-        spikes="results/{session}/spikes.nc",
-        truth="results/{session}/truth.nc",
+        spikes=results("{session}/spikes.nc"),
+        truth=results("{session}/truth.nc"),
     log:
-        "results/logs/synthetic_session/{session}.log",
+        results("logs/synthetic_session/{session}.log"),
     benchmark:
-        "results/benchmarks/synthetic_session/{session}.tsv"
+        results("benchmarks/synthetic_session/{session}.tsv")
     wildcard_constraints:
         session=SYNTHETIC_SESSIONS,
     conda:
@@ -28,13 +28,13 @@ rule synthetic_session:
 
 rule binarize:
     input:
-        spikes="results/{session}/spikes.nc",
+        spikes=results("{session}/spikes.nc"),
     output:
-        raster="results/{session}/raster.nc",
+        raster=results("{session}/raster.nc"),
     log:
-        "results/logs/binarize/{session}.log",
+        results("logs/binarize/{session}.log"),
     benchmark:
-        "results/benchmarks/binarize/{session}.tsv"
+        results("benchmarks/binarize/{session}.tsv")
     wildcard_constraints:
         session=SPIKE_SESSIONS,
     conda:
@@ -44,7 +44,7 @@ rule binarize:
         mem_mb=8000,
         runtime=30,
     params:
-        binarize=config["binarize"],
+        binarize=get_binarize_params,
         seed=config["seed"],
     script:
         "../../scripts/binarize.py"
@@ -54,11 +54,11 @@ rule import_raster:
     input:
         raster=get_raster_file,
     output:
-        raster="results/{session}/raster.nc",
+        raster=results("{session}/raster.nc"),
     log:
-        "results/logs/import_raster/{session}.log",
+        results("logs/import_raster/{session}.log"),
     benchmark:
-        "results/benchmarks/import_raster/{session}.tsv"
+        results("benchmarks/import_raster/{session}.tsv")
     wildcard_constraints:
         session=RASTER_SESSIONS,
     conda:
@@ -68,7 +68,7 @@ rule import_raster:
         mem_mb=8000,
         runtime=30,
     params:
-        binarize=config["binarize"],
+        binarize=get_import_raster_params,
         seed=config["seed"],
     script:
         "../../scripts/import_raster.py"

@@ -4,15 +4,15 @@
 
 rule dynamics:
     input:
-        raster="results/{session}/raster.nc",
-        selected="results/{session}/selected.nc",
+        raster=results("{session}/raster.nc"),
+        selected=results("{session}/selected.nc"),
         truth=get_truth,
     output:
-        dynamics="results/{session}/dynamics.nc",
+        dynamics=results("{session}/dynamics.nc"),
     log:
-        "results/logs/dynamics/{session}.log",
+        results("logs/dynamics/{session}.log"),
     benchmark:
-        "results/benchmarks/dynamics/{session}.tsv"
+        results("benchmarks/dynamics/{session}.tsv")
     conda:
         "../../envs/spikerbm.yaml"
     threads: 1
@@ -20,7 +20,7 @@ rule dynamics:
         mem_mb=4000,
         runtime=30,
     params:
-        dynamics=config["dynamics"],
+        dynamics=get_dynamics_params,
         seed=config["seed"],
         device=config["device"],
     script:
@@ -29,19 +29,19 @@ rule dynamics:
 
 rule fig_dynamics:
     input:
-        dynamics="results/{session}/dynamics.nc",
+        dynamics=results("{session}/dynamics.nc"),
     output:
         figure=report(
-            "results/{session}/figures/fig6_dynamics.png",
+            results("{session}/figures/fig6_dynamics.png"),
             caption="../report/fig6_dynamics.rst",
             category=REPORT_STAGE["dynamics"],
             subcategory="Fig. 6: relaxation dynamics",
             labels=report_labels("dynamics"),
         ),
     log:
-        "results/logs/fig_dynamics/{session}.log",
+        results("logs/fig_dynamics/{session}.log"),
     benchmark:
-        "results/benchmarks/fig_dynamics/{session}.tsv"
+        results("benchmarks/fig_dynamics/{session}.tsv")
     conda:
         "../../envs/spikerbm.yaml"
     threads: 1

@@ -3,23 +3,23 @@
 
 rule summary:
     input:
-        selected="results/{session}/selected.nc",
-        statistics="results/{session}/statistics.nc",
-        couplings="results/{session}/couplings.nc",
-        dynamics="results/{session}/dynamics.nc",
+        selected=results("{session}/selected.nc"),
+        statistics=results("{session}/statistics.nc"),
+        couplings=results("{session}/couplings.nc"),
+        dynamics=results("{session}/dynamics.nc"),
     output:
-        tsv="results/{session}/summary.tsv",
+        tsv=results("{session}/summary.tsv"),
         html=report(
-            "results/{session}/summary.html",
+            results("{session}/summary.html"),
             caption="../report/summary.rst",
             category=REPORT_STAGE["summary"],
             subcategory="Key numbers and warnings",
             labels=report_labels("selected"),
         ),
     log:
-        "results/logs/summary/{session}.log",
+        results("logs/summary/{session}.log"),
     benchmark:
-        "results/benchmarks/summary/{session}.tsv"
+        results("benchmarks/summary/{session}.tsv")
     conda:
         "../../envs/spikerbm.yaml"
     threads: 1
@@ -36,38 +36,38 @@ rule report_tables:
         unpack(get_table_inputs),
     output:
         selected_models=report(
-            "results/tables/selected_models.html",
+            results("tables/selected_models.html"),
             caption="../report/table_selected_models.rst",
             category=REPORT_STAGE["loglik"],
             subcategory="Table: selected models",
             labels=TABLE_LABELS,
         ),
         statistics_scores=report(
-            "results/tables/statistics_scores.html",
+            results("tables/statistics_scores.html"),
             caption="../report/table_statistics_scores.rst",
             category=REPORT_STAGE["statistics"],
             subcategory="Table: statistic scores",
             labels=TABLE_LABELS,
         ),
         couplings_summary=report(
-            "results/tables/couplings_summary.html",
+            results("tables/couplings_summary.html"),
             caption="../report/table_couplings_summary.rst",
             category=REPORT_STAGE["couplings"],
             subcategory="Table: coupling summaries",
             labels=TABLE_LABELS,
         ),
         dynamics_summary=report(
-            "results/tables/dynamics_summary.html",
+            results("tables/dynamics_summary.html"),
             caption="../report/table_dynamics_summary.rst",
             category=REPORT_STAGE["dynamics"],
             subcategory="Table: dynamics summaries",
             labels=TABLE_LABELS,
         ),
-        tsv=expand("results/tables/{table}.tsv", table=TABLE_NAMES),
+        tsv=expand(results("tables/{table}.tsv"), table=TABLE_NAMES),
     log:
-        "results/logs/report_tables/all.log",
+        results("logs/report_tables/all.log"),
     benchmark:
-        "results/benchmarks/report_tables/all.tsv"
+        results("benchmarks/report_tables/all.tsv")
     conda:
         "../../envs/spikerbm.yaml"
     threads: 1

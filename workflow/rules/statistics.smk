@@ -4,14 +4,14 @@
 
 rule statistics:
     input:
-        selected="results/{session}/selected.nc",
-        raster="results/{session}/raster.nc",
+        selected=results("{session}/selected.nc"),
+        raster=results("{session}/raster.nc"),
     output:
-        statistics="results/{session}/statistics.nc",
+        statistics=results("{session}/statistics.nc"),
     log:
-        "results/logs/statistics/{session}.log",
+        results("logs/statistics/{session}.log"),
     benchmark:
-        "results/benchmarks/statistics/{session}.tsv"
+        results("benchmarks/statistics/{session}.tsv")
     conda:
         "../../envs/spikerbm.yaml"
     threads: 1
@@ -20,7 +20,7 @@ rule statistics:
         mem_mb=8000,
         runtime=60,
     params:
-        statistics=config["statistics"],
+        statistics=get_statistics_params,
         seed=config["seed"],
         device=config["device"],
     script:
@@ -29,19 +29,19 @@ rule statistics:
 
 rule fig_statistics:
     input:
-        statistics="results/{session}/statistics.nc",
+        statistics=results("{session}/statistics.nc"),
     output:
         fig3=report(
-            "results/{session}/figures/fig3_statistics.png",
+            results("{session}/figures/fig3_statistics.png"),
             caption="../report/fig3_statistics.rst",
             category=REPORT_STAGE["statistics"],
             subcategory="Fig. 3: generated vs real statistics",
             labels=report_labels("statistics"),
         ),
     log:
-        "results/logs/fig_statistics/{session}.log",
+        results("logs/fig_statistics/{session}.log"),
     benchmark:
-        "results/benchmarks/fig_statistics/{session}.tsv"
+        results("benchmarks/fig_statistics/{session}.tsv")
     conda:
         "../../envs/spikerbm.yaml"
     threads: 1

@@ -5,13 +5,13 @@
 
 rule train:
     input:
-        raster="results/{session}/raster.nc",
+        raster=results("{session}/raster.nc"),
     output:
-        model="results/{session}/hidden~{n_hidden}/model.nc",
+        model=results("{session}/hidden~{n_hidden}/model.nc"),
     log:
-        "results/logs/train/{session}/hidden~{n_hidden}.log",
+        results("logs/train/{session}/hidden~{n_hidden}.log"),
     benchmark:
-        "results/benchmarks/train/{session}/hidden~{n_hidden}.tsv"
+        results("benchmarks/train/{session}/hidden~{n_hidden}.tsv")
     conda:
         "../../envs/spikerbm.yaml"
     threads: 1
@@ -20,7 +20,7 @@ rule train:
         mem_mb=8000,
         runtime=720,
     params:
-        train=config["train"],
+        train=get_train_params,
         seed=config["seed"],
         device=config["device"],
     script:

@@ -1,0 +1,290 @@
+"""One persistent-contrastive-divergence update (docs/methods.md §3) and the runner of updates.
+
+- :func:`pcd_gradient`: the centered (or plain) log-likelihood gradient from data and model
+  moments; :func:`pcd_direction`: ``k`` sweeps of the persistent chains, then that gradient;
+  :func:`pcd_step`: one SGD ascent step, returning new parameters (pure in the parameters).
+- :class:`DivergenceGuard`: blown-up parameters are recorded on the device at every update and
+  checked (one host synchronisation) at the loop's chosen points.
+- :class:`PCDEngine`: the update of a training run, applied in place to the run's parameters:
+  gather the minibatch, ``k`` sweeps, gradient, SGD step, divergence record and, with
+  trajectory AIS, its sweep and float64 reweighting. The same update body runs eagerly, or,
+  when the chains are capturable (the fused bf16 CUDA chains), is captured once as a CUDA graph
+  and replayed: one launch per update instead of ~10 per sweep.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+from spikerbm.rbm import RBM, hidden_probs, tf32_matmul
+from spikerbm.sampling import Chains
+
+if TYPE_CHECKING:
+    from spikerbm.partition import TrajectoryAIS
+
+__all__ = [
+    "DIVERGENCE_CHECK_EVERY",
+    "MAX_ABS_PARAMETER",
+    "DivergenceGuard",
+    "Gradient",
+    "PCDEngine",
+    "TrainingDivergedError",
+    "pcd_direction",
+    "pcd_gradient",
+    "pcd_step",
+    "sgd_step",
+]
+
+#: Training counts as diverged once any |parameter| exceeds this (or is NaN/inf). SGD steps are
+#: bounded by ``lr`` times a bounded gradient, so a too-large ``train.lr`` makes the parameters
+#: grow without limit long before float32 overflows (~3e38); at |W| ~ 1e4 every Gibbs
+#: conditional is exactly 0 or 1 in float32 (|field| > 17 suffices), sampling is frozen and
+#: the gradient meaningless. Paper-scale runs (lr 0.01, 10^4 updates) stay below ~10^2.
+MAX_ABS_PARAMETER = 1e4
+
+#: Most updates between two divergence checks outside checkpoints (each check is one host sync).
+DIVERGENCE_CHECK_EVERY = 100
+
+
+class TrainingDivergedError(RuntimeError):
+    """Training blew up: a parameter became NaN/inf or larger than :data:`MAX_ABS_PARAMETER`."""
+
+    user_facing = True  # workflow scripts report it as one clear line (spikerbm.io.job_logger)
+
+
+@dataclass(frozen=True)
+class Gradient:
+    """Log-likelihood ascent direction, same shapes as the RBM parameters."""
+
+    W: torch.Tensor
+    a: torch.Tensor
+    b: torch.Tensor
+
+    def items(self) -> list[tuple[str, torch.Tensor]]:
+        return [("W", self.W), ("a", self.a), ("b", self.b)]
+
+
+def _moments(v: torch.Tensor, h: torch.Tensor, w: torch.Tensor | None
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``<v>``, ``<h>``, ``<v h^T>`` with uniform (``w=None``) or given sample weights."""
+    if w is None:
+        n = v.shape[0]
+        return v.mean(0), h.mean(0), (v.T @ h) / n
+    w = w.to(dtype=v.dtype, device=v.device)
+    return w @ v, w @ h, (v * w[:, None]).T @ h
+
+
+def pcd_gradient(v_data: torch.Tensor, h_data: torch.Tensor, v_model: torch.Tensor,
+                 h_model: torch.Tensor, *, centered: bool = True,
+                 w_data: torch.Tensor | None = None,
+                 w_model: torch.Tensor | None = None) -> Gradient:
+    """Log-likelihood gradient estimate from data and model moments (docs/methods.md §3).
+
+    Parameters
+    ----------
+    v_data, h_data
+        Data visible states (B, N) and their hidden means ``p(h|v)`` (B, M).
+    v_model, h_model
+        Model (chain) visible states (C, N) and hidden means or samples (C, M).
+    centered
+        Return the centered direction; otherwise the plain gradient
+        ``<v h>_d - <v h>_m``, ``<v>_d - <v>_m``, ``<h>_d - <h>_m``.
+    w_data, w_model
+        Optional sample weights summing to 1 (e.g. exact probabilities of enumerated states);
+        uniform averages by default.
+
+    Returns
+    -------
+    Gradient
+        Ascent direction. Centered (with ``v̄ = <v>_d``, ``h̄ = <h>_d``):
+        ``G_W = <(v-v̄)(h-h̄)>_d - <(v-v̄)(h-h̄)>_m = g_W - v̄ g_b^T - g_a h̄^T``,
+        ``G_a = g_a - G_W h̄``, ``G_b = g_b - G_W^T v̄``, where ``g`` is the plain gradient.
+    """
+    vd, hd, vhd = _moments(v_data, h_data, w_data)
+    vm, hm, vhm = _moments(v_model, h_model, w_model)
+    g_w, g_a, g_b = vhd - vhm, vd - vm, hd - hm
+    if not centered:
+        return Gradient(g_w, g_a, g_b)
+    gc_w = g_w - torch.outer(vd, g_b) - torch.outer(g_a, hd)
+    return Gradient(gc_w, g_a - gc_w @ hd, g_b - gc_w.T @ vd)
+
+
+def pcd_direction(rbm: RBM, batch: torch.Tensor, chains: Chains, *, k: int, centered: bool,
+                  tf32: bool = False) -> Gradient:
+    """``k`` sweeps of the persistent chains (advanced in place), then :func:`pcd_gradient`
+    with the data's and the chains' hidden means (products in TF32 when ``tf32``)."""
+    chains.sweep(rbm, k=k)
+    h_model = chains.hidden_means(rbm)
+    with tf32_matmul(tf32):
+        h_data = hidden_probs(rbm, batch)
+        return pcd_gradient(batch, h_data, chains.v.to(batch.dtype), h_model,
+                            centered=centered)
+
+
+def sgd_step(rbm: RBM, grad: Gradient, *, lr: float) -> RBM:
+    """One SGD ascent step; returns a new RBM (``rbm`` is not modified)."""
+    return RBM(torch.add(rbm.W, grad.W, alpha=lr), torch.add(rbm.a, grad.a, alpha=lr),
+               torch.add(rbm.b, grad.b, alpha=lr))
+
+
+def pcd_step(rbm: RBM, batch: torch.Tensor, chains: Chains, *, k: int, lr: float,
+             centered: bool, tf32: bool = False) -> tuple[RBM, Gradient]:
+    """One PCD update: ``k`` sweeps of the persistent chains, then gradient and SGD step.
+
+    Parameters
+    ----------
+    rbm
+        Current parameters (unchanged; the new ones are returned).
+    batch
+        Minibatch of data visible states (B, N), same dtype/device as ``rbm``.
+    chains
+        Persistent chains, advanced in place.
+    k, lr, centered
+        As in :class:`spikerbm.config.TrainConfig`.
+    tf32
+        TF32 in the data-side products (CUDA float32 only).
+
+    Returns
+    -------
+    (RBM, Gradient)
+        The updated parameters and the gradient used.
+    """
+    grad = pcd_direction(rbm, batch, chains, k=k, centered=centered, tf32=tf32)
+    return sgd_step(rbm, grad, lr=lr), grad
+
+
+class DivergenceGuard:
+    """Watch for blown-up parameters with no host-device synchronisation per update.
+
+    :meth:`record` runs after every update and only queues device work: it keeps, in a device
+    tensor, the first update whose parameters hold a NaN/inf or a value beyond
+    :data:`MAX_ABS_PARAMETER`. :meth:`check` reads that flag (one sync) and raises
+    :class:`TrainingDivergedError`. The training loop checks before storing every checkpoint
+    (so ``resume.nc`` only ever holds good states) and at most :data:`DIVERGENCE_CHECK_EVERY`
+    updates apart (bounding the work wasted after a blow-up); on CUDA that is one sync per 100
+    updates instead of one per update.
+    """
+
+    def __init__(self, device: torch.device, *, lr: float) -> None:
+        self.first_bad = torch.zeros((), dtype=torch.int64, device=device)
+        self.lr = lr
+
+    def record(self, update: int | torch.Tensor, rbm: RBM) -> None:
+        """Note ``update`` as the first bad one if ``rbm`` has blown up (device-side only).
+
+        Checking the parameters covers the gradient too: a NaN/inf gradient makes the updated
+        parameters NaN/inf.
+        """
+        # max |x| is NaN when x has a NaN, so the comparison is False for NaN, inf and too large
+        peak = torch.stack([t.detach().abs().amax() for t in rbm.parameters().values()]).amax()
+        ok = peak <= MAX_ABS_PARAMETER
+        # in place, so that a CUDA graph that captured this call keeps updating the flag
+        self.first_bad.copy_(torch.where(ok | (self.first_bad > 0), self.first_bad, update))
+
+    def check(self, update: int, rbm: RBM, *, last_checkpoint: int) -> None:
+        """Raise :class:`TrainingDivergedError` if any recorded update blew up (one sync)."""
+        bad = int(self.first_bad)
+        if bad == 0:
+            return
+        parts = []
+        for name, t in rbm.parameters().items():
+            t = t.detach()
+            n_bad = int((~(t.abs() <= MAX_ABS_PARAMETER)).sum())
+            if n_bad:
+                finite = t[torch.isfinite(t)]
+                peak = float(finite.abs().max()) if finite.numel() else math.nan
+                parts.append(f"parameter {name} has {n_bad} value(s) NaN/inf or beyond "
+                             f"{MAX_ABS_PARAMETER:g} in absolute value (largest finite "
+                             f"|{name}| = {peak:.3g})")
+        raise TrainingDivergedError(
+            f"training diverged at update {bad}: {'; '.join(parts)} (found at the check after "
+            f"update {update}). train.lr = {self.lr:g} is too large for this data: lower it "
+            f"(e.g. train.lr: {self.lr / 100:g}) and rerun. The last good checkpoint (update "
+            f"{last_checkpoint}) is kept in resume.nc; no model.nc is written"
+        )
+
+
+class PCDEngine:
+    """PCD updates applied in place to a run's parameters, chains and trajectory AIS.
+
+    One update (:meth:`step`) is: gather the minibatch (device indices), :func:`pcd_direction`
+    (``k`` sweeps, hidden means of chains and data, the centered gradient), the SGD step in
+    place, the divergence record and, with trajectory AIS, its sweep with the parameters before
+    the step and its float64 reweighting to those after it (resampling by ``torch.where``).
+    Nothing in it synchronises with the host. With capturable chains the first update runs
+    eagerly on a side stream (which compiles and autotunes the kernels) and is then captured
+    once as a CUDA graph that every later update replays.
+
+    Parameters
+    ----------
+    rbm
+        The run's parameters (float32, on the device), updated in place.
+    chains
+        The persistent chains.
+    data
+        Training split on the device, (T, N) uint8.
+    k, lr, centered, tf32
+        Sweeps per update, learning rate, centered gradient, TF32 in the data-side products.
+    guard
+        The run's :class:`DivergenceGuard`; every update records into it on the device.
+    first_update
+        Number of the first update this engine runs (for the guard's record).
+    tais
+        The run's (initialised) trajectory AIS, or ``None``; it follows ``rbm`` by reference.
+    """
+
+    def __init__(self, rbm: RBM, *, chains: Chains, data: torch.Tensor, k: int, lr: float,
+                 centered: bool, tf32: bool, guard: DivergenceGuard, first_update: int,
+                 batch_size: int, tais: TrajectoryAIS | None = None) -> None:
+        dev = rbm.device
+        self.rbm, self.chains, self.data, self.tais, self.guard = rbm, chains, data, tais, guard
+        self.k, self.lr, self.centered, self.tf32 = k, lr, centered, tf32
+        self.idx = torch.zeros(batch_size, dtype=torch.int64, device=dev)
+        self._batch_u8 = torch.empty(batch_size, data.shape[1], dtype=torch.uint8, device=dev)
+        self._batch = torch.empty(batch_size, data.shape[1], dtype=torch.float32, device=dev)
+        # the trajectory-AIS groups' estimates after the last update (pooled at sync points)
+        self.log_z = torch.full((tais.n_groups if tais is not None else 1,), math.nan,
+                                dtype=torch.float64, device=dev)
+        self._update_no = torch.tensor(int(first_update), dtype=torch.int64, device=dev)
+        self._graph: torch.cuda.CUDAGraph | None = None
+        if tais is not None:
+            tais.set_current(rbm, n_steps=tais.n_steps)
+
+    def _update(self) -> None:
+        r = self.rbm
+        torch.index_select(self.data, 0, self.idx, out=self._batch_u8)
+        self._batch.copy_(self._batch_u8)
+        grad = pcd_direction(r, self._batch, self.chains, k=self.k, centered=self.centered,
+                             tf32=self.tf32)
+        energy_now = self.tais.sweep_and_energy(r) if self.tais is not None else None
+        for name, t in r.parameters().items():
+            t.add_(getattr(grad, name), alpha=self.lr)
+        self.guard.record(self._update_no, r)
+        self._update_no += 1
+        if self.tais is not None:
+            self.log_z.copy_(self.tais.reweight(energy_now, r))
+
+    def step(self, idx: torch.Tensor) -> None:
+        """One update with the minibatch rows ``idx`` (int64, any device; copied)."""
+        self.idx.copy_(idx, non_blocking=True)
+        if not self.chains.capturable:
+            self._update()
+        elif self._graph is None:
+            # eager first update on a side stream (compiles, autotunes, warms cuBLAS), then
+            # capture the same update once; later updates replay it
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                self._update()
+            torch.cuda.current_stream().wait_stream(side)
+            self._graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self._graph):
+                self._update()
+        else:
+            self._graph.replay()
+        if self.tais is not None:
+            self.tais.n_steps += 1
