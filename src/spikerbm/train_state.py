@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from spikerbm.config import TrainConfig
+from spikerbm.pcd import Optimizer
 from spikerbm.provenance import canonical_json, derive_seed
 from spikerbm.rbm import RBM, independent_site, init_rbm
 from spikerbm.sampling import Chains, Sampler, random_states
@@ -379,6 +380,11 @@ def _state_dict(ds: xr.Dataset, prefix: str) -> dict[str, torch.Tensor]:
             for name, var in ds.data_vars.items() if name.startswith(head)}
 
 
+def _optimizer(rbm: RBM, cfg: TrainConfig) -> Optimizer:
+    return Optimizer(rbm, kind=cfg.optimizer, lr=cfg.lr, n_updates=cfg.n_updates,
+                     lr_final=cfg.lr_final, decay_start=cfg.decay_start)
+
+
 @dataclass
 class TrainingState:
     """Everything that determines the rest of a PCD run (module docstring).
@@ -395,6 +401,8 @@ class TrainingState:
         The persistent chains.
     batches
         The minibatch stream.
+    optimizer
+        The ascent step and its state (Adam moments).
     tais
         Trajectory AIS (``None`` when ``cfg.tais_chains == 0``).
     trajectory
@@ -410,6 +418,7 @@ class TrainingState:
     rbm: RBM
     chains: Chains
     batches: MinibatchStream
+    optimizer: Optimizer
     tais: TrajectoryAIS | None
     trajectory: Trajectory
     update: int
@@ -480,8 +489,8 @@ class TrainingState:
             log_z0 = std0 = math.nan
         trajectory = Trajectory()
         trajectory.add(0, rbm, log_z0, std0)
-        return cls(cfg, dict(hashes), rbm, chains, batches, tais, trajectory, 0,
-                   OnlineCurve.for_config(cfg))
+        return cls(cfg, dict(hashes), rbm, chains, batches, _optimizer(rbm, cfg), tais,
+                   trajectory, 0, OnlineCurve.for_config(cfg))
 
     @classmethod
     def _restore(cls, ds: xr.Dataset, data: np.ndarray, *, cfg: TrainConfig, seed: int,
@@ -496,9 +505,11 @@ class TrainingState:
         batches.load_state_dict(_state_dict(ds, "batches"))
         if tais is not None:
             tais.load_state_dict(_state_dict(ds, "tais"))
-        return cls(cfg, dict(hashes), trajectory.rbm(-1, device), chains, batches, tais,
-                   trajectory, int(ds.attrs["n_updates_done"]),
-                   OnlineCurve.from_dataset(ds, cfg))
+        rbm = trajectory.rbm(-1, device)
+        optimizer = _optimizer(rbm, cfg)
+        optimizer.load_state_dict(_state_dict(ds, "optimizer"))
+        return cls(cfg, dict(hashes), rbm, chains, batches, optimizer, tais, trajectory,
+                   int(ds.attrs["n_updates_done"]), OnlineCurve.from_dataset(ds, cfg))
 
     def record_checkpoint(self, log_z: float, log_z_std: float) -> None:
         """Add the current parameters (and trajectory-AIS ``log_z`` with its uncertainty) as
@@ -524,6 +535,7 @@ class TrainingState:
         if for_resume:
             data_vars.update(_state_vars("chains", self.chains.state_dict()))
             data_vars.update(_state_vars("batches", self.batches.state_dict()))
+            data_vars.update(_state_vars("optimizer", self.optimizer.state_dict()))
             if self.tais is not None:
                 data_vars.update(_state_vars("tais", self.tais.state_dict()))
             data_vars.update(online.resume_vars())
