@@ -16,9 +16,6 @@ Subcommands (all print markdown tables and write JSON with every number):
 ``sweep``   one factor at a time around a base config on one case (the investigation of why
             learning stops short)
 ``session`` the default 160-neuron synthetic session (4 areas) through the same steps
-``logz``    AIS bias/spread vs exact log Z along a trajectory, and trajectory-AIS drift with
-            independent chain sets (issue items 3-4)
-``tau``     integrated autocorrelation times of K and E in the statistics stage's sampler
 
 Run with ``nice -n 10 .venv/bin/python benchmarks/recovery.py <subcommand> ...``; every
 subcommand takes ``--threads`` (torch threads, default 1) and ``--out``.
@@ -50,8 +47,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # training configurations compared
 # --------------------------------------------------------------------------------------------
 #: keys of config.yaml's train section that TrainConfig takes (n_hidden is the size list)
-_TRAIN_KEYS = ("n_updates", "n_checkpoints", "n_chains", "batch_size", "k", "lr", "centered",
-               "weight_std")
+_TRAIN_KEYS = ("n_updates", "n_checkpoints", "n_chains", "batch_size", "k", "lr", "optimizer",
+               "lr_final", "decay_start", "centered", "weight_std")
 
 
 def yaml_train(name: str) -> dict:
@@ -60,38 +57,26 @@ def yaml_train(name: str) -> dict:
     return {k: t[k] for k in _TRAIN_KEYS if k in t}
 
 
-#: Recommended quick-start training (see docs/recovery-notes.md): Adam on the centered PCD
-#: gradient, lr 0.03 held for the first half then decayed geometrically to 1% of it, minibatch
-#: 2000 (the sampling, 500 chains x 10 sweeps, is unchanged and dominates the cost).
-RECOMMENDED_QUICK = ({"n_updates": 10000, "n_checkpoints": 20, "n_chains": 500,
-                      "batch_size": 2000, "k": 10, "lr": 0.03, "centered": True,
-                      "weight_std": 0.01},
-                     Variant(optimizer="adam", lr_schedule="exp", lr_final=0.01,
-                             decay_start=0.5))
+#: Configs trained with the library's ``train`` (the benchmark's loop only for ``sweep``).
+#: ``adam-*`` are the candidates for the defaults: Adam on the centered PCD direction, lr 0.03
+#: held for the first half, then decayed geometrically to 1% of it (``train.optimizer``,
+#: ``train.lr_final``, ``train.decay_start``).
+ADAM = {"optimizer": "adam", "lr": 0.03, "lr_final": 0.01, "decay_start": 0.5}
 
 
-#: Paper-scale proposal (not validated at N = 1560 on this CPU box; the GPU command in
-#: docs/recovery-notes.md compares it with config/vbn.yaml): the paper's sampling (batch =
-#: chains = 2000, k = 100), Adam with the same schedule, initial weights of s.d. 0.01.
-RECOMMENDED_PAPER = ({**{k: v for k, v in RECOMMENDED_QUICK[0].items()},
-                      "n_updates": 10000, "n_checkpoints": 50, "n_chains": 2000,
-                      "batch_size": 2000, "k": 100, "lr": 0.01},
-                     RECOMMENDED_QUICK[1])
-
-
-def configs() -> dict[str, tuple[dict, Variant | None]]:
-    """name -> (train keys, Variant or None for the library's own ``train``).
-
-    ``current-loop`` is ``current`` through the benchmark's loop (bitwise the same on CPU; on
-    CUDA the loop has no fused bf16 kernels, so compare it, not ``current``, with
-    ``recommended`` there)."""
+def configs() -> dict[str, dict]:
+    """name -> train keys (``current``/``paper``: config/config.yaml / config/vbn.yaml as the
+    repo has them)."""
+    cur = yaml_train("config")
+    quick = {**cur, **ADAM, "n_updates": 10000}
     return {
-        "current": (yaml_train("config"), None),
-        "current-loop": (yaml_train("config"), Variant()),
-        "paper": (yaml_train("vbn"), None),
-        "paper-loop": (yaml_train("vbn"), Variant()),
-        "recommended": RECOMMENDED_QUICK,
-        "recommended-paper": RECOMMENDED_PAPER,
+        "current": cur,
+        "paper": yaml_train("vbn"),
+        "adam-2k": {**cur, **ADAM},
+        "adam-10k": quick,
+        "adam-10k-b2000": {**quick, "batch_size": 2000},
+        "sgd-decay-10k": {**cur, "n_updates": 10000, "lr": 1.0, "lr_final": 0.01,
+                          "decay_start": 0.5},
     }
 
 
@@ -160,8 +145,9 @@ def run_table(args: argparse.Namespace) -> dict:
     cases = args.cases or (QUICK_CASES if args.quick else FULL_CASES)
     sizes_list = args.samples or ([200000] if args.quick else [20000, 200000])
     cfgs = configs()
-    names = args.configs or (["current", "recommended"] if args.quick else
-                             ["current", "recommended", "paper"])
+    names = args.configs or (["current", "adam-2k", "adam-10k"] if args.quick else
+                             ["current", "adam-2k", "adam-10k", "adam-10k-b2000",
+                              "sgd-decay-10k"])
     out = {"cases": {}, "meta": meta(args)}
     for case in cases:
         truth = make_case(case)
@@ -175,9 +161,8 @@ def run_table(args: argparse.Namespace) -> dict:
                                  rc.score(rc.fit_estimate(fit), truth, fl.area_se,
                                           fl.area_se_all3)))
             for cname in names:
-                train_cfg, variant = cfgs[cname]
-                res = rc.run_pipeline(ds, train_cfg=train_cfg, sizes=args.sizes, seed=args.seed,
-                                      variant=variant)
+                res = rc.run_pipeline(ds, train_cfg=cfgs[cname], sizes=args.sizes,
+                                      seed=args.seed)
                 info = {"selected": f"M={res.n_hidden}@{res.checkpoint}",
                         "train cpu s": sum(res.cpu_seconds.values()),
                         "ms/update": {m: 1e3 * res.cpu_seconds[m] / res.n_updates
@@ -335,7 +320,7 @@ def run_session(args: argparse.Namespace) -> dict:
     out = {"session": {}, "meta": meta(args)}
     rows = []
     for cname in args.configs or ["current", "recommended"]:
-        train_cfg, variant = cfgs[cname]
+        train_cfg, variant = cfgs[cname], None
         if args.updates:
             train_cfg = {**train_cfg, "n_updates": args.updates}
         res = rs.run_session(sess, train_cfg=train_cfg, sizes=args.sizes, variant=variant,
@@ -360,97 +345,6 @@ def run_session(args: argparse.Namespace) -> dict:
     out["rows"] = rows
     out["truth_test_ll"] = rs.truth_test_ll(sess)
     print(f"truth test LL {out['truth_test_ll']:.4f}")
-    return out
-
-
-# --------------------------------------------------------------------------------------------
-# logz and tau (issue items 3-4)
-# --------------------------------------------------------------------------------------------
-def run_logz(args: argparse.Namespace) -> dict:
-    """(b) trajectory AIS with independent chain sets along a long run (N = 16 planted RBM
-    case, M = 48, current quick-start training), exact log Z at every checkpoint; then (a) AIS
-    repeats vs exact log Z at checkpoints of that trajectory and, optionally, of the 160-neuron
-    session trained with M = 16 (exact log Z by enumerating the hidden layer)."""
-    import recovery_logz as rl
-    from recovery_train import train_variant
-
-    from spikerbm import likelihood
-    from spikerbm.rbm import rbm_from_dataset
-    from spikerbm.training import TrainConfig
-
-    out: dict = {"meta": meta(args), "ais": {}, "tais": {}}
-    base = yaml_train("config")
-    trajectories = []
-    data16 = rc.sample_dataset(make_case("rbm16-seed1"), n_samples=200000, seed=args.seed).train
-    jobs = [("rbm16_M48", data16, args.tais_updates, 48)]
-    if args.session_updates > 0:
-        import recovery_session as rs
-
-        jobs.append(("session160_M16", rs.default_session()["train"], args.session_updates, 16))
-    for label, data, n_up, m in jobs:
-        cfg = TrainConfig.from_config({**base, "n_updates": n_up}, n_hidden=m, device="cpu")
-        model = train_variant(data, cfg=cfg, seed=args.seed,
-                              variant=Variant(tais_sets=args.tais_sets))
-        exact = np.array([likelihood.exact_log_z(rbm_from_dataset(
-            model, checkpoint=int(c), dtype=torch.float64)) for c in model["checkpoint"].values])
-        rec = rl.tais_drift(model, exact)
-        rec["train_cpu_seconds"] = model.attrs["train_cpu_seconds"]
-        out["tais"][label] = rec
-        trajectories.append((label, model))
-        rows = [{"checkpoint": c, "exact log Z": e, **{f"set {j} err": x for j, x in
-                                                       enumerate(er)}, "spread sd": sd}
-                for c, e, er, sd in zip(rec["checkpoint"], rec["exact"], rec["err_per_set"],
-                                        rec["spread_sd"], strict=True)]
-        print_rows(f"trajectory AIS error vs exact ({label}, {n_up} updates, "
-                   f"{args.tais_sets} independent sets)", rows, list(rows[0]))
-        print({k: v for k, v in rec.items() if k.startswith(("max", "cover"))})
-    settings = [tuple(x) for x in args.ais_settings]
-    for label, model in trajectories:
-        cks = model["checkpoint"].values
-        pick = np.unique(np.round(np.geomspace(1, len(cks) - 1, args.ais_checkpoints))
-                         ).astype(int)
-        rbms = [(int(cks[i]), rbm_from_dataset(model, checkpoint=int(cks[i]),
-                                               dtype=torch.float64)) for i in pick]
-        recs = rl.ais_coverage(rbms, settings=settings, n_total=args.ais_total, seed=args.seed)
-        out["ais"][label] = recs
-        rows = []
-        for r in recs:
-            row = {"checkpoint": r["checkpoint"], "chains x betas": f"{r['ais_chains']}x"
-                   f"{r['ais_betas']}", "bias (1 run)": r["bias"], "sd (1 run)": r["sd"],
-                   "-sd^2/2": r["delta_bias"], "s/run": r["seconds_per_repeat"]}
-            for R, c in r["coverage"].items():
-                row[f"R={R} cover sd"] = c["sd"]
-                row[f"R={R} cover sd/sqrtR"] = c["se"]
-                row[f"R={R} cover se+bias"] = c["se_bias"]
-            rows.append(row)
-        print_rows(f"AIS vs exact log Z ({label}; {args.ais_total} runs per setting)", rows,
-                   list(rows[0]))
-    return out
-
-
-def run_tau(args: argparse.Namespace) -> dict:
-    import recovery_logz as rl
-    import recovery_session as rs
-
-    from spikerbm.rbm import rbm_from_dataset
-
-    sess = rs.default_session()
-    out = {"meta": meta(args), "tau": {}}
-    models = {"planted RBM (truth)": sess["truth_rbm"]}
-    for cname in args.configs or ["current"]:
-        train_cfg, variant = configs()[cname]
-        res = rs.train_select(sess, train_cfg=train_cfg, sizes=args.sizes, variant=variant)
-        models[f"{cname}: selected M={res['n_hidden']}@{res['checkpoint']}"] = \
-            rbm_from_dataset(res["model"], checkpoint=res["checkpoint"], dtype=torch.float64)
-    rows = []
-    for name, rbm in models.items():
-        r = rl.chain_tau(rbm, sess["train"], seed=args.seed, sweeps=args.sweeps)
-        out["tau"][name] = r
-        rows.append({"model": name, **{k: r[k] for k in (
-            "tau_k", "tau_e", "stage_tau_k", "stage_tau_e", "thin_sweeps", "n_samples",
-            "n_eff", "thin_for_independent", "stage_equilibrated")}})
-    print_rows("integrated autocorrelation times (sweeps) in the statistics sampler", rows,
-               list(rows[0]))
     return out
 
 
@@ -520,26 +414,6 @@ def main(argv: list[str] | None = None) -> None:
                    help="AIS settings of config/vbn.yaml instead of config/config.yaml")
     q.add_argument("--device", default="cpu")
     q.set_defaults(func=run_session)
-
-    z = sub.add_parser("logz", help="AIS / trajectory-AIS error vs exact log Z")
-    common(z)
-    z.add_argument("--ais-checkpoints", type=int, default=5)
-    z.add_argument("--ais-total", type=int, default=32, help="independent runs per setting")
-    z.add_argument("--ais-settings", nargs="*", type=lambda x: tuple(map(int, x.split("x"))),
-                   default=[(100, 1000), (500, 1000), (100, 3000), (1000, 3000)],
-                   help="CHAINSxBETAS")
-    z.add_argument("--tais-updates", type=int, default=20000)
-    z.add_argument("--session-updates", type=int, default=0,
-                   help="also the 160-neuron session, M = 16, this many updates (0: skip)")
-    z.add_argument("--tais-sets", type=int, default=4)
-    z.set_defaults(func=run_logz)
-
-    u = sub.add_parser("tau", help="autocorrelation times in the statistics sampler")
-    common(u)
-    u.add_argument("--configs", nargs="*")
-    u.add_argument("--sizes", nargs="*", type=int, default=[16, 48])
-    u.add_argument("--sweeps", type=int, default=6000)
-    u.set_defaults(func=run_tau)
 
     args = p.parse_args(argv)
     if args.cmd is None:

@@ -12,11 +12,11 @@ The pipeline's steps, as the workflow runs them for one session:
    ``couplings.pair_couplings`` (Gauss-Hermite, 40 nodes, config default) and 3-body terms from
    ``couplings.spectral_factors`` / ``triplet_couplings`` (the spectral form the couplings stage
    uses for triplets); beside them the exact Walsh couplings of the same RBM
-   (``couplings.exact_couplings``).
+   (``spikerbm.exact.exact_couplings``).
 
 Scores (learned vs true): Pearson r, least-squares slope of learned on true
 (``cov(t, l) / var(t)``), RMS of the difference; for the area matrix (mean J_ij over i in A,
-j in B, i != j; ``couplings.area_matrix``) each entry's error in units of the noise floor's
+j in B, i != j; ``spikerbm.areas.area_matrix``) each entry's error in units of the noise floor's
 standard error.
 """
 
@@ -31,7 +31,8 @@ import xarray as xr
 from recovery_models import Basis, Fit, Truth, area_mean_se, fit_ising, fit_rbm_from_truth
 from recovery_train import Variant, train_variant
 
-from spikerbm import couplings, likelihood
+from spikerbm import couplings, exact, likelihood, selection
+from spikerbm.areas import area_matrix as _area_matrix
 from spikerbm.provenance import derive_seed
 from spikerbm.rbm import RBM, rbm_from_dataset
 from spikerbm.training import TrainConfig, train
@@ -60,7 +61,7 @@ def line_scores(true: np.ndarray, est: np.ndarray) -> dict[str, float]:
 
 def area_matrix(J: np.ndarray, areas: np.ndarray) -> np.ndarray:
     """Mean J_ij over i in A, j in B, i != j (areas sorted by name); the pipeline's function."""
-    return couplings.area_matrix(J, areas, min_area_neurons=1)["area_J_mean"].values
+    return _area_matrix(J, areas, min_area_neurons=1)["area_J_mean"].values
 
 
 def score(est: dict[str, np.ndarray], truth: Truth, area_se: np.ndarray,
@@ -205,7 +206,7 @@ def run_pipeline(ds: Dataset, *, train_cfg: dict, sizes: list[int], seed: int,
         models[m] = model
         lls.append(likelihood.checkpoint_loglik(model, ds.train, ds.test, method="exact"))
     ll = likelihood.combine_loglik(lls)
-    sel = likelihood.select_model(ll)
+    sel = selection.select_model(ll)
     return PipelineResult(models, ll, sel, int(sel.attrs["n_hidden"]),
                           int(sel.attrs["checkpoint"]), secs, int(train_cfg["n_updates"]), cpu)
 
@@ -215,7 +216,7 @@ def extract(rbm: RBM, basis: Basis, *, method: str = "pipeline") -> dict[str, np
     them) or ``exact`` (Walsh expansion)."""
     t = basis.triples
     if method == "exact":
-        ex = couplings.exact_couplings(rbm, max_visible=20)
+        ex = exact.exact_couplings(rbm, max_visible=20)
         return {"H": ex["H"], "J": ex["J"], "J3_all": ex["J3"][t[:, 0], t[:, 1], t[:, 2]]}
     r = rbm.to(dtype=torch.float64)
     H = couplings.fields(r, n_nodes=40).numpy()

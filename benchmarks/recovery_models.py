@@ -39,7 +39,7 @@ import torch
 from scipy.optimize import minimize
 from scipy.special import logsumexp
 
-from spikerbm.couplings import exact_couplings
+from spikerbm.exact import exact_couplings
 from spikerbm.rbm import RBM, rbm_from_numpy
 
 MAX_N = 20

@@ -29,7 +29,7 @@ from recovery_core import area_matrix, hidden_unit_area_contributions, line_scor
 from recovery_models import rbm_couplings_by_support
 from recovery_train import Variant, train_variant
 
-from spikerbm import binarize, couplings, likelihood, synthetic
+from spikerbm import binarize, couplings, likelihood, partition, selection, synthetic
 from spikerbm.provenance import derive_seed
 from spikerbm.rbm import rbm_from_dataset, rbm_from_numpy
 from spikerbm.training import TrainConfig, train
@@ -86,7 +86,7 @@ def train_select(sess: dict, *, train_cfg: dict, sizes: list[int],
             ais_betas=lik["ais_betas"], ais_repeats=lik["ais_repeats"], device=device,
             seed=derive_seed(cfg["seed"], "loglik", sess["session"], m)))
     ll = likelihood.combine_loglik(lls)
-    sel = likelihood.select_model(ll)
+    sel = selection.select_model(ll)
     m_sel, ck = int(sel.attrs["n_hidden"]), int(sel.attrs["checkpoint"])
     return {"n_hidden": m_sel, "checkpoint": ck, "model": models[m_sel], "models": models,
             "train_seconds": secs, "cpu_seconds": cpu,
@@ -118,7 +118,7 @@ def run_session(sess: dict, *, train_cfg: dict, sizes: list[int],
 def truth_test_ll(sess: dict) -> float:
     """Test LL of the planted RBM (exact: its 15 hidden units are enumerated)."""
     r = sess["truth_rbm"]
-    lz = likelihood.exact_log_z(r)
+    lz = partition.exact_log_z(r)
     return likelihood.log_likelihood(r, torch.from_numpy(sess["test"]), log_z=lz)
 
 

@@ -7,8 +7,9 @@ same initialisation (``init_rbm``), same minibatch stream (``MinibatchStream``),
 checkpoint schedule (``checkpoint_schedule``); :func:`check_matches_library` asserts it. Every
 variant below changes one thing of that loop, so comparisons are apples to apples:
 
-* ``lr_schedule``: ``constant`` (the library), ``exp`` (geometric decay from ``lr`` to
-  ``lr * lr_final`` over the updates after ``decay_start``), ``cosine`` (same ends), ``linear``;
+* ``lr_schedule``: ``constant`` / ``exp`` (the library's ``train.lr_final``/``decay_start``:
+  geometric decay from ``lr`` to ``lr * lr_final`` over the updates after ``decay_start``),
+  ``cosine`` (same ends), ``linear``;
 * ``chains``: ``persistent`` (PCD, the library), ``restart`` (the chains restart from
   Bernoulli(1/2) before every update: the "Rdm" scheme of Decelle et al., NeurIPS 2021),
   ``data`` (restart from the minibatch: CD-k);
@@ -17,10 +18,7 @@ variant below changes one thing of that loop, so comparisons are apples to apple
 * ``negative``: ``chains`` (sampled) or ``exact`` (the model moments by enumeration of the
   2^N visible states, N <= 20: PCD without sampling error or bias);
 * ``positive``: ``minibatch`` or ``full`` (the data moments of the whole train split);
-* ``optimizer``: ``sgd`` (the library) or ``adam`` (for the exact-gradient reference only);
-* ``tais_sets``: independent trajectory-AIS chain sets run along the trajectory
-  (``spikerbm.likelihood.TrajectoryAIS``; seeds ``derive_seed(seed, "tais-set", j)``), their
-  estimates stored per checkpoint as ``logz_tais_sets(checkpoint, tais_set)``.
+* ``optimizer``: ``sgd`` or ``adam`` (the library's ``spikerbm.pcd.Optimizer``).
 
 Everything else (hidden size, k, chains, batch, init s.d., centering, updates) is the
 ``TrainConfig``.
@@ -36,19 +34,12 @@ import numpy as np
 import torch
 import xarray as xr
 
-from spikerbm.likelihood import TrajectoryAIS, log_z_independent
+from spikerbm.pcd import Gradient, Optimizer, pcd_gradient
 from spikerbm.provenance import derive_seed
-from spikerbm.rbm import RBM, hidden_probs, independent_site, init_rbm, resolve_device
-from spikerbm.sampling import PersistentChains
-from spikerbm.training import (
-    Gradient,
-    MinibatchStream,
-    TrainConfig,
-    checkpoint_schedule,
-    pcd_gradient,
-    sgd_step,
-    train,
-)
+from spikerbm.rbm import RBM, hidden_probs, init_rbm, resolve_device
+from spikerbm.sampling import PersistentChains, random_states
+from spikerbm.train_state import MinibatchStream
+from spikerbm.training import TrainConfig, checkpoint_schedule, train
 
 
 @dataclass(frozen=True)
@@ -62,8 +53,6 @@ class Variant:
     negative: str = "chains"        # chains | exact
     positive: str = "minibatch"     # minibatch | full
     optimizer: str = "sgd"          # sgd | adam
-    tais_sets: int = 0
-    tais_chains: int = 500
 
     def label(self) -> str:
         d = asdict(Variant())
@@ -111,23 +100,18 @@ class ExactMoments:
         return torch.from_numpy(c / c.sum()).to(torch.float32)
 
 
-def _model_dataset(ckpts: list[int], params: list[RBM], logz_sets: list[list[float]],
-                   cfg: TrainConfig, variant: Variant, seconds: float) -> xr.Dataset:
+def _model_dataset(ckpts: list[int], params: list[RBM], cfg: TrainConfig, variant: Variant,
+                   seconds: float) -> xr.Dataset:
     W = np.stack([p.W.cpu().numpy() for p in params])
     a = np.stack([p.a.cpu().numpy() for p in params])
     b = np.stack([p.b.cpu().numpy() for p in params])
     ds = xr.Dataset(
-        {"W": (("checkpoint", "visible", "hidden"), W), "a": (("checkpoint", "visible"), a),
-         "b": (("checkpoint", "hidden"), b),
-         "logz_tais": ("checkpoint", np.full(len(ckpts), np.nan))},
+        {"W": (("checkpoint", "neuron", "hidden"), W), "a": (("checkpoint", "neuron"), a),
+         "b": (("checkpoint", "hidden"), b)},
         coords={"checkpoint": np.asarray(ckpts, dtype=np.int64)},
         attrs={"n_hidden": cfg.n_hidden, "train_config": cfg.to_json(),
                "variant": variant.label(), "train_seconds": seconds},
     )
-    if logz_sets and logz_sets[0]:
-        arr = np.asarray(logz_sets, dtype=np.float64)  # (checkpoint, set)
-        ds["logz_tais_sets"] = (("checkpoint", "tais_set"), arr)
-        ds["logz_tais"] = ("checkpoint", arr[:, 0])
     return ds
 
 
@@ -168,40 +152,34 @@ def train_variant(train_data: np.ndarray, *, cfg: TrainConfig, seed: int,
             raise ValueError(f"init has shape {tuple(init.W.shape)}; config wants "
                              f"{tuple(rbm.W.shape)}")
         rbm = init.to(device=device, dtype=torch.float32).clone()
-    chains = PersistentChains.random(n_chains=cfg.n_chains, n_visible=n_visible,
-                                     n_hidden=cfg.n_hidden, generator=chain_gen)
+    def fresh_chains() -> PersistentChains:
+        v0 = random_states(n_chains=cfg.n_chains, n_visible=n_visible, generator=chain_gen)
+        return PersistentChains(v0, n_hidden=cfg.n_hidden, generator=chain_gen)
+
+    chains = fresh_chains()
     exact = ExactMoments(n_visible) if "exact" in (variant.negative,) or \
         variant.positive == "full" else None
     w_data_full = exact.histogram(data_u8) if variant.positive == "full" else None
-    tais = []
-    for j in range(variant.tais_sets):
-        gen = torch.Generator(device=device).manual_seed(derive_seed(seed, "tais-set", j))
-        start = independent_site(rbm.a, rbm.n_hidden)
-        tais.append(TrajectoryAIS(start, log_z=log_z_independent(start),
-                                  n_chains=variant.tais_chains, generator=gen,
-                                  ess_threshold=cfg.ess_threshold))
-    logz_now = [t.step(rbm) for t in tais]
-    ckpts, params, logz_sets = [0], [rbm.clone()], [logz_now]
-    adam = None
-    if variant.optimizer == "adam":
-        adam = {k: (torch.zeros_like(t), torch.zeros_like(t)) for k, t in
-                rbm.parameters().items()}
+    ckpts, params = [0], [rbm.clone()]
+    lr_final, decay_start = (variant.lr_final, variant.decay_start) \
+        if variant.lr_schedule == "exp" else (1.0, 0.0)
+    opt = Optimizer(rbm, kind=variant.optimizer, lr=cfg.lr, n_updates=cfg.n_updates,
+                    lr_final=lr_final, decay_start=decay_start)
     for update in range(1, cfg.n_updates + 1):
         idx = batches.next_indices().to(device)
         batch = data.index_select(0, idx).to(torch.float32)
         if variant.chains == "restart":
-            chains = PersistentChains.random(n_chains=cfg.n_chains, n_visible=n_visible,
-                                             n_hidden=cfg.n_hidden, generator=chain_gen)
+            chains = fresh_chains()
         elif variant.chains == "data":
             rows = batch[torch.arange(cfg.n_chains, device=device) % batch.shape[0]]
-            chains = PersistentChains(rows, n_hidden=cfg.n_hidden)
+            chains = PersistentChains(rows, n_hidden=cfg.n_hidden, generator=chain_gen)
         elif variant.chains != "persistent":
             raise ValueError(f"unknown chains variant {variant.chains!r}")
         if variant.negative == "exact":
             w_model = exact.weights(rbm)
             v_model, h_model = exact.v, hidden_probs(rbm, exact.v)
         else:
-            chains.sweep(rbm, generator=chain_gen, k=cfg.k)
+            chains.sweep(rbm, k=cfg.k)
             v_model, h_model, w_model = chains.v, chains.hidden_means(rbm), None
         if w_data_full is not None:
             v_data, w_data = exact.v, w_data_full
@@ -212,27 +190,15 @@ def train_variant(train_data: np.ndarray, *, cfg: TrainConfig, seed: int,
         if variant.l1 or variant.l2:
             grad = Gradient(grad.W - variant.l1 * torch.sign(rbm.W) - 2 * variant.l2 * rbm.W,
                             grad.a, grad.b)
-        lr = lr_at(variant, cfg.lr, update, cfg.n_updates)
-        if adam is None:
-            rbm = sgd_step(rbm, grad, lr=lr)
-        else:
-            new = {}
-            for name, g in grad.items():
-                m, v2 = adam[name]
-                m.mul_(0.9).add_(g, alpha=0.1)
-                v2.mul_(0.999).addcmul_(g, g, value=0.001)
-                mh = m / (1 - 0.9**update)
-                vh = v2 / (1 - 0.999**update)
-                new[name] = getattr(rbm, name) + lr * mh / (vh.sqrt() + 1e-8)
-            rbm = RBM(new["W"], new["a"], new["b"])
+        if variant.lr_schedule not in ("constant", "exp"):  # cosine / linear
+            opt.lr, opt.lr_final = lr_at(variant, cfg.lr, update, cfg.n_updates), 1.0
+        opt.step(rbm, grad, torch.tensor(update))
         if (update % 100 == 0 or update in is_ckpt) and not bool(torch.isfinite(rbm.W).all()):
             raise RuntimeError(f"variant {variant.label()} diverged at update {update}")
-        logz_now = [t.step(rbm) for t in tais]
         if update in is_ckpt:
             ckpts.append(update)
             params.append(rbm.clone())
-            logz_sets.append(logz_now)
-    ds = _model_dataset(ckpts, params, logz_sets, cfg, variant, time.perf_counter() - t0)
+    ds = _model_dataset(ckpts, params, cfg, variant, time.perf_counter() - t0)
     ds.attrs["train_cpu_seconds"] = time.process_time() - c0
     return ds
 

@@ -243,8 +243,8 @@ class Optimizer:
             t.add_(m * step / ((s / bias2).sqrt() + self.EPS))
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        """The Adam moments (empty for SGD: its state is the update number alone)."""
-        return dict(self.moments)
+        """Copies of the Adam moments (empty for SGD: its state is the update number alone)."""
+        return {key: t.clone() for key, t in self.moments.items()}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """Restore :meth:`state_dict` (copied into the device tensors)."""
