@@ -1,24 +1,38 @@
 """Recovery benchmark (issue 17): does the pipeline recover a planted model within the data's noise?
 
 Data are sampled exactly (enumeration of the 2^N states, N <= 20) from planted models, in Ising
-spins ``s = 2v - 1`` (the convention of the pipeline's couplings, METHODS §6); the pipeline's own
-training, exact-log-likelihood selection over checkpoints and sizes, and coupling extraction
-(Gaussian formulas) run on them; the recovered fields H, pair couplings J (all, within, across
-areas), 3-body couplings J3 (planted triplets, and the null distribution of the others) and the
-area matrix are scored against the truth (Pearson r, least-squares slope of learned on true,
-RMS), beside the **noise floor**: the maximum-likelihood fit of the true model family on the same
-train split, exact by enumeration. See ``docs/recovery-notes.md`` for the results.
+spins ``s = 2v - 1`` (the convention of the pipeline's couplings, docs/methods.md §6): Ising
+models with fields, pairs and triplets in two areas (cross-area coupling zero or positive,
+several strengths and seeds) and small planted RBMs. The pipeline's own training
+(``spikerbm.training.train`` with a config's ``train`` section), exact-log-likelihood selection
+over checkpoints and sizes (``spikerbm.selection.select_model``) and coupling extraction
+(Gaussian formulas, as the couplings stage) run on them; the recovered fields H, pair couplings
+J (all, within, across areas), 3-body couplings J3 (planted triplets, and the null distribution
+of the others) and the area matrix are scored against the truth (Pearson r, least-squares slope
+of learned on true, RMS), beside the **noise floor**: the maximum-likelihood fit of the true
+model family on the same train split, exact by enumeration. Results: docs/benchmarks.md,
+"Recovery of a planted model".
 
-Subcommands (all print markdown tables and write JSON with every number):
+Targets (column ``targets``, letters where met): J r >= 0.95 with slope in [0.85, 1.15] (J),
+H r >= 0.95 (H), every area-matrix entry within 2 floor standard errors (A), cross-area mean of
+the right sign (S: within 2 s.e. of a zero truth, positive for a positive one), planted
+triplets r >= 0.8 (3).
 
-``table``   the benchmark table: cases x training configs (``--quick``: 3 cases, 200,000
-            samples, the current and the recommended quick-start config; a few minutes)
-``sweep``   one factor at a time around a base config on one case (the investigation of why
-            learning stops short)
-``session`` the default 160-neuron synthetic session (4 areas) through the same steps
+Subcommands (all print markdown tables; ``--out`` writes JSON with every number):
 
-Run with ``nice -n 10 .venv/bin/python benchmarks/recovery.py <subcommand> ...``; every
-subcommand takes ``--threads`` (torch threads, default 1) and ``--out``.
+``table``   the benchmark table, cases x training configs (:func:`configs`).
+            ``--quick``: 3 cases (two 16-neuron Ising, one 16-neuron RBM), 200,000 samples,
+            configs current / adam-2k / adam-10k; ~15 CPU-minutes on one core.
+            Full (no ``--quick``): 8 cases (N 16 and 20, strengths 1 and 2), 20,000 and
+            200,000 samples, five configs; a few CPU-hours. ``--device cuda`` trains on the
+            GPU (config precision, e.g. fused bf16) for the GPU timing column.
+``sweep``   one factor at a time around a base config on one case, through the benchmark's
+            loop :mod:`recovery_train` (chain schemes, exact model moments, penalties, ...).
+``session`` the default 160-neuron synthetic session (4 areas) through the same steps.
+
+Run with ``OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/recovery.py table
+--quick``; every subcommand takes ``--threads`` (torch threads, default 1), ``--seed``,
+``--out``. Needs torch, numpy, xarray, pyyaml and spikerbm, not Snakemake.
 """
 
 from __future__ import annotations
@@ -162,9 +176,10 @@ def run_table(args: argparse.Namespace) -> dict:
                                           fl.area_se_all3)))
             for cname in names:
                 res = rc.run_pipeline(ds, train_cfg=cfgs[cname], sizes=args.sizes,
-                                      seed=args.seed)
+                                      seed=args.seed, device=args.device)
                 info = {"selected": f"M={res.n_hidden}@{res.checkpoint}",
                         "train cpu s": sum(res.cpu_seconds.values()),
+                        "train wall s": sum(res.train_seconds.values()),
                         "ms/update": {m: 1e3 * res.cpu_seconds[m] / res.n_updates
                                       for m in args.sizes},
                         "test LL gap": res.ll_gap(truth, ds)}
@@ -209,7 +224,8 @@ def print_rows(title: str, rows: list[dict], cols: list[str] | None = None) -> N
         print("| " + " | ".join(fmt(r.get(c, "")) for c in cols) + " |")
     for r in rows:
         if "selected" in r:
-            print(f"- {r['row']}: {r['selected']}, train CPU {r['train cpu s']:.0f} s, "
+            print(f"- {r['row']}: {r['selected']}, train CPU {r['train cpu s']:.0f} s "
+                  f"(wall {r.get('train wall s', float('nan')):.0f} s), "
                   f"ms/update {({m: round(v, 2) for m, v in r['ms/update'].items()})}, "
                   f"test LL gap to truth {r['test LL gap']:.4f} nats")
     sys.stdout.flush()
@@ -392,6 +408,7 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--samples", nargs="*", type=int)
     t.add_argument("--configs", nargs="*")
     t.add_argument("--sizes", nargs="*", type=int, default=[16, 48])
+    t.add_argument("--device", default="cpu", help="training device (cpu | cuda)")
     t.set_defaults(func=run_table)
 
     w = sub.add_parser("sweep", help="one factor at a time around the base config")

@@ -189,19 +189,24 @@ class PipelineResult:
 
 
 def run_pipeline(ds: Dataset, *, train_cfg: dict, sizes: list[int], seed: int,
-                 variant: Variant | None = None) -> PipelineResult:
+                 variant: Variant | None = None, device: str = "cpu") -> PipelineResult:
     """Train every size, compute exact train/test LL per checkpoint, select (the pipeline's).
 
     ``variant=None`` trains with ``spikerbm.training.train`` itself; a ``Variant`` with the
-    benchmark's loop (identical to the library for ``Variant()``).
+    benchmark's loop (identical to the library for ``Variant()``). ``device``: where training
+    runs (``cuda``: the config's precision, e.g. the fused bf16 kernels); likelihoods, selection
+    and couplings run on CPU in float64.
     """
     models, lls, secs, cpu = {}, [], {}, {}
     for m in sizes:
-        cfg = TrainConfig.from_config({**train_cfg, "tais_chains": 0}, n_hidden=m, device="cpu")
+        cfg = TrainConfig.from_config({**train_cfg, "tais_chains": 0, "patience": 0},
+                                      n_hidden=m, device=device)
         s = derive_seed(seed, "train", ds.truth.name, m)
         t0, c0 = time.perf_counter(), time.process_time()
         model = train(ds.train, cfg=cfg, seed=s) if variant is None else \
             train_variant(ds.train, cfg=cfg, seed=s, variant=variant)
+        if cfg.device != "cpu" and torch.cuda.is_available():
+            torch.cuda.synchronize()
         secs[m], cpu[m] = time.perf_counter() - t0, time.process_time() - c0
         models[m] = model
         lls.append(likelihood.checkpoint_loglik(model, ds.train, ds.test, method="exact"))

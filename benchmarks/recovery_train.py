@@ -1,10 +1,11 @@
 """Training variants for the recovery benchmark, as a small loop around the library's pieces.
 
-:func:`train_variant` with ``Variant()`` reproduces ``spikerbm.training.train`` (CPU, no
-trajectory AIS) bit for bit: same seeds (``derive_seed(seed, "init" | "chains" | "shuffle")``),
-same initialisation (``init_rbm``), same minibatch stream (``MinibatchStream``), same chains
-(``PersistentChains``), same gradient (``pcd_gradient``) and step (``sgd_step``), same
-checkpoint schedule (``checkpoint_schedule``); :func:`check_matches_library` asserts it. Every
+:func:`train_variant` with ``Variant()`` (or ``Variant(optimizer="adam", lr_schedule="exp",
+...)``) reproduces ``spikerbm.training.train`` (CPU, no trajectory AIS) bit for bit: same
+seeds (``derive_seed(seed, "init" | "chains" | "shuffle")``), same initialisation
+(``init_rbm``), same minibatch stream (``MinibatchStream``), same chains (``PersistentChains``),
+same gradient (``pcd_gradient``) and step (``spikerbm.pcd.Optimizer``), same checkpoint
+schedule (``checkpoint_schedule``); :func:`check_matches_library` asserts it. Every
 variant below changes one thing of that loop, so comparisons are apples to apples:
 
 * ``lr_schedule``: ``constant`` / ``exp`` (the library's ``train.lr_final``/``decay_start``:
@@ -204,12 +205,21 @@ def train_variant(train_data: np.ndarray, *, cfg: TrainConfig, seed: int,
 
 
 def check_matches_library(train_data: np.ndarray, *, seed: int = 3) -> float:
-    """Max |difference| of all checkpoint parameters between :func:`train_variant` (default
-    variant) and ``spikerbm.training.train`` on CPU; 0.0 when the loop is the library's."""
-    cfg = TrainConfig(n_hidden=7, n_updates=60, n_checkpoints=6, n_chains=40, batch_size=50,
-                      k=3, lr=0.05, tais_chains=0, device="cpu")
-    lib = train(train_data, cfg=cfg, seed=seed)
-    ours = train_variant(train_data, cfg=cfg, seed=seed)
-    if not np.array_equal(lib["checkpoint"].values, ours["checkpoint"].values):
-        raise AssertionError("checkpoint schedules differ")
-    return max(float(np.abs(lib[k].values - ours[k].values).max()) for k in ("W", "a", "b"))
+    """Max |difference| of all checkpoint parameters between :func:`train_variant` and
+    ``spikerbm.training.train`` on CPU, for the default (SGD) and for Adam with the decay;
+    0.0 when the loop is the library's."""
+    base = dict(n_hidden=7, n_updates=60, n_checkpoints=6, n_chains=40, batch_size=50, k=3,
+                tais_chains=0, device="cpu")
+    pairs = [(TrainConfig(**base, lr=0.05), Variant()),
+             (TrainConfig(**base, lr=0.03, optimizer="adam", lr_final=0.01, decay_start=0.5),
+              Variant(optimizer="adam", lr_schedule="exp", lr_final=0.01, decay_start=0.5))]
+    worst = 0.0
+    for cfg, variant in pairs:
+        lib = train(train_data, cfg=cfg, seed=seed)
+        ours = train_variant(train_data, cfg=TrainConfig(**{**cfg.to_dict(), "lr": cfg.lr}),
+                             seed=seed, variant=variant)
+        if not np.array_equal(lib["checkpoint"].values, ours["checkpoint"].values):
+            raise AssertionError("checkpoint schedules differ")
+        worst = max(worst, *(float(np.abs(lib[k].values - ours[k].values).max())
+                             for k in ("W", "a", "b")))
+    return worst
