@@ -74,7 +74,8 @@ def train_select(sess: dict, *, train_cfg: dict, sizes: list[int],
     lik = {**cfg["likelihood"], **(lik or {})}
     models, lls, secs, cpu = {}, [], {}, {}
     for m in sizes:
-        tc = TrainConfig.from_config({**train_cfg, "tais_chains": 0}, n_hidden=m, device=device)
+        tc = TrainConfig.from_config({**train_cfg, "tais_chains": 0, "patience": 0}, n_hidden=m,
+                                     device=device)
         s = derive_seed(cfg["seed"], "train", sess["session"], m)
         t0, c0 = time.perf_counter(), time.process_time()
         models[m] = train(sess["train"], cfg=tc, seed=s) if variant is None else \
