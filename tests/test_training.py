@@ -344,6 +344,24 @@ def test_online_curve_gain_and_stop_rule() -> None:
                                               patience=0)).window == 500
 
 
+def test_decaying_rate_arms_early_stopping_after_decay_start_plus_patience() -> None:
+    """With lr_final < 1 the stop rule is judged from decay_start * n_updates + patience on (the
+    constant-rate phase's curve is noisy; docs/methods.md §3); the same curve that stops a
+    constant-rate run at update 400 does not stop one whose decay starts at update 1000."""
+    rbm = R.RBM(torch.zeros(3, 2), torch.zeros(3), torch.zeros(2))
+    const = OnlineCurve.for_config(TrainConfig(n_hidden=2, n_updates=2000, patience=200,
+                                               min_delta=0.1))
+    decay = OnlineCurve.for_config(TrainConfig(n_hidden=2, n_updates=2000, patience=200,
+                                               min_delta=0.1, lr_final=0.01, decay_start=0.5))
+    assert (const.armed_from, decay.armed_from) == (200, 1200)
+    for update in range(0, 1300, 100):  # flat after update 200
+        for curve in (const, decay):
+            curve.record(update, ll_train=0.0, ll_test=-3.0 + min(update, 200) * 1e-3,
+                         log_z=0.0, log_z_std=0.0, rbm=rbm)
+        assert const.should_stop() == (update >= 400)
+        assert decay.should_stop() == (update >= 1200)
+
+
 def test_divergence_names_update_and_parameter_and_keeps_checkpoint(tmp_path, planted_data):
     train_v, _ = planted_data
     cfg = TrainConfig(n_hidden=NH, n_updates=50, n_checkpoints=5, n_chains=21, batch_size=21,

@@ -207,7 +207,7 @@ class OnlineCurve:
     :meth:`gain` is the improvement over the last ``window`` updates: the best test LL of the
     evaluations in ``(u - window, u]`` minus the best one up to ``u - window`` (``u``: the last
     evaluated update; ``u - window`` is clamped at 0). Training stops early
-    (:meth:`should_stop`) once ``u >= patience`` and ``gain < min_delta``.
+    (:meth:`should_stop`) once ``u >= armed_from`` and ``gain < min_delta``.
 
     Attributes
     ----------
@@ -217,6 +217,10 @@ class OnlineCurve:
     window
         The window of :meth:`gain`: ``patience``, or a quarter of ``n_updates`` (at least
         ``eval_every``) when early stopping is off.
+    armed_from
+        First update at which training may stop early: ``patience``, or, with a decaying
+        learning rate (``lr_final < 1``), ``decay_start * n_updates + patience``: a run is
+        not judged on the noisy curve of its constant-rate phase (docs/methods.md §3).
     updates, ll_train, ll_test, log_z, log_z_std
         The curve: evaluated updates and their values (NaN without trajectory AIS or test
         data).
@@ -229,6 +233,7 @@ class OnlineCurve:
     patience: int
     min_delta: float
     window: int
+    armed_from: int = 0
     updates: list[int] = field(default_factory=list)
     ll_train: list[float] = field(default_factory=list)
     ll_test: list[float] = field(default_factory=list)
@@ -244,7 +249,8 @@ class OnlineCurve:
     @classmethod
     def for_config(cls, cfg: TrainConfig) -> OnlineCurve:
         window = cfg.patience or max(cfg.n_updates // 4, min(cfg.eval_every, cfg.n_updates))
-        return cls(cfg.patience, float(cfg.min_delta), int(window))
+        armed = cfg.patience + (int(cfg.decay_start * cfg.n_updates) if cfg.lr_final < 1 else 0)
+        return cls(cfg.patience, float(cfg.min_delta), int(window), int(armed))
 
     def record(self, update: int, *, ll_train: float, ll_test: float, log_z: float,
                log_z_std: float, rbm: RBM) -> None:
@@ -273,10 +279,11 @@ class OnlineCurve:
         return float(inside.max() - before.max()) if inside.size else math.nan
 
     def should_stop(self) -> bool:
-        """Early stop: ``patience > 0``, at least ``patience`` updates done, and the test LL
+        """Early stop: ``patience > 0``, at least ``armed_from`` updates done, and the test LL
         gained less than ``min_delta`` over the last ``patience`` updates."""
         gain = self.gain()
-        return bool(self.patience and self.updates and self.updates[-1] >= self.patience
+        return bool(self.patience and self.updates
+                    and self.updates[-1] >= max(self.patience, self.armed_from)
                     and math.isfinite(gain) and gain < self.min_delta)
 
     def still_improving(self) -> int:
