@@ -301,6 +301,55 @@ def test_samples_of_the_planted_rbm_score_near_one():
     assert np.all(np.abs(frac - sig) < 5 * sem + 1e-3)
 
 
+# ------------------------------------------------------------------ score reasons, split shift
+def test_score_reasons_name_the_cause():
+    # (d_ind, d_gen, d_test): the score is (d_ind - d_gen) / (d_ind - d_test)
+    cases = {
+        (1.0, 0.5, 0.95): ("undefined: the floor-to-ceiling gap", "5.0% of d(train, indep)"),
+        (1.0, 0.5, 1.2): ("undefined: the test set is no closer", "data-limited"),
+        (1.0, 1.5, 0.5): ("negative: generated samples are further", "d(train, gen) = 1.5"),
+        (1.0, 0.25, 0.5): ("above 1: generated samples are closer", "10000 vs 3000"),
+        (1.0, 0.75, 0.5): ("in range", "in range"),
+    }
+    for (d_ind, d_gen, d_test), (start, part) in cases.items():
+        score = st.normalised_score(d_ind, d_gen, d_test)
+        reason = st.score_reason(d_ind, d_gen, d_test, score=score, n_test=3000,
+                                 n_generated=10000)
+        assert reason.startswith(start) and part in reason, (d_ind, d_gen, d_test, reason)
+    # with as many test as generated samples, sample size is not offered as the cause
+    reason = st.score_reason(1.0, 0.25, 0.5, score=1.5, n_test=10000, n_generated=10000)
+    assert "more samples" not in reason and "overfitting" in reason
+
+
+def test_split_comparison_detects_a_shift_in_activity():
+    rbm = random_rbm(12, 4, seed=5, w_std=1.0, a_mean=-1.0)
+    states, p = exact_distribution(rbm)
+    rng = np.random.default_rng(11)
+    train, test = exact_samples(states, p, 6000, rng), exact_samples(states, p, 3000, rng)
+    same = st.split_comparison(rbm, train, test)
+    assert abs(same["k_shift_z"]) < 4 and abs(same["ll_gap_z"]) < 4
+    # i.i.d. bins: the s.e. is the plain s.d. / sqrt(n) (tau = 1 up to its estimation noise)
+    k = train.sum(1)
+    assert same["k_mean_train_se"] == pytest.approx(k.std() / np.sqrt(k.size), rel=0.15)
+    # each bin repeated 9 times: 9x the bins, same information, the same s.e. (tau ~ 9)
+    slow = st.split_comparison(rbm, np.repeat(train, 9, axis=0), test)
+    assert slow["k_mean_train"] == pytest.approx(same["k_mean_train"])
+    assert slow["k_mean_train_se"] == pytest.approx(same["k_mean_train_se"], rel=0.25)
+    # a sparser test split (its bins with the fewest spikes): K drops far beyond its s.e.
+    k_test = test.sum(1)
+    sparse = st.split_comparison(rbm, train, test[k_test <= np.quantile(k_test, 0.3)])
+    assert sparse["k_shift_z"] < -10
+    # a test split of the model's likelier bins (free energy below the median): test LL > train
+    f_test = free_energy(rbm.to(dtype=torch.float64), torch.as_tensor(test)).numpy()
+    likely = test[f_test < np.median(f_test)]
+    shifted = st.split_comparison(rbm, train, likely)
+    assert shifted["ll_test_minus_train"] > 0 and shifted["ll_gap_z"] > 10
+    # the gap is the difference of the mean free energies (log Z cancels)
+    f_train = free_energy(rbm.to(dtype=torch.float64), torch.as_tensor(train)).numpy()
+    assert shifted["ll_test_minus_train"] == pytest.approx(
+        f_train.mean() - f_test[f_test < np.median(f_test)].mean())
+
+
 # ------------------------------------------------------------------ dataset, netCDF, figure
 def test_compute_statistics_dataset_roundtrip_and_figure(tmp_path):
     rbm = random_rbm(11, 5, seed=3, w_std=1.0)
@@ -320,6 +369,12 @@ def test_compute_statistics_dataset_roundtrip_and_figure(tmp_path):
     widths = ds["energy_hi"] - ds["energy_lo"]
     np.testing.assert_allclose((ds["energy_density"] * widths).sel(set="train").sum(), 1.0)
     assert ds["heff_count"].sum("heff_bin").values.tolist() == [170 * 11, 300 * 11]
+    # every score carries its reason; the split comparison uses the full splits
+    for stat in ("covariance", "corr3"):
+        score, reason = ds.attrs[f"score_{stat}"], ds.attrs[f"score_{stat}_reason"]
+        assert (reason == "in range") == (0 <= score <= 1), (score, reason)
+    assert ds.attrs["k_mean_train"] == pytest.approx(train.sum(1).mean())
+    assert ds.attrs["k_mean_test"] == pytest.approx(test.sum(1).mean())
     # same seed, same result
     ds2 = st.compute_statistics(rbm, train=train, test=test, n_samples=300, n_chains=60,
                                 burn_in_sweeps=100, thin_sweeps=2, n_triplets=40, heff_bins=9,

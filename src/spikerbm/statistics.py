@@ -559,6 +559,96 @@ def normalised_score(d_independent: float, d_generated: float, d_test: float, *,
     return float((d_independent - d_generated) / gap)
 
 
+def score_reason(d_independent: float, d_generated: float, d_test: float, *, score: float,
+                 n_test: int, n_generated: int, min_gap: float = MIN_SCORE_GAP) -> str:
+    """Why a score is what it is: ``in range``, or the reason it is NaN, negative or above 1.
+
+    Parameters
+    ----------
+    d_independent, d_generated, d_test
+        Mean squared differences d(train, X) of the statistic (see :func:`normalised_score`).
+    score
+        The score computed from them.
+    n_test, n_generated
+        Samples in the test and generated sets (their sampling noise enters the distances).
+    min_gap
+        The gap threshold of :func:`normalised_score`.
+
+    Returns
+    -------
+    str
+        One sentence with the numbers; ``"in range"`` when ``0 <= score <= 1``.
+    """
+    dists = (f"d(train, indep) = {d_independent:.3g}, d(train, gen) = {d_generated:.3g}, "
+             f"d(train, test) = {d_test:.3g}")
+    if not np.isfinite(score):
+        gap = d_independent - d_test
+        if not np.isfinite(gap) or gap <= 0:
+            return (f"undefined: the test set is no closer to train than independent samples "
+                    f"({dists}): sampling noise dominates this statistic (data-limited)")
+        return (f"undefined: the floor-to-ceiling gap d(train, indep) - d(train, test) = "
+                f"{gap:.3g} is {gap / d_independent:.1%} of d(train, indep), under "
+                f"{min_gap:.0%} ({dists}): floor and ceiling cannot be told apart within "
+                "sampling noise (data-limited)")
+    if score < 0:
+        return (f"negative: generated samples are further from train than independent samples "
+                f"({dists}): the model distorts this statistic beyond the independent-site "
+                "model (check the equilibrium check and the training convergence)")
+    if score > 1:
+        why = ("the generated set has more samples than the test set "
+               f"({n_generated} vs {n_test}: less sampling noise), "
+               if n_generated > n_test else "")
+        return (f"above 1: generated samples are closer to train than the test set ({dists}); "
+                f"expected when {why}the model fits train-specific fluctuations (overfitting) "
+                "or the test split differs from the train split (drift)")
+    return "in range"
+
+
+def split_comparison(rbm: RBM, train: np.ndarray, test: np.ndarray) -> dict[str, float]:
+    """Do the train and test splits differ? Mean population activity and the log-likelihood gap.
+
+    For each split (time-ordered bins): the mean population activity ``K = sum_i v_i`` and the
+    mean marginal free energy ``F(v)`` of the model (float64). The test-minus-train
+    log-likelihood is ``mean F_train - mean F_test`` (log Z cancels). Standard errors account
+    for the autocorrelation of the series: ``se = sqrt(Var x * tau / n)`` with ``tau`` the
+    integrated autocorrelation time (:func:`spikerbm.diagnostics.integrated_autocorr_time`,
+    docs/methods.md §9; bins of one split are treated as one series).
+
+    Returns
+    -------
+    dict
+        ``k_mean_train``, ``k_mean_test``, ``k_mean_train_se``, ``k_mean_test_se`` (active
+        neurons per bin), ``k_shift_z`` ((test - train) / combined s.e.),
+        ``ll_test_minus_train``, ``ll_test_minus_train_se`` (nats per sample) and
+        ``ll_gap_z``.
+    """
+    rbm64 = rbm.to(dtype=torch.float64)
+    out: dict[str, float] = {}
+    mean, se = {}, {}
+    for name, v in (("train", train), ("test", test)):
+        k = v.sum(axis=1, dtype=np.int64).astype(np.float64)
+        with torch.no_grad():  # batches of 8192 bins bound the float64 working memory
+            f = np.concatenate([
+                rbm_mod.free_energy(rbm64, torch.as_tensor(v[s:s + 8192]).to(rbm.device))
+                .cpu().numpy() for s in range(0, v.shape[0], 8192)])
+        for key, x in (("k", k), ("f", f)):
+            tau, _ = integrated_autocorr_time(x)
+            mean[key, name] = float(x.mean())
+            se[key, name] = float(math.sqrt(x.var() * max(tau, 1.0) / x.size))
+    for name in ("train", "test"):
+        out[f"k_mean_{name}"] = mean["k", name]
+        out[f"k_mean_{name}_se"] = se["k", name]
+    k_se = math.hypot(se["k", "train"], se["k", "test"])
+    out["k_shift_z"] = ((mean["k", "test"] - mean["k", "train"]) / k_se if k_se > 0
+                        else math.nan)
+    gap = mean["f", "train"] - mean["f", "test"]
+    gap_se = math.hypot(se["f", "train"], se["f", "test"])
+    out["ll_test_minus_train"] = gap
+    out["ll_test_minus_train_se"] = gap_se
+    out["ll_gap_z"] = gap / gap_se if gap_se > 0 else math.nan
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # the whole stage
 # --------------------------------------------------------------------------------------------
@@ -679,6 +769,10 @@ def compute_statistics(rbm: RBM, *, train: np.ndarray, test: np.ndarray, n_sampl
         d_test, d_gen, d_ind = msd_arr[a]
         score[a] = math.nan if st == "rate" else normalised_score(d_ind, d_gen, d_test)
         ratio[a] = d_gen / d_test if d_test > 0 else math.nan
+        if st != "rate":
+            attrs[f"score_{st}_reason"] = score_reason(
+                d_ind, d_gen, d_test, score=score[a], n_test=int(n_used[SETS.index("test")]),
+                n_generated=int(n_used[SETS.index("generated")]))
         for b, comp in enumerate(COMPARISONS[:2]):
             attrs[f"{st}_r_{comp}"] = float(r_arr[a, b])
             attrs[f"{st}_slope_{comp}"] = float(slope_arr[a, b])
@@ -686,6 +780,7 @@ def compute_statistics(rbm: RBM, *, train: np.ndarray, test: np.ndarray, n_sampl
         attrs[f"error_ratio_{st}"] = float(ratio[a])
     attrs["score_rate_note"] = ("undefined by design: the independent-site model reproduces "
                                 "the train rates in expectation (see spikerbm.statistics)")
+    attrs.update(split_comparison(rbm, train, test))
 
     ds = xr.Dataset(
         {
