@@ -14,9 +14,10 @@ from spikerbm import io
 from spikerbm import rbm as R
 from spikerbm.config import PRECISIONS, TrainConfig
 from spikerbm.exact import binary_states
+from spikerbm.likelihood import ONLINE_VARS
 from spikerbm.pcd import TrainingDivergedError, pcd_gradient, pcd_step
 from spikerbm.sampling import Sampler, random_states
-from spikerbm.train_state import MinibatchStream
+from spikerbm.train_state import MinibatchStream, OnlineCurve
 from spikerbm.training import checkpoint_schedule, train, train_to_files
 
 N, M, B = 7, 5, 11  # distinct odd sizes
@@ -225,13 +226,17 @@ def test_model_dataset_contract_and_tais(planted_data):
     trajectory-AIS log Z vs exact at every checkpoint."""
     train_v, _ = planted_data
     cfg = TrainConfig(n_hidden=NH, n_updates=200, n_checkpoints=7, n_chains=101, batch_size=101,
-                      k=3, lr=0.1, weight_std=0.1, tais_chains=503, device="cpu")
+                      k=3, lr=0.1, weight_std=0.1, tais_chains=500, device="cpu")
     coords = {"unit_id": np.arange(NV, dtype=np.int64) + 100, "area": ["A"] * 10 + ["B"] * 11}
     states: list = []
     ds = train(train_v, cfg=cfg, seed=5, neuron_coords=coords, on_checkpoint=states.append)
     assert ds["W"].dims == ("checkpoint", "neuron", "hidden") and ds["W"].dtype == np.float32
     assert ds["a"].dims == ("checkpoint", "neuron") and ds["b"].dims == ("checkpoint", "hidden")
-    assert set(ds.data_vars) == {"W", "a", "b", "log_z_tais"}  # model.nc: the trajectory only
+    # model.nc: the trajectory and the online curve (its log-likelihoods NaN without test data)
+    assert set(ds.data_vars) == {"W", "a", "b", "log_z_tais", "log_z_tais_std",
+                                 *ONLINE_VARS}
+    assert np.isnan(ds["ll_test_online"]).all() and np.isfinite(ds["log_z_online"]).all()
+    assert ds.attrs["stop_reason"] == "max_updates" and ds.attrs["still_improving"] == -1
     # the sampler state lives in the resume state (the last one is the final state)
     final = states[-1]
     assert final["chains__v"].shape == (101, NV) and final["chains__v"].dtype == np.uint8
@@ -254,6 +259,88 @@ def test_model_dataset_contract_and_tais(planted_data):
     exact = [exact_log_z(R.rbm_from_dataset(ds, checkpoint=int(c), dtype=torch.float64))
              for c in ds.checkpoint.values]
     np.testing.assert_allclose(ds["log_z_tais"].values, exact, atol=0.05)
+    # ... and its stated error covers that at every checkpoint (3 sigma: a 0.3 % event each)
+    assert np.all(np.abs(ds["log_z_tais"].values - exact) <= 3 * ds["log_z_tais_std"].values)
+
+
+def _stop_cfg(**kw) -> TrainConfig:
+    base = dict(n_hidden=NH, n_updates=3000, n_checkpoints=8, n_chains=100, batch_size=100,
+                k=3, lr=0.1, weight_std=0.1, tais_chains=100, tais_groups=5, eval_every=50,
+                patience=400, min_delta=0.005, device="cpu")
+    return TrainConfig(**{**base, **kw})
+
+
+def test_early_stopping_keeps_the_best_checkpoint_and_never_trains_on_test(planted_data):
+    """150 train bins overfit: the online test LL peaks (~update 1000) and then falls. Training
+    stops at the first evaluation where the best test LL of the last `patience` updates is
+    less than `min_delta` above the best before them; the best evaluation is a stored
+    checkpoint; the online values are the exact LL of those parameters within their stated
+    error; and the test split only decides when to stop: a run without it, told to stop at the
+    same update, ends with bitwise the same parameters (same chains, same minibatches)."""
+    train_v, test_v = planted_data
+    cfg = _stop_cfg()
+    ds = train(train_v[:150], test_data=test_v, cfg=cfg, seed=11)
+    stop, best = int(ds.attrs["n_updates_done"]), int(ds.attrs["best_update"])
+    assert ds.attrs["stop_reason"] == "early_stop" and ds.attrs["still_improving"] == 0
+    assert cfg.patience <= stop < cfg.n_updates and stop % cfg.eval_every == 0
+    assert best < stop and {best, stop} <= set(ds["checkpoint"].values.tolist())
+    u, ll = ds["eval_update"].values, ds["ll_test_online"].values
+    assert u.tolist() == list(range(0, stop + 1, cfg.eval_every))
+    assert ll[u == best][0] == ll.max() == ds.attrs["best_ll_test_online"]
+    # the criterion, recomputed: it holds at the stop and at no earlier evaluation
+    def gain(k: int) -> float:
+        start = u[k] - cfg.patience
+        return ll[: k + 1][u[: k + 1] > start].max() - ll[: k + 1][u[: k + 1] <= start].max()
+    assert gain(len(u) - 1) < cfg.min_delta
+    assert all(gain(k) >= cfg.min_delta for k in range(len(u) - 1) if u[k] >= cfg.patience)
+    assert ds.attrs["ll_test_online_gain"] == pytest.approx(gain(len(u) - 1))
+    # online LL = exact LL of the same parameters, within 3 stated errors (log Z from TAIS)
+    for update in (best, stop):
+        r = R.rbm_from_dataset(ds, checkpoint=update, dtype=torch.float64)
+        k = int(np.nonzero(u == update)[0][0])
+        assert abs(ll[k] - exact_ll(r, test_v)) <= 3 * ds["ll_test_online_std"].values[k]
+        train_sub = ds["ll_train_online"].values[k]
+        assert train_sub > exact_ll(r, test_v)  # overfitted: train above test
+    # gradients never saw the test split
+    blind = train(train_v[:150], cfg=_stop_cfg(n_updates=stop, patience=0), seed=11)
+    for name in ("W", "a", "b"):
+        np.testing.assert_array_equal(blind[name].sel(checkpoint=stop).values,
+                                      ds[name].sel(checkpoint=stop).values)
+
+
+def test_maximum_reached_while_improving_is_said(planted_data, caplog):
+    """With all 4001 train bins the test LL still rises after 600 updates: the run ends at the
+    maximum, `still_improving` is 1 and the log says that training did not reach its peak."""
+    train_v, test_v = planted_data
+    with caplog.at_level("WARNING", logger="spikerbm.training"):
+        ds = train(train_v, test_data=test_v, cfg=_stop_cfg(n_updates=600), seed=11)
+    assert ds.attrs["stop_reason"] == "max_updates" and ds.attrs["n_updates_done"] == 600
+    assert ds.attrs["still_improving"] == 1 and ds.attrs["ll_test_online_gain"] >= 0.005
+    assert "did not reach its peak" in caplog.text and "raise train.n_updates" in caplog.text
+
+
+def test_online_curve_gain_and_stop_rule() -> None:
+    """OnlineCurve on hand-made values: the window, the clamped start, NaN as -inf, the best."""
+    curve = OnlineCurve(patience=200, min_delta=0.1, window=200)
+    rbm = R.RBM(torch.zeros(3, 2), torch.zeros(3), torch.zeros(2))
+    for update, value in [(0, -5.0), (100, -4.0), (200, -3.5), (300, -3.45), (400, np.nan)]:
+        curve.record(update, ll_train=value, ll_test=value, log_z=1.0, log_z_std=0.1, rbm=rbm)
+        if update == 100:
+            assert curve.gain() == pytest.approx(1.0) and not curve.should_stop()  # < patience
+        if update == 300:  # window (100, 300]: -3.45 vs before: -4.0
+            assert curve.gain() == pytest.approx(0.55) and curve.still_improving() == 1
+    # (200, 400]: best -3.45 vs -3.5 before: 0.05 < 0.1 -> stop; NaN counts as no value
+    assert curve.gain() == pytest.approx(0.05) and curve.should_stop()
+    assert curve.still_improving() == 0 and curve.best_update == 300
+    assert curve.best_params is not None and curve.best_ll == -3.45
+    off = OnlineCurve(patience=0, min_delta=0.1, window=200)
+    for update in (0, 100, 200, 300):
+        off.record(update, ll_train=0.0, ll_test=float(update), log_z=0.0, log_z_std=0.0,
+                   rbm=rbm)
+    assert not off.should_stop() and off.still_improving() == 1
+    assert OnlineCurve(patience=0, min_delta=0.1, window=200).still_improving() == -1
+    assert OnlineCurve.for_config(TrainConfig(n_hidden=2, n_updates=2000,
+                                              patience=0)).window == 500
 
 
 def test_divergence_names_update_and_parameter_and_keeps_checkpoint(tmp_path, planted_data):
@@ -285,7 +372,7 @@ def test_cpu_and_cuda_training_agree_statistically(planted_data):
     for device in ("cpu", "cuda"):
         for precision in (PRECISIONS if device == "cuda" else ("float32",)):
             cfg = TrainConfig(n_hidden=NH, n_updates=400, n_checkpoints=4, n_chains=201,
-                              batch_size=201, k=5, lr=0.1, weight_std=0.1, tais_chains=201,
+                              batch_size=201, k=5, lr=0.1, weight_std=0.1, tais_chains=200,
                               device=device, precision=precision)
             ds = train(train_v, cfg=cfg, seed=11)
             r0 = R.rbm_from_dataset(ds, checkpoint=0, dtype=torch.float64)
@@ -314,7 +401,7 @@ def test_fused_bf16_training_resumes_exactly_and_stops_on_divergence(planted_dat
         pytest.skip("needs Triton")
     train_v, _ = planted_data
     cfg = TrainConfig(n_hidden=NH, n_updates=60, n_checkpoints=6, n_chains=201,
-                      batch_size=201, k=5, lr=0.1, weight_std=0.1, tais_chains=201,
+                      batch_size=201, k=5, lr=0.1, weight_std=0.1, tais_chains=200,
                       device="cuda", precision="bf16")
     states: list = []
     full = train(train_v, cfg=cfg, seed=3, on_checkpoint=states.append)

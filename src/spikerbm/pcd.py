@@ -246,7 +246,9 @@ class PCDEngine:
         self.idx = torch.zeros(batch_size, dtype=torch.int64, device=dev)
         self._batch_u8 = torch.empty(batch_size, data.shape[1], dtype=torch.uint8, device=dev)
         self._batch = torch.empty(batch_size, data.shape[1], dtype=torch.float32, device=dev)
-        self.log_z = torch.full((), math.nan, dtype=torch.float64, device=dev)
+        # the trajectory-AIS groups' estimates after the last update (pooled at sync points)
+        self.log_z = torch.full((tais.n_groups if tais is not None else 1,), math.nan,
+                                dtype=torch.float64, device=dev)
         self._update_no = torch.tensor(int(first_update), dtype=torch.int64, device=dev)
         self._graph: torch.cuda.CUDAGraph | None = None
         if tais is not None:

@@ -98,8 +98,9 @@ class Chains(Protocol):
         """``p(h = 1 | v)`` of the current states at ``beta = 1`` (float32 or the chains'
         dtype; a buffer overwritten by the next call or sweep: clone it to keep it)."""
 
-    def uniform(self) -> torch.Tensor:
-        """One float64 uniform in [0, 1), shape (1,), from the chains' randomness."""
+    def uniform(self, n: int = 1) -> torch.Tensor:
+        """``n`` float64 uniforms in [0, 1), shape (n,), from the chains' randomness (one
+        device call for any ``n``)."""
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The states (``v``, uint8) and the state of the randomness, as CPU tensors."""
@@ -299,12 +300,12 @@ class PersistentChains:
         with self._products():
             return torch.addmm(rbm.b, self.v, rbm.W, out=self._ph).sigmoid_()
 
-    def uniform(self) -> torch.Tensor:
-        """One float64 uniform, shape (1,)."""
+    def uniform(self, n: int = 1) -> torch.Tensor:
+        """``n`` float64 uniforms, shape (n,)."""
         if isinstance(self.generator, torch.Generator):
-            return torch.rand(1, generator=self.generator, dtype=torch.float64,
+            return torch.rand(n, generator=self.generator, dtype=torch.float64,
                               device=self.v.device)
-        return self._uniform_(torch.empty(1, dtype=torch.float64, device=self.v.device))
+        return self._uniform_(torch.empty(n, dtype=torch.float64, device=self.v.device))
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """``v`` (uint8) and, with a ``torch.Generator``, ``rng`` (its uint8 state)."""
@@ -383,7 +384,7 @@ class FusedChains:
         self._w = torch.zeros(nv, nh, dtype=bf16, device=dev)
         self._wt = torch.zeros(nh, nv, dtype=bf16, device=dev)
         self._ph = torch.empty(n_chains, nh, dtype=torch.float32, device=dev)
-        self._u = torch.empty(1, dtype=torch.float64, device=dev)
+        self._u: dict[int, torch.Tensor] = {}  # uniform buffers by size
         self._beta = 1.0  # inverse temperature of the operands copied by the last load
         self.seed = torch.tensor([int(seed)], dtype=torch.int64, device=dev)
 
@@ -451,13 +452,16 @@ class FusedChains:
         half_sweep(self._v, self._w, rbm.b, out=None, prob=self._ph)
         return self._ph[:, :self._m]
 
-    def uniform(self) -> torch.Tensor:
-        """One float64 uniform, shape (1,) (a buffer); advances ``seed`` by one."""
+    def uniform(self, n: int = 1) -> torch.Tensor:
+        """``n`` float64 uniforms, shape (n,) (a buffer kept per ``n``, allocated at the first
+        call, i.e. before any graph capture); advances ``seed`` by one."""
         from spikerbm.kernels import uniform_
 
-        uniform_(self._u, seed=self.seed)
+        if n not in self._u:
+            self._u[n] = torch.empty(n, dtype=torch.float64, device=self.seed.device)
+        uniform_(self._u[n], seed=self.seed)
         self.seed.add_(1)
-        return self._u
+        return self._u[n]
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """``v`` (uint8) and ``philox`` (int64, (1,): the key of the next sweep)."""
