@@ -119,12 +119,21 @@ def test_not_converged_from_the_online_stopping_state():
     assert "not_converged" not in _codes(found)
     (f,) = [f for f in found if f.code == "converged"]
     assert "stopped early at update 2400" in f.message and "best update 1400" in f.message
+    # still_improving = -1 (no online log-likelihood): judged by the checkpoints instead
+    art["selected"] = _selected(checkpoints=(700, 1000, 300))
+    art["models"][9] = {"n_updates_done": 1000, "stop_reason": "max_updates",
+                        "best_update": -1, "still_improving": -1}
+    (f,) = [f for f in F.session_findings(art) if f.code == "not_converged"]
+    assert f.level == "problem" and "its last update (1000)" in f.message
 
 
 def test_online_disagreement_is_reported():
-    found = F.session_findings(_with(selected__online_disagrees=1))
-    assert ("caution", "online_disagrees") in {(f.level, f.code) for f in found}
-    assert "online_disagrees" not in _codes(F.session_findings(_with(selected__online_disagrees=0)))
+    # the selection's format: n_hidden@checkpoint entries, ';'-separated ("" when none)
+    found = F.session_findings(_with(selected__online_disagrees="9@600;17@300",
+                                     selected__online_max_abs_z=4.5, selected__disagree_z=3.0))
+    (f,) = [f for f in found if f.code == "online_disagrees"]
+    assert f.level == "caution" and "9@600, 17@300" in f.message and "|z| = 4.5 > 3" in f.message
+    assert "online_disagrees" not in _codes(F.session_findings(_with(selected__online_disagrees="")))
 
 
 def test_test_above_train_names_the_shift_of_activity():

@@ -20,11 +20,13 @@ code                      level           condition
                                           grid, or the grid has one size
 ``grid_interior``         ok              otherwise
 ``not_converged``         problem/caution training still improving at its maximum
-                                          (``still_improving``), or, without the online
-                                          stopping state, best checkpoint = last update
+                                          (``still_improving`` = 1), or, without the online
+                                          stopping state (absent or -1), best checkpoint =
+                                          last update
                                           (problem for the selected size, caution for others)
 ``converged``             ok              otherwise (selected size)
-``online_disagrees``      caution         ``selected.nc`` attr ``online_disagrees`` set
+``online_disagrees``      caution         ``selected.nc`` attr ``online_disagrees`` lists
+                                          ``n_hidden@checkpoint`` entries
 ``test_above_train``      caution         test LL above train LL by more than
                                           :data:`Z_NOISE` standard errors (the message gives
                                           the shift of mean population activity between splits)
@@ -232,16 +234,17 @@ def _convergence(selected: xr.Dataset | Mapping[str, Any],
         done = int(_num(m, "n_updates_done")) if "n_updates_done" in m else None
         level: Level = "problem" if size == chosen else "caution"
         who = "the selected model" if size == chosen else f"n_hidden {size}"
-        if "still_improving" in m or "stop_reason" in m:  # online stopping state (train stage)
+        improving = int(_num(m, "still_improving")) if "still_improving" in m else -1
+        if improving in (0, 1):  # online stopping state of the train stage (-1: unknown)
             best = int(_num(m, "best_update")) if "best_update" in m else best_ckpt.get(size)
-            if _flag(m, "still_improving"):
+            if improving == 1:
                 out.append(Finding(level, "not_converged",
                                    f"{who} reached the maximum of {done} updates with the "
                                    f"online test log-likelihood still rising (best update "
                                    f"{best}): not converged; raise train.n_updates"))
             elif size == chosen:
                 how = ("stopped early" if m.get("stop_reason") == "early_stop"
-                       else "reached the maximum")
+                       else "reached the maximum with the online test log-likelihood level")
                 out.append(Finding("ok", "converged",
                                    f"training of {who} {how} at update {done} "
                                    f"(stop_reason {m.get('stop_reason', 'n/a')}); best update "
@@ -262,14 +265,19 @@ def _convergence(selected: xr.Dataset | Mapping[str, Any],
 
 
 def _online(sel: Mapping[str, Any]) -> list[Finding]:
-    value = sel.get("online_disagrees")
-    if value is None or not _flag(sel, "online_disagrees"):
+    """``online_disagrees``: ``n_hidden@checkpoint`` entries, ``;``-separated (selection)."""
+    value = str(sel.get("online_disagrees", "")).strip()
+    if not value or value == "0":
         return []
-    detail = f": {value}" if isinstance(value, str) and not value.strip().isdigit() else ""
+    z, zmax = _num(sel, "online_max_abs_z"), _num(sel, "disagree_z")
+    detail = (f" (largest |z| = {z:.3g} > {zmax:g})" if math.isfinite(z) and math.isfinite(zmax)
+              else "")
     return [Finding("caution", "online_disagrees",
-                    "the online test log-likelihood and the checkpoint estimate (exact/AIS) "
-                    f"disagree by more than their stated uncertainty{detail}; raise "
-                    "likelihood.ais_betas / ais_chains or train.tais_chains")]
+                    "the online test log-likelihood (trajectory AIS) and the checkpoint estimate "
+                    "(exact/AIS) disagree by more than their stated uncertainty at "
+                    f"n_hidden@update {value.replace(';', ', ')}{detail}; the checkpoint "
+                    "estimate decides the selection; raise train.tais_chains or "
+                    "likelihood.ais_betas / ais_chains")]
 
 
 def _splits(sel: Mapping[str, Any], stats: Mapping[str, Any],
