@@ -133,7 +133,8 @@ def test_online_disagreement_is_reported():
                                      selected__online_max_abs_z=4.5, selected__disagree_z=3.0))
     (f,) = [f for f in found if f.code == "online_disagrees"]
     assert f.level == "caution" and "9@600, 17@300" in f.message and "|z| = 4.5 > 3" in f.message
-    assert "online_disagrees" not in _codes(F.session_findings(_with(selected__online_disagrees="")))
+    clean = F.session_findings(_with(selected__online_disagrees=""))
+    assert "online_disagrees" not in _codes(clean)
 
 
 def test_test_above_train_names_the_shift_of_activity():

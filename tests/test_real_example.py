@@ -19,6 +19,8 @@ import pytest
 import xarray as xr
 from conftest import REPO, copy_workflow, snakemake
 
+from spikerbm.selection import DISAGREE_Z
+
 pytestmark = pytest.mark.workflow
 
 DATA = REPO / "data" / "steinmetz2019" / "steinmetz_cori_20161217_s2.nc"
@@ -31,7 +33,8 @@ SUBSET = {"VISpm": 70, "VISl": 70, "CA1": 60, "root": 30}
 CONFIG = {
     "binarize": {"n_blocks": 10, "n_test_blocks": 3},
     "train": {"n_hidden": [4, 12], "n_updates": 400, "n_checkpoints": 8, "n_chains": 128,
-              "batch_size": 256, "k": 5, "lr": 0.05, "weight_std": 0.01, "tais_chains": 128},
+              "batch_size": 256, "k": 5, "lr": 0.1, "weight_std": 0.05, "tais_chains": 128,
+              "tais_groups": 8, "eval_every": 50, "patience": 200},
     "likelihood": {"exact_max_units": 22},
     "statistics": {"n_samples": 3000, "n_chains": 200, "burn_in_sweeps": 300, "thin_sweeps": 5,
                    "n_triplets": 20000},
@@ -113,17 +116,19 @@ def test_findings_are_what_this_data_must_produce(real_run):
     assert "[caution] lag_clamped" in log
 
 
-@pytest.mark.xfail(strict=False, reason="needs stop branch (online test log-likelihood)")
 def test_online_and_checkpoint_log_likelihoods_agree(real_run):
-    """The online test LL (trajectory AIS, during training) and the exact one at the same
-    update agree within their stated uncertainty (TEAM.md: model.nc `ll_test_online` on dim
-    `eval`, coordinate `eval_update`; `log_z_online_std`)."""
+    """The online test LL (trajectory AIS during training) and the exact one agree at every
+    checkpoint of every size within DISAGREE_Z combined uncertainties (loglik.nc ``online_z``;
+    exact log Z has no error, so the bound is the trajectory-AIS error), and training says
+    why it stopped."""
+    ll = xr.open_dataset(real_run / "loglik.nc")
+    z = ll["online_z"].values
+    assert np.isfinite(z).sum() >= 8, z  # compared at (nearly) every checkpoint
+    assert np.nanmax(np.abs(z)) <= DISAGREE_Z, z
     sel = xr.open_dataset(real_run / "selected.nc")
-    n_hidden, ckpt = int(sel.attrs["n_hidden"]), int(sel.attrs["checkpoint"])
-    model = xr.open_dataset(real_run / f"hidden~{n_hidden}" / "model.nc")
-    ll = xr.open_dataset(real_run / "loglik.nc").sel(n_hidden=n_hidden, checkpoint=ckpt)
-    online = model.swap_dims(eval="eval_update").sel(eval_update=ckpt)
-    err = np.hypot(float(online["log_z_online_std"]), float(ll["ll_test_std"]))
-    diff = float(online["ll_test_online"]) - float(ll["ll_test"])
-    assert abs(diff) <= 3 * err + 1e-6, (diff, err)
+    assert sel.attrs["online_disagrees"] == ""
     assert "online_disagrees" not in findings_of(real_run)
+    assert set(sel["stop_reason"].values) <= {"early_stop", "max_updates"}
+    found = findings_of(real_run)
+    # the selected size either converged (ok) or says it did not (never silent)
+    assert ("converged" in found) != ("not_converged" in found), found
