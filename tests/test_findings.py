@@ -148,6 +148,17 @@ def test_test_above_train_names_the_shift_of_activity():
     assert "test_above_train" not in _codes(F.session_findings(art))
 
 
+def test_split_shift_without_test_above_train():
+    # test below train as expected, but the test split is 20 % more active
+    art = _with(statistics__k_mean_test=36.0, statistics__k_shift_z=F.Z_SHIFT + 3.5)
+    (f,) = [f for f in F.session_findings(art) if f.code == "split_shift"]
+    assert f.level == "caution" and "train 30 +- 0.5, test 36 +- 0.75" in f.message
+    assert "z = 6.5, +20%" in f.message and "binarize.n_blocks" in f.message
+    # a shift within Z_SHIFT standard errors is not reported
+    art = _with(statistics__k_shift_z=F.Z_SHIFT - 0.25)
+    assert "split_shift" not in _codes(F.session_findings(art))
+
+
 def test_few_test_bins():
     (f,) = [f for f in F.session_findings(_with(loglik__n_test=F.MIN_TEST_BINS - 1))
             if f.code == "few_test_bins"]

@@ -30,6 +30,8 @@ code                      level           condition
 ``test_above_train``      caution         test LL above train LL by more than
                                           :data:`Z_NOISE` standard errors (the message gives
                                           the shift of mean population activity between splits)
+``split_shift``           caution         otherwise, mean population activity of test and
+                                          train differs by more than :data:`Z_SHIFT` s.e.
 ``few_test_bins``         caution         fewer than :data:`MIN_TEST_BINS` test bins
 ``equilibrium_failed``    problem         generated samples failed the equilibrium check
 ``equilibrated``          ok              the check passed
@@ -63,6 +65,7 @@ __all__ = [
     "MIN_R_TRAIN_TEST",
     "MIN_TEST_BINS",
     "Z_NOISE",
+    "Z_SHIFT",
     "Finding",
     "findings_table",
     "session_findings",
@@ -94,6 +97,12 @@ MIN_R_TRAIN_TEST = 0.5
 #: be reported: a fitted model is expected to do worse on held-out data, so a significant
 #: excess (one-sided, ~2.3 % by chance) points to splits that differ.
 Z_NOISE = 2.0
+
+#: Standard errors (autocorrelation-corrected) by which the mean population activity of the
+#: test split must differ from the train split's to be reported on its own (``split_shift``):
+#: stricter than :data:`Z_NOISE` because it is judged in both directions and matters only when
+#: clearly present (two-sided ~0.3 % by chance).
+Z_SHIFT = 3.0
 
 
 @dataclass(frozen=True)
@@ -301,6 +310,20 @@ def _splits(sel: Mapping[str, Any], stats: Mapping[str, Any],
                            f"test LL exceeds train LL by {gap:.3g} +- {gap_se:.2g} nats/sample "
                            f"(z = {gap / gap_se:.2g}); {shift}: {why}; interleave more, shorter "
                            "test blocks (raise binarize.n_blocks)"))
+    else:
+        kz = _num(stats, "k_shift_z")
+        if math.isfinite(kz) and abs(kz) > Z_SHIFT:
+            kt, ke = _num(stats, "k_mean_train"), _num(stats, "k_mean_test")
+            out.append(Finding(
+                "caution", "split_shift",
+                f"mean population activity differs between the splits: train {kt:.4g} +- "
+                f"{_num(stats, 'k_mean_train_se'):.2g}, test {ke:.4g} +- "
+                f"{_num(stats, 'k_mean_test_se'):.2g} active neurons per bin (z = {kz:.2g}, "
+                f"{(ke - kt) / kt:+.0%}); the test split is not a draw from the train "
+                "distribution (drift, engagement), so part of the train-test gap of every "
+                "log-likelihood and statistic is the data's, not the model's: compare hidden "
+                "sizes by differences of test LL; interleave more, shorter test blocks "
+                "(raise binarize.n_blocks)"))
     n_test = _num(ll, "n_test")
     if math.isfinite(n_test) and n_test < MIN_TEST_BINS:
         out.append(Finding("caution", "few_test_bins",
