@@ -18,6 +18,9 @@ scores) and every finding of ``spikerbm.findings``.
     python benchmarks/real_example.py --cores 2
     # one GPU (CUDA torch in the venv; no Snakemake needed):
     python benchmarks/real_example.py --library --device cuda --out "$OUT/real"
+    # the same, trained until the online test log-likelihood levels off:
+    python benchmarks/real_example.py --library --device cuda --out "$OUT/long" \\
+        --set train.n_updates=20000
     # only read an existing Snakemake run:
     python benchmarks/real_example.py --collect-only
 """
@@ -213,8 +216,20 @@ def main() -> None:
                    help="--library only (the workflow takes the config's device)")
     p.add_argument("--out", default=None, help="--library only: artifact folder "
                    "(default: the config's results_dir + '-library')")
+    p.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE",
+                   help="--library only: override config values (YAML values), e.g. "
+                   "train.n_updates=20000 'train.n_hidden=[16, 32, 64, 128]'")
     args = p.parse_args()
+    if args.set and not args.library:
+        p.error("--set needs --library (with Snakemake, use --configfile)")
     cfg = merged_config(args.configfile)
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        section, _, name = key.partition(".")
+        if not sep or section not in cfg or not isinstance(cfg[section], dict) or not name:
+            p.error(f"--set {item!r}: expected SECTION.KEY=VALUE with a config section, "
+                    f"e.g. train.n_updates=20000")
+        cfg[section][name] = yaml.safe_load(value)
     sessions = sessions_of(cfg)
     wall, load0 = None, os.getloadavg()
     if args.library:
@@ -242,8 +257,9 @@ def main() -> None:
     how = "library, no Snakemake" if args.library else "Snakemake"
     print(f"\n{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, "
           f"{device_name(args.device if args.library else cfg['device'])}, {how}, config "
-          f"{args.configfile}; load average (1/5/15 min) before {load0[0]:.1f}/{load0[1]:.1f}/"
-          f"{load0[2]:.1f}, after {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}\n")
+          f"{args.configfile} {' '.join(args.set)}; load average (1/5/15 min) before "
+          f"{load0[0]:.1f}/{load0[1]:.1f}/{load0[2]:.1f}, after "
+          f"{load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}\n")
     print("| stage (rule) | jobs | wall s (sum over jobs) |\n|---|---|---|")
     for rule in [*RULES, *sorted(set(seconds) - set(RULES))]:
         if rule in seconds:
