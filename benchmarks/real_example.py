@@ -199,7 +199,8 @@ def session_results(res: Path) -> dict[str, str]:
             f"{stats.attrs['covariance_r_train_generated']:.3g} / "
             f"{stats.attrs['corr3_r_train_generated']:.3g}"),
         "equilibrated": str(stats.attrs["equilibrated"]),
-        **{f"finding [{r['value']}] {r['quantity']}": r["description"] for r in found},
+        **{f"finding {i + 1} [{r['value']}] {r['quantity']}": r["description"]
+           for i, r in enumerate(found)},
     }
 
 

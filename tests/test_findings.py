@@ -174,16 +174,18 @@ def test_equilibrium_failed_is_a_problem_with_its_reason():
     assert "burn-in 3 < 20 x tau 9.1" in f.message and "equilibrated" not in _codes([f])
 
 
-@pytest.mark.parametrize(("score", "level", "code"), [
-    (math.nan, "caution", "score_undefined"),
-    (-0.51, "problem", "score_out_of_range"),
-    (1.34, "caution", "score_out_of_range"),
+@pytest.mark.parametrize(("score", "level", "code", "prefix"), [
+    (math.nan, "caution", "score_undefined", "undefined: "),
+    (-0.51, "problem", "score_out_of_range", "negative: "),
+    (1.34, "caution", "score_out_of_range", "above 1: "),
 ])
-def test_scores_outside_the_unit_interval_carry_their_reason(score, level, code):
+def test_scores_outside_the_unit_interval_carry_their_reason(score, level, code, prefix):
+    # reasons as spikerbm.statistics.score_reason words them; the finding drops the prefix
     art = _with(statistics__score_covariance=score,
-                statistics__score_covariance_reason="the stage's reason")
+                statistics__score_covariance_reason=f"{prefix}the stage's reason")
     (f,) = [f for f in F.session_findings(art) if f.code == code]
     assert f.level == level and "covariances" in f.message and "the stage's reason" in f.message
+    assert prefix not in f.message
     for edge in (0.0, 1.0):  # the closed interval is in range
         assert not _codes(F.session_findings(_with(statistics__score_corr3=edge))) & {
             "score_undefined", "score_out_of_range"}
@@ -220,7 +222,7 @@ def test_unassigned_areas_and_stage_warnings():
     art = _with(couplings__n_unassigned_neurons=156, couplings__unassigned_areas='["root"]',
                 dynamics__warning="something the stage said")
     found = {f.code: f for f in F.session_findings(art)}
-    assert found["unassigned_areas"].level == "ok" and "156 neurons labelled root" in found[
+    assert found["unassigned_areas"].level == "ok" and "156 neurons carry a label" in found[
         "unassigned_areas"].message
     assert found["stage_warning"].level == "problem"
     assert found["stage_warning"].message == "dynamics: something the stage said"

@@ -104,7 +104,7 @@ def test_findings_are_what_this_data_must_produce(real_run):
     assert MUST <= set(found), found
     assert not MUST_NOT & set(found), found
     assert found["lag_clamped"][0] == "caution" and "(40 bins)" in found["lag_clamped"][1]
-    assert "30 neurons labelled root" in found["unassigned_areas"][1]
+    assert "30 neurons carry a label" in found["unassigned_areas"][1]
     dyn = xr.open_dataset(real_run / "dynamics.nc")
     assert dyn.attrs["max_lag_bins"] == 39 and np.isfinite(dyn["C_data"].values).all()
     coup = xr.open_dataset(real_run / "couplings.nc")

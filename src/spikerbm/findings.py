@@ -352,7 +352,9 @@ def _statistics(stats: Mapping[str, Any]) -> list[Finding]:
     names = {"covariance": "covariances", "corr3": "3-point correlations"}
     for st, label in names.items():
         score = _num(stats, f"score_{st}")
-        reason = stats.get(f"score_{st}_reason", "no reason stored")
+        reason = str(stats.get(f"score_{st}_reason", "no reason stored"))
+        for prefix in ("undefined: ", "negative: ", "above 1: "):  # the level says it already
+            reason = reason.removeprefix(prefix)
         if f"score_{st}" not in stats:
             continue
         if not math.isfinite(score):
@@ -381,8 +383,9 @@ def _couplings(coup: Mapping[str, Any]) -> list[Finding]:
         return []
     labels = ", ".join(json.loads(coup.get("unassigned_areas", "[]")))
     return [Finding("ok", "unassigned_areas",
-                    f"{n} neurons labelled {labels} (no brain area) are in the model and every "
-                    "statistic but left out of the area analyses (couplings.unassigned_areas)")]
+                    f"{n} neurons carry a label that names no brain area (one of "
+                    f"couplings.unassigned_areas: {labels}): they are in the model and every "
+                    "statistic but left out of the area analyses")]
 
 
 def _dynamics(dyn: Mapping[str, Any]) -> list[Finding]:
