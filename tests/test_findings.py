@@ -119,6 +119,16 @@ def test_not_converged_from_the_online_stopping_state():
     assert "not_converged" not in _codes(found)
     (f,) = [f for f in found if f.code == "converged"]
     assert "stopped early at update 2400" in f.message and "best update 1400" in f.message
+    # stopped early without ever leaving the floor (best online LL 0.005 above it < 0.01)
+    art["models"][9] = {"n_updates_done": 300, "stop_reason": "early_stop", "best_update": 200,
+                        "still_improving": 0, "best_ll_test_online": -30.995,
+                        "train_config": '{"min_delta": 0.01, "patience": 300}'}
+    found = F.session_findings(art)
+    (f,) = [f for f in found if f.code == "stopped_on_plateau"]
+    assert f.level == "problem" and "only 0.005 nats/sample above" in f.message
+    assert "converged" not in _codes(found) and "train.patience" in f.message
+    art["models"][9]["best_ll_test_online"] = -30.5  # 0.5 above the floor: a real stop
+    assert "converged" in _codes(F.session_findings(art))
     # still_improving = -1 (no online log-likelihood): judged by the checkpoints instead
     art["selected"] = _selected(checkpoints=(700, 1000, 300))
     art["models"][9] = {"n_updates_done": 1000, "stop_reason": "max_updates",

@@ -53,7 +53,7 @@ CONFIG = {
 #: Findings this data must produce, and findings that would mean a broken pipeline or data.
 MUST = {"beats_floor", "lag_clamped", "unassigned_areas"}
 MUST_NOT = {"below_floor", "equilibrium_failed", "few_test_bins", "stage_warning",
-            "rescale_at_bound"}
+            "rescale_at_bound", "stopped_on_plateau", "online_disagrees"}
 
 
 def subset_raster(path) -> None:

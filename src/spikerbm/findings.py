@@ -24,6 +24,9 @@ code                      level           condition
                                           stopping state (absent or -1), best checkpoint =
                                           last update
                                           (problem for the selected size, caution for others)
+``stopped_on_plateau``    problem/caution stopped early with the best online test LL less than
+                                          ``min_delta`` above the independent-site floor (the
+                                          initial plateau mistaken for the end)
 ``converged``             ok              otherwise (selected size)
 ``online_disagrees``      caution         ``selected.nc`` attr ``online_disagrees`` lists
                                           ``n_hidden@checkpoint`` entries
@@ -171,6 +174,15 @@ def _sizes(text: Any) -> list[int]:
     return [int(x) for x in (value if isinstance(value, list) else [value])]
 
 
+def _train_config(attrs: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The ``train_config`` JSON attribute of a model.nc (empty when absent or unreadable)."""
+    try:
+        value = json.loads(str(attrs.get("train_config", "{}")))
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def _fmt_sizes(sizes: Sequence[int]) -> str:
     return "[" + ", ".join(str(s) for s in sizes) + "]"
 
@@ -246,11 +258,20 @@ def _convergence(selected: xr.Dataset | Mapping[str, Any],
         improving = int(_num(m, "still_improving")) if "still_improving" in m else -1
         if improving in (0, 1):  # online stopping state of the train stage (-1: unknown)
             best = int(_num(m, "best_update")) if "best_update" in m else best_ckpt.get(size)
+            gain = _num(m, "best_ll_test_online") - _num(sel, "floor_test")
+            min_delta = _num(_train_config(m), "min_delta")
             if improving == 1:
                 out.append(Finding(level, "not_converged",
                                    f"{who} reached the maximum of {done} updates with the "
                                    f"online test log-likelihood still rising (best update "
                                    f"{best}): not converged; raise train.n_updates"))
+            elif m.get("stop_reason") == "early_stop" and gain < min_delta:
+                out.append(Finding(level, "stopped_on_plateau",
+                                   f"{who} stopped early at update {done} with its best online "
+                                   f"test log-likelihood only {gain:.3g} nats/sample above the "
+                                   f"independent-site floor (< min_delta {min_delta:g}): it "
+                                   "never left the initial plateau; raise train.patience above "
+                                   "the plateau, or train.lr / train.weight_std"))
             elif size == chosen:
                 how = ("stopped early" if m.get("stop_reason") == "early_stop"
                        else "reached the maximum with the online test log-likelihood level")
