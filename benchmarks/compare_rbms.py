@@ -1,15 +1,37 @@
 """spikerbm vs rbms 0.6.0 (the paper group's package): PCD speed and model quality, one GPU.
 
-Both train on the same synthetic 1,560-neuron session (planted RBM, 30 min, 20 ms bins) with
-the same hyperparameters (batch = chains = 2000, k = 100, lr 0.01, centered gradient, initial
-weights of s.d. 1e-2: with 1e-4 neither package leaves the independent-site model within
-2000 updates, and the quality check would compare nothing), in one process, on one card.
-Printed, per hidden size:
+Two modes, each in one process on one card.
+
+``--speed`` (per-replica speed; ``--quick`` for a subset): for every shape (Nv, Nh) of the grid
+(default Nv in {1560, 5000, 10000} x Nh in {256, 1024, 4096}; batch = chains = 2000, k = 100,
+random data), milliseconds per PCD update:
+
+- the batched bf16 product floor: the 2k sampling products of R models alone (``torch.bmm``,
+  ``torch.mm`` for R = 1) in a CUDA graph, per replica;
+- spikerbm's sampling layer for R replicas (R = 1 and 4): one PCD update of all replicas (their
+  minibatches, k sweeps of the replica :class:`~spikerbm.sampling.FusedChains`, one launch per
+  half sweep, the hidden means, the centered gradient batched over replicas with TF32 ``bmm``,
+  the SGD step) captured as one CUDA graph, per replica (:class:`ReplicaUpdate`: the update the
+  replica training of issue 19 runs; the training loop itself comes with that issue's phase 2);
+- spikerbm's production one-model update (:class:`spikerbm.pcd.PCDEngine`, the body
+  ``spikerbm.training.train`` replays) without and with online trajectory AIS: the AIS
+  overhead per size;
+- rbms 0.6.0 (TF32 matmuls, as its ``train_rbm`` script sets them), timed 3 times (median and
+  range); the ratio rbms / spikerbm per replica and spikerbm / floor.
+Each timing is the median of ``--repeats`` timings of ``--target-s`` seconds (at least 3
+updates). A markdown table (device, shapes, date) is printed row by row and, with ``--out``,
+the JSON is rewritten after every shape, so a run cut short keeps what it measured.
+
+Quality mode (default): both packages train on the same synthetic 1,560-neuron session
+(planted RBM, 30 min, 20 ms bins) with the same hyperparameters (batch = chains = 2000,
+k = 100, lr 0.01, centered gradient, initial weights of s.d. 1e-2: with 1e-4 neither package
+leaves the independent-site model within 2000 updates, and the quality check would compare
+nothing). Printed, per hidden size:
 
 - ms per PCD update: spikerbm (``train.precision: bf16``, fused kernels in a CUDA graph) with
-  and without online trajectory AIS, and rbms 0.6.0 with TF32 matmuls (as its ``train_rbm``
-  script sets them), the ratio, and the GEMM-only floor (the two sampling products, k times,
-  in a CUDA graph, TF32 and bf16) with the fraction of the bf16 tensor-core peak reached;
+  and without online trajectory AIS, and rbms 0.6.0, the ratio, and the GEMM-only floor (the
+  two sampling products, k times, in a CUDA graph, TF32 and bf16) with the fraction of the
+  bf16 tensor-core peak reached;
 - quality after the same number of updates: test log-likelihood of both models by the same
   AIS (``spikerbm.partition.ais_log_z``, float64 energies) and the generated-vs-real
   covariance comparison of ``spikerbm.statistics.compute_statistics`` (same sampler settings);
@@ -20,13 +42,15 @@ Printed, per hidden size:
 rbms is a benchmark-only dependency, never a runtime one; install it from wheels::
 
     pip install --no-deps rbms==0.6.0 h5py   # rbms needs Python >= 3.12
-    python benchmarks/compare_rbms.py --out compare.json
+    python benchmarks/compare_rbms.py --speed --out speed.json    # < 8 min on an H200
+    python benchmarks/compare_rbms.py --out compare.json           # quality mode
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.metadata
 import json
 import time
 from pathlib import Path
@@ -36,7 +60,8 @@ import numpy as np
 import torch
 
 from spikerbm import binarize, partition, synthetic, training
-from spikerbm.rbm import RBM, free_energy, rbm_from_dataset
+from spikerbm.rbm import RBM, free_energy, rbm_from_dataset, tf32_matmul
+from spikerbm.sampling import Sampler
 from spikerbm.statistics import compute_statistics
 
 #: Dense bf16 tensor-core peak (TFLOP/s) of the H100 SXM and H200 (same GH100 compute).
@@ -71,6 +96,293 @@ def gemm_floor(n: int, m: int, c: int, k: int) -> dict[str, float]:
         out[name] = (sync_time() - t0) * 100.0
         torch.backends.cuda.matmul.allow_tf32 = old
     return out
+
+
+# -- speed mode -------------------------------------------------------------------------------
+
+#: Device of the speed mode (a CUDA device; tests of this script's logic set another).
+DEVICE = "cuda"
+#: The shape grid of the speed mode (Nv, Nh), most wanted first (a run cut short by its time
+#: budget keeps those), and its --quick subset.
+SHAPES = [(1560, 1024), (1560, 256), (1560, 4096), (5000, 1024), (10000, 1024), (5000, 256),
+          (10000, 256), (5000, 4096), (10000, 4096)]
+QUICK_SHAPES = [(1560, 1024), (1560, 256), (1560, 4096), (10000, 1024)]
+
+
+def median_range(xs: list[float]) -> dict[str, Any]:
+    return {"median": float(np.median(xs)), "min": float(min(xs)), "max": float(max(xs)),
+            "all": [float(x) for x in xs]}
+
+
+def time_calls(fn, *, target_s: float, repeats: int, min_calls: int = 3) -> list[float]:
+    """ms per call of ``fn`` (already warm), ``repeats`` timings of about ``target_s`` each."""
+    t0 = sync_time()
+    fn()
+    est = max(sync_time() - t0, 1e-6)
+    n = max(min_calls, int(round(target_s / est)))
+    out = []
+    for _ in range(repeats):
+        t0 = sync_time()
+        for _ in range(n):
+            fn()
+        out.append((sync_time() - t0) * 1e3 / n)
+    return out
+
+
+def graphed(fn):
+    """Run ``fn`` once eagerly on a side stream (compiles and autotunes the kernels), capture
+    it once as a CUDA graph and return the graph's replay."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    return graph.replay
+
+
+def product_floor(n_rep: int, n: int, m: int, c: int, k: int, *, args: Any) -> list[float]:
+    """ms per update (all replicas) of the 2k bf16 sampling products alone in a CUDA graph:
+    ``torch.bmm`` over the replicas (``torch.mm`` for one model), bf16 outputs."""
+    g = torch.Generator(device=DEVICE).manual_seed(0)
+    lead = (n_rep,) if n_rep > 1 else ()
+    v = (torch.rand(*lead, c, n, device=DEVICE, generator=g) < 0.1).to(torch.bfloat16)
+    w = (0.01 * torch.randn(*lead, n, m, device=DEVICE, generator=g)).to(torch.bfloat16)
+    wt, h = w.transpose(-1, -2).contiguous(), torch.empty(*lead, c, m, device=DEVICE,
+                                                          dtype=torch.bfloat16)
+    mm = torch.bmm if lead else torch.mm
+
+    def products():
+        for _ in range(k):
+            mm(v, w, out=h)
+            mm(h, wt, out=v)
+    replay = graphed(products)
+    return time_calls(replay, target_s=args.target_s, repeats=args.repeats)
+
+
+class ReplicaUpdate:
+    """One PCD update of R replicas with spikerbm's sampling layer (docs/methods.md §3).
+
+    Each replica has its own parameters (leading replica axis), minibatch and chains: the
+    minibatch rows are gathered, all replicas' chains swept ``k`` times by the fused kernels
+    (one launch per half sweep), their hidden means computed, the centered gradient formed for
+    every replica at once (TF32 ``baddbmm``/``bmm``: the batched form of
+    :func:`spikerbm.pcd.pcd_gradient`) and the SGD step applied in place. :meth:`replay` runs
+    the update captured as one CUDA graph. The minibatch rows stay fixed (a timing: the gather
+    costs the same for any rows).
+    """
+
+    def __init__(self, data: torch.Tensor, *, n_hidden: int, n_replicas: int, args: Any,
+                 seed: int = 0) -> None:
+        dev, (t, n), m, r = data.device, data.shape, n_hidden, n_replicas
+        g = torch.Generator(device=dev).manual_seed(seed)
+        mean = data[:2000].float().mean(0).clamp(1e-3, 1 - 1e-3)
+        self.W = args.weight_std * torch.randn(r, n, m, device=dev, generator=g)
+        self.a = torch.logit(mean).expand(r, n).clone()
+        self.b = torch.zeros(r, m, device=dev)
+        self.rbm = RBM(self.W, self.a, self.b)
+        v0 = (torch.rand(r, args.chains, n, device=dev, generator=g) < 0.5).float()
+        self.chains = Sampler.from_precision("bf16", dev).chains(
+            v0, n_hidden=m, seed=[seed * 1000 + i for i in range(r)])
+        self.data, self.k, self.lr, self.r = data, args.k, args.lr, r
+        self.idx = torch.randint(0, t, (r * args.chains,), device=dev, generator=g)
+        self._rows_u8 = torch.empty(r * args.chains, n, dtype=torch.uint8, device=dev)
+        self._vd = torch.empty(r, args.chains, n, device=dev)
+        self._vm = torch.empty(r, args.chains, n, device=dev)
+
+    def update(self) -> None:
+        r, W = self.rbm, self.W
+        torch.index_select(self.data, 0, self.idx, out=self._rows_u8)
+        vd = self._vd.view(-1, self._vd.shape[-1]).copy_(self._rows_u8).view_as(self._vd)
+        self.chains.sweep(r, k=self.k)
+        hm = self.chains.hidden_means(r)
+        vm = self._vm.copy_(self.chains.v)
+        with tf32_matmul(True):
+            hd = torch.baddbmm(self.b[:, None, :], vd, W).sigmoid_()
+            vd_mean, hd_mean, vm_mean, hm_mean = vd.mean(1), hd.mean(1), vm.mean(1), hm.mean(1)
+            g_w = (torch.bmm(vd.transpose(1, 2), hd) / vd.shape[1]
+                   - torch.bmm(vm.transpose(1, 2), hm) / vm.shape[1])
+            g_a, g_b = vd_mean - vm_mean, hd_mean - hm_mean
+            gc_w = g_w - vd_mean[:, :, None] * g_b[:, None, :] - g_a[:, :, None] * hd_mean[:, None]
+            gc_a = g_a - torch.bmm(gc_w, hd_mean[:, :, None])[..., 0]
+            gc_b = g_b - torch.bmm(gc_w.transpose(1, 2), vd_mean[:, :, None])[..., 0]
+        W.add_(gc_w, alpha=self.lr)
+        self.a.add_(gc_a, alpha=self.lr)
+        self.b.add_(gc_b, alpha=self.lr)
+
+
+def engine_times(data: torch.Tensor, *, n_hidden: int, args: Any) -> dict[str, list[float]]:
+    """ms per update of the production one-model update (:class:`spikerbm.pcd.PCDEngine`, as
+    ``training.train`` replays it) without and with online trajectory AIS (``tais_chains`` =
+    chains), interleaved so that drifts hit both alike."""
+    from spikerbm.partition import TrajectoryAIS, log_z_independent
+    from spikerbm.pcd import DivergenceGuard, PCDEngine
+    from spikerbm.rbm import independent_site
+
+    dev, n = data.device, data.shape[1]
+    g = torch.Generator(device=dev).manual_seed(1)
+    sampler = Sampler.from_precision("bf16", dev)
+    engines = {}
+    for tais_on in (False, True):
+        mean = data[:2000].float().mean(0).clamp(1e-3, 1 - 1e-3)
+        rbm = RBM(args.weight_std * torch.randn(n, n_hidden, device=dev, generator=g),
+                  torch.logit(mean), torch.zeros(n_hidden, device=dev))
+        v0 = (torch.rand(args.chains, n, device=dev, generator=g) < 0.5).float()
+        chains = sampler.chains(v0, n_hidden=n_hidden, seed=11)
+        tais = None
+        if tais_on:
+            start = independent_site(rbm.a, n_hidden)
+            tais = TrajectoryAIS(start, log_z=log_z_independent(start), n_chains=args.chains,
+                                 generator=torch.Generator(device=dev).manual_seed(2),
+                                 sampler=sampler, seed=12)
+        engine = PCDEngine(rbm, chains=chains, data=data, k=args.k, lr=args.lr, centered=True,
+                           tf32=True, guard=DivergenceGuard(dev, lr=args.lr), first_update=1,
+                           batch_size=args.chains, tais=tais)
+        idx = torch.randint(0, data.shape[0], (args.chains,), device=dev, generator=g)
+        engine.step(idx)  # eager update, then the graph capture
+        engines[tais_on] = (engine, idx)
+    out: dict[str, list[float]] = {"engine": [], "engine_tais": []}
+    for _ in range(args.repeats):
+        for tais_on, key in ((False, "engine"), (True, "engine_tais")):
+            engine, idx = engines[tais_on]
+            out[key] += time_calls(lambda e=engine, i=idx: e.step(i), target_s=args.target_s,
+                                   repeats=1)
+    return out
+
+
+def rbms_times(data: np.ndarray, *, n_hidden: int, args: Any) -> list[float]:
+    """ms per update of rbms 0.6.0 (its objects and per-update sequence, as
+    :func:`train_rbms`), ``args.repeats`` timings after 2 warm-up updates."""
+    from rbms.bernoulli_bernoulli.classes import BBRBM
+    from rbms.dataset.dataset_class import RBMDataset
+    from rbms.sampler.pcd import PCD
+
+    torch.manual_seed(0)
+    torch.set_float32_matmul_precision("high")  # as rbms' train_rbm script
+    try:
+        n = data.shape[0]
+        ds = RBMDataset(data=data.astype(np.float32), labels=np.zeros(n, dtype=np.int64),
+                        weights=np.ones(n, dtype=np.float32), names=np.arange(n).astype(str),
+                        dataset_name="random", variable_type="bernoulli", device=DEVICE,
+                        dtype=torch.float32)
+        params = BBRBM.init_parameters(num_hiddens=n_hidden, dataset=ds, device=DEVICE,
+                                       dtype=torch.float32, var_init=args.weight_std)
+        sampler = PCD(params=params, chains=params.init_chains(num_samples=args.chains),
+                      num_steps=args.k)
+        opt = torch.optim.SGD(params.parameters(), lr=args.lr, maximize=True)
+
+        def update() -> None:
+            batch = ds.batch(args.chains)
+            data_b, weights = batch["data"], batch["weights"]
+            opt.zero_grad(set_to_none=False)
+            curr = params.init_chains(num_samples=data_b.shape[0], weights=weights,
+                                      start_v=data_b)
+            chains = sampler.get_conf_grad(batch=data_b)
+            params.compute_gradient(data=curr, chains=chains, centered=True)
+            params.pre_grad_update()
+            sampler.pre_grad_update()
+            opt.step()
+            params.post_grad_update()
+            sampler.post_grad_update(params=params)
+        update()
+        update()
+        return time_calls(update, target_s=args.target_s, repeats=args.repeats)
+    finally:
+        torch.set_float32_matmul_precision("highest")
+
+
+def speed_mode(args: Any) -> None:
+    """The ``--speed`` table (module docstring)."""
+    name = torch.cuda.get_device_name()
+    shapes = QUICK_SHAPES if args.quick else SHAPES
+    if args.shapes:
+        shapes = [tuple(int(x) for x in sh.lower().split("x")) for sh in args.shapes]
+    results: dict[str, Any] = {"device": name, "date": str(dt.date.today()),
+                               "torch": torch.__version__, "args": vars(args) | {"out": None},
+                               "shapes": []}
+    try:
+        # the distribution's version: rbms 0.6.0 still says __version__ = "0.5.1"
+        results["rbms"] = importlib.metadata.version("rbms")
+    except importlib.metadata.PackageNotFoundError:
+        results["rbms"] = None
+    print(f"{dt.date.today()}, {name}, torch {torch.__version__}, rbms {results['rbms']}: "
+          f"batch = chains = {args.chains} per replica, k = {args.k}, random data; ms per PCD "
+          f"update PER REPLICA, median of {args.repeats} (range)", flush=True)
+    rs = sorted(set(args.replicas))
+    print("| Nv | Nh | R | bf16 product floor | spikerbm | spikerbm / floor | one-model update"
+          " (PCDEngine) | + trajectory AIS | rbms 0.6.0 | rbms / spikerbm |\n"
+          "|---|---|---|---|---|---|---|---|---|---|", flush=True)
+    g = torch.Generator(device=DEVICE).manual_seed(0)
+    t_start = time.perf_counter()
+    for n, m in shapes:
+        if time.perf_counter() - t_start > args.budget_s:
+            print(f"time budget of {args.budget_s:.0f} s spent: shape {n}x{m} and the rest "
+                  "skipped", flush=True)
+            results.setdefault("skipped", []).append([n, m])
+            continue
+        row: dict[str, Any] = {"n_visible": n, "n_hidden": m, "replicas": {}}
+        rates = 0.02 + 0.1 * torch.rand(n, device=DEVICE, generator=g)
+        data = (torch.rand(args.n_bins, n, device=DEVICE, generator=g) < rates).to(torch.uint8)
+        try:
+            eng = engine_times(data, n_hidden=m, args=args)
+            row["engine_ms"] = median_range(eng["engine"])
+            row["engine_tais_ms"] = median_range(eng["engine_tais"])
+            row["tais_overhead"] = (row["engine_tais_ms"]["median"]
+                                    / row["engine_ms"]["median"] - 1)
+        except Exception as err:  # report and go on: one failed part keeps the others
+            row["engine_error"] = repr(err)
+        if results["rbms"] is not None and not args.no_rbms:
+            try:
+                row["rbms_ms"] = median_range(rbms_times(data.cpu().numpy(), n_hidden=m,
+                                                         args=args))
+            except Exception as err:
+                row["rbms_error"] = repr(err)
+        for n_rep in rs:
+            rep: dict[str, Any] = {}
+            try:
+                floor = product_floor(n_rep, n, m, args.chains, args.k, args=args)
+                rep["floor_ms"] = median_range([x / n_rep for x in floor])
+                upd = ReplicaUpdate(data, n_hidden=m, n_replicas=n_rep, args=args)
+                replay = graphed(upd.update)
+                rep["ours_ms"] = median_range([x / n_rep for x in time_calls(
+                    replay, target_s=args.target_s, repeats=args.repeats)])
+                rep["ours_over_floor"] = rep["ours_ms"]["median"] / rep["floor_ms"]["median"]
+                flop = 4.0 * args.chains * n * m * args.k
+                rep["peak_fraction"] = (flop / (rep["ours_ms"]["median"] * 1e-3)
+                                        / (PEAK_BF16_TFLOPS * 1e12))
+                if "rbms_ms" in row:
+                    rep["rbms_over_ours"] = row["rbms_ms"]["median"] / rep["ours_ms"]["median"]
+                del upd, replay
+            except Exception as err:
+                rep["error"] = repr(err)
+            row["replicas"][n_rep] = rep
+            print(table_row(n, m, n_rep, rep, row), flush=True)
+        results["shapes"].append(row)
+        del data
+        torch.cuda.empty_cache()
+        if args.out:
+            args.out.write_text(json.dumps(results, indent=1, default=float))
+
+
+def table_row(n: int, m: int, n_rep: int, rep: dict[str, Any], row: dict[str, Any]) -> str:
+    def ms(d: dict[str, Any] | None) -> str:
+        if not d:
+            return "-"
+        return f"{d['median']:.2f} ({d['min']:.2f}-{d['max']:.2f})"
+    if "error" in rep:
+        return f"| {n} | {m} | {n_rep} | error: {rep['error'][:200]} |"
+    eng = tais = "-"
+    if n_rep == 1 and "engine_ms" in row:
+        eng = ms(row["engine_ms"])
+        tais = f"{ms(row['engine_tais_ms'])}, {100 * row['tais_overhead']:+.1f} %"
+    elif n_rep == 1 and "engine_error" in row:
+        eng = f"error: {row['engine_error'][:120]}"
+    rbms_ms = ms(row.get("rbms_ms")) if "rbms_error" not in row else row["rbms_error"][:80]
+    ratio = f"x{rep['rbms_over_ours']:.2f}" if "rbms_over_ours" in rep else "-"
+    return (f"| {n} | {m} | {n_rep} | {ms(rep['floor_ms'])} | {ms(rep['ours_ms'])} | "
+            f"{rep['ours_over_floor']:.2f} | {eng} | {tais} | {rbms_ms} | {ratio} |")
 
 
 def train_ours(train_v: np.ndarray, *, n_hidden: int, updates: int, args: Any, seed: int,
@@ -157,13 +469,27 @@ def main() -> None:
     p.add_argument("--weight-std", type=float, default=1e-2)
     p.add_argument("--speed-updates", type=int, default=1000)
     p.add_argument("--repeats", type=int, default=3, help="speed measurements (median)")
-    p.add_argument("--speed-only", action="store_true",
-                   help="time spikerbm with and without trajectory AIS only")
+    p.add_argument("--speed", action="store_true",
+                   help="per-replica speed table over the shape grid (module docstring)")
+    p.add_argument("--quick", action="store_true", help="speed mode on a subset of shapes")
+    p.add_argument("--shapes", nargs="+", help="speed mode shapes as NVxNH, e.g. 1560x1024")
+    p.add_argument("--replicas", type=int, nargs="+", default=[1, 4])
+    p.add_argument("--target-s", type=float, default=0.3,
+                   help="speed mode: seconds per timing (at least 3 updates)")
+    p.add_argument("--n-bins", type=int, default=4000, help="speed mode: random data rows")
+    p.add_argument("--no-rbms", action="store_true", help="speed mode without rbms")
+    p.add_argument("--budget-s", type=float, default=float("inf"),
+                   help="speed mode: start no new shape after this many seconds")
     p.add_argument("--quality-updates", type=int, default=2000)
     p.add_argument("--long-updates", type=int, default=10000)
     p.add_argument("--ais-betas", type=int, default=1000)
     p.add_argument("--out", type=Path, help="also write the results as JSON here")
     args = p.parse_args()
+    if args.speed:
+        if args.quick:
+            args.target_s = min(args.target_s, 0.15)
+        speed_mode(args)
+        return
     name = torch.cuda.get_device_name()
     spikes, _ = synthetic.generate_session(n_neurons=args.n_neurons, duration_s=1800.0, seed=2,
                                            session_id="compare")
@@ -200,15 +526,6 @@ def main() -> None:
             res[f"{key}_ms"] = float(np.median([x[0] for x in samples[key]]))
             res[f"{key}_call_ms"] = float(np.median([x[1] for x in samples[key]]))
             res[f"{key}_ms_all"] = [x[0] for x in samples[key]]
-        if args.speed_only:
-            print(f"| {name} | Nh {m} | ours {res['ours_ms']:.2f} ms {res['ours_ms_all']} | "
-                  f"+TAIS {res['ours_tais_ms']:.2f} ms {res['ours_tais_ms_all']} | overhead "
-                  f"{100 * (res['ours_tais_ms'] / res['ours_ms'] - 1):+.1f} % | +online LL "
-                  f"{res['ours_tais_eval_ms']:.2f} ms, overhead "
-                  f"{100 * (res['ours_tais_eval_ms'] / res['ours_ms'] - 1):+.1f} % |",
-                  flush=True)
-            results["hidden"][m] = res
-            continue
         ours, _ = train_ours(split["train"], n_hidden=m, updates=args.quality_updates,
                              args=args, seed=1, tais=True)
         ours2, _ = train_ours(split["train"], n_hidden=m, updates=args.quality_updates,
@@ -226,7 +543,8 @@ def main() -> None:
         results["hidden"][m] = res
         q = res["quality"]
         print(f"| {name} | Nh {m} | ours {res['ours_ms']:.2f} ms (+TAIS {res['ours_tais_ms']:.2f},"
-              f" {100 * res['tais_overhead']:+.1f} %; whole call {res['ours_call_ms']:.2f} / "
+              f" {100 * res['tais_overhead']:+.1f} %; +online LL {res['ours_tais_eval_ms']:.2f};"
+              f" whole call {res['ours_call_ms']:.2f} / "
               f"{res['ours_tais_call_ms']:.2f}) | rbms {res['rbms_ms']:.2f} ms | "
               f"x{res['ratio']:.2f} | floor tf32 {res['floor_ms']['tf32']:.2f} / bf16 "
               f"{res['floor_ms']['bf16']:.2f} ms | {100 * res['peak_fraction']:.0f} % of bf16 "
@@ -236,7 +554,7 @@ def main() -> None:
                   f"cov score {qq['score_covariance']:.3f}, r(cov train, gen) "
                   f"{qq['cov_r_generated']:.3f} (train-test {qq['cov_r_test']:.3f}), "
                   f"error ratio {qq['cov_error_ratio']:.3f}", flush=True)
-    if args.long_updates and not args.speed_only:
+    if args.long_updates:
         m = max(args.hidden)
         t0 = sync_time()
         train_ours(split["train"], n_hidden=m, updates=args.long_updates, args=args, seed=3,

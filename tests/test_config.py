@@ -11,10 +11,12 @@ pytestmark = pytest.mark.workflow
 @pytest.mark.parametrize(
     ("section", "key", "value", "expected"),
     [
-        ("train", "k", -3, ["train", "'k'", "-3", "minimum of 1"]),
-        ("train", "lr", "fast", ["train", "'lr'", "'fast'", "not of type 'number'"]),
-        (None, "device", "tpu", ["device", "'tpu'", "'auto'", "'cpu'", "'cuda'"]),
-        ("binarize", "epochs", 5, ["binarize", "'epochs'"]),
+        # one line: config: `<key>`: <problem> (<key>: <the schema's description>)
+        ("train", "k", -3, ["config: `train.k`: -3 is less than the minimum of 1 (train.k: "]),
+        ("train", "lr", "fast", ["config: `train.lr`: 'fast' is not of type 'number'"]),
+        (None, "device", "tpu", ["config: `device`: 'tpu' is not one of ['auto', 'cpu', 'cuda']"]),
+        ("binarize", "epochs", 5,
+         ["config: `binarize.epochs`: 5 is not valid", "(binarize.epochs: "]),
     ],
 )
 def test_bad_config_value_names_key_value_and_allowed(workflow_dir, section, key, value,
@@ -32,7 +34,8 @@ def test_unknown_config_key_is_rejected(workflow_dir):
     wf = workflow_dir({"train": {"n_hiden": [4]}})
     proc = snakemake(wf, "-n", "--cores", "1")
     assert proc.returncode != 0
-    assert "n_hiden" in proc.stdout + proc.stderr
+    assert "unknown key `train.n_hiden`" in proc.stdout + proc.stderr
+    assert "did you mean `n_hidden`?" in proc.stdout + proc.stderr
 
 
 @pytest.mark.parametrize("bad_id", ["a/b", "..", "x..y", "a b", "a;rm", "$(id)", "-lead", "a|b"])

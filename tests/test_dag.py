@@ -116,8 +116,13 @@ def test_dry_run_does_not_import_torch(workflow_dir, tmp_path):
     probe = subprocess.run([sys.executable, "-c", "import torch"], env=env, capture_output=True,
                            text=True)
     assert probe.returncode != 0 and "blocked by the test" in probe.stderr  # the hook works
-    sheet = SESSIONS + "dag-v\tvbn\tecephys_session_id=1044385384;epochs=active,passive\n"
+    sheet = (SESSIONS + "dag-v\tvbn\tecephys_session_id=1044385384;epochs=active,passive\n"
+             "dag-n\tnwb\tpath=data/rec.nwb;filters=quality == good;epochs=trials\n"
+             "dag-s\tspikes\tpath=data/spikes.nc\n")
     wf = workflow_dir(sessions=sheet)
+    (wf / "data").mkdir()
+    for name in ("rec.nwb", "spikes.nc"):  # existence is what the DAG checks
+        (wf / "data" / name).write_bytes(b"")
     proc = subprocess.run([SNAKEMAKE, "-n", "--cores", "1"], cwd=wf, env=env,
                           capture_output=True, text=True, timeout=300)
     text = proc.stdout + proc.stderr
@@ -126,4 +131,5 @@ def test_dry_run_does_not_import_torch(workflow_dir, tmp_path):
     counts = {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$",
                                                    proc.stdout.split("Job stats:", 1)[1], re.M)}
     assert counts["synthetic_session"] == 2 and counts["vbn_extract"] == 1
-    assert counts["train"] == 3 * 2  # sessions x hidden sizes (TINY_CONFIG)
+    assert counts["nwb_extract"] == counts["spikes_import"] == 1 and counts["binarize"] == 5
+    assert counts["train"] == 5 * 2  # sessions x hidden sizes (TINY_CONFIG)

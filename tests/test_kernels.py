@@ -1,7 +1,18 @@
-"""Fused CUDA half-sweep kernels: exact stationary distribution, agreement with the float32
-torch sampler at realistic sizes, determinism, and CUDA-graph replay."""
+"""Fused half-sweep kernels: the exact Philox uniforms and Bernoulli test (Triton's CPU
+interpreter), the exact stationary distribution per replica, replicas batched = replicas one by
+one, agreement with the float32 torch sampler at realistic sizes, determinism, CUDA-graph
+replay and state round trips.
+
+The interpreter tests (marker ``interpreter``) need Triton (``pip install triton``; CPU torch
+is enough) and run in a subprocess started with ``TRITON_INTERPRET=1``; the ``cuda`` tests need
+a GPU."""
 
 from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -16,12 +27,208 @@ cuda = pytest.mark.skipif(not kernels.available("cuda"), reason="needs CUDA and 
 N, M = 7, 5
 
 
+def _interpreter_usable() -> str | None:
+    """Why Triton's interpreter cannot run the kernels here (``None``: it can)."""
+    if importlib.util.find_spec("triton") is None:
+        return "needs Triton (pip install triton) for its CPU interpreter"
+    import triton
+
+    if (np.lib.NumpyVersion(np.__version__) >= "2.4.0"
+            and tuple(int(x) for x in triton.__version__.split(".")[:2]) <= (3, 6)):
+        # the interpreter converts 1-element arrays to int, an error since numpy 2.4
+        return "Triton <= 3.6's interpreter needs numpy < 2.4 (triton-lang/triton#9171)"
+    return None
+
+
+#: Tests of the kernels' logic in Triton's CPU interpreter. Triton decides at import whether
+#: its functions are interpreted, so these run in a process started with TRITON_INTERPRET=1:
+#: ``TRITON_INTERPRET=1 pytest tests/test_kernels.py -m interpreter``, which
+#: test_interpreter_tests_pass_in_a_subprocess below runs whenever Triton is importable.
+interpreter = [pytest.mark.interpreter,
+               pytest.mark.skipif(not kernels.interpreting() or _interpreter_usable() is not None,
+                                  reason=str(_interpreter_usable() or "runs with "
+                                             "TRITON_INTERPRET=1 (see the subprocess test)"))]
+
+
+def with_interpreter(fn):
+    for mark in interpreter:
+        fn = mark(fn)
+    return fn
+
+
+@pytest.mark.skipif(kernels.interpreting() or _interpreter_usable() is not None,
+                    reason=str(_interpreter_usable() or "already in the interpreter"))
+def test_interpreter_tests_pass_in_a_subprocess():
+    env = dict(os.environ, TRITON_INTERPRET="1", OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-m", "pytest", __file__, "-q", "-m", "interpreter",
+                           "-p", "no:cacheprovider", "-W", "ignore::DeprecationWarning"],
+                          capture_output=True, text=True, env=env, timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert " passed" in proc.stdout and "skipped" not in proc.stdout, proc.stdout[-2000:]
+
+
+def philox4x32(counter: np.ndarray, key: int, rounds: int = 10) -> tuple[np.ndarray, ...]:
+    """Reference Philox-4x32 (Salmon et al. 2011) of the counters ``(counter, 0, 0, 0)`` with a
+    64-bit key, in uint64 arithmetic; checked against Random123's known-answer vector below."""
+    m32 = np.uint64(0xFFFFFFFF)
+    c0 = np.asarray(counter, dtype=np.uint64) & m32
+    c1, c2, c3 = (np.zeros_like(c0) for _ in range(3))
+    k0, k1 = np.uint64(key & 0xFFFFFFFF), np.uint64((key >> 32) & 0xFFFFFFFF)
+    for _ in range(rounds):
+        p0, p2 = np.uint64(0xD2511F53) * c0, np.uint64(0xCD9E8D57) * c2  # < 2^64: exact
+        c0, c1, c2, c3 = ((p2 >> np.uint64(32)) ^ c1 ^ k0, p2 & m32,
+                          (p0 >> np.uint64(32)) ^ c3 ^ k1, p0 & m32)
+        k0, k1 = (k0 + np.uint64(0x9E3779B9)) & m32, (k1 + np.uint64(0xBB67AE85)) & m32
+    return c0, c1, c2, c3
+
+
+def reference_uniforms(rows: int, nb: int, key: int, *, bits: int, rounds: int) -> np.ndarray:
+    """The uniform of every entry (rows, nb) of one replica, as the kernel documents them:
+    entry (i, j) takes Philox call ``i nb/n + j // n`` (n = 4 entries a call for 32 bits, 8
+    for 16) and, within the call's tile of n columns, the word (and half) given below; a
+    32-bit word's top 23 bits m give u = (2m + 1) 2^-24, a 16-bit half j gives
+    u = (j + 1/2) 2^-16."""
+    per = 32 // bits * 4
+    i, j = np.meshgrid(np.arange(rows), np.arange(nb), indexing="ij")
+    words = philox4x32(i * (nb // per) + j // per, key, rounds)
+    if bits == 32:
+        order = np.array([0, 2, 1, 3])  # tl.join(tl.join(r0, r1), tl.join(r2, r3)) reshaped
+        w = np.choose(order[j % 4], words)
+        return ((w >> np.uint64(9)).astype(np.float64) * 2 + 1) * 2.0**-24
+    order = np.array([0, 0, 2, 2, 1, 1, 3, 3])
+    w = np.choose(order[j % 8], words)
+    half = np.where(j % 2 == 0, w & np.uint64(0xFFFF), w >> np.uint64(16))
+    return (half.astype(np.float64) + 0.5) * 2.0**-16
+
+
+def test_reference_philox_matches_random123_known_answer():
+    """Random123's kat_vectors: philox4x32-10, counter 0, key 0 -> 6627e8d5 e169c58d
+    bc57ac4c 9b00dbd8 (the reference used below is the published generator)."""
+    out = [int(w[0]) for w in philox4x32(np.zeros(1), 0)]
+    assert out == [0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8]
+
+
+def padded_model(n_rep: int, n: int, m: int, rows: int, seed: int):
+    """bf16 states/weights of ``n_rep`` replicas, zero-padded as the kernel wants them."""
+    g = torch.Generator().manual_seed(seed)
+    nv, nh = kernels.padded(n), kernels.padded(m)
+    x = torch.zeros(n_rep, rows, nv, dtype=torch.bfloat16)
+    x[:, :, :n] = (torch.rand(n_rep, rows, n, generator=g) < 0.3).to(torch.bfloat16)
+    w = torch.zeros(n_rep, nv, nh, dtype=torch.bfloat16)
+    w[:, :n, :m] = (0.5 * torch.randn(n_rep, n, m, generator=g)).to(torch.bfloat16)
+    b = torch.randn(n_rep, m, generator=g)
+    return x, w, b
+
+
+@with_interpreter
+@pytest.mark.parametrize("bits,rounds", [(32, 10), (16, 10), (32, 7)])
+def test_kernel_draws_the_documented_philox_uniforms(bits, rounds):
+    """Interpreted kernel vs an independent reference: for 3 replicas with their own keys,
+    every sample equals [u < sigmoid(x)] with u the documented Philox uniform of that entry
+    and key, and the stored probabilities equal float64 sigmoids. Entries whose u lies within
+    2e-6 of p are skipped (float32 exp and rounding decide those: a handful of the
+    420,000 entries): an off-by-one in the counter, the word order, the key of a replica, the
+    bit extraction or the test direction flips about half of all entries."""
+    n_rep, rows, n, m = 3, 1101, 70, 90  # odd sizes; rows span two tiles of the interpreter
+    x, w, b = padded_model(n_rep, n, m, rows, seed=bits + rounds)
+    nb = w.shape[2]
+    keys = torch.tensor([2**40 + 7, 3, 2**62 - 5])
+    out = torch.full((n_rep, rows, nb), 7.0, dtype=torch.bfloat16)
+    prob = torch.empty(n_rep, rows, nb)
+    kernels.half_sweep(x, w, b, out=out, prob=prob, seed=keys, seed_offset=11, rounds=rounds,
+                       bits=bits)
+    pad_b = torch.nn.functional.pad(b, (0, nb - m)).double()
+    p = torch.sigmoid(x.double() @ w.double() + pad_b[:, None, :]).numpy()
+    np.testing.assert_allclose(prob.numpy(), p, rtol=0, atol=2e-6)
+    skipped = 0
+    for r in range(n_rep):
+        u = reference_uniforms(rows, nb, int(keys[r]) + 11, bits=bits, rounds=rounds)
+        clear = np.abs(u - p[r]) > 2e-6
+        skipped += int((~clear).sum())
+        np.testing.assert_array_equal(out[r].float().numpy()[clear], (u < p[r])[clear])
+    assert skipped < 20, skipped
+
+
+@with_interpreter
+def test_interpreted_replicas_batched_equal_replicas_one_by_one():
+    """Fused replica chains (3 tiny models, one launch per half sweep) are bitwise the chains
+    of each model run alone with the same Philox key (same arithmetic in the interpreter);
+    the hidden means and the per-replica uniforms too; a state dict continues bitwise."""
+    n_rep, c = 3, 37
+    models = [tiny_rbm(s, device="cpu") for s in range(n_rep)]
+    batch = R.RBM.stack(models)
+    v0 = (torch.rand(n_rep, c, N, generator=torch.Generator().manual_seed(4)) < 0.5).float()
+    seeds = [101, 2**45, 7]
+    chains = FusedChains(v0, n_hidden=M, seed=seeds)
+    assert chains.n_replicas == n_rep and chains.v.shape == (n_rep, c, N)
+    chains.sweep(batch, k=3)
+    chains.sweep(batch, k=2, beta=0.5)
+    alone = []
+    for r in range(n_rep):
+        one = FusedChains(v0[r], n_hidden=M, seed=seeds[r])
+        assert one.n_replicas is None
+        one.sweep(models[r], k=3)
+        one.sweep(models[r], k=2, beta=0.5)
+        alone.append(one)
+        assert torch.equal(chains.v[r], one.v) and torch.equal(chains.h[r], one.h)
+    means = chains.hidden_means(batch)
+    for r in range(n_rep):
+        assert torch.equal(means[r], alone[r].hidden_means(models[r]))
+    u = chains.uniform(2)
+    assert u.shape == (n_rep, 2)
+    for r, a in enumerate(alone):
+        assert torch.equal(u[r], a.uniform(2))
+    state = chains.state_dict()
+    assert state["v"].shape == (n_rep, c, N) and state["philox"].shape == (n_rep,)
+    other = FusedChains(torch.zeros(n_rep, c, N), n_hidden=M, seed=[0, 0, 0])
+    other.load_state_dict(state)
+    chains.sweep(batch, k=2)
+    other.sweep(batch, k=2)
+    assert torch.equal(chains.v, other.v)
+    with pytest.raises(ValueError, match="one per replica"):
+        other.load_state_dict({"v": state["v"], "philox": state["philox"][:2]})
+    with pytest.raises(ValueError, match="3 replicas need a sequence of 3 seeds"):
+        FusedChains(v0, n_hidden=M, seed=5)
+    with pytest.raises(ValueError, match="does not match chains"):
+        chains.sweep(models[0])
+
+
+@with_interpreter
+def test_interpreted_replica_chains_reach_each_exact_distribution():
+    """Two different tiny models swept together (one launch per half sweep): each replica's
+    histogram of 4001 chains after 25 sweeps matches its own exact p(v) (chi-square, 5 sigma;
+    a kernel that mixed up the replicas' weights, biases or keys fails by far: the two models'
+    distributions differ by a chi-square of thousands at this size)."""
+    c, models = 4001, [tiny_rbm(11, device="cpu"), tiny_rbm(12, device="cpu")]
+    v0 = (torch.rand(2, c, N, generator=torch.Generator().manual_seed(5)) < 0.5).float()
+    chains = FusedChains(v0, n_hidden=M, seed=[3, 4])
+    chains.sweep(R.RBM.stack(models), k=25)
+    for r, model in enumerate(models):
+        chi2, dof = chi_square(chains.v[r], model)
+        assert chi2 < dof + 5 * np.sqrt(2 * dof), (r, chi2, dof)
+        other, _ = chi_square(chains.v[r], models[1 - r])
+        assert other > dof + 10 * np.sqrt(2 * dof), (r, other)
+
+
+def chi_square(v: torch.Tensor, model: R.RBM) -> tuple[float, int]:
+    """Chi-square of the histogram of the states ``v`` (C, N) against the exact p(v) of
+    ``model`` over the cells with >= 5 expected counts, and its degrees of freedom."""
+    c = v.shape[0]
+    states = binary_states(N, dtype=torch.float64)
+    p = torch.softmax(-R.free_energy(model.to("cpu"), states), 0).numpy()
+    emp = np.bincount((v.float().cpu().numpy() @ (2 ** np.arange(N))).astype(int),
+                      minlength=2**N) / c
+    keep = p * c > 5
+    return float(((emp[keep] - p[keep]) ** 2 * c / p[keep]).sum()), int(keep.sum() - 1)
+
+
 def tiny_rbm(seed: int = 0, device: str = "cuda") -> R.RBM:
     g = torch.Generator().manual_seed(seed)
     return R.RBM(torch.randn(N, M, generator=g), 0.5 * torch.randn(N, generator=g),
                  0.5 * torch.randn(M, generator=g)).to(device)
 
 
+@pytest.mark.skipif(kernels.interpreting(), reason="the interpreter runs fused chains on CPU")
 def test_fused_chains_refuse_cpu_with_a_clear_error():
     with pytest.raises(RuntimeError, match="PersistentChains"):
         FusedChains(torch.zeros(3, N), n_hidden=M, seed=0)
@@ -169,3 +376,98 @@ def test_fused_tempered_sweeps_and_state_round_trip():
     ch.sweep(r, k=3)
     other.sweep(r, k=3)
     assert torch.equal(ch.v, other.v)
+
+
+@pytest.mark.cuda
+@cuda
+@pytest.mark.parametrize("bits,rounds", [(32, 10), (16, 10), (32, 7)])
+def test_fused_replicas_sample_each_exact_distribution(monkeypatch, bits, rounds):
+    """Three different tiny models swept by one launch per half sweep, 40001 chains each, 60
+    sweeps: each replica's histogram matches its own exact p(v) (chi-square, 5 sigma, as in
+    the one-model test) and not its neighbour's; for the default uniforms and for the two
+    benchmarked variants (16-bit uniforms: probabilities off by <= 2^-17, a chi-square shift
+    of C sum 2^-34 / p < 1e-3 here; Philox-7)."""
+    monkeypatch.setattr(kernels, "UNIFORM_BITS", bits)
+    monkeypatch.setattr(kernels, "PHILOX_ROUNDS", rounds)
+    c, models = 40001, [tiny_rbm(s) for s in (20, 21, 22)]
+    v0 = (torch.rand(3, c, N, generator=torch.Generator().manual_seed(9)) < 0.5).float().cuda()
+    chains = Sampler.from_precision("bf16", "cuda").chains(v0, n_hidden=M, seed=[1, 2, 3])
+    assert isinstance(chains, FusedChains) and chains.n_replicas == 3
+    chains.sweep(R.RBM.stack(models), k=60)
+    for r, model in enumerate(models):
+        chi2, dof = chi_square(chains.v[r], model)
+        assert chi2 < dof + 5 * np.sqrt(2 * dof), (r, chi2, dof)
+        other, _ = chi_square(chains.v[r], models[(r + 1) % 3])
+        assert other > dof + 10 * np.sqrt(2 * dof), (r, other)
+
+
+@pytest.mark.cuda
+@cuda
+def test_fused_replicas_batched_equal_one_by_one_and_float32_sampling():
+    """Realistic replicas (N=301, M=67, three weight draws): (1) after one sweep from the same
+    states with the same keys, a replica swept in the batch and the same model swept alone
+    agree on all but a few entries (the random stream is the same; only the float32 summation
+    order of differently autotuned tiles can flip an entry whose u is within ~1e-6 of p: a
+    fraction ~1e-5; a replica that read another's key or weights differs on ~30 %); (2) after
+    200 sweeps the batch's means of v and h equal those of the float32 torch sampler run on
+    each model with its own generator, within 5.5 standard errors (as the one-model test)."""
+    n, m, c, n_rep = 301, 67, 4001, 3
+    g = torch.Generator().manual_seed(3)
+    models = [R.RBM(0.15 * torch.randn(n, m, generator=g),
+                    -2.0 + 0.3 * torch.randn(n, generator=g),
+                    0.2 * torch.randn(m, generator=g)).to("cuda") for _ in range(n_rep)]
+    batch = R.RBM.stack(models)
+    v0 = (torch.rand(n_rep, c, n, generator=g) < 0.1).float().cuda()
+    seeds = [17, 2**50 + 3, 99]
+    chains = FusedChains(v0, n_hidden=m, seed=seeds)
+    chains.sweep(batch, k=1)
+    for r in range(n_rep):
+        one = FusedChains(v0[r], n_hidden=m, seed=seeds[r])
+        one.sweep(models[r], k=1)
+        assert (one.h != chains.h[r]).float().mean().item() < 1e-3
+        assert (one.v != chains.v[r]).float().mean().item() < 1e-3
+    chains.sweep(batch, k=199)
+    for r in range(n_rep):
+        ref = PersistentChains(v0[r], n_hidden=m,
+                               generator=torch.Generator(device="cuda").manual_seed(50 + r))
+        ref.sweep(models[r], k=200)
+        for a, b in ((chains.v[r].float(), ref.v), (chains.h[r].float(), ref.h)):
+            se = torch.sqrt((a.var(0) + b.var(0)) / c).clamp_min(1e-3)
+            z = ((a.mean(0) - b.mean(0)) / se).abs().max().item()
+            assert z < 5.5, (r, z)
+
+
+@pytest.mark.cuda
+@cuda
+def test_fused_replica_graph_replay_independent_keys_and_state_round_trip():
+    """A CUDA graph of 3 batched sweeps replayed twice equals 2 eager calls; a state dict
+    continues bitwise; two replicas of the same model from the same states but with different
+    keys decorrelate: after 60 sweeps (this model mixes in a few) the correlation of their
+    chain-by-chain fluctuations (each unit's mean removed) is below 5/sqrt(n), as for
+    independent streams (shared keys would give 1)."""
+    c, r_same = 2001, tiny_rbm(7)
+    batch = R.RBM.stack([r_same, r_same])
+    v0 = (torch.rand(c, N, generator=torch.Generator().manual_seed(1)) < 0.5).float().cuda()
+    v0 = torch.stack([v0, v0])
+    eager = FusedChains(v0, n_hidden=M, seed=[5, 6])
+    graphed = FusedChains(v0, n_hidden=M, seed=[5, 6])
+    eager.sweep(batch, k=3)
+    eager.sweep(batch, k=3)
+    FusedChains(v0, n_hidden=M, seed=[0, 1]).sweep(batch, k=1)  # compile and autotune first
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        graphed.sweep(batch, k=3)
+    g.replay()
+    g.replay()
+    torch.cuda.synchronize()
+    assert torch.equal(eager.v, graphed.v) and torch.equal(eager.seed, graphed.seed)
+    state = eager.state_dict()
+    other = FusedChains(torch.zeros_like(v0), n_hidden=M, seed=[0, 0])
+    other.load_state_dict(state)
+    eager.sweep(batch, k=4)
+    other.sweep(batch, k=4)
+    assert torch.equal(eager.v, other.v) and torch.equal(eager.h, other.h)
+    eager.sweep(batch, k=54)
+    a, b = (x.float() - x.float().mean(0) for x in eager.v)
+    corr = ((a * b).sum() / (a.norm() * b.norm())).item()
+    assert abs(corr) < 5 / a.numel() ** 0.5, corr

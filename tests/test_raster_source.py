@@ -124,7 +124,8 @@ def test_import_raster_rule_and_missing_file(workflow_dir, tmp_path):
     proc = snakemake(wf, "-n", "--cores", "1", "results/gone/raster.nc")
     text = proc.stdout + proc.stderr
     assert proc.returncode != 0
-    assert "nothere.nc" in text and "does not exist" in text
+    assert "line 3 (session gone): raster: path=" in text
+    assert "nothere.nc: binarized raster (netCDF) not found" in text
 
 
 @pytest.mark.workflow

@@ -149,6 +149,74 @@ def test_sampler_is_chosen_once_from_the_precision():
         bf16.chains(torch.zeros(3, N), n_hidden=M)
 
 
+def replica_setup(n_rep: int = 3, n_chains: int = 13):
+    models = [random_rbm(s) for s in range(5, 5 + n_rep)]
+    v0 = (torch.rand(n_rep, n_chains, N, generator=torch.Generator().manual_seed(8)) < 0.5)
+    return models, R.RBM.stack(models), v0.float()
+
+
+def test_replicas_batched_equal_replicas_run_one_by_one():
+    """Three different models sampled by one replica Chains object (one generator each) are
+    bitwise the chains of each model sampled alone with the same seed: states, hidden states,
+    hidden means and uniforms, at beta = 1 and tempered (CPU; the replicas' products run in
+    turn with the one-model calls)."""
+    models, batch, v0 = replica_setup()
+    gens = [torch.Generator().manual_seed(40 + r) for r in range(3)]
+    chains = Sampler(torch.device("cpu")).chains(v0, n_hidden=M, generator=gens)
+    assert isinstance(chains, Chains) and chains.n_replicas == 3
+    assert chains.v.shape == (3, 13, N) and chains.h.shape == (3, 13, M)
+    chains.sweep(batch, k=5)
+    chains.sweep(batch, k=3, beta=0.4)
+    means = chains.hidden_means(batch).clone()
+    u = chains.uniform(2)
+    assert u.shape == (3, 2)
+    for r, model in enumerate(models):
+        one = Sampler(torch.device("cpu")).chains(
+            v0[r], n_hidden=M, generator=torch.Generator().manual_seed(40 + r))
+        assert one.n_replicas is None
+        one.sweep(model, k=5)
+        one.sweep(model, k=3, beta=0.4)
+        assert torch.equal(chains.v[r], one.v) and torch.equal(chains.h[r], one.h)
+        assert torch.equal(means[r], one.hidden_means(model))
+        assert torch.equal(u[r], one.uniform(2))
+    # different seeds give different chains (the replicas do not share randomness)
+    assert not torch.equal(chains.v[0], chains.v[1])
+
+
+def test_replica_state_round_trip_and_errors():
+    """A replica state dict (states (R, C, N), generator states (R, S)) continues bitwise in
+    other chains; mismatched replica counts fail with a clear message."""
+    models, batch, v0 = replica_setup()
+    chains = PersistentChains(v0, n_hidden=M,
+                              generator=[torch.Generator().manual_seed(r) for r in range(3)])
+    chains.sweep(batch, k=4)
+    state = chains.state_dict()
+    assert state["v"].shape == (3, 13, N) and state["v"].dtype == torch.uint8
+    assert state["rng"].shape[0] == 3
+    other = PersistentChains(torch.zeros(3, 13, N), n_hidden=M,
+                             generator=[torch.Generator() for _ in range(3)])
+    other.load_state_dict(state)
+    chains.sweep(batch, k=5)
+    other.sweep(batch, k=5)
+    assert torch.equal(chains.v, other.v) and torch.equal(chains.h, other.h)
+    with pytest.raises(ValueError, match="3 replicas need a sequence of 3 generators"):
+        PersistentChains(v0, n_hidden=M, generator=torch.Generator())
+    with pytest.raises(ValueError, match="3 replicas need a sequence of 3 generators"):
+        PersistentChains(v0, n_hidden=M, generator=[torch.Generator()] * 2)
+    with pytest.raises(ValueError, match="one model take one generator"):
+        PersistentChains(v0[0], n_hidden=M, generator=[torch.Generator()])
+    with pytest.raises(ValueError, match="of 3 replicas"):
+        chains.sweep(models[0])
+    with pytest.raises(ValueError, match="of one model"):
+        PersistentChains(v0[0], n_hidden=M, generator=torch.Generator()).sweep(batch)
+    with pytest.raises(ValueError, match="one state row each"):
+        other.load_state_dict({"v": state["v"], "rng": state["rng"][:2]})
+    with pytest.raises(ValueError, match="n_replicas, n_chains, n_visible"):
+        PersistentChains(torch.zeros(2, 3, 4, N), n_hidden=M, generator=torch.Generator())
+    with pytest.raises(ValueError, match="W must be 2-d"):
+        R.RBM(torch.zeros(2, 2, N, M), torch.zeros(2, 2, N), torch.zeros(2, 2, M))
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_sampler_matches_exact_distribution():

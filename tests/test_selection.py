@@ -305,7 +305,8 @@ def test_rules_run_in_snakemake(tmp_path) -> None:
     cfg["train"]["n_hidden"] = [3, 5]
     cfg["likelihood"].update(exact_max_units=4, ais_chains=20, ais_betas=30, ais_repeats=2)
     (wf / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
-    (wf / "config" / "sessions.tsv").write_text("session_id\tsource\tparams\ns1\traster\t\n")
+    (wf / "config" / "sessions.tsv").write_text(
+        "session_id\tsource\tparams\ns1\traster\tpath=results/s1/raster.nc\n")
     (wf / "Snakefile").write_text(
         'configfile: "config/config.yaml"\n'
         'include: "workflow/rules/common.smk"\n'

@@ -5,7 +5,7 @@ extension namespaces are loaded, so files written with extensions (Allen's ndx-a
 lab-specific ones) open without installing those extensions: spikerbm reads only the core
 ``Units``, ``ElectrodesTable`` and ``TimeIntervals`` tables.
 
-What is read (docs/data-in.md, "NWB"):
+What is read (docs/data-model.md, "Input formats", "NWB file"):
 
 - **Units** (``nwbfile.units``): ``spike_times`` (s, the file's clock), optional
   ``obs_intervals``; unit ids are the table's ``id`` (or the integer column ``unit_id``
@@ -94,6 +94,19 @@ def parse_filter(text: str) -> tuple[str, str, Any]:
     except yaml.YAMLError as err:
         raise ValueError(f"filter {text!r}: value {value!r} cannot be read; quote text values "
                          "or write a number") from err
+
+
+def filter_list(filters: Sequence[str] | str | None) -> list[str]:
+    """Filters as config or a sheet row give them -> a list of ``<column> <op> <value>`` texts.
+
+    A list is taken as it is; a text holds one filter or several separated by commas
+    (``quality == good,presence_ratio > 0.9``); None is no filter.
+    """
+    if filters is None:
+        return []
+    if isinstance(filters, str):
+        return [f.strip() for f in filters.split(",") if f.strip()]
+    return [str(f) for f in filters]
 
 
 def apply_filters(table: pd.DataFrame, filters: Sequence[str], *, what: str) -> np.ndarray:
@@ -220,7 +233,7 @@ def _unit_electrodes(nwb, units, scalars: pd.DataFrame, how: str,
 
 def read_nwb(path: str | Path, *, session_id: str, area: str = "auto",
              unit_electrode: str = "auto", unit_id: str = "id",
-             filters: Sequence[str] = (), areas: Sequence[str] | str | None = None,
+             filters: Sequence[str] | str = (), areas: Sequence[str] | str | None = None,
              epochs: Any = "all") -> xr.Dataset:
     """Read an NWB file's sorted units into the ``spikes.nc`` dataset (rules in the module doc).
 
@@ -238,7 +251,8 @@ def read_nwb(path: str | Path, *, session_id: str, area: str = "auto",
     unit_id
         ``id`` (the units table ids) or an integer units column with unique values.
     filters
-        Conditions ``<column> <op> <value>`` that every kept unit satisfies.
+        Conditions ``<column> <op> <value>`` that every kept unit satisfies (a list, or text
+        separated by commas: :func:`filter_list`).
     areas
         Keep only units of these areas (list or comma-separated text; None: all).
     epochs
@@ -259,6 +273,7 @@ def read_nwb(path: str | Path, *, session_id: str, area: str = "auto",
     """
     path = Path(path)
     what = str(path)
+    filters = filter_list(filters)
     if not path.is_file():
         raise SourceError(f"{what}: NWB file not found (row params path=...)")
     try:

@@ -25,16 +25,20 @@ import torch.nn.functional as F
 
 @dataclass(frozen=True)
 class RBM:
-    """Parameters of a Bernoulli RBM.
+    """Parameters of a Bernoulli RBM, or of R replicas of one (a leading replica axis).
 
     Attributes
     ----------
     W
-        Weights, shape (n_visible, n_hidden).
+        Weights, shape ([R,] n_visible, n_hidden).
     a
-        Visible biases, shape (n_visible,).
+        Visible biases, shape ([R,] n_visible).
     b
-        Hidden biases, shape (n_hidden,).
+        Hidden biases, shape ([R,] n_hidden).
+
+    Replicas (R models of the same shape, e.g. trained from different seeds) are sampled
+    together by :mod:`spikerbm.sampling`; the energy and probability functions of this module
+    take one model (:meth:`replica` gives replica ``r``).
     """
 
     W: torch.Tensor
@@ -42,24 +46,30 @@ class RBM:
     b: torch.Tensor
 
     def __post_init__(self) -> None:
-        if self.W.ndim != 2:
+        if self.W.ndim not in (2, 3):
             raise ValueError(
-                f"W must be 2-d (n_visible, n_hidden); got shape {tuple(self.W.shape)}"
+                "W must be 2-d (n_visible, n_hidden), or 3-d (n_replicas, n_visible, "
+                f"n_hidden) for replicas; got shape {tuple(self.W.shape)}"
             )
-        n, m = self.W.shape
-        if self.a.shape != (n,) or self.b.shape != (m,):
+        *lead, n, m = self.W.shape
+        if tuple(self.a.shape) != (*lead, n) or tuple(self.b.shape) != (*lead, m):
             raise ValueError(
                 f"RBM shapes disagree: W {tuple(self.W.shape)}, a {tuple(self.a.shape)}, "
-                f"b {tuple(self.b.shape)}; expected a ({n},) and b ({m},)"
+                f"b {tuple(self.b.shape)}; expected a {(*lead, n)} and b {(*lead, m)}"
             )
 
     @property
     def n_visible(self) -> int:
-        return int(self.W.shape[0])
+        return int(self.W.shape[-2])
 
     @property
     def n_hidden(self) -> int:
-        return int(self.W.shape[1])
+        return int(self.W.shape[-1])
+
+    @property
+    def n_replicas(self) -> int | None:
+        """Number of replicas (the leading axis), or ``None`` for one model without it."""
+        return int(self.W.shape[0]) if self.W.ndim == 3 else None
 
     @property
     def device(self) -> torch.device:
@@ -79,6 +89,19 @@ class RBM:
 
     def parameters(self) -> dict[str, torch.Tensor]:
         return {"W": self.W, "a": self.a, "b": self.b}
+
+    def replica(self, r: int) -> RBM:
+        """Replica ``r`` as one model (views of the parameters, no copy)."""
+        if self.W.ndim != 3:
+            raise ValueError("this RBM has no replica axis")
+        return RBM(self.W[r], self.a[r], self.b[r])
+
+    @staticmethod
+    def stack(models: list[RBM]) -> RBM:
+        """R models of one shape as one RBM with a leading replica axis (copies)."""
+        if not models or any(m.W.ndim != 2 for m in models):
+            raise ValueError("stack needs one or more models without a replica axis")
+        return RBM(*(torch.stack([m.parameters()[k] for m in models]) for k in ("W", "a", "b")))
 
 
 def independent_site(a: torch.Tensor, n_hidden: int) -> RBM:
@@ -155,9 +178,14 @@ def tf32_matmul(enabled: bool) -> Iterator[None]:
 
 
 def resolve_device(device: str) -> torch.device:
-    """Map the config's ``device: auto|cpu|cuda`` to a torch device, with a clear error."""
+    """Map the config's ``device: auto|cpu|cuda`` to a torch device, with a clear error.
+
+    ``cuda`` (and ``auto`` where CUDA exists) gives this process's own GPU: on a machine with
+    several, a free one claimed for the job's lifetime (:func:`spikerbm.devices.cuda_device`),
+    made the current device, so jobs running at once use different GPUs.
+    """
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(
             "config asks for device: cuda but torch sees no CUDA device "
@@ -165,6 +193,10 @@ def resolve_device(device: str) -> torch.device:
         )
     if device not in ("cpu", "cuda"):
         raise ValueError(f"device must be one of auto, cpu, cuda; got {device!r}")
+    if device == "cuda":
+        from spikerbm.devices import cuda_device
+
+        return cuda_device()
     return torch.device(device)
 
 

@@ -25,8 +25,17 @@ Randomness belongs to the chains: :meth:`Chains.sweep` and :meth:`Chains.uniform
 generator (or Philox key) given at construction, and :meth:`Chains.state_dict` carries its
 state, so a run restored from a state dict continues bitwise identically (on CPU).
 
-Batched replicas (several models sampled at once) would add a leading replica axis to the
-parameters, to ``v``/``h`` and to ``beta``; the protocol's calls stay the same.
+Replicas
+--------
+R models of one shape (e.g. trained from R seeds: an :class:`~spikerbm.rbm.RBM` whose
+parameters have a leading replica axis) are sampled by one :class:`Chains` object whose states
+have the same leading axis: ``v0`` of shape (R, n_chains, n_visible) makes replica chains, and
+the protocol's calls stay the same (``v``, ``h``, :meth:`Chains.hidden_means` and
+:meth:`Chains.uniform` gain the leading axis; ``beta`` is shared). Each replica has its own
+randomness (one generator, or one Philox key, per replica), so replica ``r`` of a batch runs
+the chain that one-model chains with replica ``r``'s parameters, states and randomness run:
+bitwise on CPU (:class:`PersistentChains` runs the replicas' products in turn), the same
+random stream on CUDA (:class:`FusedChains` sweeps all replicas in one launch per half sweep).
 
 Nothing here computes an energy (energies are float64, :mod:`spikerbm.rbm`).
 """
@@ -35,7 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -56,21 +65,25 @@ __all__ = [
 
 #: A source of uniforms: fills its argument in place with U[0, 1) draws.
 UniformSource = Callable[[torch.Tensor], object]
+#: The randomness of one model's :class:`PersistentChains`.
+Randomness = torch.Generator | UniformSource
 
 
 @runtime_checkable
 class Chains(Protocol):
-    """Block-Gibbs chains of an RBM (module docstring).
+    """Block-Gibbs chains of an RBM, or of R replicas (module docstring).
 
     Attributes
     ----------
     v
-        Current visible states (n_chains, n_visible), 0/1 in the chains' dtype; may be written in
-        place (``chains.v.copy_(states)``) to set the states.
+        Current visible states ([n_replicas,] n_chains, n_visible), 0/1 in the chains' dtype;
+        may be written in place (``chains.v.copy_(states)``) to set the states.
     h
-        Hidden states (n_chains, n_hidden) drawn by the last sweep.
+        Hidden states ([n_replicas,] n_chains, n_hidden) drawn by the last sweep.
+    n_replicas
+        Number of replicas, or ``None`` for chains of one model (no replica axis).
     n_chains, n_visible, n_hidden
-        Sizes.
+        Sizes (per replica).
     capturable
         True when a sweep has no host synchronisation and draws its randomness from device
         state, so that it can be captured in a CUDA graph and replayed with fresh randomness.
@@ -78,6 +91,9 @@ class Chains(Protocol):
 
     v: torch.Tensor
     h: torch.Tensor
+
+    @property
+    def n_replicas(self) -> int | None: ...
 
     @property
     def n_chains(self) -> int: ...
@@ -92,15 +108,16 @@ class Chains(Protocol):
     def capturable(self) -> bool: ...
 
     def sweep(self, rbm: RBM, *, k: int = 1, beta: float = 1.0) -> None:
-        """Run ``k`` sweeps in place at inverse temperature ``beta`` (model ``(βW, a, βb)``)."""
+        """Run ``k`` sweeps in place at inverse temperature ``beta`` (model ``(βW, a, βb)``;
+        ``rbm`` has the chains' replica axis, or none)."""
 
     def hidden_means(self, rbm: RBM) -> torch.Tensor:
         """``p(h = 1 | v)`` of the current states at ``beta = 1`` (float32 or the chains'
         dtype; a buffer overwritten by the next call or sweep: clone it to keep it)."""
 
     def uniform(self, n: int = 1) -> torch.Tensor:
-        """``n`` float64 uniforms in [0, 1), shape (n,), from the chains' randomness (one
-        device call for any ``n``)."""
+        """``n`` float64 uniforms in [0, 1) per replica from the chains' randomness, shape
+        (n_replicas, n) (or (n,) without a replica axis; one device call for any ``n``)."""
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The states (``v``, uint8) and the state of the randomness, as CPU tensors."""
@@ -169,35 +186,73 @@ class Sampler:
         return cls(rbm.device, dtype=rbm.dtype)
 
     def chains(self, v0: torch.Tensor, *, n_hidden: int,
-               generator: torch.Generator | UniformSource | None = None,
-               seed: int | None = None) -> Chains:
-        """New chains started at the visible states ``v0`` (n_chains, n_visible); copied.
+               generator: Randomness | Sequence[Randomness] | None = None,
+               seed: int | Sequence[int] | None = None) -> Chains:
+        """New chains started at the visible states ``v0``; copied.
 
         Parameters
         ----------
         v0
-            Initial visible states in {0, 1}.
+            Initial visible states in {0, 1}: (n_chains, n_visible) for one model, or
+            (n_replicas, n_chains, n_visible) for replicas.
         n_hidden
             Hidden units of the models the chains will be run with.
         generator
             Randomness of :class:`PersistentChains`: a ``torch.Generator`` on ``device`` or a
-            uniform source; required unless ``fused``.
+            uniform source, one per replica (a sequence) for replicas; required unless
+            ``fused``.
         seed
-            Initial Philox key of :class:`FusedChains`; default: one draw from ``generator``.
+            Initial Philox key of :class:`FusedChains` (one per replica for replicas);
+            default: one draw from each ``generator``.
         """
         v0 = v0.to(self.device)
+        replicas = v0.ndim == 3
         if self.fused:
             if seed is None:
-                if not isinstance(generator, torch.Generator):
-                    raise ValueError("fused chains need a Philox seed or a torch.Generator")
-                seed = int(torch.randint(0, 2**62, (1,), generator=generator,
-                                         device=generator.device).item())
+                gens = _per_replica(generator, v0, "generator")
+                if gens is None or not all(isinstance(g, torch.Generator) for g in gens):
+                    raise ValueError("fused chains need Philox seeds or torch.Generators")
+                seeds = [int(torch.randint(0, 2**62, (1,), generator=g, device=g.device).item())
+                         for g in gens]
+                seed = seeds if replicas else seeds[0]
             return FusedChains(v0, n_hidden=n_hidden, seed=seed)
         if generator is None:
             raise ValueError("PersistentChains need a generator (a torch.Generator on "
-                             f"{self.device} or a uniform source)")
+                             f"{self.device} or a uniform source; one per replica)")
         return PersistentChains(v0, n_hidden=n_hidden, generator=generator, dtype=self.dtype,
                                 tf32=self.tf32)
+
+
+def _per_replica(value, v: torch.Tensor, name: str) -> list | None:
+    """``value`` as a list with one entry per replica of the states ``v`` (one entry without
+    a replica axis); ``None`` stays ``None``."""
+    if value is None:
+        return None
+    if v.ndim == 2:
+        if isinstance(value, (list, tuple)):
+            raise ValueError(f"chains of one model take one {name}, not a sequence")
+        return [value]
+    if not isinstance(value, (list, tuple)) or len(value) != v.shape[0]:
+        raise ValueError(f"{v.shape[0]} replicas need a sequence of {v.shape[0]} {name}s, one "
+                         f"per replica; got {type(value).__name__}"
+                         + (f" of length {len(value)}" if isinstance(value, (list, tuple))
+                            else ""))
+    return list(value)
+
+
+def _check_states(v: torch.Tensor) -> None:
+    if v.ndim not in (2, 3):
+        raise ValueError("chains must have shape (n_chains, n_visible), or (n_replicas, "
+                         f"n_chains, n_visible) for replicas; got {tuple(v.shape)}")
+
+
+def _check_model(rbm: RBM, *, n_replicas: int | None, n_visible: int, n_hidden: int) -> None:
+    if rbm.n_replicas != n_replicas or (rbm.n_visible, rbm.n_hidden) != (n_visible, n_hidden):
+        what = "one model" if n_replicas is None else f"{n_replicas} replicas"
+        raise ValueError(
+            f"RBM of shape {tuple(rbm.W.shape)} does not match chains with {n_visible} visible "
+            f"and {n_hidden} hidden units of {what}"
+        )
 
 
 class PersistentChains:
@@ -206,120 +261,167 @@ class PersistentChains:
     Parameters
     ----------
     v
-        Initial visible states, shape (n_chains, n_visible), values in {0, 1}; copied.
+        Initial visible states, shape (n_chains, n_visible), or (n_replicas, n_chains,
+        n_visible) for replicas; values in {0, 1}; copied.
     n_hidden
         Number of hidden units of the RBMs these chains will be run with.
     generator
         The only source of randomness: a ``torch.Generator`` on the chains' device, or any
         callable that fills a tensor in place with U[0, 1) draws (then :meth:`state_dict`
-        holds no generator state). Each half sweep fills one buffer of the layer's shape:
-        first the hidden, then the visible uniforms.
+        holds no generator state); for replicas a sequence of them, one per replica. Each half
+        sweep of a replica fills one buffer of the layer's shape: first the hidden, then the
+        visible uniforms.
     dtype
         Floating dtype of the chains and buffers (float32 for training).
     tf32
         Allow TF32 in the two products of a sweep (CUDA float32 only; no effect on CPU).
+
+    Replicas run in turn, each with the very calls of one-model chains on views of the shared
+    buffers, so replica ``r`` is bitwise the chain of one-model chains with its parameters,
+    states and generator (on CPU; the products of one replica do not depend on the others).
     """
 
     capturable = False
 
     def __init__(self, v: torch.Tensor, *, n_hidden: int,
-                 generator: torch.Generator | UniformSource,
+                 generator: Randomness | Sequence[Randomness],
                  dtype: torch.dtype = torch.float32, tf32: bool = False) -> None:
-        if v.ndim != 2:
-            raise ValueError(f"chains must have shape (n_chains, n_visible); got {tuple(v.shape)}")
+        _check_states(v)
         if n_hidden < 1:
             raise ValueError(f"n_hidden must be >= 1; got {n_hidden}")
-        n_chains, n_visible = v.shape
+        self.generators = _per_replica(generator, v, "generator")
+        self.generator = self.generators[0] if v.ndim == 2 else None
+        self._replicas = int(v.shape[0]) if v.ndim == 3 else None
+        v3 = v if v.ndim == 3 else v.unsqueeze(0)
+        n_rep, n_chains, n_visible = v3.shape
         dev = v.device
-        self.generator = generator
         self.tf32 = bool(tf32)
-        self.v = v.to(dtype=dtype).clone()
-        self.h = torch.zeros(n_chains, n_hidden, dtype=dtype, device=dev)
-        self._ph = torch.empty(n_chains, n_hidden, dtype=dtype, device=dev)
-        self._pv = torch.empty(n_chains, n_visible, dtype=dtype, device=dev)
-        self._uh = torch.empty(n_chains, n_hidden, dtype=dtype, device=dev)
-        self._uv = torch.empty(n_chains, n_visible, dtype=dtype, device=dev)
-        self._mh = torch.empty(n_chains, n_hidden, dtype=torch.bool, device=dev)
-        self._mv = torch.empty(n_chains, n_visible, dtype=torch.bool, device=dev)
+        self._v = v3.to(dtype=dtype).clone()
+        self._h = torch.zeros(n_rep, n_chains, n_hidden, dtype=dtype, device=dev)
+        self._ph = torch.empty(n_rep, n_chains, n_hidden, dtype=dtype, device=dev)
+        self._pv = torch.empty(n_rep, n_chains, n_visible, dtype=dtype, device=dev)
+        self._uh = torch.empty(n_rep, n_chains, n_hidden, dtype=dtype, device=dev)
+        self._uv = torch.empty(n_rep, n_chains, n_visible, dtype=dtype, device=dev)
+        self._mh = torch.empty(n_rep, n_chains, n_hidden, dtype=torch.bool, device=dev)
+        self._mv = torch.empty(n_rep, n_chains, n_visible, dtype=torch.bool, device=dev)
+
+    def _out(self, t: torch.Tensor) -> torch.Tensor:
+        """A buffer as the caller sees it: with the replica axis, or replica 0's view."""
+        return t if self._replicas is not None else t[0]
+
+    @property
+    def v(self) -> torch.Tensor:
+        """Visible states ([n_replicas,] n_chains, n_visible) (a view; writable in place)."""
+        return self._out(self._v)
+
+    @property
+    def h(self) -> torch.Tensor:
+        """Hidden states drawn in the last sweep ([n_replicas,] n_chains, n_hidden)."""
+        return self._out(self._h)
+
+    @property
+    def n_replicas(self) -> int | None:
+        return self._replicas
 
     @property
     def n_chains(self) -> int:
-        return int(self.v.shape[0])
+        return int(self._v.shape[1])
 
     @property
     def n_visible(self) -> int:
-        return int(self.v.shape[1])
+        return int(self._v.shape[2])
 
     @property
     def n_hidden(self) -> int:
-        return int(self.h.shape[1])
+        return int(self._h.shape[2])
 
     def _check(self, rbm: RBM) -> None:
-        if rbm.W.shape != (self.n_visible, self.n_hidden):
+        _check_model(rbm, n_replicas=self._replicas, n_visible=self.n_visible,
+                     n_hidden=self.n_hidden)
+        if rbm.dtype != self._v.dtype or rbm.device != self._v.device:
             raise ValueError(
-                f"RBM of shape {tuple(rbm.W.shape)} does not match chains with "
-                f"{self.n_visible} visible and {self.n_hidden} hidden units"
-            )
-        if rbm.dtype != self.v.dtype or rbm.device != self.v.device:
-            raise ValueError(
-                f"RBM ({rbm.dtype}, {rbm.device}) and chains ({self.v.dtype}, {self.v.device}) "
-                "must share dtype and device; move one with .to(...)"
+                f"RBM ({rbm.dtype}, {rbm.device}) and chains ({self._v.dtype}, "
+                f"{self._v.device}) must share dtype and device; move one with .to(...)"
             )
 
-    def _uniform_(self, out: torch.Tensor) -> torch.Tensor:
-        if isinstance(self.generator, torch.Generator):
-            return out.uniform_(generator=self.generator)
-        self.generator(out)
+    def _models(self, rbm: RBM) -> list[RBM]:
+        return [rbm] if self._replicas is None else [rbm.replica(r)
+                                                     for r in range(self._replicas)]
+
+    @staticmethod
+    def _uniform_(out: torch.Tensor, generator: Randomness) -> torch.Tensor:
+        if isinstance(generator, torch.Generator):
+            return out.uniform_(generator=generator)
+        generator(out)
         return out
 
     def sweep(self, rbm: RBM, *, k: int = 1, beta: float = 1.0) -> None:
         """Run ``k`` block-Gibbs sweeps in place (``h ~ p(h|v)``, then ``v ~ p(v|h)``) of the
-        model ``(beta W, a, beta b)`` (``rbm``: same dtype and device as the chains)."""
+        model ``(beta W, a, beta b)`` (``rbm``: same dtype, device and replica axis as the
+        chains)."""
         self._check(rbm)
         if k < 0:
             raise ValueError(f"k (number of sweeps) must be >= 0; got {k}")
-        Wt = rbm.W.T
         hidden = {} if beta == 1.0 else {"beta": beta, "alpha": beta}  # (beta W, beta b)
         visible = {} if beta == 1.0 else {"alpha": beta}  # (beta W^T, a)
         with self._products():
-            for _ in range(k):
-                torch.addmm(rbm.b, self.v, rbm.W, out=self._ph, **hidden).sigmoid_()
-                torch.lt(self._uniform_(self._uh), self._ph, out=self._mh)
-                self.h.copy_(self._mh)
-                torch.addmm(rbm.a, self.h, Wt, out=self._pv, **visible).sigmoid_()
-                torch.lt(self._uniform_(self._uv), self._pv, out=self._mv)
-                self.v.copy_(self._mv)
+            for r, (model, gen) in enumerate(zip(self._models(rbm), self.generators, strict=True)):
+                v, h, ph, pv = self._v[r], self._h[r], self._ph[r], self._pv[r]
+                uh, uv, mh, mv = self._uh[r], self._uv[r], self._mh[r], self._mv[r]
+                Wt = model.W.T
+                for _ in range(k):
+                    torch.addmm(model.b, v, model.W, out=ph, **hidden).sigmoid_()
+                    torch.lt(self._uniform_(uh, gen), ph, out=mh)
+                    h.copy_(mh)
+                    torch.addmm(model.a, h, Wt, out=pv, **visible).sigmoid_()
+                    torch.lt(self._uniform_(uv, gen), pv, out=mv)
+                    v.copy_(mv)
 
     def _products(self) -> contextlib.AbstractContextManager:
         """TF32 allowed or forbidden in the products on CUDA (no such setting on the CPU)."""
-        return tf32_matmul(self.tf32) if self.v.is_cuda else contextlib.nullcontext()
+        return tf32_matmul(self.tf32) if self._v.is_cuda else contextlib.nullcontext()
 
     def hidden_means(self, rbm: RBM) -> torch.Tensor:
         """``p(h = 1 | v)`` of the current chains, written into (and returning) a buffer."""
         self._check(rbm)
         with self._products():
-            return torch.addmm(rbm.b, self.v, rbm.W, out=self._ph).sigmoid_()
+            for r, model in enumerate(self._models(rbm)):
+                torch.addmm(model.b, self._v[r], model.W, out=self._ph[r]).sigmoid_()
+        return self._out(self._ph)
 
     def uniform(self, n: int = 1) -> torch.Tensor:
-        """``n`` float64 uniforms, shape (n,)."""
-        if isinstance(self.generator, torch.Generator):
-            return torch.rand(n, generator=self.generator, dtype=torch.float64,
-                              device=self.v.device)
-        return self._uniform_(torch.empty(n, dtype=torch.float64, device=self.v.device))
+        """``n`` float64 uniforms per replica, shape (n_replicas, n) (or (n,))."""
+        out = torch.empty(len(self.generators), n, dtype=torch.float64, device=self._v.device)
+        for r, gen in enumerate(self.generators):
+            if isinstance(gen, torch.Generator):
+                out[r] = torch.rand(n, generator=gen, dtype=torch.float64,
+                                    device=self._v.device)
+            else:
+                self._uniform_(out[r], gen)
+        return self._out(out)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        """``v`` (uint8) and, with a ``torch.Generator``, ``rng`` (its uint8 state)."""
+        """``v`` (uint8) and, with ``torch.Generator`` randomness, ``rng`` (uint8 generator
+        state; (n_replicas, state size) for replicas)."""
         state = {"v": self.v.to(torch.uint8).cpu()}
-        if isinstance(self.generator, torch.Generator):
-            state["rng"] = self.generator.get_state()
+        if all(isinstance(g, torch.Generator) for g in self.generators):
+            rngs = [g.get_state() for g in self.generators]
+            state["rng"] = rngs[0] if self._replicas is None else torch.stack(rngs)
         return state
 
     def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
         _load_states(self.v, state)
-        if isinstance(self.generator, torch.Generator):
+        if all(isinstance(g, torch.Generator) for g in self.generators):
             if "rng" not in state:
                 raise ValueError("chain state lacks 'rng' (the generator state)")
-            self.generator.set_state(torch.as_tensor(state["rng"]).to(torch.uint8).cpu())
+            rng = torch.as_tensor(state["rng"]).to(torch.uint8).cpu()
+            rngs = [rng] if self._replicas is None else list(rng)
+            if self._replicas is not None and (rng.ndim != 2 or len(rngs) != self._replicas):
+                raise ValueError(f"chain state has generator states of shape "
+                                 f"{tuple(rng.shape)}; these chains have {self._replicas} "
+                                 "replicas (one state row each)")
+            for g, st in zip(self.generators, rngs, strict=True):
+                g.set_state(st.clone())  # its own storage: set_state ignores view offsets
 
 
 def _load_states(v: torch.Tensor, state: Mapping[str, torch.Tensor]) -> None:
@@ -328,7 +430,7 @@ def _load_states(v: torch.Tensor, state: Mapping[str, torch.Tensor]) -> None:
     new = torch.as_tensor(state["v"])
     if tuple(new.shape) != tuple(v.shape):
         raise ValueError(f"chain state has {tuple(new.shape)} states; these chains have "
-                         f"{tuple(v.shape)} (n_chains x n_visible)")
+                         f"{tuple(v.shape)} ([n_replicas x] n_chains x n_visible)")
     v.copy_(new.to(device=v.device, dtype=v.dtype))
 
 
@@ -347,60 +449,78 @@ class FusedChains:
     """Chains sampled on CUDA with one fused bfloat16 kernel per half sweep (:class:`Chains`).
 
     The same Markov chain as :class:`PersistentChains`, run with
-    :func:`spikerbm.kernels.half_sweep`: product, bias, sigmoid, Philox uniforms and comparison
-    in one kernel, states stored as bfloat16 0/1 (exact). ``W`` enters the products rounded to
+    :func:`spikerbm.kernels.half_sweep`: product, bias, Philox uniforms and Bernoulli test in
+    one kernel, states stored as bfloat16 0/1 (exact). ``W`` enters the products rounded to
     bfloat16 (see :mod:`spikerbm.kernels` for the precision argument and its test). Randomness
     is counter-based: the Philox key of half sweep ``j`` of a :meth:`sweep` call is
-    ``seed + j`` and each call advances the device tensor ``seed``, so sweeps can be captured
-    in a CUDA graph and replayed with fresh randomness.
+    ``seed[r] + j`` for replica ``r`` and each call advances the device tensor ``seed``, so
+    sweeps can be captured in a CUDA graph and replayed with fresh randomness. All replicas
+    are swept by one launch per half sweep; replica ``r``'s random stream depends on its own
+    key only (the same as one-model chains with that key).
 
     Parameters
     ----------
     v
-        Initial visible states (n_chains, n_visible) in {0, 1} on a CUDA device; copied.
+        Initial visible states (n_chains, n_visible), or (n_replicas, n_chains, n_visible) for
+        replicas, in {0, 1} on a CUDA device; copied. (With ``TRITON_INTERPRET=1`` the chains
+        also run on the CPU, in Triton's interpreter: slow, for tests.)
     n_hidden
         Hidden units of the RBMs these chains will be run with.
     seed
-        Initial Philox key (e.g. ``derive_seed(seed, "philox-chains")``).
+        Initial Philox key (e.g. ``derive_seed(seed, "philox-chains")``); for replicas one key
+        per replica (a sequence of ints), e.g. derived from the replica's own seed. Keys are
+        used as ``seed[r] + t`` for t up to the number of half sweeps run, so keys drawn at
+        random from 2^62 never make two replicas share a stream in practice.
     """
 
     capturable = True
 
-    def __init__(self, v: torch.Tensor, *, n_hidden: int, seed: int) -> None:
+    def __init__(self, v: torch.Tensor, *, n_hidden: int, seed: int | Sequence[int]) -> None:
         from spikerbm import kernels
 
-        if v.ndim != 2:
-            raise ValueError(f"chains must have shape (n_chains, n_visible); got {tuple(v.shape)}")
-        if not kernels.available(v.device):
+        _check_states(v)
+        if not (kernels.available(v.device) or (v.device.type == "cpu"
+                                                and kernels.interpreting())):
             raise RuntimeError(f"fused CUDA kernels cannot run on {v.device} (need CUDA and "
                                "Triton); use PersistentChains")
-        n_chains, n_visible = v.shape
+        seeds = _per_replica(seed, v, "seed")
+        self._replicas = int(v.shape[0]) if v.ndim == 3 else None
+        v3 = v if v.ndim == 3 else v.unsqueeze(0)
+        n_rep, n_chains, n_visible = v3.shape
         dev, bf16 = v.device, torch.bfloat16
         nv, nh = kernels.padded(n_visible), kernels.padded(n_hidden)
         self._n, self._m = int(n_visible), int(n_hidden)
-        self._v = torch.zeros(n_chains, nv, dtype=bf16, device=dev)
-        self._v[:, :n_visible] = v
-        self._h = torch.zeros(n_chains, nh, dtype=bf16, device=dev)
-        self._w = torch.zeros(nv, nh, dtype=bf16, device=dev)
-        self._wt = torch.zeros(nh, nv, dtype=bf16, device=dev)
-        self._ph = torch.empty(n_chains, nh, dtype=torch.float32, device=dev)
-        self._u: dict[int, torch.Tensor] = {}  # uniform buffers by size
+        self._v = torch.zeros(n_rep, n_chains, nv, dtype=bf16, device=dev)
+        self._v[:, :, :n_visible] = v3
+        self._h = torch.zeros(n_rep, n_chains, nh, dtype=bf16, device=dev)
+        self._w = torch.zeros(n_rep, nv, nh, dtype=bf16, device=dev)
+        self._wt = torch.zeros(n_rep, nh, nv, dtype=bf16, device=dev)
+        self._ph = torch.empty(n_rep, n_chains, nh, dtype=torch.float32, device=dev)
+        self._u: dict[int, torch.Tensor] = {}  # uniform buffers (n_rep, n) by n
         self._beta = 1.0  # inverse temperature of the operands copied by the last load
-        self.seed = torch.tensor([int(seed)], dtype=torch.int64, device=dev)
+        self.seed = torch.tensor([int(s) for s in seeds], dtype=torch.int64, device=dev)
+
+    def _out(self, t: torch.Tensor) -> torch.Tensor:
+        return t if self._replicas is not None else t[0]
 
     @property
     def v(self) -> torch.Tensor:
-        """Visible states (n_chains, n_visible), a bfloat16 view."""
-        return self._v[:, :self._n]
+        """Visible states ([n_replicas,] n_chains, n_visible), a bfloat16 view."""
+        return self._out(self._v[:, :, :self._n])
 
     @property
     def h(self) -> torch.Tensor:
-        """Hidden states drawn in the last sweep (n_chains, n_hidden), a bfloat16 view."""
-        return self._h[:, :self._m]
+        """Hidden states drawn in the last sweep ([n_replicas,] n_chains, n_hidden), a
+        bfloat16 view."""
+        return self._out(self._h[:, :, :self._m])
+
+    @property
+    def n_replicas(self) -> int | None:
+        return self._replicas
 
     @property
     def n_chains(self) -> int:
-        return int(self._v.shape[0])
+        return int(self._v.shape[1])
 
     @property
     def n_visible(self) -> int:
@@ -413,11 +533,9 @@ class FusedChains:
     def load(self, rbm: RBM, *, beta: float = 1.0) -> None:
         """Copy ``beta W`` (and its transpose) of ``rbm`` into the bfloat16 operands
         (graph-capturable)."""
-        if rbm.W.shape != (self._n, self._m):
-            raise ValueError(f"RBM of shape {tuple(rbm.W.shape)} does not match chains with "
-                             f"{self._n} visible and {self._m} hidden units")
-        self._w[:self._n, :self._m].copy_(rbm.W)
-        self._wt[:self._m, :self._n].copy_(rbm.W.T)
+        _check_model(rbm, n_replicas=self._replicas, n_visible=self._n, n_hidden=self._m)
+        self._w[:, :self._n, :self._m].copy_(rbm.W)
+        self._wt[:, :self._m, :self._n].copy_(rbm.W.transpose(-1, -2))
         if beta != 1.0:
             self._w.mul_(beta)
             self._wt.mul_(beta)
@@ -425,7 +543,7 @@ class FusedChains:
 
     def sweep(self, rbm: RBM, *, k: int = 1, beta: float = 1.0, load: bool = True) -> None:
         """Run ``k`` sweeps in place of ``(beta W, a, beta b)`` (``rbm``: float32, on the
-        chains' device).
+        chains' device, with their replica axis).
 
         ``load=False`` reuses the operand copy of ``W`` made by the last :meth:`load` (which
         must have been at the same ``beta``).
@@ -450,25 +568,32 @@ class FusedChains:
         if self._beta != 1.0:
             self.load(rbm)
         half_sweep(self._v, self._w, rbm.b, out=None, prob=self._ph)
-        return self._ph[:, :self._m]
+        return self._out(self._ph[:, :, :self._m])
 
     def uniform(self, n: int = 1) -> torch.Tensor:
-        """``n`` float64 uniforms, shape (n,) (a buffer kept per ``n``, allocated at the first
-        call, i.e. before any graph capture); advances ``seed`` by one."""
+        """``n`` float64 uniforms per replica, shape (n_replicas, n) (or (n,)), a buffer kept
+        per ``n`` (allocated at the first call, i.e. before any graph capture); advances
+        ``seed`` by one."""
         from spikerbm.kernels import uniform_
 
         if n not in self._u:
-            self._u[n] = torch.empty(n, dtype=torch.float64, device=self.seed.device)
+            self._u[n] = torch.empty(self.seed.shape[0], n, dtype=torch.float64,
+                                     device=self.seed.device)
         uniform_(self._u[n], seed=self.seed)
         self.seed.add_(1)
-        return self._u[n]
+        return self._out(self._u[n])
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        """``v`` (uint8) and ``philox`` (int64, (1,): the key of the next sweep)."""
+        """``v`` (uint8) and ``philox`` (int64, (n_replicas,) or (1,): the keys of the next
+        sweep)."""
         return {"v": self.v.to(torch.uint8).cpu(), "philox": self.seed.cpu().clone()}
 
     def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
         _load_states(self.v, state)
         if "philox" not in state:
             raise ValueError("fused chain state lacks 'philox' (the Philox key)")
-        self.seed.copy_(torch.as_tensor(state["philox"]).reshape(1).to(self.seed.device))
+        keys = torch.as_tensor(state["philox"]).reshape(-1)
+        if keys.shape != self.seed.shape:
+            raise ValueError(f"fused chain state has {keys.numel()} Philox keys; these chains "
+                             f"have {self.seed.numel()} (one per replica)")
+        self.seed.copy_(keys.to(self.seed.device))

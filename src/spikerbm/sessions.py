@@ -259,3 +259,118 @@ def config_error_message(config: Mapping[str, Any], schema: Mapping[str, Any], *
     description = " ".join(str(error.schema.get("description", "")).split())
     about = f" ({key}: {description})" if description else ""
     return f"{source}: `{key}`: {error.message}{about}"
+
+
+# ----------------------------------------------------------------------------- file sources
+#: Sources whose rows name a user's file (``path=``), and what that file is.
+FILE_SOURCES = {
+    "raster": "binarized raster (netCDF)",
+    "nwb": "NWB file",
+    "spikes": "spikes file (netCDF)",
+}
+
+
+def check_file_sessions(sessions: pd.DataFrame, source: str,
+                        defaults: Mapping[str, Any] | None = None, *,
+                        schema: Mapping[str, Any] | None = None,
+                        path: str | Path | None = None) -> dict[str, dict[str, Any]]:
+    """DAG-time check of every row of a file source (``raster``, ``nwb``, ``spikes``).
+
+    A row's params are ``path=`` (required: the user's file, relative to the working directory)
+    and any key of the source's config section ``defaults`` (``nwb:``, ``spikes:``; none for
+    ``raster``), which they override. Unknown or missing keys, values of the wrong type or range
+    (``schema``: the section of config.schema.yaml) and, for ``nwb``, filters that are not
+    ``<column> <op> <value>`` and epochs of an unknown form are errors here. Whether the file
+    exists is checked when a job needs it (:func:`data_file`), so a file missing for one session
+    does not stop the others.
+
+    Returns
+    -------
+    dict
+        session id -> merged parameters: ``path`` (as written in the sheet) and the section's
+        keys (row values over ``defaults``; nwb ``filters`` as a list).
+
+    Raises
+    ------
+    SheetError
+        One line: file, line, session, the parameter and the fix.
+    """
+    import jsonschema
+
+    defaults = dict(defaults or {})
+    allowed = ["path", *defaults]
+    validator = None
+    if schema is not None:
+        validator = jsonschema.validators.validator_for(schema)(schema)
+    out = {}
+    for session, row in sessions[sessions["source"] == source].iterrows():
+        params = dict(row["params"])
+        try:
+            unknown = sorted(set(params) - set(allowed))
+            if unknown:
+                raise ValueError(f"unknown {source} parameter(s) {unknown}; allowed: "
+                                 f"{', '.join(allowed)}{_did_you_mean(unknown[0], allowed)}")
+            if params.get("path") in (None, ""):
+                raise ValueError(f"{source}: params need path=FILE, the {FILE_SOURCES[source]} "
+                                 "(relative to the working directory, or absolute)")
+            merged = {**defaults, **{k: v for k, v in params.items() if k != "path"}}
+            if validator is not None:
+                err = jsonschema.exceptions.best_match(validator.iter_errors(merged))
+                if err is not None:
+                    key = ".".join(map(str, err.absolute_path)) or "params"
+                    raise ValueError(f"{source}: parameter {key!r}: {err.message} (config "
+                                     f"`{source}:` section or the row's params)")
+            if source == "nwb":
+                merged["filters"] = _check_nwb_values(merged)
+            out[session] = {"path": str(params["path"]), **merged}
+        except ValueError as err:
+            raise row_error(sessions, session, str(err), path) from err
+    return out
+
+
+def _check_nwb_values(params: Mapping[str, Any]) -> list[str]:
+    """Check that the filters and epochs of an nwb row parse (the file's columns are checked by
+    the job); return the filters as a list (a row may give comma-separated text)."""
+    from spikerbm.nwb import filter_list, parse_filter
+    from spikerbm.sources import parse_epochs
+
+    filters = filter_list(params.get("filters"))
+    for text in filters:
+        parse_filter(text)
+    parse_epochs(params.get("epochs"))
+    return filters
+
+
+def data_file(sessions: pd.DataFrame, session: str, *, path: str | Path | None = None) -> str:
+    """The file of a file-source row (``path=``), checked to exist.
+
+    Relative paths are resolved against the working directory (where ``results/`` goes), like
+    every relative path of the config and the sheet; ``~`` is expanded.
+
+    Returns
+    -------
+    str
+        The path (``~`` expanded; relative paths stay relative: jobs run in the working
+        directory).
+
+    Raises
+    ------
+    SheetError
+        The file does not exist (or is a folder): names the sheet line, the path as written and
+        where it was looked for.
+    """
+    source = str(sessions.loc[session, "source"])
+    value = str(sessions.loc[session, "params"]["path"])
+    file = Path(value).expanduser()
+    if file.is_file():
+        return str(file)
+    looked = "" if file.is_absolute() else f" (looked for {Path.cwd() / file}: relative paths "
+    looked += "" if file.is_absolute() else "are resolved against the working directory)"
+    if file.is_dir():
+        hint = ("; a Kilosort/phy output folder? convert it first: python -m spikerbm.sources "
+                "phy2spikes FOLDER OUT.nc --area-column brain_area, then path=OUT.nc"
+                if source == "spikes" else f"; path= must name the {FILE_SOURCES[source]} itself")
+        raise row_error(sessions, session, f"{source}: path={value} is a folder{looked}{hint}",
+                        path)
+    raise row_error(sessions, session, f"{source}: path={value}: {FILE_SOURCES[source]} not "
+                    f"found{looked}; fix the path in the sessions sheet", path)

@@ -8,7 +8,7 @@ Three entries share the checks and the builder here:
 - Kilosort/phy output folders, converted into a spikes file by :func:`phy_to_spikes_file`
   through spikeinterface's reader (``python -m spikerbm.sources phy2spikes ...``).
 
-The spikes file (docs/data-in.md, "Your own spike times")::
+The spikes file (docs/data-model.md, "Input formats", "Spikes file")::
 
     dims spike, unit, epoch (epoch optional)
     spike_time_s (spike)  float  spike times in seconds (any order, sorted on reading)
@@ -247,7 +247,7 @@ def spikes_dataset(spike_times: Mapping[int, np.ndarray], units: pd.DataFrame,
 
 
 # ----------------------------------------------------------------------------- spikes file
-#: Variables of the spikes file (docs/data-in.md).
+#: Variables of the spikes file (docs/data-model.md, "Spikes file").
 SPIKE_VARS = ("spike_time_s", "spike_unit_id")
 EPOCH_VARS = ("epoch_name", "epoch_start_s", "epoch_stop_s")
 
@@ -280,8 +280,8 @@ def read_spikes_file(path: str | Path, *, session_id: str, epochs: Any = "all") 
         if name not in ds.variables or ds[name].dims != (dim,):
             raise SourceError(
                 f"{what}: needs variable {name!r} on dim {dim!r} (has "
-                f"{sorted(f'{k}{ds[k].dims}' for k in ds.variables)}); format: docs/data-in.md, "
-                "'Your own spike times'"
+                f"{sorted(f'{k}{ds[k].dims}' for k in ds.variables)}); format: docs/data-model.md, "
+                "'Spikes file'"
             )
     unit_id = np.asarray(ds["unit_id"].values)
     if unit_id.dtype.kind not in "iu" or np.unique(unit_id).size != unit_id.size:

@@ -61,7 +61,9 @@ wildcard_constraints:
 SYNTHETIC_SESSIONS = _alternation(sessions_of("synthetic"))
 RASTER_SESSIONS = _alternation(sessions_of("raster"))
 VBN_SESSIONS = _alternation(sessions_of("vbn"))
-SPIKE_SESSIONS = _alternation(sessions_of("synthetic") + sessions_of("vbn"))
+SPIKE_SESSIONS = _alternation(
+    [s for src in ("synthetic", "vbn", "nwb", "spikes") for s in sessions_of(src)]
+)
 
 
 def session_params(wildcards):
@@ -139,26 +141,68 @@ def get_truth(wildcards):
     return []
 
 
-def get_raster_file(wildcards):
-    """The user's raster file of a `source: raster` row (params `path=...`), checked to exist."""
+# ----------------------------------------------------------------------------- file sources
+# `raster`, `nwb` and `spikes` rows name a user's file (`path=`, relative to the working
+# directory). Their params are checked when the sheet is read (spikerbm.sessions: unknown keys,
+# types, filter syntax; errors name the sheet line); whether the file exists is checked when a
+# job needs it, so a missing file stops only its own session.
+def _file_source_params(source):
+    from spikerbm.sessions import check_file_sessions
+
+    section = CONFIG_SCHEMA["properties"].get(source)
+    return check_file_sessions(
+        SESSIONS,
+        source,
+        config[source] if section else {},
+        schema=section,
+        path=config["sessions"],
+    )
+
+
+FILE_ROW_PARAMS = {
+    source: _file_source_params(source) for source in ("raster", "nwb", "spikes")
+}
+NWB_SESSIONS = _alternation(sessions_of("nwb"))
+SPIKES_FILE_SESSIONS = _alternation(sessions_of("spikes"))
+
+
+def get_data_file(wildcards):
+    """The user's file of a `raster`, `nwb` or `spikes` row (params `path=`), checked to exist
+    (the error names the sheet line and where the file was looked for)."""
+    from spikerbm.sessions import data_file
+
+    return data_file(SESSIONS, wildcards.session, path=config["sessions"])
+
+
+def _file_row_params(source, wildcards):
+    """The row's merged params without `path` (the file is the job's input)."""
+    params = FILE_ROW_PARAMS[source][wildcards.session]
+    return {key: params[key] for key in sorted(params) if key != "path"}
+
+
+def get_nwb_extract_params(wildcards):
+    """The `nwb:` section overridden by the row: area, unit_electrode, unit_id, filters,
+    areas, epochs."""
+    return _file_row_params("nwb", wildcards)
+
+
+def get_spikes_import_params(wildcards):
+    """The `spikes:` section overridden by the row: epochs."""
+    return _file_row_params("spikes", wildcards)
+
+
+def get_vbn_python(wildcards):
+    """`vbn.python`: a command on PATH (`python`), an absolute path, or a path relative to the
+    working directory; when that does not exist, relative to the spikerbm checkout this
+    workflow belongs to (where scripts/setup_vbn_env.sh builds the default .venv-vbn).
+    """
     from pathlib import Path
 
-    params = session_params(wildcards)
-    unknown = sorted(set(params) - {"path"})
-    if "path" not in params or unknown:
-        raise ValueError(
-            f"session {wildcards.session} (source: raster): params must be exactly "
-            f"path=/path/to/raster.nc; got {params} (unknown: {unknown})"
-        )
-    path = Path(str(params["path"])).expanduser()
-    if not path.is_file():
-        raise ValueError(
-            f"session {wildcards.session} (source: raster): raster file {str(path)!r} "
-            "(params path=...) does not exist; fix the path in the sessions sheet "
-            "(relative paths are resolved from the workflow directory). "
-            "Format: docs/data-model.md, section raster input"
-        )
-    return str(path)
+    python = str(config["vbn"]["python"])
+    if "/" not in python or Path(python).is_absolute() or Path(python).exists():
+        return python
+    beside = Path(workflow.basedir).parent / python
+    return str(beside) if beside.exists() else python
 
 
 def get_vbn_args(wildcards):

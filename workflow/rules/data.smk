@@ -1,6 +1,8 @@
-# Data stage (METHODS §1, §8): synthetic sessions, binarization, user rasters.
-# synthetic rows -> spikes.nc + truth.nc; synthetic and vbn rows -> raster.nc (binarize);
-# raster rows (params path=/path/to/raster.nc) -> validated raster.nc (import_raster).
+# Data stage (METHODS §1, §8): synthetic sessions, users' files, binarization.
+# synthetic rows -> spikes.nc + truth.nc; nwb rows (params path=FILE.nwb) -> spikes.nc
+# (nwb_extract); spikes rows (path=FILE.nc, a spikes file) -> spikes.nc (spikes_import);
+# vbn rows -> spikes.nc (vbn.smk); every spikes.nc -> raster.nc (binarize);
+# raster rows (path=FILE.nc, a binarized raster) -> validated raster.nc (import_raster).
 
 
 rule synthetic_session:
@@ -24,6 +26,52 @@ rule synthetic_session:
         seed=config["seed"],
     script:
         "../../scripts/synthetic_session.py"
+
+
+rule nwb_extract:
+    input:
+        nwb=get_data_file,
+    output:
+        spikes=results("{session}/spikes.nc"),
+    log:
+        results("logs/nwb_extract/{session}.log"),
+    benchmark:
+        results("benchmarks/nwb_extract/{session}.tsv")
+    wildcard_constraints:
+        session=NWB_SESSIONS,
+    conda:
+        "../../envs/spikerbm.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    params:
+        nwb=get_nwb_extract_params,
+    script:
+        "../../scripts/nwb_extract.py"
+
+
+rule spikes_import:
+    input:
+        spikes_file=get_data_file,
+    output:
+        spikes=results("{session}/spikes.nc"),
+    log:
+        results("logs/spikes_import/{session}.log"),
+    benchmark:
+        results("benchmarks/spikes_import/{session}.tsv")
+    wildcard_constraints:
+        session=SPIKES_FILE_SESSIONS,
+    conda:
+        "../../envs/spikerbm.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    params:
+        spikes=get_spikes_import_params,
+    script:
+        "../../scripts/spikes_import.py"
 
 
 rule binarize:
@@ -52,7 +100,7 @@ rule binarize:
 
 rule import_raster:
     input:
-        raster=get_raster_file,
+        raster=get_data_file,
     output:
         raster=results("{session}/raster.nc"),
     log:

@@ -21,7 +21,7 @@ rule vbn_extract:
         mem_mb=16000,
         runtime=120,
     params:
-        python=config["vbn"]["python"],
+        python=get_vbn_python,
         args=get_vbn_args,
     shell:
         "if ! command -v {params.python:q} >/dev/null 2>&1; then"
