@@ -90,3 +90,11 @@ def tiny_base_run(tmp_path_factory) -> Path:
     proc = snakemake(wf, "--cores", "2")
     assert proc.returncode == 0, proc.stderr[-4000:]
     return wf
+
+
+@pytest.fixture(scope="session")
+def tiny_model_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A tiny trained session (raster, model.nc, loglik.nc, selected.nc; tests/model_run.py)."""
+    from model_run import build_tiny_run
+
+    return build_tiny_run(tmp_path_factory.mktemp("tiny-run") / "tiny")

@@ -261,6 +261,29 @@ def test_dynamics_dataset_recovers_planted_rescale(planted_dynamics):
     assert out["K_model_from_data"].values[0] == pytest.approx(out.attrs["K_mean_data"], abs=0.4)
 
 
+def test_relaxation_from_high_activity_matches_exact(planted_dynamics):
+    """Fig. 6b's observable: <K> after top-decile bins. With data = the planted chain and model =
+    the planted RBM, both must follow the exact relaxation from p0 ∝ pi(v) 1[K(v) >= threshold]
+    (sweep transition matrix; the data at 2 sweeps per bin), and it must relax (the exact
+    curve drops by > 0.5 neurons). Model: 5 s.e. (over chains) + 0.05; data: ~1,200 correlated
+    start bins, conditional-mean s.e. ~0.05, tolerance 0.25."""
+    out, (W, a, b), _ = planted_dynamics
+    thr = out.attrs["high_k_threshold"]
+    eq = relaxation(W, a, b, max_lag=40)
+    p0 = eq["pi"] * (eq["states"].sum(1) >= thr)
+    exact = relaxation(W, a, b, max_lag=40, p0=p0 / p0.sum())["K"]
+    assert exact[0] - exact[-1] > 0.5
+    model, se = out["K_model_from_high"].values, out["K_model_from_high_se"].values
+    assert np.all(np.abs(model - exact) <= 5 * se + 0.05), (model, exact)
+    data = out["K_data_from_high"].values
+    assert np.all(np.abs(data - exact[::2][: data.size]) < 0.25), (data, exact[::2])
+    k = np.array([0, 5, 1, 6, 0, 7, 2, 2.0])
+    mean, count = dyn.conditional_relaxation(k, threshold=5, max_lag=2,
+                                             segments=np.array([[0, 4], [4, 8]]))
+    np.testing.assert_allclose(mean, [(5 + 6 + 7) / 3, (1 + 2) / 2, (6 + 2) / 2])
+    np.testing.assert_array_equal(count, [3, 2, 2])
+
+
 def test_dynamics_dataset_rejects_mismatched_model():
     W, a, b = tiny_rbm()
     chains = gibbs_raster(W, a, b, n_chains=4, n_bins=60, sweeps_per_bin=1, burn_in=5, seed=1)

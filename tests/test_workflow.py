@@ -88,8 +88,9 @@ def test_tiny_run_writes_every_artifact_with_provenance(tiny_run):
             assert ds.attrs["session_id"] == session, name
             assert ds.attrs["device"] == "cpu" and ds.attrs["numpy_version"] == np.__version__
             ds.close()
-        for fig in ("fig2_loglik", "fig3_statistics", "fig4_couplings", "fig5_areas",
-                    "fig6_dynamics"):
+        for fig in ("fig2_loglik", "fig3_statistics", "fig3_equilibration", "fig3_raster",
+                    "fig4_couplings", "fig4_coupling_structure", "fig4_hidden_units",
+                    "fig5_areas", "fig6_dynamics"):
             png = res / "figures" / f"{fig}.png"
             assert png.stat().st_size > 10_000
             meta = json.loads(Image.open(png).text["Description"])  # provenance in the PNG
@@ -135,7 +136,13 @@ REPORT_FIGURES = {  # figure file -> (report category, subcategory)
                         "Fig. 2: log-likelihood along training"),
     "fig3_statistics.png": ("Stage 5: generated vs real statistics",
                             "Fig. 3: generated vs real statistics"),
+    "fig3_equilibration.png": ("Stage 5: generated vs real statistics",
+                               "Equilibration of the generated samples"),
+    "fig3_raster.png": ("Stage 5: generated vs real statistics", "Real vs generated activity"),
     "fig4_couplings.png": ("Stage 6: effective couplings", "Fig. 4: effective couplings"),
+    "fig4_coupling_structure.png": ("Stage 6: effective couplings",
+                                    "Coupling matrix by area and against distance"),
+    "fig4_hidden_units.png": ("Stage 6: effective couplings", "Hidden units by area"),
     "fig5_areas.png": ("Stage 6: effective couplings", "Fig. 5: couplings by brain area"),
     "fig6_dynamics.png": ("Stage 7: relaxation dynamics", "Fig. 6: relaxation dynamics"),
 }

@@ -258,6 +258,36 @@ def relaxation_from_states(rbm: RBM, v0: torch.Tensor, *, n_sweeps: int,
     return res
 
 
+#: Fig. 6b: relaxation from high-activity states, the data bins whose K is at least this
+#: quantile of K over the raster ([choice]: the top decile, an excursion well above <K>).
+HIGH_K_QUANTILE = 0.9
+
+
+def conditional_relaxation(k: np.ndarray, *, threshold: float, max_lag: int,
+                           segments: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Mean ``K(t + tau)`` over the bins ``t`` with ``K(t) >= threshold`` (the data's relaxation
+    from high-activity states; pairs stay inside one contiguous segment).
+
+    Returns
+    -------
+    mean, count
+        float64 arrays (max_lag + 1,): the conditional mean (NaN where no pair exists) and the
+        number of (t, t + tau) pairs behind it.
+    """
+    k = np.asarray(k, dtype=np.float64)
+    seg = check_segments(segments, k.size)
+    sums, counts = np.zeros(max_lag + 1), np.zeros(max_lag + 1)
+    for s, e in seg:
+        ks = k[s:e]
+        starts = np.flatnonzero(ks >= threshold)
+        for tau in range(max_lag + 1):
+            later = starts[starts + tau < ks.size] + tau
+            sums[tau] += ks[later].sum()
+            counts[tau] += later.size
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / counts, np.nan), counts
+
+
 # --------------------------------------------------------------------------------------------
 # Time rescale
 # --------------------------------------------------------------------------------------------
@@ -568,6 +598,16 @@ def dynamics_dataset(raster: xr.Dataset, selected: xr.Dataset, *, truth: xr.Data
     v_start = torch.as_tensor(v[rng.integers(0, n_t, size=n_starts)], dtype=torch.float32)
     rel = relaxation_from_states(rbm, v_start, n_sweeps=max_lag_sweeps,
                                  generator=_generator(device, seeds[1]))
+    # relaxation from high-activity states (Fig. 6b): the data's conditional mean of K after
+    # top-decile bins, and chains started at those same bins
+    k_high = float(np.quantile(k_data, HIGH_K_QUANTILE))
+    k_after_high, _ = conditional_relaxation(k_data, threshold=k_high, max_lag=max_lag_bins,
+                                             segments=segments)
+    high_bins = np.flatnonzero(k_data >= k_high)
+    v_high = torch.as_tensor(v[high_bins[rng.integers(0, high_bins.size, size=n_starts)]],
+                             dtype=torch.float32)
+    rel_high = relaxation_from_states(rbm, v_high, n_sweeps=max_lag_sweeps,
+                                      generator=_generator(device, seeds[3]))
     fit = fit_time_rescale(c_data, eq["C"], bin_ms=bin_ms, fit_lag_range=fit_lag_range,
                            n_grid=n_rescale_grid)
 
@@ -602,6 +642,9 @@ def dynamics_dataset(raster: xr.Dataset, selected: xr.Dataset, *, truth: xr.Data
         "baseline_rmse_fit": fit.baseline_rmse_fit,
         "baseline_max_abs_dev_all": fit.baseline_max_dev_all,
         "K_mean_data": float(k_data.mean()),
+        "high_k_quantile": HIGH_K_QUANTILE,
+        "high_k_threshold": k_high,
+        "n_high_k_bins": int(high_bins.size),
         "K_mean_model": eq["K_mean"],
         "q_inf_data": float(np.mean((1 - 2 * v.mean(0)) ** 2)),
         "n_segments": int(segments.shape[0]),
@@ -629,6 +672,12 @@ def dynamics_dataset(raster: xr.Dataset, selected: xr.Dataset, *, truth: xr.Data
         "K_model_from_data": ("sweep", rel["K"], {"units": "neurons",
                               "long_name": "mean K of chains started at data states"}),
         "K_model_from_data_se": ("sweep", rel["K_se"], {"units": "neurons"}),
+        "K_data_from_high": ("lag_bin", k_after_high, {
+            "units": "neurons", "long_name": "mean K(t + tau) after bins with K(t) >= "
+            "high_k_threshold (data)"}),
+        "K_model_from_high": ("sweep", rel_high["K"], {
+            "units": "neurons", "long_name": "mean K of chains started at those bins"}),
+        "K_model_from_high_se": ("sweep", rel_high["K_se"], {"units": "neurons"}),
         "fit_sse": ("rescale", fit.grid_sse, {"units": "1", "long_name": "rescale fit objective"}),
     }
     coords = {

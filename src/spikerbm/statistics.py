@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -75,6 +75,8 @@ MAX_TRACE_CHAINS = 128
 #: Most sample x element products behind the linear observable of a score's Monte Carlo error
 #: (samples of the first chains are used beyond that; docs/methods.md §5).
 MAX_TERM_PRODUCTS = 2**26
+#: Generated samples stored as they are (``generated_excerpt``: the raster figure).
+N_EXCERPT = 500
 
 
 # --------------------------------------------------------------------------------------------
@@ -122,7 +124,8 @@ def _z_between(a: np.ndarray, b: np.ndarray) -> float:
 def sample_equilibrium(rbm: RBM, *, init_data: np.ndarray, n_samples: int, n_chains: int,
                        burn_in_sweeps: int, thin_sweeps: int, seed: int,
                        init_random: np.ndarray | None = None, tau_factor: float = 20.0,
-                       z_max: float = 4.0) -> xr.Dataset:
+                       z_max: float = 4.0, ladder: Sequence[RBM] | None = None,
+                       ladder_updates: Sequence[int] | None = None) -> xr.Dataset:
     """Equilibrium samples of an RBM from independent Gibbs chains, with an equilibration check.
 
     Half of the chains start from data bins drawn at random from ``init_data``, the other half
@@ -162,6 +165,13 @@ def sample_equilibrium(rbm: RBM, *, init_data: np.ndarray, n_samples: int, n_cha
         Required ratio of burn-in to autocorrelation time.
     z_max
         Largest accepted ``|z|`` between the two chain sets.
+    ladder
+        Sample with parallel trajectory tempering (:mod:`spikerbm.ptt`) over these models
+        (training checkpoints in order, the last one ``rbm`` itself) instead of plain Gibbs;
+        every model's chains start from the same states, and one "sweep" is then one PTT step
+        (a sweep of every model and a swap pass).
+    ladder_updates
+        Update numbers of the ladder's models (stored with the acceptance rates).
 
     Returns
     -------
@@ -172,7 +182,10 @@ def sample_equilibrium(rbm: RBM, *, init_data: np.ndarray, n_samples: int, n_cha
         attrs ``equilibrated`` (1/0), ``equilibration_reason``, ``tau_energy_sweeps``,
         ``tau_k_sweeps``, ``tau_converged``, ``z_energy``, ``z_k``, ``z_max``, ``tau_factor``,
         ``burn_in_sweeps``, ``thin_sweeps``, ``n_chains``, ``n_chains_data``,
-        ``n_chains_random``.
+        ``n_chains_random``, ``sampler`` (``gibbs`` or ``ptt``); with a ladder also
+        ``ptt_acceptance(ptt_pair)`` (swap acceptance of each neighbour pair over the whole
+        run) with coords ``ptt_update_lo``, ``ptt_update_hi`` and attrs ``ptt_n_models``,
+        ``ptt_min_acceptance``.
     """
     n_samples = _check_positive_int(n_samples, "n_samples")
     n_chains = _check_positive_int(n_chains, "n_chains", minimum=4)
@@ -203,8 +216,16 @@ def sample_equilibrium(rbm: RBM, *, init_data: np.ndarray, n_samples: int, n_cha
         if r.ndim != 2 or r.shape[1] != n_vis or not np.isin(r, (0, 1)).all():
             raise ValueError(f"init_random must be 0/1 of shape (k, {n_vis}); got {r.shape}")
         v_rand = torch.as_tensor(r[np.arange(n_rand) % r.shape[0]], dtype=dtype).to(device)
-    chains = Sampler(device).chains(torch.cat([v_data, v_rand]), n_hidden=model.n_hidden,
-                                    generator=gen)
+    if ladder is None:
+        chains = Sampler(device).chains(torch.cat([v_data, v_rand]), n_hidden=model.n_hidden,
+                                        generator=gen)
+    else:
+        from spikerbm.ptt import TrajectoryTempering
+
+        if tuple(ladder[-1].W.shape) != tuple(rbm.W.shape):
+            raise ValueError("the PTT ladder must end with the sampled model")
+        chains = TrajectoryTempering([*ladder[:-1], model], v0=torch.cat([v_data, v_rand]),
+                                     generator=gen, labels=ladder_updates)
 
     per_chain = math.ceil(n_samples / n_chains)
     total = burn_in_sweeps + per_chain * thin_sweeps
@@ -257,7 +278,7 @@ def sample_equilibrium(rbm: RBM, *, init_data: np.ndarray, n_samples: int, n_cha
     ok = not reasons
 
     flat = samples.reshape(-1, n_vis)[:n_samples].cpu().numpy()
-    return xr.Dataset(
+    out = xr.Dataset(
         {
             "samples": (("sample", "neuron"), flat),
             "trace_energy": (("start", "record"), np.stack(
@@ -282,8 +303,18 @@ def sample_equilibrium(rbm: RBM, *, init_data: np.ndarray, n_samples: int, n_cha
             "n_chains": n_chains,
             "n_chains_data": n_data,
             "n_chains_random": n_rand,
+            "sampler": "gibbs" if ladder is None else "ptt",
         },
     )
+    if ladder is not None:
+        acc = chains.acceptance
+        updates = (np.asarray(ladder_updates, dtype=np.int64) if ladder_updates is not None
+                   else np.arange(len(ladder), dtype=np.int64))
+        out["ptt_acceptance"] = ("ptt_pair", acc, {"units": "fraction of swap proposals"})
+        out = out.assign_coords(ptt_update_lo=("ptt_pair", updates[:-1]),
+                                ptt_update_hi=("ptt_pair", updates[1:]))
+        out.attrs.update(ptt_n_models=len(ladder), ptt_min_acceptance=float(np.min(acc)))
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -912,7 +943,9 @@ def compute_statistics(rbm: RBM, *, train: np.ndarray, test: np.ndarray, n_sampl
                        n_chains: int, burn_in_sweeps: int, thin_sweeps: int, n_triplets: int,
                        heff_bins: int, energy_bins: int, seed: int, tau_factor: float = 20.0,
                        z_max: float = 4.0, generated: np.ndarray | None = None,
-                       neuron_coords: Mapping[str, np.ndarray] | None = None) -> xr.Dataset:
+                       neuron_coords: Mapping[str, np.ndarray] | None = None,
+                       ladder: Sequence[RBM] | None = None,
+                       ladder_updates: Sequence[int] | None = None) -> xr.Dataset:
     """Sample the model and compare its statistics with train and test data (docs/methods.md §5).
 
     Parameters
@@ -923,8 +956,9 @@ def compute_statistics(rbm: RBM, *, train: np.ndarray, test: np.ndarray, n_sampl
         Binary rasters (bins, neurons) of the two splits.
     n_samples
         Samples per set (train/test: a seeded random subset, or all bins when fewer).
-    n_chains, burn_in_sweeps, thin_sweeps, tau_factor, z_max
-        Equilibrium sampling and its check (:func:`sample_equilibrium`).
+    n_chains, burn_in_sweeps, thin_sweeps, tau_factor, z_max, ladder, ladder_updates
+        Equilibrium sampling (Gibbs, or PTT over ``ladder``) and its check
+        (:func:`sample_equilibrium`).
     n_triplets
         Random triplets for the 3-point correlations (all when there are fewer).
     heff_bins, energy_bins
@@ -957,10 +991,10 @@ def compute_statistics(rbm: RBM, *, train: np.ndarray, test: np.ndarray, n_sampl
         eq = sample_equilibrium(rbm, init_data=train, n_samples=n_samples, n_chains=n_chains,
                                 burn_in_sweeps=burn_in_sweeps, thin_sweeps=thin_sweeps,
                                 seed=derive_seed(seed, "sampling"), tau_factor=tau_factor,
-                                z_max=z_max)
+                                z_max=z_max, ladder=ladder, ladder_updates=ladder_updates)
         gen = eq["samples"].values
         eq_attrs = dict(eq.attrs)
-        traces = eq[["trace_energy", "trace_k"]]
+        traces = eq.drop_vars("samples")
     else:
         gen = _as_binary(generated, "generated")
         eq_attrs = {"equilibrated": -1, "equilibration_reason": "samples supplied by the caller"}
@@ -1105,6 +1139,8 @@ def compute_statistics(rbm: RBM, *, train: np.ndarray, test: np.ndarray, n_sampl
     )
     if traces is not None:
         ds = ds.merge(traces)
+    ds["generated_excerpt"] = (("excerpt", "neuron"), gen[:N_EXCERPT].astype(np.uint8),
+                               {"long_name": "the first generated samples (independent chains)"})
     for name, values in (neuron_coords or {}).items():
         if len(values) != n:
             raise ValueError(f"neuron coordinate {name!r} has {len(values)} entries; need {n}")

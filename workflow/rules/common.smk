@@ -126,6 +126,16 @@ def get_model_files(wildcards):
     )
 
 
+def get_statistics_trajectory(wildcards):
+    """With `statistics.sampler: ptt` the statistics job samples along the selected size's
+    training trajectory: the session's model.nc of every size (which size is selected is known
+    only after selection; `params.n_hidden` pairs each file with its size). Gibbs needs none.
+    """
+    if config["statistics"]["sampler"] == "ptt":
+        return get_model_files(wildcards)
+    return []
+
+
 def get_loglik_files(wildcards):
     return expand(
         results("{session}/hidden~{n_hidden}/loglik.nc"),
@@ -224,9 +234,13 @@ def get_final_outputs(wildcards):
         results("{session}/figures/fig2_loglik.png"),
         results("{session}/statistics.nc"),
         results("{session}/figures/fig3_statistics.png"),
+        results("{session}/figures/fig3_equilibration.png"),
+        results("{session}/figures/fig3_raster.png"),
         results("{session}/couplings.nc"),
         results("{session}/figures/fig4_couplings.png"),
         results("{session}/figures/fig5_areas.png"),
+        results("{session}/figures/fig4_coupling_structure.png"),
+        results("{session}/figures/fig4_hidden_units.png"),
         results("{session}/dynamics.nc"),
         results("{session}/figures/fig6_dynamics.png"),
         results("{session}/summary.html"),
