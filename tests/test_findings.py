@@ -196,6 +196,16 @@ def test_scores_outside_the_unit_interval_carry_their_reason(score, level, code,
     (f,) = [f for f in F.session_findings(art) if f.code == code]
     assert f.level == level and "covariances" in f.message and "the stage's reason" in f.message
     assert prefix not in f.message
+    # with the score's Monte Carlo error: outside [0, 1] by less than Z_NOISE s.d. is noise
+    art = _with(statistics__score_covariance=score, statistics__score_covariance_std=0.3,
+                statistics__score_covariance_reason=f"{prefix}the stage's reason")
+    found = [f for f in F.session_findings(art) if f.code == code]
+    if code == "score_out_of_range":  # 0.51 or 0.34 outside, < 2 x 0.3
+        (f,) = found
+        assert f.level == "caution" and "+- 0.3" in f.message and "within 2 s.d." in f.message
+        art["statistics"]["score_covariance_std"] = 0.1  # now 3.4 or 5.1 s.d. outside
+        (f,) = [f for f in F.session_findings(art) if f.code == code]
+        assert f.level == level and "within" not in f.message
     for edge in (0.0, 1.0):  # the closed interval is in range
         assert not _codes(F.session_findings(_with(statistics__score_corr3=edge))) & {
             "score_undefined", "score_out_of_range"}

@@ -40,7 +40,9 @@ code                      level           condition
 ``equilibrated``          ok              the check passed
 ``score_undefined``       caution         covariance / 3-point score NaN (reason stored by the
                                           statistics stage)
-``score_out_of_range``    problem/caution score < 0 (problem) or > 1 (caution), with reason
+``score_out_of_range``    problem/caution score < 0 (problem) or > 1 (caution), with reason;
+                                          caution when within :data:`Z_NOISE` of its own
+                                          Monte Carlo error (``score_*_std``) of [0, 1]
 ``data_limited``          caution         Pearson r(train, test) of covariances or 3-point
                                           correlations below :data:`MIN_R_TRAIN_TEST`
 ``lag_clamped``           caution         dynamics lags clamped to the longest segment
@@ -382,12 +384,18 @@ def _statistics(stats: Mapping[str, Any]) -> list[Finding]:
             out.append(Finding("caution", "score_undefined",
                                f"score of {label} is undefined (NaN): {reason}; judge by "
                                "r(train, generated) and the error ratio instead"))
-        elif score < 0:
-            out.append(Finding("problem", "score_out_of_range",
-                               f"score of {label} is {score:.3g} < 0: {reason}"))
-        elif score > 1:
-            out.append(Finding("caution", "score_out_of_range",
-                               f"score of {label} is {score:.3g} > 1: {reason}"))
+        elif score < 0 or score > 1:
+            # the score's own Monte Carlo error (statistics stage, docs/methods.md §5)
+            std = _num(stats, f"score_{st}_std")
+            outside = -score if score < 0 else score - 1
+            noise = math.isfinite(std) and outside <= Z_NOISE * std
+            level: Level = "problem" if score < 0 and not noise else "caution"
+            err = f" +- {std:.2g}" if math.isfinite(std) else ""
+            within = (f" (within {Z_NOISE:g} s.d. of [0, 1]: the excess is Monte Carlo noise "
+                      "of the score itself)" if noise else "")
+            out.append(Finding(level, "score_out_of_range",
+                               f"score of {label} is {score:.3g}{err} "
+                               f"{'< 0' if score < 0 else '> 1'}{within}: {reason}"))
         r = _num(stats, f"{st}_r_train_test")
         if math.isfinite(r) and r < MIN_R_TRAIN_TEST:
             out.append(Finding("caution", "data_limited",
