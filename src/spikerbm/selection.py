@@ -145,9 +145,9 @@ def select_model(ll: xr.Dataset) -> xr.Dataset:
         test LL): coords ``n_hidden``, ``checkpoint``; vars ``ll_train``, ``ll_test``,
         ``ll_train_std``, ``ll_test_std``, ``ll_test_sem`` (nats per sample; NaN when the input
         lacks it), ``log_z``, ``log_z_std`` (nats; NaN where the input has none),
-        ``log_z_method``, ``tied``
-        (1 when tied with the winner), ``selected`` (1 for the winner) and, when the input has
-        them, ``stop_reason``, ``best_update``, ``still_improving``, ``n_updates_done``;
+        ``log_z_method``, ``tied`` (1 when tied with the winner), ``selected`` (1 for the
+        winner) and, when the input has them, ``stop_reason``, ``best_update``,
+        ``still_improving``, ``n_updates_done``;
         attrs ``n_hidden``, ``checkpoint``, ``ll_train``, ``ll_test``, ``ll_test_std``,
         ``log_z``, ``log_z_std``,
         ``floor_train``, ``floor_test``, ``beats_floor`` (1 when the winner's test LL is
