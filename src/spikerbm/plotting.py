@@ -75,8 +75,16 @@ def _stat_scatter(ax, ds: xr.Dataset, stat: str, label: str, *, max_points: int 
         y = ds[stat].sel(set=other).values.astype(float)
         r = float(ds["pearson_r"].sel(stat=stat, comparison=comp))
         slope = float(ds["slope"].sel(stat=stat, comparison=comp))
+        legend = f"{other}: slope {slope:.2f}, r {r:.2f}"
+        se_name = f"{stat}_se_generated"
+        if other == "generated" and se_name in ds and np.isfinite(ds[se_name].values).any():
+            # 1-sigma Monte Carlo error of each generated value from the effective number of
+            # independent samples (docs/methods.md section 5)
+            ax.errorbar(x[show], y[show], yerr=ds[se_name].values[show], fmt="none",
+                        ecolor=style.COLORS[other], elinewidth=0.4, alpha=0.3, rasterized=True)
+            legend += f", n_eff {float(ds['n_eff'].sel(stat=stat)):.0f}"
         ax.scatter(x[show], y[show], s=3, alpha=0.4, color=style.COLORS[other], lw=0,
-                   rasterized=True, label=f"{other}: slope {slope:.2f}, r {r:.2f}")
+                   rasterized=True, label=legend)
     lo, hi = np.nanmin(x), np.nanmax(x)
     ax.plot([lo, hi], [lo, hi], color="0.3", lw=0.8, ls="--")
     ax.xaxis.set_major_locator(MaxNLocator(4))  # long tick labels of small correlations
@@ -94,10 +102,12 @@ def fig_statistics(ds: xr.Dataset, *, max_points: int = 3000, title: str | None 
 
     Panels: (a) PCA projection (train black, generated red) with marginal histograms;
     (b-d) rates, covariances and 3-point correlations, test (blue) and generated (red) against
-    train, slope and Pearson r in the legend; (e) P(K); (f) energy histograms;
-    (g) P(v_i = 1 | h_eff) vs sigmoid(h_eff) with s.e.m. and the diagonal; (h) scores and the
-    equilibration check (a failed check also titles the figure in red). One colour per set in
-    every panel (:data:`spikerbm.style.COLORS`).
+    train, with each generated value's 1-sigma Monte Carlo error from the effective number of
+    independent samples ``n_eff``; slope, Pearson r and ``n_eff`` in the legend; (e) P(K);
+    (f) energy histograms; (g) P(v_i = 1 | h_eff) vs sigmoid(h_eff) with s.e.m. and the
+    diagonal; (h) scores ± their Monte Carlo error, ``n_eff`` and the equilibration check (a
+    failed check also titles the figure in red). One colour per set in every panel
+    (:data:`spikerbm.style.COLORS`).
 
     Parameters
     ----------
@@ -193,12 +203,18 @@ def fig_statistics(ds: xr.Dataset, *, max_points: int = 3000, title: str | None 
                      f"tau_K {ds.attrs['tau_k_sweeps']:.3g} sweeps")
         lines.append(f"burn-in {ds.attrs['burn_in_sweeps']} sweeps")
         lines.append(f"z(E) {ds.attrs['z_energy']:.2f}, z(K) {ds.attrs['z_k']:.2f}")
+    if "n_eff" in ds:
+        lines.append(f"n_eff (of {int(ds['n_used'].sel(set='generated'))}): "
+                     + ", ".join(f"{float(ds['n_eff'].sel(stat=s)):.0f}"
+                                 for s in ds["stat"].values))
     lines.append("")
-    lines.append("score  d(gen)/d(test)")
+    lines.append("score       d(gen)/d(test)")
     for stat in ds["stat"].values:
         sc = float(ds["score"].sel(stat=stat))
         er = float(ds["error_ratio"].sel(stat=stat))
-        lines.append(f"{stat:<10} {'n/a' if np.isnan(sc) else f'{sc:.2f}':>5}  {er:.2f}")
+        sd = float(ds["score_std"].sel(stat=stat)) if "score_std" in ds else np.nan
+        text = "n/a" if np.isnan(sc) else f"{sc:.2f}" + ("" if np.isnan(sd) else f"±{sd:.2f}")
+        lines.append(f"{stat:<10} {text:>9}  {er:.2f}")
     ax.text(0.0, 1.0, "\n".join(lines), transform=ax.transAxes, va="top", ha="left",
             fontsize=8, family="monospace")
     style.panel_label(ax, "h")

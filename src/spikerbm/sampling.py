@@ -116,8 +116,8 @@ class Chains(Protocol):
         dtype; a buffer overwritten by the next call or sweep: clone it to keep it)."""
 
     def uniform(self, n: int = 1) -> torch.Tensor:
-        """``n`` float64 uniforms in [0, 1) per replica, shape (n_replicas * n,) replica-major
-        (or (n,) without a replica axis), from the chains' randomness."""
+        """``n`` float64 uniforms in [0, 1) per replica from the chains' randomness, shape
+        (n_replicas, n) (or (n,) without a replica axis; one device call for any ``n``)."""
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The states (``v``, uint8) and the state of the randomness, as CPU tensors."""
@@ -390,15 +390,15 @@ class PersistentChains:
         return self._out(self._ph)
 
     def uniform(self, n: int = 1) -> torch.Tensor:
-        """``n`` float64 uniforms per replica, shape (n_replicas * n,) replica-major (or (n,))."""
-        out = torch.empty(len(self.generators) * n, dtype=torch.float64, device=self._v.device)
+        """``n`` float64 uniforms per replica, shape (n_replicas, n) (or (n,))."""
+        out = torch.empty(len(self.generators), n, dtype=torch.float64, device=self._v.device)
         for r, gen in enumerate(self.generators):
             if isinstance(gen, torch.Generator):
-                out[r * n:(r + 1) * n] = torch.rand(n, generator=gen, dtype=torch.float64,
-                                                    device=self._v.device)
+                out[r] = torch.rand(n, generator=gen, dtype=torch.float64,
+                                    device=self._v.device)
             else:
-                self._uniform_(out[r * n:(r + 1) * n], gen)
-        return out
+                self._uniform_(out[r], gen)
+        return self._out(out)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """``v`` (uint8) and, with ``torch.Generator`` randomness, ``rng`` (uint8 generator
@@ -571,17 +571,17 @@ class FusedChains:
         return self._out(self._ph[:, :, :self._m])
 
     def uniform(self, n: int = 1) -> torch.Tensor:
-        """``n`` float64 uniforms per replica, shape (n_replicas * n,) replica-major (or (n,)),
-        a buffer kept per ``n`` (allocated at the first call, i.e. before any graph capture);
-        advances ``seed`` by one."""
+        """``n`` float64 uniforms per replica, shape (n_replicas, n) (or (n,)), a buffer kept
+        per ``n`` (allocated at the first call, i.e. before any graph capture); advances
+        ``seed`` by one."""
         from spikerbm.kernels import uniform_
 
         if n not in self._u:
-            self._u[n] = torch.empty(int(self.seed.shape[0]), n, dtype=torch.float64,
+            self._u[n] = torch.empty(self.seed.shape[0], n, dtype=torch.float64,
                                      device=self.seed.device)
         uniform_(self._u[n], seed=self.seed)
         self.seed.add_(1)
-        return self._u[n].view(-1)
+        return self._out(self._u[n])
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """``v`` (uint8) and ``philox`` (int64, (n_replicas,) or (1,): the keys of the next
