@@ -493,6 +493,43 @@ def test_compute_statistics_dataset_roundtrip_and_figure(tmp_path):
     assert set("abcdefg") <= labels
 
 
+def test_scoring_takes_samples_and_functions_of_any_model():
+    """score_statistics (the scoring half) is model-agnostic: fed an RBM's samples, free energy
+    and effective fields it gives exactly compute_statistics' result on those samples; fed a
+    pairwise model's, the same data sets (train, test, independent, triplets) come out, and
+    the model enters only through the generated set, its energy and its conditional fields."""
+    from spikerbm import pairwise as P
+
+    rbm = random_rbm(9, 4, seed=5)
+    states, p = exact_distribution(rbm)
+    rng = np.random.default_rng(5)
+    train, test, gen = (exact_samples(states, p, n, rng) for n in (600, 200, 400))
+    kw = dict(n_samples=400, n_triplets=30, heff_bins=7, energy_bins=11, seed=2)
+    ref = st.compute_statistics(rbm, train=train, test=test, generated=gen, n_chains=8,
+                                burn_in_sweeps=1, thin_sweeps=1, **kw)
+    r64 = rbm.to(dtype=torch.float64)
+    got = st.score_statistics(
+        train=train, test=test, generated=gen,
+        energy=lambda v: free_energy(r64, torch.as_tensor(v, dtype=torch.float64)).numpy(),
+        effective_field=lambda v: st.effective_fields(rbm, v), **kw)
+    for name in ref.data_vars:
+        np.testing.assert_array_equal(got[name].values, ref[name].values, err_msg=name)
+    ising = P.IsingModel.from_numpy(np.full(9, -1.0), 0.2 * np.ones((9, 9)))
+    gen_r = gen[::-1].copy()  # other samples: the same rows in reverse order
+    pw = st.score_statistics(train=train, test=test, generated=gen_r,
+                             energy=lambda v: P.energy(ising, v).numpy(),
+                             effective_field=lambda v: P.effective_fields(ising, v), **kw)
+    for stat in ("rate", "covariance", "corr3"):
+        for split in ("train", "test", "independent"):
+            np.testing.assert_array_equal(pw[stat].sel(set=split), ref[stat].sel(set=split))
+    np.testing.assert_allclose(pw["mean_energy"].sel(set="generated"),
+                               P.energy(ising, gen_r).numpy().mean(), rtol=1e-12)
+    assert pw.attrs["equilibrated"] == -1
+    with pytest.raises(ValueError, match="generated has 8 neurons"):
+        st.score_statistics(train=train, test=test, generated=gen[:, :8],
+                            energy=lambda x: x.sum(1), effective_field=lambda x: x, **kw)
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_matches_cpu():

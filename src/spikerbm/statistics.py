@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -646,15 +646,25 @@ def score_reason(d_independent: float, d_generated: float, d_test: float, *, sco
     return "in range"
 
 
-def split_comparison(rbm: RBM, train: np.ndarray, test: np.ndarray) -> dict[str, float]:
+def split_comparison(energy: RBM | Callable[[np.ndarray], np.ndarray], train: np.ndarray,
+                     test: np.ndarray) -> dict[str, float]:
     """Do the train and test splits differ? Mean population activity and the log-likelihood gap.
 
     For each split (time-ordered bins): the mean population activity ``K = sum_i v_i`` and the
-    mean marginal free energy ``F(v)`` of the model (float64). The test-minus-train
-    log-likelihood is ``mean F_train - mean F_test`` (log Z cancels). Standard errors account
+    mean energy ``F(v)`` of the model (float64; the RBM's marginal free energy, or any model's
+    energy through a callable). The test-minus-train log-likelihood is
+    ``mean F_train - mean F_test`` (log Z cancels). Standard errors account
     for the autocorrelation of the series: ``se = sqrt(Var x * tau / n)`` with ``tau`` the
     integrated autocorrelation time (:func:`spikerbm.diagnostics.integrated_autocorr_time`,
     docs/methods.md §9; bins of one split are treated as one series).
+
+    Parameters
+    ----------
+    energy
+        The RBM, or ``v (n, N) 0/1 -> (n,)`` float64 energies up to a constant (as in
+        :func:`score_statistics`).
+    train, test
+        Binary rasters (bins, neurons) of the two splits, in time order.
 
     Returns
     -------
@@ -664,15 +674,19 @@ def split_comparison(rbm: RBM, train: np.ndarray, test: np.ndarray) -> dict[str,
         ``ll_test_minus_train``, ``ll_test_minus_train_se`` (nats per sample) and
         ``ll_gap_z``.
     """
-    rbm64 = rbm.to(dtype=torch.float64)
+    if isinstance(energy, RBM):
+        rbm64 = energy.to(dtype=torch.float64)
+
+        def energy(v: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                return rbm_mod.free_energy(rbm64, torch.as_tensor(v).to(rbm64.device)).cpu().numpy()
     out: dict[str, float] = {}
     mean, se = {}, {}
     for name, v in (("train", train), ("test", test)):
         k = v.sum(axis=1, dtype=np.int64).astype(np.float64)
-        with torch.no_grad():  # batches of 8192 bins bound the float64 working memory
-            f = np.concatenate([
-                rbm_mod.free_energy(rbm64, torch.as_tensor(v[s:s + 8192]).to(rbm.device))
-                .cpu().numpy() for s in range(0, v.shape[0], 8192)])
+        # batches of 8192 bins bound the float64 working memory
+        f = np.concatenate([np.asarray(energy(v[s:s + 8192]), dtype=np.float64)
+                            for s in range(0, v.shape[0], 8192)])
         for key, x in (("k", k), ("f", f)):
             tau, _ = integrated_autocorr_time(x)
             mean[key, name] = float(x.mean())
@@ -999,6 +1013,71 @@ def compute_statistics(rbm: RBM, *, train: np.ndarray, test: np.ndarray, n_sampl
         gen = _as_binary(generated, "generated")
         eq_attrs = {"equilibrated": -1, "equilibration_reason": "samples supplied by the caller"}
         traces = None
+    rbm64 = rbm.to(dtype=torch.float64)  # energies from the full-precision parameters
+    return score_statistics(
+        train=train, test=test, generated=gen,
+        energy=lambda v: rbm_mod.free_energy(rbm64, torch.as_tensor(v).to(device)).cpu().numpy(),
+        effective_field=lambda v: effective_fields(rbm, v), n_samples=n_samples,
+        n_triplets=n_triplets, heff_bins=heff_bins, energy_bins=energy_bins, seed=seed,
+        device=device, equilibrium_attrs=eq_attrs, traces=traces, neuron_coords=neuron_coords)
+
+
+def score_statistics(*, train: np.ndarray, test: np.ndarray, generated: np.ndarray,
+                     energy: Callable[[np.ndarray], np.ndarray],
+                     effective_field: Callable[[np.ndarray], np.ndarray], n_samples: int,
+                     n_triplets: int, heff_bins: int, energy_bins: int, seed: int,
+                     device: torch.device | str = "cpu",
+                     equilibrium_attrs: Mapping[str, object] | None = None,
+                     traces: xr.Dataset | None = None,
+                     neuron_coords: Mapping[str, np.ndarray] | None = None) -> xr.Dataset:
+    """Score samples of any model against train and test data (docs/methods.md §5).
+
+    The scoring half of :func:`compute_statistics`, model-agnostic: the model enters only
+    through its samples and two functions, so an RBM and the pairwise baseline
+    (:mod:`spikerbm.pairwise`) are scored by the same code on the same data subsets (same
+    ``seed``: same train/test subsets, independent-site samples and triplets).
+
+    Parameters
+    ----------
+    train, test
+        Binary rasters (bins, neurons) of the two splits.
+    generated
+        Equilibrium samples of the model, (n, neurons), 0/1.
+    energy
+        ``v (n, N) 0/1 -> (n,)`` float64: the model's energy of each state, up to a constant
+        (the RBM's marginal free energy; the Ising energy of the pairwise model).
+    effective_field
+        ``v (n, N) 0/1 -> (n, N)`` float64: ``h_eff_i(v) = logit P(v_i = 1 | v_-i)`` under the
+        model (its exact conditional activity).
+    n_samples, n_triplets, heff_bins, energy_bins, seed
+        As in :func:`compute_statistics`.
+    device
+        Where the pair-count products run.
+    equilibrium_attrs
+        Attributes of the sampling and its equilibration check, copied into the output
+        (default: ``equilibrated = -1``, samples supplied by the caller).
+    traces
+        Optional ``trace_energy`` / ``trace_k`` of the sampling, merged into the output.
+    neuron_coords
+        Optional extra coordinates on ``neuron``.
+
+    Returns
+    -------
+    xarray.Dataset
+        See docs/data-model.md, section ``statistics.nc``.
+    """
+    train = np.ascontiguousarray(_as_binary(train, "train"))  # (torch needs >= 0 strides)
+    test = np.ascontiguousarray(_as_binary(test, "test"))
+    gen = np.ascontiguousarray(_as_binary(generated, "generated"))
+    n = train.shape[1]
+    for name, arr in (("test", test), ("generated", gen)):
+        if arr.shape[1] != n:
+            raise ValueError(f"{name} has {arr.shape[1]} neurons but train has {n}; score "
+                             "samples of the model trained on this raster")
+    n_samples = _check_positive_int(n_samples, "n_samples", minimum=2)
+    _check_positive_int(energy_bins, "energy_bins", minimum=2)
+    eq_attrs = dict(equilibrium_attrs if equilibrium_attrs is not None else
+                    {"equilibrated": -1, "equilibration_reason": "samples supplied by the caller"})
     rates_train = firing_rates(train)
     rng = np.random.default_rng(derive_seed(seed, "independent"))
     indep = (rng.random((gen.shape[0], n)) < rates_train).astype(np.uint8)
@@ -1013,7 +1092,6 @@ def compute_statistics(rbm: RBM, *, train: np.ndarray, test: np.ndarray, n_sampl
     pi, pj = upper_pairs(n)
     triplets = sample_triplets(n, n_triplets, seed=seed)
     axes, centre, explained = pca_axes(train)
-    rbm64 = rbm.to(dtype=torch.float64)
     rate, cov, c3, proj, pk, energies = [], [], [], [], [], []
     for s in SETS:
         v = sets[s]
@@ -1026,7 +1104,7 @@ def compute_statistics(rbm: RBM, *, train: np.ndarray, test: np.ndarray, n_sampl
         p[: v.shape[0]] = (v - centre) @ axes
         proj.append(p)
         pk.append(activity_histogram(v))
-        energies.append(rbm_mod.free_energy(rbm64, torch.as_tensor(v).to(device)).cpu().numpy())
+        energies.append(np.asarray(energy(v), dtype=np.float64))
 
     ref = np.concatenate([energies[SETS.index(s)] for s in ("train", "test", "generated")])
     e_edges = np.linspace(ref.min(), ref.max(), energy_bins + 1)
@@ -1035,7 +1113,7 @@ def compute_statistics(rbm: RBM, *, train: np.ndarray, test: np.ndarray, n_sampl
     width = np.diff(e_edges)
     e_hist = np.stack([np.histogram(e, bins=e_edges)[0] / (e.size * width) for e in energies])
 
-    heff = {s: effective_fields(rbm, sets[s]) for s in HEFF_SETS}
+    heff = {s: np.asarray(effective_field(sets[s]), dtype=np.float64) for s in HEFF_SETS}
     cal = heff_calibration(heff, {s: sets[s] for s in HEFF_SETS}, n_bins=heff_bins)
 
     stats = {"rate": np.stack(rate), "covariance": np.stack(cov), "corr3": np.stack(c3)}
@@ -1072,7 +1150,7 @@ def compute_statistics(rbm: RBM, *, train: np.ndarray, test: np.ndarray, n_sampl
         attrs[f"score_{st}_std"] = float(noise["score_std"][a])
     attrs["n_eff_energy"] = noise["n_eff_energy"]
     attrs["tau_samples_energy"] = noise["tau_samples_energy"]
-    attrs.update(split_comparison(rbm, train, test))
+    attrs.update(split_comparison(energy, train, test))
 
     ds = xr.Dataset(
         {
