@@ -146,8 +146,8 @@ def run_library(cfg: dict, session: dict[str, str], out: Path,
     selected = selected_dataset(models[n_hidden], selection, rate_hz=raster["rate_hz"].values)
     io.write_netcdf(ll, res / "loglik.nc")
     io.write_netcdf(selected, res / "selected.nc")
-    stats_cfg = dict(cfg["statistics"])
-    if stats_cfg.pop("sampler", "gibbs") != "gibbs":  # PTT needs the workflow's ladder inputs
+    stats_cfg = {k: v for k, v in cfg["statistics"].items() if k not in ("sampler", "ptt_models")}
+    if cfg["statistics"].get("sampler", "gibbs") != "gibbs":  # PTT needs the workflow's ladder
         raise SystemExit("benchmarks/real_example.py --library runs statistics.sampler: gibbs "
                          "only; set --set statistics.sampler=gibbs or run the workflow")
     stats = timed("statistics", compute_statistics, rbm_from_dataset(selected, device=device),
