@@ -342,15 +342,11 @@ def test_element_terms_match_brute_force():
     terms = {"rate": (x, {}), "covariance": (x[:, pairs[0]] * x[:, pairs[1]], {"pairs": pairs}),
              "corr3": (x[:, trip[:, 0]] * x[:, trip[:, 1]] * x[:, trip[:, 2]],
                        {"triplets": trip})}
-    w = np.random.default_rng(3).normal(size=len(trip))
+    rng = np.random.default_rng(3)
     for name, (y, kw) in terms.items():
-        yc = y - y.mean(0)
+        yc, w = y - y.mean(0), rng.normal(size=y.shape[1])
         np.testing.assert_allclose(st.element_variances(v, name, **kw), y.var(0), atol=1e-15)
-        np.testing.assert_allclose(st.element_terms_dot(v, name, w[: y.shape[1]] if name
-                                                        == "corr3" else np.arange(y.shape[1]),
-                                                        **kw),
-                                   y @ (w[: y.shape[1]] if name == "corr3"
-                                        else np.arange(y.shape[1])), atol=1e-12)
+        np.testing.assert_allclose(st.element_terms_dot(v, name, w, **kw), y @ w, atol=1e-12)
         np.testing.assert_allclose(st.element_gram(v, name, **kw), yc @ yc.T, atol=1e-14)
     sums = st.summed_terms(v)
     for name, (y, _) in terms.items():
