@@ -30,6 +30,9 @@ TINY_CONFIG: dict[str, Any] = {
     "couplings": {"min_area_neurons": 8, "quadrature_nodes": 20},
     "dynamics": {"max_lag_bins": 10, "max_lag_sweeps": 20, "n_chains": 50, "n_starts": 50,
                  "fit_lag_range": [1, 5]},
+    "pairwise": {"refine_steps": 20, "refine_chains": 64, "ais_chains": 32, "ais_betas": 100,
+                 "n_chains": 100, "burn_in_sweeps": 100, "thin_sweeps": 2},
+    "atlas": {"min_area_neurons": 8, "n_resamples": 200},
 }
 
 
@@ -90,3 +93,11 @@ def tiny_base_run(tmp_path_factory) -> Path:
     proc = snakemake(wf, "--cores", "2")
     assert proc.returncode == 0, proc.stderr[-4000:]
     return wf
+
+
+@pytest.fixture(scope="session")
+def tiny_model_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A tiny trained session (raster, model.nc, loglik.nc, selected.nc; tests/model_run.py)."""
+    from model_run import build_tiny_run
+
+    return build_tiny_run(tmp_path_factory.mktemp("tiny-run") / "tiny")

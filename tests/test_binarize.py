@@ -164,3 +164,26 @@ def test_binarize_split_coords_and_split_arrays():
     assert parts["test"].shape == (int((ds["split"] == "test").sum()), 5)
     same = run(spikes, bin_ms=10, n_blocks=7, n_test_blocks=2, seed=5)
     assert same.identical(ds)
+
+
+def test_unit_positions_travel_into_the_raster_and_follow_dropped_neurons(tmp_path):
+    """Positions a source keeps per unit (NWB electrodes, phy channels) become coordinates on
+    `neuron`, aligned with the kept neurons (a train-silent unit takes its position with it),
+    and survive the netCDF round trip."""
+    from spikerbm import io
+
+    block, split, test_blocks = assign_blocks(10, n_blocks=2, n_test_blocks=1, seed=0)
+    train_start = 0.0 if test_blocks == [1] else 0.5
+    spikes = make_spikes([train_start + 0.01, train_start + 0.2], [0, 2], n_units=3)
+    spikes["x"] = ("unit", [10.0, 20.0, 30.0], {"units": "um"})
+    spikes["z"] = ("unit", [1.0, np.nan, 3.0])
+    spikes["probe"] = ("unit", np.array(["probeA", "probeA", "probeB"], dtype=object))
+    ds = run(spikes, bin_ms=100, n_blocks=2, n_test_blocks=1, seed=0)
+    np.testing.assert_array_equal(ds["unit_id"].values, [500, 502])  # 501 silent: dropped
+    np.testing.assert_array_equal(ds["x"].values, [10.0, 30.0])
+    np.testing.assert_array_equal(ds["z"].values, [1.0, 3.0])
+    assert list(ds["probe"].values) == ["probeA", "probeB"]
+    assert ds["x"].dims == ("neuron",) and ds["x"].attrs["units"] == "um"
+    back = io.read_netcdf(io.write_netcdf(ds, tmp_path / "raster.nc"))
+    np.testing.assert_array_equal(back["x"].values, [10.0, 30.0])
+    assert "y" not in back.coords  # absent in the source: absent in the raster

@@ -153,13 +153,18 @@ def test_workflow_raster_equals_the_known_trains_binned(sources_run, session):
         np.testing.assert_array_equal(raster["raster"].values[:, k], expected[int(uid)],
                                       err_msg=f"{session} unit {uid}")
     assert raster["area"].values.tolist() == [areas[u] for u in ids]  # area of each unit
+    if session == "rec-nwb":  # the electrodes' positions travel to raster.nc (J vs distance)
+        names = sorted(set(areas))  # write_nwb: one electrode per area, x = its index
+        assert raster["x"].values.tolist() == [names.index(areas[u]) for u in ids]
 
 
 def test_report_shows_both_sessions(sources_run):
     wf, _ = sources_run
     text = (wf / "report.html").read_text(errors="replace")
     for session in ("rec-nwb", "rec-spikes"):
-        for fig in ("fig2_loglik", "fig3_statistics", "fig4_couplings", "fig6_dynamics"):
+        for fig in ("fig2_loglik", "fig3_statistics", "fig3_equilibration", "fig3_raster",
+                    "fig4_couplings", "fig4_coupling_structure", "fig4_hidden_units",
+                    "fig6_dynamics"):
             assert f"results/{session}/figures/{fig}.png" in text, (session, fig)
         ll = xr.open_dataset(wf / "results" / session / "selected.nc")
         assert np.isfinite(ll.attrs["ll_test"]) and int(ll.attrs["n_hidden"]) == 4

@@ -301,6 +301,55 @@ def test_samples_of_the_planted_rbm_score_near_one():
     assert np.all(np.abs(frac - sig) < 5 * sem + 1e-3)
 
 
+# ------------------------------------------------------------------ score reasons, split shift
+def test_score_reasons_name_the_cause():
+    # (d_ind, d_gen, d_test): the score is (d_ind - d_gen) / (d_ind - d_test)
+    cases = {
+        (1.0, 0.5, 0.95): ("undefined: the floor-to-ceiling gap", "5.0% of d(train, indep)"),
+        (1.0, 0.5, 1.2): ("undefined: the test set is no closer", "data-limited"),
+        (1.0, 1.5, 0.5): ("negative: generated samples are further", "d(train, gen) = 1.5"),
+        (1.0, 0.25, 0.5): ("above 1: generated samples are closer", "10000 vs 3000"),
+        (1.0, 0.75, 0.5): ("in range", "in range"),
+    }
+    for (d_ind, d_gen, d_test), (start, part) in cases.items():
+        score = st.normalised_score(d_ind, d_gen, d_test)
+        reason = st.score_reason(d_ind, d_gen, d_test, score=score, n_test=3000,
+                                 n_generated=10000)
+        assert reason.startswith(start) and part in reason, (d_ind, d_gen, d_test, reason)
+    # with as many test as generated samples, sample size is not offered as the cause
+    reason = st.score_reason(1.0, 0.25, 0.5, score=1.5, n_test=10000, n_generated=10000)
+    assert "more samples" not in reason and "overfitting" in reason
+
+
+def test_split_comparison_detects_a_shift_in_activity():
+    rbm = random_rbm(12, 4, seed=5, w_std=1.0, a_mean=-1.0)
+    states, p = exact_distribution(rbm)
+    rng = np.random.default_rng(11)
+    train, test = exact_samples(states, p, 6000, rng), exact_samples(states, p, 3000, rng)
+    same = st.split_comparison(rbm, train, test)
+    assert abs(same["k_shift_z"]) < 4 and abs(same["ll_gap_z"]) < 4
+    # i.i.d. bins: the s.e. is the plain s.d. / sqrt(n) (tau = 1 up to its estimation noise)
+    k = train.sum(1)
+    assert same["k_mean_train_se"] == pytest.approx(k.std() / np.sqrt(k.size), rel=0.15)
+    # each bin repeated 9 times: 9x the bins, same information, the same s.e. (tau ~ 9)
+    slow = st.split_comparison(rbm, np.repeat(train, 9, axis=0), test)
+    assert slow["k_mean_train"] == pytest.approx(same["k_mean_train"])
+    assert slow["k_mean_train_se"] == pytest.approx(same["k_mean_train_se"], rel=0.25)
+    # a sparser test split (its bins with the fewest spikes): K drops far beyond its s.e.
+    k_test = test.sum(1)
+    sparse = st.split_comparison(rbm, train, test[k_test <= np.quantile(k_test, 0.3)])
+    assert sparse["k_shift_z"] < -10
+    # a test split of the model's likelier bins (free energy below the median): test LL > train
+    f_test = free_energy(rbm.to(dtype=torch.float64), torch.as_tensor(test)).numpy()
+    likely = test[f_test < np.median(f_test)]
+    shifted = st.split_comparison(rbm, train, likely)
+    assert shifted["ll_test_minus_train"] > 0 and shifted["ll_gap_z"] > 10
+    # the gap is the difference of the mean free energies (log Z cancels)
+    f_train = free_energy(rbm.to(dtype=torch.float64), torch.as_tensor(train)).numpy()
+    assert shifted["ll_test_minus_train"] == pytest.approx(
+        f_train.mean() - f_test[f_test < np.median(f_test)].mean())
+
+
 # ------------------------------------------------------------------ effective sample size
 def _finite_chain_tau(rho: np.ndarray) -> float:
     """Var(mean of L correlated samples) / (Var / L) = 1 + 2 sum_k (1 - k/L) rho(k), k < L."""
@@ -435,6 +484,12 @@ def test_compute_statistics_dataset_roundtrip_and_figure(tmp_path):
     widths = ds["energy_hi"] - ds["energy_lo"]
     np.testing.assert_allclose((ds["energy_density"] * widths).sel(set="train").sum(), 1.0)
     assert ds["heff_count"].sum("heff_bin").values.tolist() == [170 * 11, 300 * 11]
+    # every score carries its reason; the split comparison uses the full splits
+    for stat in ("covariance", "corr3"):
+        score, reason = ds.attrs[f"score_{stat}"], ds.attrs[f"score_{stat}_reason"]
+        assert (reason == "in range") == (0 <= score <= 1), (score, reason)
+    assert ds.attrs["k_mean_train"] == pytest.approx(train.sum(1).mean())
+    assert ds.attrs["k_mean_test"] == pytest.approx(test.sum(1).mean())
     # same seed, same result
     ds2 = st.compute_statistics(rbm, train=train, test=test, n_samples=300, n_chains=60,
                                 burn_in_sweeps=100, thin_sweeps=2, n_triplets=40, heff_bins=9,
@@ -459,6 +514,43 @@ def test_compute_statistics_dataset_roundtrip_and_figure(tmp_path):
     assert isinstance(fig, Figure)
     labels = {t.get_text() for ax in fig.axes for t in ax.texts}
     assert set("abcdefg") <= labels
+
+
+def test_scoring_takes_samples_and_functions_of_any_model():
+    """score_statistics (the scoring half) is model-agnostic: fed an RBM's samples, free energy
+    and effective fields it gives exactly compute_statistics' result on those samples; fed a
+    pairwise model's, the same data sets (train, test, independent, triplets) come out, and
+    the model enters only through the generated set, its energy and its conditional fields."""
+    from spikerbm import pairwise as P
+
+    rbm = random_rbm(9, 4, seed=5)
+    states, p = exact_distribution(rbm)
+    rng = np.random.default_rng(5)
+    train, test, gen = (exact_samples(states, p, n, rng) for n in (600, 200, 400))
+    kw = dict(n_samples=400, n_triplets=30, heff_bins=7, energy_bins=11, seed=2)
+    ref = st.compute_statistics(rbm, train=train, test=test, generated=gen, n_chains=8,
+                                burn_in_sweeps=1, thin_sweeps=1, **kw)
+    r64 = rbm.to(dtype=torch.float64)
+    got = st.score_statistics(
+        train=train, test=test, generated=gen,
+        energy=lambda v: free_energy(r64, torch.as_tensor(v, dtype=torch.float64)).numpy(),
+        effective_field=lambda v: st.effective_fields(rbm, v), **kw)
+    for name in ref.data_vars:
+        np.testing.assert_array_equal(got[name].values, ref[name].values, err_msg=name)
+    ising = P.IsingModel.from_numpy(np.full(9, -1.0), 0.2 * np.ones((9, 9)))
+    gen_r = gen[::-1].copy()  # other samples: the same rows in reverse order
+    pw = st.score_statistics(train=train, test=test, generated=gen_r,
+                             energy=lambda v: P.energy(ising, v).numpy(),
+                             effective_field=lambda v: P.effective_fields(ising, v), **kw)
+    for stat in ("rate", "covariance", "corr3"):
+        for split in ("train", "test", "independent"):
+            np.testing.assert_array_equal(pw[stat].sel(set=split), ref[stat].sel(set=split))
+    np.testing.assert_allclose(pw["mean_energy"].sel(set="generated"),
+                               P.energy(ising, gen_r).numpy().mean(), rtol=1e-12)
+    assert pw.attrs["equilibrated"] == -1
+    with pytest.raises(ValueError, match="generated has 8 neurons"):
+        st.score_statistics(train=train, test=test, generated=gen[:, :8],
+                            energy=lambda x: x.sum(1), effective_field=lambda x: x, **kw)
 
 
 @pytest.mark.cuda

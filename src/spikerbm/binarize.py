@@ -289,6 +289,14 @@ def _select_epochs(spikes: xr.Dataset, epochs: str | Sequence[str]) -> list[int]
     return idx
 
 
+#: Unit variables of ``spikes.nc`` kept in ``raster.nc`` as coordinates on ``neuron`` when the
+#: source provides them (docs/data-model.md "Input formats": NWB electrodes, phy channel
+#: positions): positions in the file's units (NWB: µm; Allen: CCF µm), positions on the probe
+#: (µm), and the probe.
+POSITION_COORDS = ("x", "y", "z", "rel_x", "rel_y", "rel_z", "probe_horizontal_position",
+                   "probe_vertical_position", "probe")
+
+
 def binarize(spikes: xr.Dataset, *, bin_ms: float, epochs: str | Sequence[str] = "all",
              n_blocks: int, n_test_blocks: int, seed: int, session_id: str) -> xr.Dataset:
     """Binarize spike trains into the ``raster.nc`` contract (rules in the module docstring).
@@ -313,7 +321,8 @@ def binarize(spikes: xr.Dataset, *, bin_ms: float, epochs: str | Sequence[str] =
     -------
     xr.Dataset
         ``raster(time_bin, neuron)`` uint8; coords ``time`` (bin start, s), ``epoch``, ``block``,
-        ``split`` on ``time_bin`` and ``unit_id``, ``area``, ``rate_hz`` on ``neuron``.
+        ``split`` on ``time_bin`` and ``unit_id``, ``area``, ``rate_hz`` on ``neuron``, plus
+        the positions of :data:`POSITION_COORDS` that ``spikes`` has on ``unit``.
     """
     if not np.isfinite(bin_ms) or bin_ms <= 0:
         raise ValueError(f"bin_ms must be a positive number of milliseconds; got {bin_ms!r}")
@@ -385,6 +394,12 @@ def binarize(spikes: xr.Dataset, *, bin_ms: float, epochs: str | Sequence[str] =
             "dropped_units": "[]",
         },
     )
+    for name in POSITION_COORDS:
+        if name in spikes.variables and spikes[name].dims == ("unit",):
+            values = np.asarray(spikes[name].values)
+            values = (values.astype(str).astype(object) if values.dtype.kind in "OUS"
+                      else values.astype(np.float64))
+            ds.coords[name] = ("neuron", values, dict(spikes[name].attrs))
     if t_spk.size - row.size:
         log.info("%d of %d spikes fall outside the selected bins and are ignored",
                  t_spk.size - row.size, t_spk.size)

@@ -20,6 +20,9 @@ from spikerbm.provenance import canonical_json
 #: Allowed values of ``train.precision``.
 PRECISIONS = ("float32", "tf32", "bf16")
 
+#: Allowed values of ``train.optimizer``.
+OPTIMIZERS = ("sgd", "adam")
+
 # --------------------------------------------------------------------------------------------
 # Configuration
 # --------------------------------------------------------------------------------------------
@@ -44,7 +47,17 @@ class TrainConfig:
     k
         Gibbs sweeps of the persistent chains per update.
     lr
-        SGD learning rate.
+        Learning rate (of SGD or Adam, see ``optimizer``): held for the first
+        ``decay_start * n_updates`` updates, then decayed geometrically to ``lr * lr_final``
+        at ``n_updates`` (:func:`spikerbm.pcd.lr_schedule`).
+    optimizer
+        Ascent step on the PCD direction: ``sgd`` or ``adam`` (Kingma & Ba 2015; per-entry
+        step sizes, docs/methods.md §3).
+    lr_final
+        Final learning rate as a fraction of ``lr``, in (0, 1]; 1 keeps it constant.
+    decay_start
+        Fraction of ``n_updates`` before the decay starts, in [0, 1). The decay is laid out
+        over the maximum ``n_updates``: a run stopped early stops before its end.
     centered
         Use the centered gradient (METHODS §3); plain PCD gradient otherwise.
     weight_std
@@ -84,6 +97,9 @@ class TrainConfig:
     batch_size: int = 500
     k: int = 10
     lr: float = 0.1
+    optimizer: str = "sgd"
+    lr_final: float = 1.0
+    decay_start: float = 0.0
     centered: bool = True
     weight_std: float = 1e-2
     precision: str = "float32"
@@ -107,7 +123,11 @@ class TrainConfig:
         if self.precision not in PRECISIONS:
             raise ValueError(f"train.precision must be one of {', '.join(PRECISIONS)}; got "
                              f"{self.precision!r}")
-        for name in ("lr", "weight_std", "ess_threshold", "min_delta"):
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"train.optimizer must be one of {', '.join(OPTIMIZERS)}; got "
+                             f"{self.optimizer!r}")
+        for name in ("lr", "lr_final", "decay_start", "weight_std", "ess_threshold",
+                     "min_delta"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float | np.floating):
                 raise ValueError(f"train.{name} must be a number; got {value!r}")
@@ -127,6 +147,12 @@ class TrainConfig:
             )
         if self.lr <= 0:
             raise ValueError(f"train.lr must be > 0; got {self.lr}")
+        if not 0 < self.lr_final <= 1:
+            raise ValueError(f"train.lr_final must be in (0, 1] (a fraction of train.lr; 1 = "
+                             f"constant); got {self.lr_final}")
+        if not 0 <= self.decay_start < 1:
+            raise ValueError(f"train.decay_start must be in [0, 1) (a fraction of "
+                             f"train.n_updates); got {self.decay_start}")
         if self.weight_std < 0:
             raise ValueError(f"train.weight_std must be >= 0; got {self.weight_std}")
         if not 0 < self.ess_threshold <= 1:
@@ -175,7 +201,8 @@ class TrainConfig:
             sizes = sizes if isinstance(sizes, list | tuple) else [sizes]
             if int(n_hidden) not in [int(s) for s in sizes]:
                 raise ValueError(f"n_hidden={n_hidden} is not one of train.n_hidden {sizes}")
-        for name in ("lr", "weight_std", "ess_threshold", "min_delta"):
+        for name in ("lr", "lr_final", "decay_start", "weight_std", "ess_threshold",
+                     "min_delta"):
             if isinstance(values.get(name), int) and not isinstance(values.get(name), bool):
                 values[name] = float(values[name])
         return cls(n_hidden=int(n_hidden), device=str(device), **values)

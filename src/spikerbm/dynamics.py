@@ -49,7 +49,9 @@ from spikerbm.rbm import RBM, rbm_from_dataset, rbm_from_numpy
 from spikerbm.sampling import Sampler, gibbs_sample
 
 __all__ = [
+    "LagClamp",
     "RescaleFit",
+    "clamp_lags",
     "contiguous_segments",
     "decay_time_1e",
     "dynamics_dataset",
@@ -256,6 +258,36 @@ def relaxation_from_states(rbm: RBM, v0: torch.Tensor, *, n_sweeps: int,
     return res
 
 
+#: Fig. 6b: relaxation from high-activity states, the data bins whose K is at least this
+#: quantile of K over the raster ([choice]: the top decile, an excursion well above <K>).
+HIGH_K_QUANTILE = 0.9
+
+
+def conditional_relaxation(k: np.ndarray, *, threshold: float, max_lag: int,
+                           segments: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Mean ``K(t + tau)`` over the bins ``t`` with ``K(t) >= threshold`` (the data's relaxation
+    from high-activity states; pairs stay inside one contiguous segment).
+
+    Returns
+    -------
+    mean, count
+        float64 arrays (max_lag + 1,): the conditional mean (NaN where no pair exists) and the
+        number of (t, t + tau) pairs behind it.
+    """
+    k = np.asarray(k, dtype=np.float64)
+    seg = check_segments(segments, k.size)
+    sums, counts = np.zeros(max_lag + 1), np.zeros(max_lag + 1)
+    for s, e in seg:
+        ks = k[s:e]
+        starts = np.flatnonzero(ks >= threshold)
+        for tau in range(max_lag + 1):
+            later = starts[starts + tau < ks.size] + tau
+            sums[tau] += ks[later].sum()
+            counts[tau] += later.size
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / counts, np.nan), counts
+
+
 # --------------------------------------------------------------------------------------------
 # Time rescale
 # --------------------------------------------------------------------------------------------
@@ -377,6 +409,75 @@ def fit_time_rescale(c_data: np.ndarray, c_model: np.ndarray, *, bin_ms: float,
 # --------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class LagClamp:
+    """Data lags the raster can support (result of :func:`clamp_lags`).
+
+    ``max_lag_bins`` and ``fit_lag_range`` are the values used; ``clamped`` is True when either
+    differs from the request, and ``reason`` then says how and why (empty otherwise).
+    """
+
+    max_lag_bins: int
+    fit_lag_range: tuple[int, int]
+    longest_segment_bins: int
+    clamped: bool
+    reason: str
+
+
+def clamp_lags(max_lag_bins: int, fit_lag_range: tuple[int, int] | list[int], *,
+               longest_segment_bins: int) -> LagClamp:
+    """Clamp the data lags to the longest contiguous segment of the raster.
+
+    Pairs ``(t, t + tau)`` are only formed inside one contiguous segment (no gap, one epoch), so
+    lags ``>= longest_segment_bins`` have no pair at all and ``C(tau)`` would be NaN there
+    (trial-structured data: 40-bin trials leave lags 0..39). The largest lag becomes
+    ``longest_segment_bins - 1`` and the fit range's upper end is lowered to it.
+
+    Parameters
+    ----------
+    max_lag_bins
+        Requested largest data lag (bins; config ``dynamics.max_lag_bins``).
+    fit_lag_range
+        Requested inclusive fit range ``[lo, hi]`` (bins; ``dynamics.fit_lag_range``).
+    longest_segment_bins
+        Length of the longest contiguous segment (bins).
+
+    Returns
+    -------
+    LagClamp
+
+    Raises
+    ------
+    ValueError
+        When the segments are too short for a fit (fewer than 3 lags, or ``lo`` no longer
+        below the clamped ``hi``), naming the numbers and the fix.
+    """
+    lo, hi = (int(x) for x in fit_lag_range)
+    longest = int(longest_segment_bins)
+    usable = longest - 1
+    if usable < 2:
+        raise ValueError(
+            f"the longest contiguous segment of the raster has {longest} bin(s): no "
+            "autocorrelation beyond lag 1 exists in these data; the dynamics stage needs "
+            "segments of at least 3 bins (check the raster's time coordinate for gaps)"
+        )
+    if max_lag_bins <= usable:
+        return LagClamp(int(max_lag_bins), (lo, hi), longest, False, "")
+    new_hi = min(hi, usable)
+    if lo >= new_hi:
+        raise ValueError(
+            f"dynamics.fit_lag_range = [{lo}, {hi}] lies beyond the longest contiguous segment "
+            f"({longest} bins, lags up to {usable}): set dynamics.fit_lag_range to [lo, hi] "
+            f"with hi <= {usable}"
+        )
+    reason = (f"dynamics.max_lag_bins = {max_lag_bins} exceeds the longest contiguous segment "
+              f"({longest} bins): lags clamped to 0..{usable} (no pair of bins lies further "
+              "apart inside one segment)")
+    if new_hi != hi:
+        reason += f"; fit_lag_range [{lo}, {hi}] clamped to [{lo}, {new_hi}]"
+    return LagClamp(usable, (lo, new_hi), longest, True, reason)
+
+
 def _validate_options(*, max_lag_bins: int, max_lag_sweeps: int, n_chains: int, n_starts: int,
                       burn_in_sweeps: int, record_sweeps: int, fit_lag_range: Any,
                       n_se_blocks: int, tau_int_window: float, n_rescale_grid: int) -> None:
@@ -426,7 +527,10 @@ def dynamics_dataset(raster: xr.Dataset, selected: xr.Dataset, *, truth: xr.Data
         truth.nc of a synthetic session (planted RBM, attrs ``bin_ms``, ``sweeps_per_bin``), or
         None.
     max_lag_bins, max_lag_sweeps
-        Largest lags of the data (bins) and of the model (sweeps).
+        Largest lags of the data (bins) and of the model (sweeps). ``max_lag_bins`` (and the
+        upper end of ``fit_lag_range``) is clamped to the longest contiguous segment minus one
+        (:func:`clamp_lags`; attrs ``lag_clamped``, ``lag_clamp_reason``): longer lags have no
+        pair of bins in the data.
     n_chains, burn_in_sweeps, record_sweeps
         Equilibrium chains (started at random data states), unrecorded then recorded sweeps.
     n_starts
@@ -457,6 +561,12 @@ def dynamics_dataset(raster: xr.Dataset, selected: xr.Dataset, *, truth: xr.Data
     device = torch.device(device)
     segments = raster_segments(raster)  # checks the raster contract (time, bin_ms)
     bin_ms = float(raster.attrs["bin_ms"])
+    requested = {"max_lag_bins_requested": int(max_lag_bins),
+                 "fit_lag_lo_requested": int(fit_lag_range[0]),
+                 "fit_lag_hi_requested": int(fit_lag_range[1])}
+    clamp = clamp_lags(max_lag_bins, fit_lag_range,
+                       longest_segment_bins=int(np.max(segments[:, 1] - segments[:, 0])))
+    max_lag_bins, fit_lag_range = clamp.max_lag_bins, clamp.fit_lag_range
     v = np.asarray(raster["raster"].transpose("time_bin", "neuron").values)
     n_t, n = v.shape
     if n_t < 2 * max_lag_bins:
@@ -488,6 +598,16 @@ def dynamics_dataset(raster: xr.Dataset, selected: xr.Dataset, *, truth: xr.Data
     v_start = torch.as_tensor(v[rng.integers(0, n_t, size=n_starts)], dtype=torch.float32)
     rel = relaxation_from_states(rbm, v_start, n_sweeps=max_lag_sweeps,
                                  generator=_generator(device, seeds[1]))
+    # relaxation from high-activity states (Fig. 6b): the data's conditional mean of K after
+    # top-decile bins, and chains started at those same bins
+    k_high = float(np.quantile(k_data, HIGH_K_QUANTILE))
+    k_after_high, _ = conditional_relaxation(k_data, threshold=k_high, max_lag=max_lag_bins,
+                                             segments=segments)
+    high_bins = np.flatnonzero(k_data >= k_high)
+    v_high = torch.as_tensor(v[high_bins[rng.integers(0, high_bins.size, size=n_starts)]],
+                             dtype=torch.float32)
+    rel_high = relaxation_from_states(rbm, v_high, n_sweeps=max_lag_sweeps,
+                                      generator=_generator(device, seeds[3]))
     fit = fit_time_rescale(c_data, eq["C"], bin_ms=bin_ms, fit_lag_range=fit_lag_range,
                            n_grid=n_rescale_grid)
 
@@ -507,8 +627,14 @@ def dynamics_dataset(raster: xr.Dataset, selected: xr.Dataset, *, truth: xr.Data
         "ms_per_sweep": fit.ms_per_sweep,
         "fit_lag_lo": int(fit_lag_range[0]),
         "fit_lag_hi": int(fit_lag_range[1]),
+        "max_lag_bins": int(max_lag_bins),
+        **requested,
+        "longest_segment_bins": clamp.longest_segment_bins,
+        "lag_clamped": int(clamp.clamped),
+        "lag_clamp_reason": clamp.reason,
         "fit_at_bound": int(fit.at_bound),
         "fit_n_sub_sweep_lags": fit.n_sub_sweep,
+        "fit_first_lag_sweeps": fit_lag_range[0] * bin_ms / fit.ms_per_sweep,
         "fit_max_abs_dev": fit.max_dev_fit,
         "fit_rmse": fit.rmse_fit,
         "all_max_abs_dev": fit.max_dev_all,
@@ -516,6 +642,9 @@ def dynamics_dataset(raster: xr.Dataset, selected: xr.Dataset, *, truth: xr.Data
         "baseline_rmse_fit": fit.baseline_rmse_fit,
         "baseline_max_abs_dev_all": fit.baseline_max_dev_all,
         "K_mean_data": float(k_data.mean()),
+        "high_k_quantile": HIGH_K_QUANTILE,
+        "high_k_threshold": k_high,
+        "n_high_k_bins": int(high_bins.size),
         "K_mean_model": eq["K_mean"],
         "q_inf_data": float(np.mean((1 - 2 * v.mean(0)) ** 2)),
         "n_segments": int(segments.shape[0]),
@@ -543,6 +672,12 @@ def dynamics_dataset(raster: xr.Dataset, selected: xr.Dataset, *, truth: xr.Data
         "K_model_from_data": ("sweep", rel["K"], {"units": "neurons",
                               "long_name": "mean K of chains started at data states"}),
         "K_model_from_data_se": ("sweep", rel["K_se"], {"units": "neurons"}),
+        "K_data_from_high": ("lag_bin", k_after_high, {
+            "units": "neurons", "long_name": "mean K(t + tau) after bins with K(t) >= "
+            "high_k_threshold (data)"}),
+        "K_model_from_high": ("sweep", rel_high["K"], {
+            "units": "neurons", "long_name": "mean K of chains started at those bins"}),
+        "K_model_from_high_se": ("sweep", rel_high["K_se"], {"units": "neurons"}),
         "fit_sse": ("rescale", fit.grid_sse, {"units": "1", "long_name": "rescale fit objective"}),
     }
     coords = {

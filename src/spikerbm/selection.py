@@ -144,10 +144,12 @@ def select_model(ll: xr.Dataset) -> xr.Dataset:
         The candidate table, dim ``candidate`` (one row per hidden size: its best checkpoint by
         test LL): coords ``n_hidden``, ``checkpoint``; vars ``ll_train``, ``ll_test``,
         ``ll_train_std``, ``ll_test_std``, ``ll_test_sem`` (nats per sample; NaN when the input
-        lacks it), ``log_z_method``, ``tied``
-        (1 when tied with the winner), ``selected`` (1 for the winner) and, when the input has
-        them, ``stop_reason``, ``best_update``, ``still_improving``, ``n_updates_done``;
+        lacks it), ``log_z``, ``log_z_std`` (nats; NaN where the input has none),
+        ``log_z_method``, ``tied`` (1 when tied with the winner), ``selected`` (1 for the
+        winner) and, when the input has them, ``stop_reason``, ``best_update``,
+        ``still_improving``, ``n_updates_done``;
         attrs ``n_hidden``, ``checkpoint``, ``ll_train``, ``ll_test``, ``ll_test_std``,
+        ``log_z``, ``log_z_std``,
         ``floor_train``, ``floor_test``, ``beats_floor`` (1 when the winner's test LL is
         strictly above the independent-site floor), ``log_z_method``, ``tied_with`` (the tied
         sizes, comma-separated, ``""`` when none), ``online_disagrees`` (``n_hidden@checkpoint``
@@ -197,6 +199,8 @@ def select_model(ll: xr.Dataset) -> xr.Dataset:
         "ll_test_std": ("candidate", c_std, nats),
         "ll_test_sem": ("candidate", pick("ll_test_sem"), {
             **nats, "long_name": "standard error of ll_test over the test bins (data noise)"}),
+        "log_z": ("candidate", pick("log_z"), {"units": "nats"}),
+        "log_z_std": ("candidate", pick("log_z_std"), {"units": "nats"}),
         "log_z_method": ("candidate", methods),
         "tied": ("candidate", tied.astype(np.uint8), {
             "long_name": f"test LL within {TIE_Z:g} combined errors of the selected one"}),
@@ -221,6 +225,8 @@ def select_model(ll: xr.Dataset) -> xr.Dataset:
             "ll_train": float(pick("ll_train")[win]),
             "ll_test": float(c_test[win]),
             "ll_test_std": float(c_std[win]),
+            "log_z": float(pick("log_z")[win]),
+            "log_z_std": float(pick("log_z_std")[win]),
             "floor_train": float(ll.attrs["floor_train"]),
             "floor_test": floor_test,
             "beats_floor": int(beats),

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -78,6 +78,8 @@ MAX_TERM_PRODUCTS = 2**26
 #: Most products, and samples, behind the Gram matrix of element terms (second-order part).
 MAX_GRAM_PRODUCTS = 2**32
 MAX_GRAM_SAMPLES = 1024
+#: Generated samples stored as they are (``generated_excerpt``: the raster figure).
+N_EXCERPT = 500
 
 
 # --------------------------------------------------------------------------------------------
@@ -125,7 +127,8 @@ def _z_between(a: np.ndarray, b: np.ndarray) -> float:
 def sample_equilibrium(rbm: RBM, *, init_data: np.ndarray, n_samples: int, n_chains: int,
                        burn_in_sweeps: int, thin_sweeps: int, seed: int,
                        init_random: np.ndarray | None = None, tau_factor: float = 20.0,
-                       z_max: float = 4.0) -> xr.Dataset:
+                       z_max: float = 4.0, ladder: Sequence[RBM] | None = None,
+                       ladder_updates: Sequence[int] | None = None) -> xr.Dataset:
     """Equilibrium samples of an RBM from independent Gibbs chains, with an equilibration check.
 
     Half of the chains start from data bins drawn at random from ``init_data``, the other half
@@ -165,6 +168,13 @@ def sample_equilibrium(rbm: RBM, *, init_data: np.ndarray, n_samples: int, n_cha
         Required ratio of burn-in to autocorrelation time.
     z_max
         Largest accepted ``|z|`` between the two chain sets.
+    ladder
+        Sample with parallel trajectory tempering (:mod:`spikerbm.ptt`) over these models
+        (training checkpoints in order, the last one ``rbm`` itself) instead of plain Gibbs;
+        every model's chains start from the same states, and one "sweep" is then one PTT step
+        (a sweep of every model and a swap pass).
+    ladder_updates
+        Update numbers of the ladder's models (stored with the acceptance rates).
 
     Returns
     -------
@@ -175,7 +185,10 @@ def sample_equilibrium(rbm: RBM, *, init_data: np.ndarray, n_samples: int, n_cha
         attrs ``equilibrated`` (1/0), ``equilibration_reason``, ``tau_energy_sweeps``,
         ``tau_k_sweeps``, ``tau_converged``, ``z_energy``, ``z_k``, ``z_max``, ``tau_factor``,
         ``burn_in_sweeps``, ``thin_sweeps``, ``n_chains``, ``n_chains_data``,
-        ``n_chains_random``.
+        ``n_chains_random``, ``sampler`` (``gibbs`` or ``ptt``); with a ladder also
+        ``ptt_acceptance(ptt_pair)`` (swap acceptance of each neighbour pair over the whole
+        run) with coords ``ptt_update_lo``, ``ptt_update_hi`` and attrs ``ptt_n_models``,
+        ``ptt_min_acceptance``.
     """
     n_samples = _check_positive_int(n_samples, "n_samples")
     n_chains = _check_positive_int(n_chains, "n_chains", minimum=4)
@@ -206,8 +219,16 @@ def sample_equilibrium(rbm: RBM, *, init_data: np.ndarray, n_samples: int, n_cha
         if r.ndim != 2 or r.shape[1] != n_vis or not np.isin(r, (0, 1)).all():
             raise ValueError(f"init_random must be 0/1 of shape (k, {n_vis}); got {r.shape}")
         v_rand = torch.as_tensor(r[np.arange(n_rand) % r.shape[0]], dtype=dtype).to(device)
-    chains = Sampler(device).chains(torch.cat([v_data, v_rand]), n_hidden=model.n_hidden,
-                                    generator=gen)
+    if ladder is None:
+        chains = Sampler(device).chains(torch.cat([v_data, v_rand]), n_hidden=model.n_hidden,
+                                        generator=gen)
+    else:
+        from spikerbm.ptt import TrajectoryTempering
+
+        if tuple(ladder[-1].W.shape) != tuple(rbm.W.shape):
+            raise ValueError("the PTT ladder must end with the sampled model")
+        chains = TrajectoryTempering([*ladder[:-1], model], v0=torch.cat([v_data, v_rand]),
+                                     generator=gen, labels=ladder_updates)
 
     per_chain = math.ceil(n_samples / n_chains)
     total = burn_in_sweeps + per_chain * thin_sweeps
@@ -260,7 +281,7 @@ def sample_equilibrium(rbm: RBM, *, init_data: np.ndarray, n_samples: int, n_cha
     ok = not reasons
 
     flat = samples.reshape(-1, n_vis)[:n_samples].cpu().numpy()
-    return xr.Dataset(
+    out = xr.Dataset(
         {
             "samples": (("sample", "neuron"), flat),
             "trace_energy": (("start", "record"), np.stack(
@@ -285,8 +306,18 @@ def sample_equilibrium(rbm: RBM, *, init_data: np.ndarray, n_samples: int, n_cha
             "n_chains": n_chains,
             "n_chains_data": n_data,
             "n_chains_random": n_rand,
+            "sampler": "gibbs" if ladder is None else "ptt",
         },
     )
+    if ladder is not None:
+        acc = chains.acceptance
+        updates = (np.asarray(ladder_updates, dtype=np.int64) if ladder_updates is not None
+                   else np.arange(len(ladder), dtype=np.int64))
+        out["ptt_acceptance"] = ("ptt_pair", acc, {"units": "fraction of swap proposals"})
+        out = out.assign_coords(ptt_update_lo=("ptt_pair", updates[:-1]),
+                                ptt_update_hi=("ptt_pair", updates[1:]))
+        out.attrs.update(ptt_n_models=len(ladder), ptt_min_acceptance=float(np.min(acc)))
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -571,6 +602,110 @@ def normalised_score(d_independent: float, d_generated: float, d_test: float, *,
     if not np.isfinite(gap) or gap <= min_gap * d_independent or gap <= 0:
         return math.nan
     return float((d_independent - d_generated) / gap)
+
+
+def score_reason(d_independent: float, d_generated: float, d_test: float, *, score: float,
+                 n_test: int, n_generated: int, min_gap: float = MIN_SCORE_GAP) -> str:
+    """Why a score is what it is: ``in range``, or the reason it is NaN, negative or above 1.
+
+    Parameters
+    ----------
+    d_independent, d_generated, d_test
+        Mean squared differences d(train, X) of the statistic (see :func:`normalised_score`).
+    score
+        The score computed from them.
+    n_test, n_generated
+        Samples in the test and generated sets (their sampling noise enters the distances).
+    min_gap
+        The gap threshold of :func:`normalised_score`.
+
+    Returns
+    -------
+    str
+        One sentence with the numbers; ``"in range"`` when ``0 <= score <= 1``.
+    """
+    dists = (f"d(train, indep) = {d_independent:.3g}, d(train, gen) = {d_generated:.3g}, "
+             f"d(train, test) = {d_test:.3g}")
+    if not np.isfinite(score):
+        gap = d_independent - d_test
+        if not np.isfinite(gap) or gap <= 0:
+            return (f"undefined: the test set is no closer to train than independent samples "
+                    f"({dists}): sampling noise dominates this statistic (data-limited)")
+        return (f"undefined: the floor-to-ceiling gap d(train, indep) - d(train, test) = "
+                f"{gap:.3g} is {gap / d_independent:.1%} of d(train, indep), under "
+                f"{min_gap:.0%} ({dists}): floor and ceiling cannot be told apart within "
+                "sampling noise (data-limited)")
+    if score < 0:
+        return (f"negative: generated samples are further from train than independent samples "
+                f"({dists}): the model distorts this statistic beyond the independent-site "
+                "model (check the equilibrium check and the training convergence)")
+    if score > 1:
+        why = ("the generated set has more samples than the test set "
+               f"({n_generated} vs {n_test}: less sampling noise), "
+               if n_generated > n_test else "")
+        return (f"above 1: generated samples are closer to train than the test set ({dists}); "
+                f"expected when {why}the model fits train-specific fluctuations (overfitting) "
+                "or the test split differs from the train split (drift)")
+    return "in range"
+
+
+def split_comparison(energy: RBM | Callable[[np.ndarray], np.ndarray], train: np.ndarray,
+                     test: np.ndarray) -> dict[str, float]:
+    """Do the train and test splits differ? Mean population activity and the log-likelihood gap.
+
+    For each split (time-ordered bins): the mean population activity ``K = sum_i v_i`` and the
+    mean energy ``F(v)`` of the model (float64; the RBM's marginal free energy, or any model's
+    energy through a callable). The test-minus-train log-likelihood is
+    ``mean F_train - mean F_test`` (log Z cancels). Standard errors account
+    for the autocorrelation of the series: ``se = sqrt(Var x * tau / n)`` with ``tau`` the
+    integrated autocorrelation time (:func:`spikerbm.diagnostics.integrated_autocorr_time`,
+    docs/methods.md §9; bins of one split are treated as one series).
+
+    Parameters
+    ----------
+    energy
+        The RBM, or ``v (n, N) 0/1 -> (n,)`` float64 energies up to a constant (as in
+        :func:`score_statistics`).
+    train, test
+        Binary rasters (bins, neurons) of the two splits, in time order.
+
+    Returns
+    -------
+    dict
+        ``k_mean_train``, ``k_mean_test``, ``k_mean_train_se``, ``k_mean_test_se`` (active
+        neurons per bin), ``k_shift_z`` ((test - train) / combined s.e.),
+        ``ll_test_minus_train``, ``ll_test_minus_train_se`` (nats per sample) and
+        ``ll_gap_z``.
+    """
+    if isinstance(energy, RBM):
+        rbm64 = energy.to(dtype=torch.float64)
+
+        def energy(v: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                return rbm_mod.free_energy(rbm64, torch.as_tensor(v).to(rbm64.device)).cpu().numpy()
+    out: dict[str, float] = {}
+    mean, se = {}, {}
+    for name, v in (("train", train), ("test", test)):
+        k = v.sum(axis=1, dtype=np.int64).astype(np.float64)
+        # batches of 8192 bins bound the float64 working memory
+        f = np.concatenate([np.asarray(energy(v[s:s + 8192]), dtype=np.float64)
+                            for s in range(0, v.shape[0], 8192)])
+        for key, x in (("k", k), ("f", f)):
+            tau, _ = integrated_autocorr_time(x)
+            mean[key, name] = float(x.mean())
+            se[key, name] = float(math.sqrt(x.var() * max(tau, 1.0) / x.size))
+    for name in ("train", "test"):
+        out[f"k_mean_{name}"] = mean["k", name]
+        out[f"k_mean_{name}_se"] = se["k", name]
+    k_se = math.hypot(se["k", "train"], se["k", "test"])
+    out["k_shift_z"] = ((mean["k", "test"] - mean["k", "train"]) / k_se if k_se > 0
+                        else math.nan)
+    gap = mean["f", "train"] - mean["f", "test"]
+    gap_se = math.hypot(se["f", "train"], se["f", "test"])
+    out["ll_test_minus_train"] = gap
+    out["ll_test_minus_train_se"] = gap_se
+    out["ll_gap_z"] = gap / gap_se if gap_se > 0 else math.nan
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -900,7 +1035,9 @@ def compute_statistics(rbm: RBM, *, train: np.ndarray, test: np.ndarray, n_sampl
                        n_chains: int, burn_in_sweeps: int, thin_sweeps: int, n_triplets: int,
                        heff_bins: int, energy_bins: int, seed: int, tau_factor: float = 20.0,
                        z_max: float = 4.0, generated: np.ndarray | None = None,
-                       neuron_coords: Mapping[str, np.ndarray] | None = None) -> xr.Dataset:
+                       neuron_coords: Mapping[str, np.ndarray] | None = None,
+                       ladder: Sequence[RBM] | None = None,
+                       ladder_updates: Sequence[int] | None = None) -> xr.Dataset:
     """Sample the model and compare its statistics with train and test data (docs/methods.md §5).
 
     Parameters
@@ -911,8 +1048,9 @@ def compute_statistics(rbm: RBM, *, train: np.ndarray, test: np.ndarray, n_sampl
         Binary rasters (bins, neurons) of the two splits.
     n_samples
         Samples per set (train/test: a seeded random subset, or all bins when fewer).
-    n_chains, burn_in_sweeps, thin_sweeps, tau_factor, z_max
-        Equilibrium sampling and its check (:func:`sample_equilibrium`).
+    n_chains, burn_in_sweeps, thin_sweeps, tau_factor, z_max, ladder, ladder_updates
+        Equilibrium sampling (Gibbs, or PTT over ``ladder``) and its check
+        (:func:`sample_equilibrium`).
     n_triplets
         Random triplets for the 3-point correlations (all when there are fewer).
     heff_bins, energy_bins
@@ -945,14 +1083,79 @@ def compute_statistics(rbm: RBM, *, train: np.ndarray, test: np.ndarray, n_sampl
         eq = sample_equilibrium(rbm, init_data=train, n_samples=n_samples, n_chains=n_chains,
                                 burn_in_sweeps=burn_in_sweeps, thin_sweeps=thin_sweeps,
                                 seed=derive_seed(seed, "sampling"), tau_factor=tau_factor,
-                                z_max=z_max)
+                                z_max=z_max, ladder=ladder, ladder_updates=ladder_updates)
         gen = eq["samples"].values
         eq_attrs = dict(eq.attrs)
-        traces = eq[["trace_energy", "trace_k"]]
+        traces = eq.drop_vars("samples")
     else:
         gen = _as_binary(generated, "generated")
         eq_attrs = {"equilibrated": -1, "equilibration_reason": "samples supplied by the caller"}
         traces = None
+    rbm64 = rbm.to(dtype=torch.float64)  # energies from the full-precision parameters
+    return score_statistics(
+        train=train, test=test, generated=gen,
+        energy=lambda v: rbm_mod.free_energy(rbm64, torch.as_tensor(v).to(device)).cpu().numpy(),
+        effective_field=lambda v: effective_fields(rbm, v), n_samples=n_samples,
+        n_triplets=n_triplets, heff_bins=heff_bins, energy_bins=energy_bins, seed=seed,
+        device=device, equilibrium_attrs=eq_attrs, traces=traces, neuron_coords=neuron_coords)
+
+
+def score_statistics(*, train: np.ndarray, test: np.ndarray, generated: np.ndarray,
+                     energy: Callable[[np.ndarray], np.ndarray],
+                     effective_field: Callable[[np.ndarray], np.ndarray], n_samples: int,
+                     n_triplets: int, heff_bins: int, energy_bins: int, seed: int,
+                     device: torch.device | str = "cpu",
+                     equilibrium_attrs: Mapping[str, object] | None = None,
+                     traces: xr.Dataset | None = None,
+                     neuron_coords: Mapping[str, np.ndarray] | None = None) -> xr.Dataset:
+    """Score samples of any model against train and test data (docs/methods.md §5).
+
+    The scoring half of :func:`compute_statistics`, model-agnostic: the model enters only
+    through its samples and two functions, so an RBM and the pairwise baseline
+    (:mod:`spikerbm.pairwise`) are scored by the same code on the same data subsets (same
+    ``seed``: same train/test subsets, independent-site samples and triplets).
+
+    Parameters
+    ----------
+    train, test
+        Binary rasters (bins, neurons) of the two splits.
+    generated
+        Equilibrium samples of the model, (n, neurons), 0/1.
+    energy
+        ``v (n, N) 0/1 -> (n,)`` float64: the model's energy of each state, up to a constant
+        (the RBM's marginal free energy; the Ising energy of the pairwise model).
+    effective_field
+        ``v (n, N) 0/1 -> (n, N)`` float64: ``h_eff_i(v) = logit P(v_i = 1 | v_-i)`` under the
+        model (its exact conditional activity).
+    n_samples, n_triplets, heff_bins, energy_bins, seed
+        As in :func:`compute_statistics`.
+    device
+        Where the pair-count products run.
+    equilibrium_attrs
+        Attributes of the sampling and its equilibration check, copied into the output
+        (default: ``equilibrated = -1``, samples supplied by the caller).
+    traces
+        Optional ``trace_energy`` / ``trace_k`` of the sampling, merged into the output.
+    neuron_coords
+        Optional extra coordinates on ``neuron``.
+
+    Returns
+    -------
+    xarray.Dataset
+        See docs/data-model.md, section ``statistics.nc``.
+    """
+    train = np.ascontiguousarray(_as_binary(train, "train"))  # (torch needs >= 0 strides)
+    test = np.ascontiguousarray(_as_binary(test, "test"))
+    gen = np.ascontiguousarray(_as_binary(generated, "generated"))
+    n = train.shape[1]
+    for name, arr in (("test", test), ("generated", gen)):
+        if arr.shape[1] != n:
+            raise ValueError(f"{name} has {arr.shape[1]} neurons but train has {n}; score "
+                             "samples of the model trained on this raster")
+    n_samples = _check_positive_int(n_samples, "n_samples", minimum=2)
+    _check_positive_int(energy_bins, "energy_bins", minimum=2)
+    eq_attrs = dict(equilibrium_attrs if equilibrium_attrs is not None else
+                    {"equilibrated": -1, "equilibration_reason": "samples supplied by the caller"})
     rates_train = firing_rates(train)
     rng = np.random.default_rng(derive_seed(seed, "independent"))
     indep = (rng.random((gen.shape[0], n)) < rates_train).astype(np.uint8)
@@ -967,7 +1170,6 @@ def compute_statistics(rbm: RBM, *, train: np.ndarray, test: np.ndarray, n_sampl
     pi, pj = upper_pairs(n)
     triplets = sample_triplets(n, n_triplets, seed=seed)
     axes, centre, explained = pca_axes(train)
-    rbm64 = rbm.to(dtype=torch.float64)
     rate, cov, c3, proj, pk, energies = [], [], [], [], [], []
     for s in SETS:
         v = sets[s]
@@ -980,7 +1182,7 @@ def compute_statistics(rbm: RBM, *, train: np.ndarray, test: np.ndarray, n_sampl
         p[: v.shape[0]] = (v - centre) @ axes
         proj.append(p)
         pk.append(activity_histogram(v))
-        energies.append(rbm_mod.free_energy(rbm64, torch.as_tensor(v).to(device)).cpu().numpy())
+        energies.append(np.asarray(energy(v), dtype=np.float64))
 
     ref = np.concatenate([energies[SETS.index(s)] for s in ("train", "test", "generated")])
     e_edges = np.linspace(ref.min(), ref.max(), energy_bins + 1)
@@ -989,7 +1191,7 @@ def compute_statistics(rbm: RBM, *, train: np.ndarray, test: np.ndarray, n_sampl
     width = np.diff(e_edges)
     e_hist = np.stack([np.histogram(e, bins=e_edges)[0] / (e.size * width) for e in energies])
 
-    heff = {s: effective_fields(rbm, sets[s]) for s in HEFF_SETS}
+    heff = {s: np.asarray(effective_field(sets[s]), dtype=np.float64) for s in HEFF_SETS}
     cal = heff_calibration(heff, {s: sets[s] for s in HEFF_SETS}, n_bins=heff_bins)
 
     stats = {"rate": np.stack(rate), "covariance": np.stack(cov), "corr3": np.stack(c3)}
@@ -1006,6 +1208,10 @@ def compute_statistics(rbm: RBM, *, train: np.ndarray, test: np.ndarray, n_sampl
         d_test, d_gen, d_ind = msd_arr[a]
         score[a] = math.nan if st == "rate" else normalised_score(d_ind, d_gen, d_test)
         ratio[a] = d_gen / d_test if d_test > 0 else math.nan
+        if st != "rate":
+            attrs[f"score_{st}_reason"] = score_reason(
+                d_ind, d_gen, d_test, score=score[a], n_test=int(n_used[SETS.index("test")]),
+                n_generated=int(n_used[SETS.index("generated")]))
         for b, comp in enumerate(COMPARISONS[:2]):
             attrs[f"{st}_r_{comp}"] = float(r_arr[a, b])
             attrs[f"{st}_slope_{comp}"] = float(slope_arr[a, b])
@@ -1022,6 +1228,7 @@ def compute_statistics(rbm: RBM, *, train: np.ndarray, test: np.ndarray, n_sampl
         attrs[f"score_{st}_std"] = float(noise["score_std"][a])
     attrs["n_eff_energy"] = noise["n_eff_energy"]
     attrs["tau_samples_energy"] = noise["tau_samples_energy"]
+    attrs.update(split_comparison(energy, train, test))
 
     ds = xr.Dataset(
         {
@@ -1088,6 +1295,8 @@ def compute_statistics(rbm: RBM, *, train: np.ndarray, test: np.ndarray, n_sampl
     )
     if traces is not None:
         ds = ds.merge(traces)
+    ds["generated_excerpt"] = (("excerpt", "neuron"), gen[:N_EXCERPT].astype(np.uint8),
+                               {"long_name": "the first generated samples (independent chains)"})
     for name, values in (neuron_coords or {}).items():
         if len(values) != n:
             raise ValueError(f"neuron coordinate {name!r} has {len(values)} entries; need {n}")

@@ -10,18 +10,23 @@ matplotlib.use("Agg")  # figures are files; never need a display
 import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-#: Colours with a fixed meaning across figures.
+#: Colours with a fixed meaning across figures: one colour per sample set in every panel
+#: (a comparison "train vs X" takes the colour of X).
 COLORS = {
     "train": "black",
     "test": "#1f77b4",
     "generated": "#d62728",
-    "train_test": "#d62728",  # red: train vs test (noise ceiling), as in the paper's Fig. 3
-    "train_generated": "#2ca02c",  # green: train vs generated
+    "train_test": "#1f77b4",  # y = test set vs x = train: the test colour
+    "train_generated": "#d62728",  # y = generated vs x = train: the generated colour
     "independent": "#7f7f7f",  # the independent-site floor / baseline
     "truth": "#9467bd",
     "data": "black",
     "model": "#ff7f0e",
+    "random_start": "#f4a582",  # generated chains started from random states (light red)
 }
+
+#: Axis-unit strings used in labels (energies and couplings are in units of k_B T).
+KT = r"$k_\mathrm{B}T$"
 
 PANEL_SIZE = (3.2, 2.8)
 
@@ -36,17 +41,49 @@ def apply_style() -> None:
             "axes.spines.top": False,
             "axes.spines.right": False,
             "legend.frameon": False,
-            "legend.fontsize": 7,
-            "axes.titlesize": 9,
-            "axes.labelsize": 8,
+            "legend.fontsize": 7.5,
+            "axes.titlesize": 9.5,
+            "axes.labelsize": 9,
+            "xtick.labelsize": 8,
+            "ytick.labelsize": 8,
+            "figure.titlesize": 11,
             "image.cmap": "viridis",
         }
     )
 
 
 def hidden_palette(n: int) -> list[Any]:
-    """Distinct colours for ``n`` curves (e.g. one per hidden size)."""
+    """Ordered colours for ``n`` curves of an ordered quantity (e.g. one per hidden size)."""
     return sns.color_palette("viridis", n_colors=max(n, 1))
+
+
+def area_colors(areas: Any) -> dict[str, Any]:
+    """One categorical colour per brain area (sorted names), the same in every figure of a
+    session: ``tab10`` up to 10 areas, ``tab20`` up to 20, evenly spaced hues beyond."""
+    names = sorted({str(a) for a in areas})
+    n = len(names)
+    pal = sns.color_palette("tab10" if n <= 10 else "tab20" if n <= 20 else "husl",
+                            n_colors=max(n, 1))
+    return dict(zip(names, pal, strict=False))
+
+
+def session_title(session: str, what: str, attrs: Any = None) -> str:
+    """``"<session>: <what> (N_h = <n>, update <c>)"`` from an artifact's attributes."""
+    attrs = attrs or {}
+    model = []
+    if "n_hidden" in attrs:
+        model.append(f"$N_h$ = {int(attrs['n_hidden'])}")
+    if "checkpoint" in attrs and int(attrs["checkpoint"]) >= 0:
+        model.append(f"update {int(attrs['checkpoint'])}")
+    return f"{session}: {what}" + (f" ({', '.join(model)})" if model else "")
+
+
+def title(fig: Any, text: str, *, warning: str | None = None) -> None:
+    """The figure title (session and what is shown); a warning goes in red below it."""
+    if warning:
+        fig.suptitle(f"{text}\n{warning}", color="red", fontsize=9)
+    else:
+        fig.suptitle(text)
 
 
 def subplots(nrows: int = 1, ncols: int = 1, **kwargs: Any):

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from spikerbm.config import TrainConfig
+from spikerbm.pcd import Optimizer
 from spikerbm.provenance import canonical_json, derive_seed
 from spikerbm.rbm import RBM, independent_site, init_rbm
 from spikerbm.sampling import Chains, Sampler, random_states
@@ -206,7 +207,7 @@ class OnlineCurve:
     :meth:`gain` is the improvement over the last ``window`` updates: the best test LL of the
     evaluations in ``(u - window, u]`` minus the best one up to ``u - window`` (``u``: the last
     evaluated update; ``u - window`` is clamped at 0). Training stops early
-    (:meth:`should_stop`) once ``u >= patience`` and ``gain < min_delta``.
+    (:meth:`should_stop`) once ``u >= armed_from`` and ``gain < min_delta``.
 
     Attributes
     ----------
@@ -216,6 +217,10 @@ class OnlineCurve:
     window
         The window of :meth:`gain`: ``patience``, or a quarter of ``n_updates`` (at least
         ``eval_every``) when early stopping is off.
+    armed_from
+        First update at which training may stop early: ``patience``, or, with a decaying
+        learning rate (``lr_final < 1``), ``decay_start * n_updates + patience``: a run is
+        not judged on the noisy curve of its constant-rate phase (docs/methods.md §3).
     updates, ll_train, ll_test, log_z, log_z_std
         The curve: evaluated updates and their values (NaN without trajectory AIS or test
         data).
@@ -228,6 +233,7 @@ class OnlineCurve:
     patience: int
     min_delta: float
     window: int
+    armed_from: int = 0
     updates: list[int] = field(default_factory=list)
     ll_train: list[float] = field(default_factory=list)
     ll_test: list[float] = field(default_factory=list)
@@ -243,7 +249,8 @@ class OnlineCurve:
     @classmethod
     def for_config(cls, cfg: TrainConfig) -> OnlineCurve:
         window = cfg.patience or max(cfg.n_updates // 4, min(cfg.eval_every, cfg.n_updates))
-        return cls(cfg.patience, float(cfg.min_delta), int(window))
+        armed = cfg.patience + (int(cfg.decay_start * cfg.n_updates) if cfg.lr_final < 1 else 0)
+        return cls(cfg.patience, float(cfg.min_delta), int(window), int(armed))
 
     def record(self, update: int, *, ll_train: float, ll_test: float, log_z: float,
                log_z_std: float, rbm: RBM) -> None:
@@ -272,10 +279,11 @@ class OnlineCurve:
         return float(inside.max() - before.max()) if inside.size else math.nan
 
     def should_stop(self) -> bool:
-        """Early stop: ``patience > 0``, at least ``patience`` updates done, and the test LL
+        """Early stop: ``patience > 0``, at least ``armed_from`` updates done, and the test LL
         gained less than ``min_delta`` over the last ``patience`` updates."""
         gain = self.gain()
-        return bool(self.patience and self.updates and self.updates[-1] >= self.patience
+        return bool(self.patience and self.updates
+                    and self.updates[-1] >= max(self.patience, self.armed_from)
                     and math.isfinite(gain) and gain < self.min_delta)
 
     def still_improving(self) -> int:
@@ -379,6 +387,11 @@ def _state_dict(ds: xr.Dataset, prefix: str) -> dict[str, torch.Tensor]:
             for name, var in ds.data_vars.items() if name.startswith(head)}
 
 
+def _optimizer(rbm: RBM, cfg: TrainConfig) -> Optimizer:
+    return Optimizer(rbm, kind=cfg.optimizer, lr=cfg.lr, n_updates=cfg.n_updates,
+                     lr_final=cfg.lr_final, decay_start=cfg.decay_start)
+
+
 @dataclass
 class TrainingState:
     """Everything that determines the rest of a PCD run (module docstring).
@@ -395,6 +408,8 @@ class TrainingState:
         The persistent chains.
     batches
         The minibatch stream.
+    optimizer
+        The ascent step and its state (Adam moments).
     tais
         Trajectory AIS (``None`` when ``cfg.tais_chains == 0``).
     trajectory
@@ -410,6 +425,7 @@ class TrainingState:
     rbm: RBM
     chains: Chains
     batches: MinibatchStream
+    optimizer: Optimizer
     tais: TrajectoryAIS | None
     trajectory: Trajectory
     update: int
@@ -480,8 +496,8 @@ class TrainingState:
             log_z0 = std0 = math.nan
         trajectory = Trajectory()
         trajectory.add(0, rbm, log_z0, std0)
-        return cls(cfg, dict(hashes), rbm, chains, batches, tais, trajectory, 0,
-                   OnlineCurve.for_config(cfg))
+        return cls(cfg, dict(hashes), rbm, chains, batches, _optimizer(rbm, cfg), tais,
+                   trajectory, 0, OnlineCurve.for_config(cfg))
 
     @classmethod
     def _restore(cls, ds: xr.Dataset, data: np.ndarray, *, cfg: TrainConfig, seed: int,
@@ -496,9 +512,11 @@ class TrainingState:
         batches.load_state_dict(_state_dict(ds, "batches"))
         if tais is not None:
             tais.load_state_dict(_state_dict(ds, "tais"))
-        return cls(cfg, dict(hashes), trajectory.rbm(-1, device), chains, batches, tais,
-                   trajectory, int(ds.attrs["n_updates_done"]),
-                   OnlineCurve.from_dataset(ds, cfg))
+        rbm = trajectory.rbm(-1, device)
+        optimizer = _optimizer(rbm, cfg)
+        optimizer.load_state_dict(_state_dict(ds, "optimizer"))
+        return cls(cfg, dict(hashes), rbm, chains, batches, optimizer, tais, trajectory,
+                   int(ds.attrs["n_updates_done"]), OnlineCurve.from_dataset(ds, cfg))
 
     def record_checkpoint(self, log_z: float, log_z_std: float) -> None:
         """Add the current parameters (and trajectory-AIS ``log_z`` with its uncertainty) as
@@ -524,6 +542,7 @@ class TrainingState:
         if for_resume:
             data_vars.update(_state_vars("chains", self.chains.state_dict()))
             data_vars.update(_state_vars("batches", self.batches.state_dict()))
+            data_vars.update(_state_vars("optimizer", self.optimizer.state_dict()))
             if self.tais is not None:
                 data_vars.update(_state_vars("tais", self.tais.state_dict()))
             data_vars.update(online.resume_vars())

@@ -216,7 +216,7 @@ def train(train_data: np.ndarray | torch.Tensor, *, cfg: TrainConfig, seed: int,
         log.info("checkpoint written: update 0 (initialisation)")
     guard = DivergenceGuard(device, lr=cfg.lr)
     engine = PCDEngine(state.rbm, chains=state.chains, data=torch.from_numpy(data).to(device),
-                       k=cfg.k, lr=cfg.lr, centered=cfg.centered,
+                       k=cfg.k, optimizer=state.optimizer, centered=cfg.centered,
                        tf32=cfg.precision != "float32", guard=guard,
                        first_update=state.update + 1, batch_size=cfg.batch_size,
                        tais=state.tais)

@@ -126,6 +126,16 @@ def get_model_files(wildcards):
     )
 
 
+def get_statistics_trajectory(wildcards):
+    """With `statistics.sampler: ptt` the statistics job samples along the selected size's
+    training trajectory: the session's model.nc of every size (which size is selected is known
+    only after selection; `params.n_hidden` pairs each file with its size). Gibbs needs none.
+    """
+    if config["statistics"]["sampler"] == "ptt":
+        return get_model_files(wildcards)
+    return []
+
+
 def get_loglik_files(wildcards):
     return expand(
         results("{session}/hidden~{n_hidden}/loglik.nc"),
@@ -224,21 +234,30 @@ def get_final_outputs(wildcards):
         results("{session}/figures/fig2_loglik.png"),
         results("{session}/statistics.nc"),
         results("{session}/figures/fig3_statistics.png"),
+        results("{session}/figures/fig3_equilibration.png"),
+        results("{session}/figures/fig3_raster.png"),
         results("{session}/couplings.nc"),
         results("{session}/figures/fig4_couplings.png"),
         results("{session}/figures/fig5_areas.png"),
+        results("{session}/figures/fig4_coupling_structure.png"),
+        results("{session}/figures/fig4_hidden_units.png"),
         results("{session}/dynamics.nc"),
         results("{session}/figures/fig6_dynamics.png"),
         results("{session}/summary.html"),
     ]
     tables = expand(results("tables/{table}.html"), table=TABLE_NAMES)
-    return expand(per_session, session=SESSIONS.index) + tables
+    return (
+        expand(per_session, session=SESSIONS.index)
+        + tables
+        + get_atlas_baseline_outputs()
+    )
 
 
 # ----------------------------------------------------------------------------- HTML report
 # `snakemake --report`: category = pipeline stage (README stage numbers), subcategory = the
 # figure or table, labels = session and hidden size(s) (read from the artifact at report time).
 REPORT_STAGE = {
+    "findings": "Findings (read first)",
     "loglik": "Stage 4: log-likelihood and model selection",
     "statistics": "Stage 5: generated vs real statistics",
     "couplings": "Stage 6: effective couplings",
@@ -246,6 +265,7 @@ REPORT_STAGE = {
     "summary": "Stage 8: per-session summary",
 }
 TABLE_NAMES = [
+    "findings",
     "selected_models",
     "statistics_scores",
     "couplings_summary",
@@ -280,11 +300,111 @@ TABLE_LABELS = {REPORT_LABEL: "all sessions, all sizes"}
 
 
 def get_table_inputs(wildcards):
-    """The per-session artifacts the cross-session report tables are built from."""
-    return {
+    """The per-session artifacts the cross-session report tables are built from (the findings
+    table from each session's summary.tsv, where the summary job wrote them)."""
+    tables = {
         name: expand(results(f"{{session}}/{name}.nc"), session=SESSIONS.index)
         for name in ("selected", "statistics", "couplings", "dynamics")
     }
+    return tables | {
+        "summary": expand(results("{session}/summary.tsv"), session=SESSIONS.index)
+    }
+
+
+# ----------------------------------------------------------------------------- issue 20
+# Pairwise maximum-entropy baseline (rules pairwise, per session, and compare_models, over all)
+# and the cross-session area atlas (rules atlas, fig_atlas); each switched by its `enabled` key.
+PAIRWISE_ENABLED = bool(config["pairwise"]["enabled"])
+ATLAS_ENABLED = bool(config["atlas"]["enabled"])
+if ATLAS_ENABLED and config["atlas"]["ccf_level"] is not None:
+    import importlib.util
+
+    if importlib.util.find_spec("iblatlas") is None:  # fail before any job runs
+        raise ValueError(
+            f"atlas.ccf_level = {config['atlas']['ccf_level']!r} groups areas with the Allen "
+            "structure table shipped by iblatlas, which is not installed: run `make setup` "
+            "(or pip install --no-deps iblatlas==1.3.0), or set atlas.ccf_level: null"
+        )
+REPORT_STAGE_BASELINE = "Stage 9: pairwise maximum-entropy baseline"
+REPORT_STAGE_ATLAS = "Stage 10: cross-session area atlas"
+#: keys of `statistics:` that score generated samples (the pairwise model's as the RBM's)
+SCORING_KEYS = [
+    "n_samples",
+    "n_triplets",
+    "heff_bins",
+    "energy_bins",
+    "tau_factor",
+    "z_max",
+]
+
+
+def pairwise_report_labels(wildcards):
+    """Report label of the baseline's per-session figure (it has no hidden units)."""
+    return {REPORT_LABEL: f"{wildcards.session}, pairwise model (no hidden units)"}
+
+
+def get_pairwise_params(wildcards):
+    """The pairwise section, and the scoring keys of `statistics` (same subsets and sample
+    counts as the RBM's statistics)."""
+    return {
+        "pairwise": _section("pairwise", drop=["enabled"]),
+        "statistics": _section("statistics", only=sorted(SCORING_KEYS)),
+    }
+
+
+def get_atlas_params(wildcards):
+    return _section("atlas", drop=["enabled"])
+
+
+def get_atlas_inputs(wildcards):
+    """couplings.nc of every session, and pairwise.nc when the baseline is on (its J_ij get the
+    same atlas, side by side)."""
+    inputs = {
+        "couplings": expand(results("{session}/couplings.nc"), session=SESSIONS.index)
+    }
+    if PAIRWISE_ENABLED:
+        inputs["pairwise"] = expand(
+            results("{session}/pairwise.nc"), session=SESSIONS.index
+        )
+    return inputs
+
+
+def get_comparison_inputs(wildcards):
+    """Per session: the raster (test bins), the RBM's selected.nc, statistics.nc and
+    couplings.nc, and the baseline's pairwise.nc and pairwise_statistics.nc."""
+    return {
+        name: expand(results(f"{{session}}/{name}.nc"), session=SESSIONS.index)
+        for name in (
+            "raster",
+            "selected",
+            "statistics",
+            "couplings",
+            "pairwise",
+            "pairwise_statistics",
+        )
+    }
+
+
+def get_atlas_baseline_outputs():
+    """Final outputs of the baseline and the atlas (none when switched off)."""
+    out = []
+    if PAIRWISE_ENABLED:
+        out += expand(
+            results("{session}/figures/fig3_pairwise_statistics.png"),
+            session=SESSIONS.index,
+        )
+        out += [
+            results("tables/model_comparison.html"),
+            results("figures/pairwise_vs_rbm.png"),
+        ]
+    if ATLAS_ENABLED:
+        out += [
+            results("atlas/atlas.nc"),
+            results("figures/atlas.png"),
+            results("tables/atlas_area_pairs.html"),
+            results("tables/atlas_within_across.html"),
+        ]
+    return out
 
 
 def check_cluster_profile():

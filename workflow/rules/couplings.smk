@@ -33,6 +33,8 @@ rule couplings:
 rule fig_couplings:
     input:
         couplings=results("{session}/couplings.nc"),
+        selected=results("{session}/selected.nc"),
+        raster=results("{session}/raster.nc"),
     output:
         fig4=report(
             results("{session}/figures/fig4_couplings.png"),
@@ -46,6 +48,20 @@ rule fig_couplings:
             caption="../report/fig5_areas.rst",
             category=REPORT_STAGE["couplings"],
             subcategory="Fig. 5: couplings by brain area",
+            labels=report_labels("couplings"),
+        ),
+        structure=report(
+            results("{session}/figures/fig4_coupling_structure.png"),
+            caption="../report/coupling_structure.rst",
+            category=REPORT_STAGE["couplings"],
+            subcategory="Coupling matrix by area and against distance",
+            labels=report_labels("couplings"),
+        ),
+        hidden=report(
+            results("{session}/figures/fig4_hidden_units.png"),
+            caption="../report/hidden_units.rst",
+            category=REPORT_STAGE["couplings"],
+            subcategory="Hidden units by area",
             labels=report_labels("couplings"),
         ),
     log:
