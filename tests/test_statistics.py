@@ -383,6 +383,29 @@ def test_effective_samples_of_a_lazy_chain_give_the_variance_of_the_mean():
         st.effective_samples(x[0, 0])
 
 
+def test_element_terms_match_brute_force():
+    # per-element terms y of every statistic formed explicitly (x = v - <v>)
+    v = random_binary(T * 5, N, seed=11)
+    x = v - v.mean(0)
+    pairs, trip = st.upper_pairs(N), st.sample_triplets(N, 17, seed=2)
+    terms = {"rate": (x, {}), "covariance": (x[:, pairs[0]] * x[:, pairs[1]], {"pairs": pairs}),
+             "corr3": (x[:, trip[:, 0]] * x[:, trip[:, 1]] * x[:, trip[:, 2]],
+                       {"triplets": trip})}
+    rng = np.random.default_rng(3)
+    for name, (y, kw) in terms.items():
+        yc, w = y - y.mean(0), rng.normal(size=y.shape[1])
+        np.testing.assert_allclose(st.element_variances(v, name, **kw), y.var(0), atol=1e-15)
+        np.testing.assert_allclose(st.element_terms_dot(v, name, w, **kw), y @ w, atol=1e-12)
+        np.testing.assert_allclose(st.element_gram(v, name, **kw), yc @ yc.T, atol=1e-14)
+    sums = st.summed_terms(v)
+    for name, (y, _) in terms.items():
+        if name != "corr3":  # corr3 above is a subset; the sum runs over all triplets
+            np.testing.assert_allclose(sums[name], y.sum(1), atol=1e-12)
+    every = np.array(list(itertools.combinations(range(N), 3)))
+    np.testing.assert_allclose(sums["corr3"], (x[:, every[:, 0]] * x[:, every[:, 1]]
+                                               * x[:, every[:, 2]]).sum(1), atol=1e-12)
+
+
 def test_n_eff_and_score_error_against_an_exactly_enumerated_coupled_rbm():
     # 6 visible units on one strong hidden unit: bistable, so the population activity
     # decorrelates over several sweeps. The exact block-Gibbs transition matrix gives the
@@ -432,14 +455,14 @@ def test_n_eff_and_score_error_against_an_exactly_enumerated_coupled_rbm():
     spread = np.std([r["rate"].sel(set="generated").values.mean() for r in runs], ddof=1)
     predicted = math.sqrt((pi @ p1**2) / n**2 / (10000 / exact["rate"]))
     assert 0.6 < spread / predicted < 1.6, (spread, predicted)
-    # the scores' Monte Carlo error against their spread over seeds (train and test fixed).
-    # First-order propagation plus an upper bound of the second-order term, so it may
-    # overstate (measured spread / stated: covariance 0.43, corr3 0.75) but must not
-    # understate: the spread of 8 seeds is known to ~27 %, so 1.6 is ~2 s.d. above 1
+    # the scores' Monte Carlo error against their spread over seeds (train and test fixed):
+    # measured spread / mean stated error 0.69 (covariance) and 1.38 (corr3) over these 8
+    # seeds, 0.80 and 1.26 over 16; the spread of 8 values is known to ~27 %, so [0.5, 1.6]
+    # leaves about 2 s.d. of room on each side
     for name in ("covariance", "corr3"):
         scores = np.array([r.attrs[f"score_{name}"] for r in runs])
         stated = np.mean([r.attrs[f"score_{name}_std"] for r in runs])
-        assert 0.3 < scores.std(ddof=1) / stated < 1.6, (name, scores.std(ddof=1), stated)
+        assert 0.5 < scores.std(ddof=1) / stated < 1.6, (name, scores.std(ddof=1), stated)
 
 
 # ------------------------------------------------------------------ dataset, netCDF, figure
