@@ -7,7 +7,7 @@ CORES ?= all
 FLOORS := .venv-floors
 UNIT_TESTS := not workflow and not vbn and not slurm and not cuda
 
-.PHONY: run test test-floors setup vbn-env lint report clean
+.PHONY: run example test test-floors setup vbn-env lint report clean
 
 $(BIN)/snakemake: pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (or run: make PYTHON=python3 ...)"; exit 1; }
@@ -32,6 +32,12 @@ run: setup
 	$(BIN)/snakemake --cores $(CORES) --resources gpu=$(GPU_SLOTS)
 	$(BIN)/snakemake --report results/report.html
 	@echo "results in results/, report in results/report.html"
+
+## the real example: one committed Steinmetz et al. (2019) session (CC BY 4.0, NOTICE)
+example: setup
+	$(BIN)/snakemake --configfile config/steinmetz.yaml --cores $(CORES)
+	$(BIN)/snakemake --configfile config/steinmetz.yaml --report results-steinmetz/report.html
+	@echo "results in results-steinmetz/, report in results-steinmetz/report.html"
 
 ## the whole test suite (unit, use-case, workflow, VBN fake-cache tests), then the unit tests
 ## again on the declared dependency floors

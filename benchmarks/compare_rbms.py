@@ -386,14 +386,18 @@ def table_row(n: int, m: int, n_rep: int, rep: dict[str, Any], row: dict[str, An
 
 
 def train_ours(train_v: np.ndarray, *, n_hidden: int, updates: int, args: Any, seed: int,
-               tais: bool, checkpoints: int = 2) -> tuple[RBM, float]:
-    """spikerbm.training.train; returns the final model and ms per update (whole call)."""
+               tais: bool, checkpoints: int = 2,
+               test_v: np.ndarray | None = None) -> tuple[RBM, float]:
+    """spikerbm.training.train; returns the final model and ms per update (whole call).
+    ``test_v``: also the online train/test log-likelihood every ``train.eval_every`` (100)
+    updates (early stopping off, so every run does all its updates)."""
     cfg = training.TrainConfig(n_hidden=n_hidden, n_updates=updates, n_checkpoints=checkpoints,
                                n_chains=args.chains, batch_size=args.chains, k=args.k,
                                lr=args.lr, weight_std=args.weight_std, precision="bf16",
-                               tais_chains=args.chains if tais else 0, device="cuda")
+                               tais_chains=args.chains if tais else 0, patience=0,
+                               device="cuda")
     t0 = sync_time()
-    ds = training.train(train_v, cfg=cfg, seed=seed)
+    ds = training.train(train_v, cfg=cfg, seed=seed, test_data=test_v)
     ms = (sync_time() - t0) * 1e3 / updates
     return rbm_from_dataset(ds, device="cuda"), ms
 
@@ -502,22 +506,26 @@ def main() -> None:
     for m in args.hidden:
         res: dict[str, Any] = {}
         train_ours(split["train"], n_hidden=m, updates=3, args=args, seed=0, tais=True)  # JIT
-        samples: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
+        variants = {"ours": (False, None), "ours_tais": (True, None),
+                    "ours_tais_eval": (True, split["test"])}  # + online LL every 100 updates
+        samples: dict[str, list[tuple[float, float]]] = {key: [] for key in variants}
         for _ in range(args.repeats):
-            for tais in (False, True):  # interleaved, so drifts hit both alike
+            for key, (tais, test_v) in variants.items():  # interleaved: drifts hit all alike
                 # steady state: difference of two runs (set-up, first eager update and graph
-                # capture cancel); the whole-call ms/update of the longer run is kept too
+                # capture cancel); the whole-call ms/update of the longer run is kept too.
+                # With test data the difference holds one online evaluation per 100 updates
+                # (the evaluations at update 0 and at the last update cancel)
                 _, short = train_ours(split["train"], n_hidden=m, updates=50, args=args,
-                                      seed=0, tais=tais)
+                                      seed=0, tais=tais, test_v=test_v)
                 _, long = train_ours(split["train"], n_hidden=m,
                                      updates=50 + args.speed_updates, args=args, seed=0,
-                                     tais=tais)
+                                     tais=tais, test_v=test_v)
                 steady = (long * (50 + args.speed_updates) - short * 50) / args.speed_updates
-                samples[tais].append((steady, long))
-        for tais, key in ((False, "ours"), (True, "ours_tais")):
-            res[f"{key}_ms"] = float(np.median([x[0] for x in samples[tais]]))
-            res[f"{key}_call_ms"] = float(np.median([x[1] for x in samples[tais]]))
-            res[f"{key}_ms_all"] = [x[0] for x in samples[tais]]
+                samples[key].append((steady, long))
+        for key in variants:
+            res[f"{key}_ms"] = float(np.median([x[0] for x in samples[key]]))
+            res[f"{key}_call_ms"] = float(np.median([x[1] for x in samples[key]]))
+            res[f"{key}_ms_all"] = [x[0] for x in samples[key]]
         ours, _ = train_ours(split["train"], n_hidden=m, updates=args.quality_updates,
                              args=args, seed=1, tais=True)
         ours2, _ = train_ours(split["train"], n_hidden=m, updates=args.quality_updates,
@@ -535,7 +543,8 @@ def main() -> None:
         results["hidden"][m] = res
         q = res["quality"]
         print(f"| {name} | Nh {m} | ours {res['ours_ms']:.2f} ms (+TAIS {res['ours_tais_ms']:.2f},"
-              f" {100 * res['tais_overhead']:+.1f} %; whole call {res['ours_call_ms']:.2f} / "
+              f" {100 * res['tais_overhead']:+.1f} %; +online LL {res['ours_tais_eval_ms']:.2f};"
+              f" whole call {res['ours_call_ms']:.2f} / "
               f"{res['ours_tais_call_ms']:.2f}) | rbms {res['rbms_ms']:.2f} ms | "
               f"x{res['ratio']:.2f} | floor tf32 {res['floor_ms']['tf32']:.2f} / bf16 "
               f"{res['floor_ms']['bf16']:.2f} ms | {100 * res['peak_fraction']:.0f} % of bf16 "

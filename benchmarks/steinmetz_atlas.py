@@ -166,10 +166,10 @@ def main() -> None:
     p.add_argument("--data", type=Path, required=True, help="folder of the 7 .nc rasters")
     p.add_argument("--config", type=Path, default=REPO / "config" / "steinmetz-all.yaml")
     p.add_argument("--device", default="cuda", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--work", type=Path, default=Path("results-steinmetz/work"))
+    p.add_argument("--work", type=Path, default=Path("results-steinmetz-all/work"))
     p.add_argument("--out", type=Path, default=Path(os.environ.get("OUT") or
-                                                    "results-steinmetz/out"),
-                   help="tables and figures (default $OUT, else results-steinmetz/out)")
+                                                    "results-steinmetz-all/out"),
+                   help="tables and figures (default $OUT, else results-steinmetz-all/out)")
     p.add_argument("--max-minutes", type=float, default=8.0,
                    help="start no session that would end after this (estimated per neuron "
                         "from the sessions run so far); the atlas covers the sessions done")

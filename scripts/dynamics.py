@@ -32,6 +32,15 @@ log.info("done in %.1f s: ms_per_sweep %.4g, fit max|dev| %.3g (baseline %.3g), 
          "%.4g ms, truth ms_per_sweep %s", time.perf_counter() - start, ds.attrs["ms_per_sweep"],
          ds.attrs["fit_max_abs_dev"], ds.attrs["baseline_max_abs_dev_fit"],
          ds.attrs["tau_int_data_ms"], ds.attrs.get("truth_ms_per_sweep", "n/a"))
+if ds.attrs["lag_clamped"]:
+    log.warning("%s; set dynamics.max_lag_bins <= %d for these data to silence this",
+                ds.attrs["lag_clamp_reason"], ds.attrs["longest_segment_bins"] - 1)
+if ds.attrs["fit_first_lag_sweeps"] < 1:
+    log.warning("fitted %.4g ms per sweep exceeds the first fitted lag (%d bin(s) = %.4g ms): "
+                "%d fitted lag(s) are shorter than one Gibbs sweep, where the model curve is "
+                "interpolated between C(0) = 1 and C(1)", ds.attrs["ms_per_sweep"],
+                ds.attrs["fit_lag_lo"], ds.attrs["fit_lag_lo"] * ds.attrs["bin_ms"],
+                ds.attrs["fit_n_sub_sweep_lags"])
 if ds.attrs["fit_at_bound"]:
     log.warning("the rescale fit hit the end of its grid (ms_per_sweep %.4g is only a bound); "
                 "at the low end the model relaxes too slowly for dynamics.max_lag_sweeps",

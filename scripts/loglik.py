@@ -2,6 +2,7 @@
 
 import time
 
+import numpy as np
 import torch
 
 from spikerbm import io
@@ -27,11 +28,16 @@ log.info("session %s, n_hidden %d: %d checkpoints, train %s, test %s, device %s,
          splits["test"].shape, device, params)
 start = time.perf_counter()
 ds = checkpoint_loglik(model, splits["train"], splits["test"], seed=seed, device=device, **params)
+z = np.abs(ds["online_z"].values)
+worst_z = float(z[np.isfinite(z)].max()) if np.isfinite(z).any() else float("nan")
 log.info("method %s in %.1f s; floor test %.4f; last checkpoint: ll_train %.4f ll_test %.4f "
-         "(+- %.3g), log Z %.4f (trajectory AIS %.4f)", ds.attrs["log_z_method"],
-         time.perf_counter() - start, ds.attrs["floor_test"], ds["ll_train"].values[-1],
-         ds["ll_test"].values[-1], ds["ll_test_std"].values[-1], ds["log_z"].values[-1],
-         ds["log_z_tais"].values[-1])
+         "(+- %.2g estimator, +- %.2g over test bins), log Z %.4f +- %.2g (trajectory AIS "
+         "%.4f +- %.2g); largest |online - checkpoint| %.1f combined errors",
+         ds.attrs["log_z_method"], time.perf_counter() - start, ds.attrs["floor_test"],
+         ds["ll_train"].values[-1], ds["ll_test"].values[-1], ds["ll_test_std"].values[-1],
+         ds["ll_test_sem"].values[-1], ds["log_z"].values[-1], ds["log_z_std"].values[-1],
+         ds["log_z_tais"].values[-1], ds["log_z_tais_std"].values[-1],
+         worst_z)
 attrs = provenance_attrs(config={"likelihood": params, "seed": snakemake.params.seed,
                                  "device": snakemake.params.device},
                          seed=seed, session_id=session)

@@ -1,5 +1,7 @@
-"""Snakemake adapter: cross-session report tables (selected models, statistic scores, couplings,
-dynamics) -> results/tables/{name}.tsv and .html."""
+"""Snakemake adapter: cross-session report tables (findings, selected models, statistic scores,
+couplings, dynamics) -> results/tables/{name}.tsv and .html."""
+
+import pandas as pd
 
 from spikerbm import io, report
 
@@ -8,11 +10,16 @@ log = io.job_logger(snakemake.log[0], "report_tables")
 sessions = list(snakemake.params.sessions)
 CANDIDATE_VARS = ["ll_train", "ll_test", "ll_test_std", "log_z_method", "selected"]
 
+# the findings were judged once, by the summary job (spikerbm.findings): read them back
+summaries = {s: pd.read_csv(p, sep="\t", dtype=str, keep_default_na=False)
+             for s, p in zip(sessions, snakemake.input.summary, strict=True)}
+tables = {"findings": report.findings_report_table(
+    {s: report.findings_of_summary(t) for s, t in summaries.items()})}
 selected = {}
 for session, path in zip(sessions, snakemake.input.selected, strict=True):
     ds = io.read_netcdf(path)  # keep only the small candidate table, not the weights
     selected[session] = ds[[v for v in CANDIDATE_VARS if v in ds]].assign_attrs(ds.attrs)
-tables = {"selected_models": report.selected_models_table(selected)}
+tables["selected_models"] = report.selected_models_table(selected)
 for name, (artifact, fields) in report.TABLE_FIELDS.items():
     attrs = {s: io.read_attrs(p) for s, p in zip(sessions, snakemake.input[artifact], strict=True)}
     tables[name] = report.attrs_table(attrs, fields)

@@ -56,6 +56,13 @@ log.info("done in %.1f s: tau_E %.3g tau_K %.3g sweeps, z_E %.2f z_K %.2f; score
          a["tau_energy_sweeps"], a["tau_k_sweeps"], a["z_energy"], a["z_k"],
          a["score_covariance"], a["score_corr3"], a["rate_r_train_generated"],
          a["covariance_r_train_generated"], a["corr3_r_train_generated"])
+log.info("effective independent generated samples of %d (tau in samples %d sweeps apart): "
+         "rate %.0f (%.2f), covariance %.0f (%.2f), corr3 %.0f (%.2f), energy %.0f (%.2f); "
+         "score cov %.3f +- %.3f, corr3 %.3f +- %.3f", params["n_samples"],
+         params["thin_sweeps"], a["n_eff_rate"], a["tau_samples_rate"], a["n_eff_covariance"],
+         a["tau_samples_covariance"], a["n_eff_corr3"], a["tau_samples_corr3"],
+         a["n_eff_energy"], a["tau_samples_energy"], a["score_covariance"],
+         a["score_covariance_std"], a["score_corr3"], a["score_corr3_std"])
 if sampler == "ptt":
     log.info("PTT swap acceptance per neighbour pair: %s (min %.3f)",
              " ".join(f"{lo}->{hi}: {r:.3f}" for lo, hi, r in zip(

@@ -1,16 +1,30 @@
-"""Per-session summary (key numbers + warnings) for the report."""
+"""Snakemake adapter: the session's findings and key numbers -> summary.tsv, summary.html."""
 
-from spikerbm import io, report
+import xarray as xr
+
+from spikerbm import findings, io, report
 
 snakemake = globals()["snakemake"]
 log = io.job_logger(snakemake.log[0], "summary")
 
-artifacts = {name: io.read_netcdf(path) for name, path in snakemake.input.items()}
-table = report.session_summary(artifacts)
-warnings = report.session_warnings(artifacts)
-for w in warnings:
-    log.warning("!!! %s", w)
+# selected.nc: the candidate table (grid and best checkpoints); the others: attributes only
+artifacts = {"selected": io.read_netcdf(snakemake.input.selected)}
+for name in ("loglik", "statistics", "couplings", "dynamics"):
+    artifacts[name] = xr.Dataset(attrs=io.read_attrs(snakemake.input[name]))
+# params.n_hidden lists the size of each input model, in order (common.smk get_model_files)
+models = {int(n): io.read_attrs(p)
+          for n, p in zip(snakemake.params.n_hidden, snakemake.input.models, strict=True)}
+artifacts["model"] = xr.Dataset(attrs=models[int(artifacts["selected"].attrs["n_hidden"])])
+found = findings.session_findings({**artifacts, "models": models})
+
+# the job log in colour (green / amber / red; `less -R` shows it), most severe first
+COLOUR = {"ok": "\033[32m", "caution": "\033[33m", "problem": "\033[1;31m"}
+LOG = {"ok": log.info, "caution": log.warning, "problem": log.error}
+for f in found:
+    LOG[f.level]("%s[%s] %s: %s\033[0m", COLOUR[f.level], f.level, f.code, f.message)
+table = report.session_summary(artifacts, found)
 io.write_text(table.to_csv(sep="\t", index=False), snakemake.output.tsv)
-io.write_text(report.summary_html(table, warnings, session_id=snakemake.wildcards.session),
+io.write_text(report.summary_html(table, found, session_id=snakemake.wildcards.session),
               snakemake.output.html)
-log.info("summary written with %d warnings", len(warnings))
+log.info("summary written: %s", ", ".join(
+    f"{sum(f.level == lv for f in found)} {lv}" for lv in reversed(findings.LEVELS)))

@@ -20,13 +20,15 @@ cfg = TrainConfig.from_config(snakemake.params.train, n_hidden=n_hidden,
                               device=snakemake.params.device)
 seed = derive_seed(snakemake.params.seed, "train", session, n_hidden)
 raster = io.read_checked(snakemake.input.raster, check_raster, n_hidden=n_hidden)
-train_v = split_arrays(raster)["train"]
-log.info("session %s, n_hidden %d: %d train bins x %d neurons, %d torch threads", session,
-         n_hidden, *train_v.shape, torch.get_num_threads())
+splits = split_arrays(raster)  # the test split decides when to stop; gradients never see it
+train_v = splits["train"]
+log.info("session %s, n_hidden %d: %d train bins x %d neurons (%d test bins for early "
+         "stopping), %d torch threads", session, n_hidden, *train_v.shape,
+         splits["test"].shape[0], torch.get_num_threads())
 attrs = provenance_attrs(config={"train": cfg.to_dict(), "seed": snakemake.params.seed},
                          seed=seed, device=resolve_device(cfg.device), session_id=session)
 coords = {k: raster[k].values for k in ("unit_id", "area") if k in raster.coords}
 model_path = Path(snakemake.output.model)
-train_to_files(train_v, cfg=cfg, seed=seed, model_path=model_path,
+train_to_files(train_v, test_data=splits["test"], cfg=cfg, seed=seed, model_path=model_path,
                resume_path=model_path.with_name("resume.nc"), attrs=attrs,
                neuron_coords=coords, progress=sys.stderr.isatty() or cfg.n_updates >= 1000)

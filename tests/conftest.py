@@ -23,7 +23,7 @@ TINY_CONFIG: dict[str, Any] = {
                   "assembly_size": 6, "n_cross_assemblies": 1},
     "binarize": {"n_blocks": 6, "n_test_blocks": 2},
     "train": {"n_hidden": [3, 5], "n_updates": 60, "n_checkpoints": 5, "n_chains": 64,
-              "batch_size": 64, "k": 5, "tais_chains": 64},
+              "batch_size": 64, "k": 5, "tais_chains": 64, "tais_groups": 8},
     "likelihood": {"ais_chains": 64, "ais_betas": 100, "ais_repeats": 2},
     "statistics": {"n_samples": 500, "n_chains": 100, "burn_in_sweeps": 100, "thin_sweeps": 2,
                    "n_triplets": 500},

@@ -49,3 +49,22 @@ def test_small_statistics():
     R = A.r_statistic(J, S)
     assert R[0, 1] == pytest.approx(0.75) and np.isnan(R[0, 0])
     assert pearson(np.arange(5.0), 2 * np.arange(5.0) + 1) == pytest.approx(1.0)
+
+
+def test_labels_without_an_area_never_form_a_region():
+    """`root` (Allen CCF: outside every annotated structure) is kept out of the area analyses
+    however many neurons carry it; the other areas' values do not change."""
+    rng = np.random.default_rng(4)
+    areas = np.array(["X"] * 5 + ["root"] * 7 + ["Y"] * 3)
+    J = rng.normal(size=(areas.size,) * 2)
+    J = J + J.T
+    R = rng.random(J.shape)
+    full = A.area_matrix(J, areas, min_area_neurons=3)
+    kept = A.area_matrix(J, areas, min_area_neurons=3, exclude=["root", "unknown"])
+    assert list(full["region"].values) == ["X", "Y", "root"]
+    assert list(kept["region"].values) == ["X", "Y"]
+    np.testing.assert_array_equal(kept["area_J_mean"].values,
+                                  full["area_J_mean"].sel(region=["X", "Y"],
+                                                          region2=["X", "Y"]).values)
+    st = A.area_statistics(J, R, areas, min_area_neurons=3, n_bins=5, exclude=["root"])
+    assert list(st["region"].values) == ["X", "Y"]

@@ -276,6 +276,9 @@ def test_compute_couplings_dataset_roundtrip_and_figures(tmp_path):
     assert int(ds["J3_hist_counts"].sum()) + ds.attrs["J3_underflow"] + \
         ds.attrs["J3_overflow"] == n3
     assert list(ds["area2"].values) == list(areas)
+    # no neuron without an area here; the default labels that name none are recorded
+    assert ds.attrs["n_unassigned_neurons"] == 0
+    assert ds.attrs["unassigned_areas"] == '["root", "unknown"]'
     # stored subset and strongest agree with direct evaluation
     rbm32 = RBM(*(torch.tensor(sel[k].values, dtype=F64) for k in ("W", "a", "b")))
     tr = np.stack([ds.triplet_i, ds.triplet_j, ds.triplet_k], 1)

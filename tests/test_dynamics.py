@@ -302,6 +302,72 @@ def test_dynamics_dataset_rejects_mismatched_model():
                              fit_lag_range=[3, 11])
 
 
+def test_clamp_lags_to_the_longest_segment():
+    keep = dyn.clamp_lags(30, [1, 20], longest_segment_bins=40)
+    assert (keep.max_lag_bins, keep.fit_lag_range, keep.clamped, keep.reason) == (
+        30, (1, 20), False, "")
+    c = dyn.clamp_lags(100, [1, 20], longest_segment_bins=40)
+    assert (c.max_lag_bins, c.fit_lag_range, c.clamped) == (39, (1, 20), True)
+    assert "max_lag_bins = 100 exceeds the longest contiguous segment (40 bins)" in c.reason
+    c = dyn.clamp_lags(100, [2, 60], longest_segment_bins=40)
+    assert c.fit_lag_range == (2, 39) and "[2, 60] clamped to [2, 39]" in c.reason
+    with pytest.raises(ValueError, match=r"fit_lag_range = \[45, 60\].*hi <= 39"):
+        dyn.clamp_lags(100, [45, 60], longest_segment_bins=40)
+    with pytest.raises(ValueError, match="longest contiguous segment of the raster has 2 bin"):
+        dyn.clamp_lags(10, [1, 5], longest_segment_bins=2)
+
+
+def test_trial_structured_raster_clamps_lags_instead_of_nan():
+    """Trials of 13 bins separated by gaps: lags >= 13 have no pair. The stage clamps
+    max_lag_bins to 12 and says so; every stored lag is finite and equals the estimator's value
+    on those segments."""
+    W, a, b = tiny_rbm()
+    chains = gibbs_raster(W, a, b, n_chains=60, n_bins=13, sweeps_per_bin=2, burn_in=100,
+                          seed=5)
+    n_c, n_t, n = chains.shape
+    dt = 0.02
+    time = np.concatenate([k * 1.0 + dt * np.arange(n_t) for k in range(n_c)])  # 0.74 s gaps
+    ds = xr.Dataset({"raster": (("time_bin", "neuron"), chains.reshape(-1, n))},
+                    coords={"time": ("time_bin", time),
+                            "unit_id": ("neuron", np.arange(n, dtype=np.int64))},
+                    attrs={"bin_ms": 20.0})
+    sel, _ = _selected_and_truth(W, a, b, ds["unit_id"].values, bin_ms=20.0, sweeps_per_bin=2)
+    out = dyn.dynamics_dataset(ds, sel, max_lag_bins=30, max_lag_sweeps=30, n_chains=50,
+                               n_starts=20, burn_in_sweeps=50, record_sweeps=100,
+                               fit_lag_range=[1, 20], n_se_blocks=10, seed=1)
+    a_ = out.attrs
+    assert (a_["lag_clamped"], a_["longest_segment_bins"], a_["max_lag_bins"]) == (1, 13, 12)
+    assert (a_["max_lag_bins_requested"], a_["fit_lag_hi_requested"]) == (30, 20)
+    assert (a_["fit_lag_lo"], a_["fit_lag_hi"]) == (1, 12) and "clamped to [1, 12]" in a_[
+        "lag_clamp_reason"]
+    assert out.sizes["lag_bin"] == 13 and np.isfinite(out["C_data"].values).all()
+    segments = dyn.raster_segments(ds)
+    c, _ = autocorrelation(ds["raster"].values.sum(1).astype(float), max_lag=12,
+                           segments=segments, n_blocks=10)
+    np.testing.assert_allclose(out["C_data"].values, c)
+    # the first fitted lag in sweeps is stored (data: 2 sweeps per 20 ms bin -> about 2)
+    assert a_["fit_first_lag_sweeps"] == pytest.approx(20.0 / a_["ms_per_sweep"])
+
+
+def test_rescale_longer_than_the_first_lag_is_flagged(planted_dynamics):
+    out, (W, a, b), (ds, sel, _) = planted_dynamics
+    # planted: 10 ms per sweep, 20 ms bins: the first fitted lag is two sweeps, no interpolation
+    assert out.attrs["lag_clamped"] == 0 and out.attrs["lag_clamp_reason"] == ""
+    assert out.attrs["fit_first_lag_sweeps"] == pytest.approx(2.0, rel=0.1)
+    # the same chains with every bin repeated 4 times as 5 ms bins: still 10 ms per sweep, but
+    # a data bin is now half a sweep, so the first fitted lags fall below one sweep
+    chains = gibbs_raster(W, a, b, n_chains=4, n_bins=750, sweeps_per_bin=2, burn_in=200,
+                          seed=21)
+    fine = make_raster(np.repeat(chains, 4, axis=1), bin_ms=5.0)
+    out2 = dyn.dynamics_dataset(fine, sel, max_lag_bins=24, max_lag_sweeps=40, n_chains=101,
+                                n_starts=51, burn_in_sweeps=100, record_sweeps=201,
+                                fit_lag_range=[1, 16], n_se_blocks=10, seed=3)
+    assert out2.attrs["ms_per_sweep"] == pytest.approx(10.0, rel=0.3)
+    assert out2.attrs["fit_first_lag_sweeps"] == pytest.approx(
+        5.0 / out2.attrs["ms_per_sweep"]) and out2.attrs["fit_first_lag_sweeps"] < 1
+    assert out2.attrs["fit_n_sub_sweep_lags"] >= 1
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_chains_on_cuda_match_exact():

@@ -174,9 +174,10 @@ def test_interpreted_replicas_batched_equal_replicas_one_by_one():
     means = chains.hidden_means(batch)
     for r in range(n_rep):
         assert torch.equal(means[r], alone[r].hidden_means(models[r]))
-    u = chains.uniform()
-    assert u.shape == (n_rep,)
-    assert [float(x) for x in u] == [float(a.uniform()[0]) for a in alone]
+    u = chains.uniform(2)
+    assert u.shape == (n_rep, 2)
+    for r, a in enumerate(alone):
+        assert torch.equal(u[r], a.uniform(2))
     state = chains.state_dict()
     assert state["v"].shape == (n_rep, c, N) and state["philox"].shape == (n_rep,)
     other = FusedChains(torch.zeros(n_rep, c, N), n_hidden=M, seed=[0, 0, 0])

@@ -11,9 +11,19 @@ import pytest
 import torch
 from test_partition import N_HID_TRAIN, N_VIS, TOL_LOGZ, planted_data, trained_trajectory
 
-from spikerbm.likelihood import checkpoint_loglik, independent_site_loglik, log_likelihood
+from spikerbm.config import TrainConfig
+from spikerbm.likelihood import (
+    ONLINE_VARS,
+    STOP_ATTRS,
+    block_sem,
+    checkpoint_loglik,
+    combine_loglik,
+    independent_site_loglik,
+    log_likelihood,
+)
 from spikerbm.partition import exact_log_z
-from spikerbm.rbm import independent_site
+from spikerbm.rbm import free_energy, independent_site, rbm_from_dataset
+from spikerbm.training import train
 
 # ---------------------------------------------------------------------------- log-likelihoods
 
@@ -83,3 +93,70 @@ def test_checkpoint_loglik_bad_input() -> None:
         checkpoint_loglik(model.drop_vars("log_z_tais"), train, train, method="tais")
 
 
+
+
+def test_loglik_carries_the_online_curve_stop_state_and_honest_errors() -> None:
+    """loglik.nc of real trained models (two sizes, exact log Z): the online curve and the
+    stop attributes of model.nc come along; every log-likelihood has its *_std (exact: 0;
+    method tais: the trajectory-AIS error); the online and checkpoint estimates agree within
+    3 combined errors at every checkpoint (online_z); combining the sizes keeps the union of
+    the evaluated updates and the stop state per size."""
+    rng = np.random.default_rng(4)
+    z = rng.random((2400, 1)) < 0.3
+    data = (rng.random((2400, 13)) < np.where(z, 0.5, 0.08)).astype(np.uint8)
+    train_v, test_v = data[:1600], data[1600:]
+    per = []
+    for n_hidden, n_updates in ((3, 400), (4, 300)):
+        cfg = TrainConfig(n_hidden=n_hidden, n_updates=n_updates, n_checkpoints=6,
+                          n_chains=60, batch_size=80, k=3, lr=0.05, weight_std=0.1,
+                          tais_chains=120, tais_groups=6, eval_every=40, patience=0,
+                          device="cpu")
+        model = train(train_v, test_data=test_v, cfg=cfg, seed=n_hidden)
+        ll = checkpoint_loglik(model, train_v, test_v, method="exact")
+        assert set(ONLINE_VARS) <= set(ll.data_vars)
+        # every eval_every updates and at the last update (300 is not a multiple of 40)
+        assert ll["eval_update"].values.tolist() == sorted({*range(0, n_updates, 40),
+                                                            n_updates})
+        assert {k: ll.attrs[k] for k in STOP_ATTRS} == {k: model.attrs[k] for k in STOP_ATTRS}
+        assert np.all(ll["ll_train_std"] == 0) and np.all(ll["ll_test_std"] == 0)
+        # the data noise of the test LL: batch means of the per-bin LL of the last checkpoint
+        r = rbm_from_dataset(model, dtype=torch.float64)
+        per_bin = -free_energy(r, torch.as_tensor(test_v, dtype=torch.float64)).numpy()
+        assert ll["ll_test_sem"].values[-1] == pytest.approx(block_sem(per_bin), rel=1e-9)
+        assert 0 < ll["ll_test_sem"].values[-1] < 0.2
+        np.testing.assert_array_equal(ll["log_z_tais_std"], model["log_z_tais_std"])
+        z_expected = (ll["log_z"] - ll["log_z_tais"]) / ll["log_z_tais_std"]
+        np.testing.assert_allclose(ll["online_z"], z_expected)
+        assert np.all(np.abs(ll["online_z"].values) < 3), ll["online_z"].values
+        # the online value at a checkpoint that is also an evaluation is the same LL but
+        # with the trajectory-AIS log Z
+        last = int(model["checkpoint"][-1])
+        online = float(ll["ll_test_online"][ll["eval_update"] == last][0])
+        assert online == pytest.approx(float(ll["ll_test"][-1]) + float(
+            ll["log_z"][-1] - ll["log_z_tais"][-1]), abs=1e-9)
+        tais = checkpoint_loglik(model, train_v, test_v, method="tais")
+        np.testing.assert_array_equal(tais["ll_test_std"], model["log_z_tais_std"])
+        assert np.isfinite(tais["ll_test_std"]).all() and np.isnan(tais["online_z"]).all()
+        per.append(ll)
+    both = combine_loglik(per)
+    assert both["eval_update"].values.tolist() == sorted({*range(0, 401, 40), 300})
+    on4 = both["ll_test_online"].sel(n_hidden=4).values
+    assert np.isnan(on4[-3:]).all() and np.isfinite(on4[:-3]).all()  # 320..400: not reached
+    assert both["n_updates_done"].values.tolist() == [400, 300]
+    assert both["stop_reason"].values.tolist() == ["max_updates", "max_updates"]
+
+
+def test_block_sem_sees_autocorrelation() -> None:
+    """Batch means over 20 blocks: for independent values it is the usual std / sqrt(n)
+    (within 35 %: the s.d. of a 20-block estimate is ~16 %); for an AR(1) series with phi = 0.9
+    (integrated time (1 + phi) / (1 - phi) = 19) it is sqrt(19) = 4.4 times larger, as the
+    variance of the mean demands (within 35 %), where std / sqrt(n) would be 4.4x too small."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=40000)
+    assert block_sem(x) == pytest.approx(1 / np.sqrt(x.size), rel=0.35)
+    ar = np.empty_like(x)
+    ar[0] = x[0]
+    for t in range(1, x.size):
+        ar[t] = 0.9 * ar[t - 1] + np.sqrt(1 - 0.81) * x[t]
+    assert block_sem(ar) == pytest.approx(np.sqrt(19 / x.size), rel=0.35)
+    assert np.isnan(block_sem(x[:39]))

@@ -133,6 +133,12 @@ PARSE_CASES = {
                               ["binarize.n_test_blocks = 4 must be < binarize.n_blocks = 4"]),
     "checkpoints-vs-updates": ({"train": {"n_updates": 10, "n_checkpoints": 20}}, None,
                                ["train.n_checkpoints = 20 exceeds n_updates + 1 = 11"]),
+    "tais-chains-vs-groups": ({"train": {"tais_chains": 55, "tais_groups": 10}}, None,
+                              ["train.tais_chains = 55 must be a multiple of "
+                               "train.tais_groups = 10", "e.g. train.tais_chains: 60"]),
+    "early-stopping-without-tais": ({"train": {"tais_chains": 0, "patience": 300}}, None,
+                                    ["train.patience = 300 (early stopping) needs the online "
+                                     "log-likelihood", "train.patience: 0"]),
     "fit-range-vs-max-lag": ({"dynamics": {"max_lag_bins": 5, "fit_lag_range": [1, 8]}},
                              None, ["dynamics.fit_lag_range = [1, 8]",
                                     "dynamics.max_lag_bins = 5"]),

@@ -35,7 +35,8 @@ SHEET = "session_id\tsource\tparams\ns1\tsynthetic\tseed=1\n"
 N_UPDATES = 6000
 # many checkpoints (log-spaced; the late ones ~150 updates apart) so every run checkpoints soon
 OVERRIDES = {"train": {"n_hidden": [5], "n_updates": N_UPDATES, "n_checkpoints": 120, "k": 5,
-                       "n_chains": 64, "batch_size": 64, "tais_chains": 64}}
+                       "n_chains": 64, "batch_size": 64, "tais_chains": 64,
+                       "tais_groups": 8, "patience": 0}}  # runs all N_UPDATES (kill timing)
 TARGET = "results/s1/hidden~5/model.nc"
 LOG = "results/logs/train/s1/hidden~5.log"
 KILL_SEED, N_KILLS = 20261126, 3

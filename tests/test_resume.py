@@ -15,12 +15,17 @@ import pytest
 import torch
 
 from spikerbm import io
+from spikerbm.likelihood import ONLINE_VARS
+from spikerbm.train_state import data_hash, resume_mismatch
 from spikerbm.training import TrainConfig, train
 
 NV, NH = 21, 5
 #: model.nc: the trajectory; the final sampler state (chains and every generator) is compared
 #: through the last resume state of the in-process runs (_assert_same_final_state)
-VARS = ("W", "a", "b", "log_z_tais")
+VARS = ("W", "a", "b", "log_z_tais", "log_z_tais_std", *ONLINE_VARS)
+#: the stop state: part of what must resume exactly
+STOP_ATTRS = ("stop_reason", "best_update", "still_improving", "n_updates_done",
+              "ll_test_online_gain", "best_ll_test_online")
 STATE_VARS = ("chains__v", "chains__rng", "batches__rng", "batches__perm", "batches__pos",
               "tais__chains", "tais__rng", "tais__log_w")
 
@@ -30,8 +35,10 @@ import numpy as np
 from spikerbm.training import TrainConfig, train_to_files
 logging.basicConfig(filename=sys.argv[4], level=logging.INFO)
 cfg = TrainConfig(n_hidden={nh}, n_updates={n_updates}, n_checkpoints=25, n_chains=201,
-                  batch_size=101, k=5, lr=0.05, weight_std=0.1, tais_chains=101, device="cpu")
-train_to_files(np.load(sys.argv[1]), cfg=cfg, seed=7, model_path=sys.argv[2],
+                  batch_size=101, k=5, lr=0.05, weight_std=0.1, tais_chains=100, eval_every=20,
+                  patience=400, min_delta=0.002, device="cpu")
+data = np.load(sys.argv[1])
+train_to_files(data[:1201], test_data=data[1201:], cfg=cfg, seed=7, model_path=sys.argv[2],
                resume_path=sys.argv[3], attrs={{"session_id": "test"}})
 '''
 
@@ -59,6 +66,9 @@ def _assert_equal(a, b):
     for name in VARS:
         np.testing.assert_array_equal(a[name].values, b[name].values, err_msg=name)
     assert a["checkpoint"].values.tolist() == b["checkpoint"].values.tolist()
+    assert a["eval_update"].values.tolist() == b["eval_update"].values.tolist()
+    for name in STOP_ATTRS:
+        np.testing.assert_array_equal(a.attrs[name], b.attrs[name], err_msg=name)  # NaN == NaN
 
 
 def _assert_same_final_state(a: list, b: list) -> None:
@@ -113,7 +123,7 @@ def test_sigkill_and_rerun_is_bitwise_identical(tmp_path):
 
 def _cfg(**kw) -> TrainConfig:
     base = dict(n_hidden=NH, n_updates=120, n_checkpoints=9, n_chains=31, batch_size=37, k=3,
-                lr=0.05, weight_std=0.1, tais_chains=29, device="cpu")
+                lr=0.05, weight_std=0.1, tais_chains=30, device="cpu")
     return TrainConfig(**{**base, **kw})
 
 
@@ -131,6 +141,30 @@ def test_resume_from_every_checkpoint_in_process():
     # a different seed must give a different trajectory (the comparison can fail)
     other = train(data, cfg=_cfg(), seed=4)
     assert not np.array_equal(other["W"].values, full["W"].values)
+
+
+def test_resume_with_early_stopping_from_every_checkpoint_is_bitwise():
+    """The stopping state (online curve, best so far and its parameters, the stop decision) is
+    part of the resume state: a run stopped early (301 train bins overfit), restarted from any
+    of its checkpoints, ends with the same model, curve, best checkpoint and stop attributes;
+    the test split changes the resume hash (early stopping reads it)."""
+    data, test = _data(301), _data(700, seed=5)
+    cfg = _cfg(n_updates=3000, n_checkpoints=12, eval_every=25, patience=150, min_delta=0.01)
+    states: list = []
+    full = train(data, test_data=test, cfg=cfg, seed=3, on_checkpoint=states.append)
+    assert full.attrs["stop_reason"] == "early_stop"
+    assert full.attrs["best_update"] < full.attrs["n_updates_done"] < 3000
+    assert states[-1].attrs["stop_reason"] == "early_stop"  # the decision is in the state
+    assert "best__W" in states[-1] and "best__W" not in full
+    for state in (states[2], states[-3], states[-1]):  # early, after the best, at the stop
+        again: list = []
+        _assert_equal(full, train(data, test_data=test, cfg=cfg, seed=3, resume=state,
+                                  on_checkpoint=again.append))
+        if again:
+            _assert_same_final_state(states, again)
+    hashes = {"config_hash": states[3].attrs["config_hash"],
+              "data_hash": data_hash(data, test[:-1])}
+    assert "training data" in resume_mismatch(states[3], hashes)  # another test split
 
 
 @pytest.mark.parametrize("change", ["config", "data", "seed"])
@@ -162,3 +196,25 @@ def test_float_state_roundtrips_through_netcdf(tmp_path):
     _assert_equal(full, train(data, cfg=_cfg(), seed=3, resume=back, on_checkpoint=again.append))
     _assert_same_final_state(states, again)
     assert torch.get_default_dtype() == torch.float32
+
+
+def test_adam_with_decay_resumes_bitwise_through_netcdf(tmp_path):
+    """The Adam moments are part of the resume state (``optimizer__m_W`` ...): a run resumed
+    from a checkpoint written to netCDF ends bitwise equal; resumed with the moments zeroed it
+    does not (so the moments matter and the comparison can fail)."""
+    data = _data(301)
+    cfg = _cfg(optimizer="adam", lr=0.02, lr_final=0.05, decay_start=0.3)
+    states: list = []
+    full = train(data, cfg=cfg, seed=3, on_checkpoint=states.append)
+    io.write_netcdf(states[5], tmp_path / "resume.nc")
+    back = io.read_netcdf(tmp_path / "resume.nc")
+    assert back["optimizer__s_W"].dtype == np.float32 and float(back["optimizer__s_W"].max()) > 0
+    again: list = []
+    _assert_equal(full, train(data, cfg=cfg, seed=3, resume=back, on_checkpoint=again.append))
+    _assert_same_final_state(states, again)
+    zeroed = back.copy(deep=True)
+    for name in zeroed.data_vars:
+        if name.startswith("optimizer__"):
+            zeroed[name].values[...] = 0
+    other = train(data, cfg=cfg, seed=3, resume=zeroed)
+    assert not np.array_equal(other["W"].values, full["W"].values)

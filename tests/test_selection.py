@@ -12,9 +12,10 @@ from matplotlib.figure import Figure
 
 from spikerbm import io
 from spikerbm.likelihood import checkpoint_loglik, combine_loglik
+from spikerbm.partition import LogZEstimate
 from spikerbm.plotting import fig_loglik
 from spikerbm.rbm import rbm_from_dataset
-from spikerbm.selection import select_model, selected_dataset
+from spikerbm.selection import refine_tais_ties, select_model, selected_dataset
 
 N_VIS = 7
 
@@ -137,6 +138,124 @@ def test_selection_on_real_loglik_picks_argmax() -> None:
     assert (sel.attrs["n_hidden"], sel.attrs["checkpoint"]) == (
         int(best["n_hidden"]), int(best["checkpoint"]))
     assert sel.attrs["ll_test"] == pytest.approx(float(best))
+
+
+def _with_std(ds: xr.Dataset, std: list[float]) -> xr.Dataset:
+    values = np.asarray(std, dtype=float)
+    return ds.assign(ll_test_std=("checkpoint", values), ll_train_std=("checkpoint", values),
+                     log_z_std=("checkpoint", values))
+
+
+def test_selection_reports_ties_within_combined_error(caplog) -> None:
+    """Winner n_hidden 5 (-4.00 +- 0.02); n_hidden 3 (-4.05 +- 0.02) is within 2 combined
+    errors (0.057), n_hidden 9 (-4.2 +- 0.01) is not: tied_with = "3", logged."""
+    per = [_with_std(fake_loglik(5, [0, 10], [-5.0, -4.0]), [0.0, 0.02]),
+           _with_std(fake_loglik(3, [0, 10], [-5.0, -4.05]), [0.0, 0.02]),
+           _with_std(fake_loglik(9, [0, 10], [-5.0, -4.2]), [0.0, 0.01])]
+    with caplog.at_level(logging.INFO, logger="spikerbm.selection"):
+        sel = select_model(combine_loglik(per))
+    assert sel.attrs["n_hidden"] == 5 and sel.attrs["tied_with"] == "3"
+    assert sel["tied"].values.tolist() == [1, 0, 0]  # sizes 3, 5, 9
+    assert sel["ll_test_std"].values.tolist() == [0.02, 0.02, 0.01]
+    assert "tied within 2 combined errors with n_hidden 3" in caplog.text
+    exact = select_model(combine_loglik([fake_loglik(5, [0, 10], [-5.0, -4.0]),
+                                         fake_loglik(3, [0, 10], [-5.0, -4.05])]))
+    assert exact.attrs["tied_with"] == ""  # exact log Z: no error, no tie
+
+
+def test_online_checkpoint_disagreement_is_reported(caplog) -> None:
+    per = [fake_loglik(5, [0, 10, 30], [-5.0, -4.5, -4.0]),
+           fake_loglik(3, [0, 10, 30], [-5.0, -4.2, -4.3])]
+    for ds, z in zip(per, ([0.1, -3.5, 1.0], [0.0, 2.9, -0.4]), strict=True):
+        ds["online_z"] = ("checkpoint", np.array(z))
+        ds["log_z_tais"] = ("checkpoint", np.ones(3))
+        ds["log_z_tais_std"] = ("checkpoint", np.full(3, 0.01))
+        ds["log_z_std"] = ("checkpoint", np.zeros(3))
+    with caplog.at_level(logging.WARNING, logger="spikerbm.selection"):
+        sel = select_model(combine_loglik(per))
+    assert sel.attrs["online_disagrees"] == "5@10"
+    assert sel.attrs["online_max_abs_z"] == pytest.approx(3.5)
+    assert "disagree at n_hidden 5, checkpoint 10" in caplog.text
+
+
+def test_tais_never_decides_a_gap_below_its_error(caplog) -> None:
+    """Trajectory-AIS values (method tais, each +- 0.05): the best, n_hidden 5 at checkpoint
+    30 (-4.00), is within 2 combined errors of n_hidden 3 at 10 (-4.03), so both are
+    re-estimated with the checkpoint estimator (exact: -4.30 and -4.25). The new leader,
+    n_hidden 3 at 30 (-4.15, out of reach before), is now within reach of those exact values
+    and is re-estimated in turn (exact: unchanged), and wins; n_hidden 5 at 10 (-4.30 +- 0.05)
+    stays out of reach and is never recomputed. A clear gap (n_hidden 9 far ahead) is decided
+    by trajectory AIS without any re-estimation."""
+    per = [_with_std(fake_loglik(5, [0, 10, 30], [-5.0, -4.3, -4.0], method="tais"),
+                     [0.05] * 3),
+           _with_std(fake_loglik(3, [0, 10, 30], [-5.0, -4.03, -4.15], method="tais"),
+                     [0.05] * 3)]
+    truth = {(5, 30): 1.30, (3, 10): 1.22, (3, 30): 1.0}  # exact log Z; tais said 1.0
+    calls = []
+
+    def refine(n_hidden: int, checkpoint: int) -> LogZEstimate:
+        calls.append((n_hidden, checkpoint))
+        lz = truth[(n_hidden, checkpoint)]
+        return LogZEstimate(lz, 0.0, "exact", (lz,))
+
+    with caplog.at_level(logging.WARNING, logger="spikerbm.selection"):
+        refined = refine_tais_ties(combine_loglik(per), refine)
+    assert calls == [(3, 10), (5, 30), (3, 30)]  # two rounds
+    sel = select_model(refined)
+    assert (sel.attrs["n_hidden"], sel.attrs["checkpoint"]) == (3, 30)
+    assert sel.attrs["ll_test"] == pytest.approx(-4.15)
+    assert sel.attrs["log_z_method"] == "exact" and sel.attrs["ll_test_std"] == 0.0
+    assert sel["log_z_method"].values.tolist() == ["exact", "tais"]  # size 5: its best is @10
+    assert sel.attrs["tied_with"] == ""  # -4.30 +- 0.05 is 3 errors below
+    assert sel.attrs["tais_fallback"].count("trajectory-AIS log Z cannot decide") == 2
+    assert "trajectory-AIS log Z cannot decide" in caplog.text
+    assert refined["log_z_refined"].sel(n_hidden=5, checkpoint=10).item() == ""
+    assert float(refined["ll_train"].sel(n_hidden=5, checkpoint=30)) == pytest.approx(
+        -4.0 + 0.1 - 0.3)  # train moves with log Z too
+    assert float(refined["ll_test_std"].sel(n_hidden=5, checkpoint=30)) == 0.0
+    calls.clear()
+    clear = [_with_std(fake_loglik(9, [0, 10], [-5.0, -3.0], method="tais"), [0.05, 0.05]),
+             _with_std(fake_loglik(5, [0, 10], [-5.0, -4.0], method="tais"), [0.05, 0.05])]
+    kept = refine_tais_ties(combine_loglik(clear), refine)
+    assert not calls and kept.attrs["tais_fallback"] == ""
+    assert select_model(kept).attrs["log_z_method"] == "tais"
+
+
+def test_candidate_table_carries_the_stop_state() -> None:
+    per = [fake_loglik(5, [0, 10], [-5.0, -4.0]), fake_loglik(3, [0, 10], [-5.0, -4.2])]
+    per[0].attrs.update(stop_reason="early_stop", best_update=10, still_improving=0,
+                        n_updates_done=12)
+    per[1].attrs.update(stop_reason="max_updates", best_update=10, still_improving=1,
+                        n_updates_done=10)
+    sel = select_model(combine_loglik(per))
+    assert sel["stop_reason"].values.tolist() == ["max_updates", "early_stop"]
+    assert sel["still_improving"].values.tolist() == [1, 0]
+    assert sel.attrs["stop_reason"] == "early_stop" and sel.attrs["n_updates_done"] == 12
+
+
+def test_fig_loglik_draws_online_curve_best_and_stop_markers() -> None:
+    """With the online curve: thin lines, a diamond at each size's best online update, an x
+    where training stopped early, a triangle where the maximum was reached still rising."""
+    per = []
+    for n_hidden, reason, rising in ((5, "early_stop", 0), (3, "max_updates", 1)):
+        ds = _with_std(fake_loglik(n_hidden, [0, 10, 30], [-5.1, -4.5, -4.0]), [0, 0.1, 0.1])
+        ds = ds.assign_coords(eval_update=("eval", np.array([0, 10, 20, 30])))
+        ds["ll_test_online"] = ("eval", np.array([-5.1, -4.45, -3.9, -4.05]))
+        ds["ll_train_online"] = ("eval", np.array([-5.0, -4.35, -3.8, -3.95]))
+        ds.attrs.update(stop_reason=reason, best_update=20, still_improving=rising,
+                        n_updates_done=30)
+        per.append(ds)
+    fig = fig_loglik(combine_loglik(per))
+    ax = fig.axes[0]
+    diamonds = [ln for ln in ax.lines if ln.get_marker() == "D" and len(ln.get_xdata())]
+    assert sorted(float(d.get_xdata()[0]) for d in diamonds) == [20.0, 20.0]
+    assert [float(ln.get_ydata()[0]) for ln in ax.lines
+            if ln.get_marker() == "x" and len(ln.get_xdata())] == [-4.05]
+    assert len([ln for ln in ax.lines if ln.get_marker() == ">" and len(ln.get_xdata())]) == 1
+    thin = [ln for ln in ax.lines if ln.get_linestyle() == "-" and len(ln.get_xdata()) == 3]
+    assert len(thin) == 2 and all(float(ln.get_xdata()[0]) == 10.0 for ln in thin)
+    assert len([c for c in ax.containers if len(c.lines[0].get_xdata())]) == 2  # error bars
+    assert len([ln for ln in ax.lines if list(ln.get_ydata()) == [-5.0, -5.0]]) == 1  # floor
 
 
 def test_fig_loglik_draws_curves_stars_and_floor() -> None:

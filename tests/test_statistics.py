@@ -301,6 +301,170 @@ def test_samples_of_the_planted_rbm_score_near_one():
     assert np.all(np.abs(frac - sig) < 5 * sem + 1e-3)
 
 
+# ------------------------------------------------------------------ score reasons, split shift
+def test_score_reasons_name_the_cause():
+    # (d_ind, d_gen, d_test): the score is (d_ind - d_gen) / (d_ind - d_test)
+    cases = {
+        (1.0, 0.5, 0.95): ("undefined: the floor-to-ceiling gap", "5.0% of d(train, indep)"),
+        (1.0, 0.5, 1.2): ("undefined: the test set is no closer", "data-limited"),
+        (1.0, 1.5, 0.5): ("negative: generated samples are further", "d(train, gen) = 1.5"),
+        (1.0, 0.25, 0.5): ("above 1: generated samples are closer", "10000 vs 3000"),
+        (1.0, 0.75, 0.5): ("in range", "in range"),
+    }
+    for (d_ind, d_gen, d_test), (start, part) in cases.items():
+        score = st.normalised_score(d_ind, d_gen, d_test)
+        reason = st.score_reason(d_ind, d_gen, d_test, score=score, n_test=3000,
+                                 n_generated=10000)
+        assert reason.startswith(start) and part in reason, (d_ind, d_gen, d_test, reason)
+    # with as many test as generated samples, sample size is not offered as the cause
+    reason = st.score_reason(1.0, 0.25, 0.5, score=1.5, n_test=10000, n_generated=10000)
+    assert "more samples" not in reason and "overfitting" in reason
+
+
+def test_split_comparison_detects_a_shift_in_activity():
+    rbm = random_rbm(12, 4, seed=5, w_std=1.0, a_mean=-1.0)
+    states, p = exact_distribution(rbm)
+    rng = np.random.default_rng(11)
+    train, test = exact_samples(states, p, 6000, rng), exact_samples(states, p, 3000, rng)
+    same = st.split_comparison(rbm, train, test)
+    assert abs(same["k_shift_z"]) < 4 and abs(same["ll_gap_z"]) < 4
+    # i.i.d. bins: the s.e. is the plain s.d. / sqrt(n) (tau = 1 up to its estimation noise)
+    k = train.sum(1)
+    assert same["k_mean_train_se"] == pytest.approx(k.std() / np.sqrt(k.size), rel=0.15)
+    # each bin repeated 9 times: 9x the bins, same information, the same s.e. (tau ~ 9)
+    slow = st.split_comparison(rbm, np.repeat(train, 9, axis=0), test)
+    assert slow["k_mean_train"] == pytest.approx(same["k_mean_train"])
+    assert slow["k_mean_train_se"] == pytest.approx(same["k_mean_train_se"], rel=0.25)
+    # a sparser test split (its bins with the fewest spikes): K drops far beyond its s.e.
+    k_test = test.sum(1)
+    sparse = st.split_comparison(rbm, train, test[k_test <= np.quantile(k_test, 0.3)])
+    assert sparse["k_shift_z"] < -10
+    # a test split of the model's likelier bins (free energy below the median): test LL > train
+    f_test = free_energy(rbm.to(dtype=torch.float64), torch.as_tensor(test)).numpy()
+    likely = test[f_test < np.median(f_test)]
+    shifted = st.split_comparison(rbm, train, likely)
+    assert shifted["ll_test_minus_train"] > 0 and shifted["ll_gap_z"] > 10
+    # the gap is the difference of the mean free energies (log Z cancels)
+    f_train = free_energy(rbm.to(dtype=torch.float64), torch.as_tensor(train)).numpy()
+    assert shifted["ll_test_minus_train"] == pytest.approx(
+        f_train.mean() - f_test[f_test < np.median(f_test)].mean())
+
+
+# ------------------------------------------------------------------ effective sample size
+def _finite_chain_tau(rho: np.ndarray) -> float:
+    """Var(mean of L correlated samples) / (Var / L) = 1 + 2 sum_k (1 - k/L) rho(k), k < L."""
+    k = np.arange(1, rho.size + 1)
+    return 1 + 2 * float(np.sum((1 - k / (rho.size + 1)) * rho))
+
+
+def test_effective_samples_of_a_lazy_chain_give_the_variance_of_the_mean():
+    # every step the whole state is kept with probability phi, else redrawn: any observable
+    # has rho(k) = phi^k exactly; 10 samples per chain as the statistics stage's defaults
+    phi, length, chains, reps = 0.7, 10, 200, 400
+    rng = np.random.default_rng(0)
+    fresh = rng.random((reps, length, chains)) < 0.3
+    keep = rng.random((reps, length, chains)) < phi
+    x = fresh.astype(float)
+    for t in range(1, length):
+        x[:, t] = np.where(keep[:, t], x[:, t - 1], x[:, t])
+    exact = _finite_chain_tau(phi ** np.arange(1, length))
+    taus = np.array([st.effective_samples(xr_)[0] for xr_ in x[:40]])
+    # 40 estimates from 2000 samples each: s.d. of one ~0.12 (measured), of the mean ~0.02
+    assert abs(taus.mean() - exact) < 0.1, (taus.mean(), exact)
+    n_eff = st.effective_samples(x[0])[1]
+    assert n_eff == pytest.approx(length * chains / st.effective_samples(x[0])[0])
+    # the defining property: Var(mean) = Var(x) / n_eff, over 400 independent replicates (the
+    # variance of 400 means is known to sqrt(2/399) = 7 %: 3.5 s.d. is 25 %)
+    ratio = x.mean((1, 2)).var(ddof=1) / (0.3 * 0.7 / (length * chains / exact))
+    assert 0.75 < ratio < 1.25, ratio
+    # independent chains with one sample each need no correction; bad shapes are refused
+    assert st.effective_samples(x[0, :1]) == (1.0, float(chains))
+    with pytest.raises(ValueError, match="n_per_chain, n_chains"):
+        st.effective_samples(x[0, 0])
+
+
+def test_element_terms_match_brute_force():
+    # per-element terms y of every statistic formed explicitly (x = v - <v>)
+    v = random_binary(T * 5, N, seed=11)
+    x = v - v.mean(0)
+    pairs, trip = st.upper_pairs(N), st.sample_triplets(N, 17, seed=2)
+    terms = {"rate": (x, {}), "covariance": (x[:, pairs[0]] * x[:, pairs[1]], {"pairs": pairs}),
+             "corr3": (x[:, trip[:, 0]] * x[:, trip[:, 1]] * x[:, trip[:, 2]],
+                       {"triplets": trip})}
+    rng = np.random.default_rng(3)
+    for name, (y, kw) in terms.items():
+        yc, w = y - y.mean(0), rng.normal(size=y.shape[1])
+        np.testing.assert_allclose(st.element_variances(v, name, **kw), y.var(0), atol=1e-15)
+        np.testing.assert_allclose(st.element_terms_dot(v, name, w, **kw), y @ w, atol=1e-12)
+        np.testing.assert_allclose(st.element_gram(v, name, **kw), yc @ yc.T, atol=1e-14)
+    sums = st.summed_terms(v)
+    for name, (y, _) in terms.items():
+        if name != "corr3":  # corr3 above is a subset; the sum runs over all triplets
+            np.testing.assert_allclose(sums[name], y.sum(1), atol=1e-12)
+    every = np.array(list(itertools.combinations(range(N), 3)))
+    np.testing.assert_allclose(sums["corr3"], (x[:, every[:, 0]] * x[:, every[:, 1]]
+                                               * x[:, every[:, 2]]).sum(1), atol=1e-12)
+
+
+def test_n_eff_and_score_error_against_an_exactly_enumerated_coupled_rbm():
+    # 6 visible units on one strong hidden unit: bistable, so the population activity
+    # decorrelates over several sweeps. The exact block-Gibbs transition matrix gives the
+    # autocorrelation of every summed statistic, and with it the exact tau of the stage's
+    # 10 samples per chain (1 sweep apart)
+    from spikerbm.exact import sweep_transition
+
+    n, w = 6, 2.5
+    weights, a, b = np.full((n, 1), w), np.full(n, -w / 2 - 0.4), np.array([-n * w / 2 + 1.0])
+    states, t, pi = sweep_transition(weights, a, b)
+    x = states - pi @ states
+    p1, p2, p3 = ((x**k).sum(1) for k in (1, 2, 3))
+    summed = {"rate": p1, "covariance": (p1**2 - p2) / 2,
+              "corr3": (p1**3 - 3 * p1 * p2 + 2 * p3) / 6}
+    exact = {}
+    for name, f in summed.items():
+        g = f - pi @ f
+        h, rho = g, []
+        for _ in range(9):
+            h = t @ h
+            rho.append((pi * g) @ h / (pi @ g**2))
+        exact[name] = _finite_chain_tau(np.array(rho))
+    assert exact["rate"] > 4.5  # the case is worth testing: a tenth of the samples are useful
+    rbm = RBM(*(torch.as_tensor(p) for p in (weights, a, b)))
+    rng = np.random.default_rng(0)
+    train, test = (states[rng.choice(len(pi), size=4000, p=pi)].astype(np.uint8)
+                   for _ in range(2))
+    runs = [st.compute_statistics(rbm, train=train, test=test, n_samples=10000, n_chains=1000,
+                                  burn_in_sweeps=100, thin_sweeps=1, n_triplets=20,
+                                  heff_bins=5, energy_bins=10, seed=seed) for seed in range(8)]
+    for name in st.STATS:
+        tau = np.array([r.attrs[f"tau_samples_{name}"] for r in runs])
+        # one estimate from 1000 chains has s.d. 0.09 (rate), 0.14 (covariance), 0.09 (corr3)
+        # over these 8 seeds; their mean (s.d. <= 0.05) is within 0.15 of the exact value at
+        # >= 3 s.d.
+        assert abs(tau.mean() - exact[name]) < 0.15, (name, tau.mean(), exact[name])
+        assert runs[0].attrs[f"n_eff_{name}"] == pytest.approx(
+            10000 / max(runs[0].attrs[f"tau_samples_{name}"], 1.0))
+        np.testing.assert_array_equal(runs[0]["n_eff"].sel(stat=name),
+                                      runs[0].attrs[f"n_eff_{name}"])
+    # per-element errors: rate s.e. = sqrt(m (1 - m) / n_eff)
+    m = runs[0]["rate"].sel(set="generated").values
+    np.testing.assert_allclose(runs[0]["rate_se_generated"],
+                               np.sqrt(m * (1 - m) / runs[0].attrs["n_eff_rate"]))
+    # the spread of the generated mean rate over seeds is what n_eff says it is (not what
+    # 10000 independent samples would say): 8 seeds give the s.d. within a factor 1.6
+    spread = np.std([r["rate"].sel(set="generated").values.mean() for r in runs], ddof=1)
+    predicted = math.sqrt((pi @ p1**2) / n**2 / (10000 / exact["rate"]))
+    assert 0.6 < spread / predicted < 1.6, (spread, predicted)
+    # the scores' Monte Carlo error against their spread over seeds (train and test fixed):
+    # measured spread / mean stated error 0.69 (covariance) and 1.38 (corr3) over these 8
+    # seeds, 0.80 and 1.26 over 16; the spread of 8 values is known to ~27 %, so [0.5, 1.6]
+    # leaves about 2 s.d. of room on each side
+    for name in ("covariance", "corr3"):
+        scores = np.array([r.attrs[f"score_{name}"] for r in runs])
+        stated = np.mean([r.attrs[f"score_{name}_std"] for r in runs])
+        assert 0.5 < scores.std(ddof=1) / stated < 1.6, (name, scores.std(ddof=1), stated)
+
+
 # ------------------------------------------------------------------ dataset, netCDF, figure
 def test_compute_statistics_dataset_roundtrip_and_figure(tmp_path):
     rbm = random_rbm(11, 5, seed=3, w_std=1.0)
@@ -320,11 +484,27 @@ def test_compute_statistics_dataset_roundtrip_and_figure(tmp_path):
     widths = ds["energy_hi"] - ds["energy_lo"]
     np.testing.assert_allclose((ds["energy_density"] * widths).sel(set="train").sum(), 1.0)
     assert ds["heff_count"].sum("heff_bin").values.tolist() == [170 * 11, 300 * 11]
+    # every score carries its reason; the split comparison uses the full splits
+    for stat in ("covariance", "corr3"):
+        score, reason = ds.attrs[f"score_{stat}"], ds.attrs[f"score_{stat}_reason"]
+        assert (reason == "in range") == (0 <= score <= 1), (score, reason)
+    assert ds.attrs["k_mean_train"] == pytest.approx(train.sum(1).mean())
+    assert ds.attrs["k_mean_test"] == pytest.approx(test.sum(1).mean())
     # same seed, same result
     ds2 = st.compute_statistics(rbm, train=train, test=test, n_samples=300, n_chains=60,
                                 burn_in_sweeps=100, thin_sweeps=2, n_triplets=40, heff_bins=9,
                                 energy_bins=13, seed=1)
     np.testing.assert_array_equal(ds["corr3"], ds2["corr3"])
+    # effective sample sizes: at most the samples drawn; unknown for samples of unknown chains
+    assert np.all((ds["n_eff"] > 0) & (ds["n_eff"] <= 300))
+    assert np.isfinite(ds["corr3_se_generated"]).all()
+    given = st.compute_statistics(rbm, train=train, test=test, n_samples=300, n_chains=60,
+                                  burn_in_sweeps=100, thin_sweeps=2, n_triplets=40,
+                                  heff_bins=9, energy_bins=13, seed=1,
+                                  generated=exact_samples(states, p, 300, rng))
+    assert np.isnan(given["n_eff"]).all() and np.isnan(given.attrs["n_eff_energy"])
+    with pytest.raises(ValueError, match="stat must be one of"):
+        st.element_variances(train, "pairs")
     path = io.write_netcdf(ds, tmp_path / "statistics.nc",
                            attrs=provenance_attrs(config={"x": 1}, seed=1, session_id="s"))
     back = io.read_netcdf(path)

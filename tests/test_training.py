@@ -14,9 +14,10 @@ from spikerbm import io
 from spikerbm import rbm as R
 from spikerbm.config import PRECISIONS, TrainConfig
 from spikerbm.exact import binary_states
+from spikerbm.likelihood import ONLINE_VARS
 from spikerbm.pcd import TrainingDivergedError, pcd_gradient, pcd_step
 from spikerbm.sampling import Sampler, random_states
-from spikerbm.train_state import MinibatchStream
+from spikerbm.train_state import MinibatchStream, OnlineCurve
 from spikerbm.training import checkpoint_schedule, train, train_to_files
 
 N, M, B = 7, 5, 11  # distinct odd sizes
@@ -210,14 +211,15 @@ def test_training_raises_exact_test_loglik(planted_data):
     a sign error or swapped moment would make it fall instead.
     """
     train_v, test_v = planted_data
-    for centered in (True, False):
-        cfg = TrainConfig(n_hidden=NH, n_updates=400, n_checkpoints=6, n_chains=201,
-                          batch_size=201, k=5, lr=0.1, weight_std=0.1, centered=centered,
-                          tais_chains=0, device="cpu")
+    adam = {"optimizer": "adam", "lr": 0.03, "lr_final": 0.01, "decay_start": 0.5}
+    for kw in ({"centered": True}, {"centered": False}, adam):  # Adam: ~1.3 on this seed
+        cfg = TrainConfig(**{**dict(n_hidden=NH, n_updates=400, n_checkpoints=6, n_chains=201,
+                                    batch_size=201, k=5, lr=0.1, weight_std=0.1,
+                                    tais_chains=0, device="cpu"), **kw})
         ds = train(train_v, cfg=cfg, seed=11)
         ll = [exact_ll(R.rbm_from_dataset(ds, checkpoint=int(c), dtype=torch.float64), test_v)
               for c in ds.checkpoint.values]
-        assert ll[-1] > ll[0] + 0.5, (centered, ll)
+        assert ll[-1] > ll[0] + 0.5, (kw, ll)
 
 
 def test_model_dataset_contract_and_tais(planted_data):
@@ -225,13 +227,17 @@ def test_model_dataset_contract_and_tais(planted_data):
     trajectory-AIS log Z vs exact at every checkpoint."""
     train_v, _ = planted_data
     cfg = TrainConfig(n_hidden=NH, n_updates=200, n_checkpoints=7, n_chains=101, batch_size=101,
-                      k=3, lr=0.1, weight_std=0.1, tais_chains=503, device="cpu")
+                      k=3, lr=0.1, weight_std=0.1, tais_chains=500, device="cpu")
     coords = {"unit_id": np.arange(NV, dtype=np.int64) + 100, "area": ["A"] * 10 + ["B"] * 11}
     states: list = []
     ds = train(train_v, cfg=cfg, seed=5, neuron_coords=coords, on_checkpoint=states.append)
     assert ds["W"].dims == ("checkpoint", "neuron", "hidden") and ds["W"].dtype == np.float32
     assert ds["a"].dims == ("checkpoint", "neuron") and ds["b"].dims == ("checkpoint", "hidden")
-    assert set(ds.data_vars) == {"W", "a", "b", "log_z_tais"}  # model.nc: the trajectory only
+    # model.nc: the trajectory and the online curve (its log-likelihoods NaN without test data)
+    assert set(ds.data_vars) == {"W", "a", "b", "log_z_tais", "log_z_tais_std",
+                                 *ONLINE_VARS}
+    assert np.isnan(ds["ll_test_online"]).all() and np.isfinite(ds["log_z_online"]).all()
+    assert ds.attrs["stop_reason"] == "max_updates" and ds.attrs["still_improving"] == -1
     # the sampler state lives in the resume state (the last one is the final state)
     final = states[-1]
     assert final["chains__v"].shape == (101, NV) and final["chains__v"].dtype == np.uint8
@@ -254,6 +260,106 @@ def test_model_dataset_contract_and_tais(planted_data):
     exact = [exact_log_z(R.rbm_from_dataset(ds, checkpoint=int(c), dtype=torch.float64))
              for c in ds.checkpoint.values]
     np.testing.assert_allclose(ds["log_z_tais"].values, exact, atol=0.05)
+    # ... and its stated error covers that at every checkpoint (3 sigma: a 0.3 % event each)
+    assert np.all(np.abs(ds["log_z_tais"].values - exact) <= 3 * ds["log_z_tais_std"].values)
+
+
+def _stop_cfg(**kw) -> TrainConfig:
+    base = dict(n_hidden=NH, n_updates=3000, n_checkpoints=8, n_chains=100, batch_size=100,
+                k=3, lr=0.1, weight_std=0.1, tais_chains=100, tais_groups=5, eval_every=50,
+                patience=400, min_delta=0.005, device="cpu")
+    return TrainConfig(**{**base, **kw})
+
+
+def test_early_stopping_keeps_the_best_checkpoint_and_never_trains_on_test(planted_data):
+    """150 train bins overfit: the online test LL peaks (~update 1000) and then falls. Training
+    stops at the first evaluation where the best test LL of the last `patience` updates is
+    less than `min_delta` above the best before them; the best evaluation is a stored
+    checkpoint; the online values are the exact LL of those parameters within their stated
+    error; and the test split only decides when to stop: a run without it, told to stop at the
+    same update, ends with bitwise the same parameters (same chains, same minibatches)."""
+    train_v, test_v = planted_data
+    cfg = _stop_cfg()
+    ds = train(train_v[:150], test_data=test_v, cfg=cfg, seed=11)
+    stop, best = int(ds.attrs["n_updates_done"]), int(ds.attrs["best_update"])
+    assert ds.attrs["stop_reason"] == "early_stop" and ds.attrs["still_improving"] == 0
+    assert cfg.patience <= stop < cfg.n_updates and stop % cfg.eval_every == 0
+    assert best < stop and {best, stop} <= set(ds["checkpoint"].values.tolist())
+    u, ll = ds["eval_update"].values, ds["ll_test_online"].values
+    assert u.tolist() == list(range(0, stop + 1, cfg.eval_every))
+    assert ll[u == best][0] == ll.max() == ds.attrs["best_ll_test_online"]
+    # the criterion, recomputed: it holds at the stop and at no earlier evaluation
+    def gain(k: int) -> float:
+        start = u[k] - cfg.patience
+        return ll[: k + 1][u[: k + 1] > start].max() - ll[: k + 1][u[: k + 1] <= start].max()
+    assert gain(len(u) - 1) < cfg.min_delta
+    assert all(gain(k) >= cfg.min_delta for k in range(len(u) - 1) if u[k] >= cfg.patience)
+    assert ds.attrs["ll_test_online_gain"] == pytest.approx(gain(len(u) - 1))
+    # online LL = exact LL of the same parameters, within 3 stated errors (log Z from TAIS)
+    for update in (best, stop):
+        r = R.rbm_from_dataset(ds, checkpoint=update, dtype=torch.float64)
+        k = int(np.nonzero(u == update)[0][0])
+        assert abs(ll[k] - exact_ll(r, test_v)) <= 3 * ds["ll_test_online_std"].values[k]
+        train_sub = ds["ll_train_online"].values[k]
+        assert train_sub > exact_ll(r, test_v)  # overfitted: train above test
+    # gradients never saw the test split
+    blind = train(train_v[:150], cfg=_stop_cfg(n_updates=stop, patience=0), seed=11)
+    for name in ("W", "a", "b"):
+        np.testing.assert_array_equal(blind[name].sel(checkpoint=stop).values,
+                                      ds[name].sel(checkpoint=stop).values)
+
+
+def test_maximum_reached_while_improving_is_said(planted_data, caplog):
+    """With all 4001 train bins the test LL still rises after 600 updates: the run ends at the
+    maximum, `still_improving` is 1 and the log says that training did not reach its peak."""
+    train_v, test_v = planted_data
+    with caplog.at_level("WARNING", logger="spikerbm.training"):
+        ds = train(train_v, test_data=test_v, cfg=_stop_cfg(n_updates=600), seed=11)
+    assert ds.attrs["stop_reason"] == "max_updates" and ds.attrs["n_updates_done"] == 600
+    assert ds.attrs["still_improving"] == 1 and ds.attrs["ll_test_online_gain"] >= 0.005
+    assert "did not reach its peak" in caplog.text and "raise train.n_updates" in caplog.text
+
+
+def test_online_curve_gain_and_stop_rule() -> None:
+    """OnlineCurve on hand-made values: the window, the clamped start, NaN as -inf, the best."""
+    curve = OnlineCurve(patience=200, min_delta=0.1, window=200)
+    rbm = R.RBM(torch.zeros(3, 2), torch.zeros(3), torch.zeros(2))
+    for update, value in [(0, -5.0), (100, -4.0), (200, -3.5), (300, -3.45), (400, np.nan)]:
+        curve.record(update, ll_train=value, ll_test=value, log_z=1.0, log_z_std=0.1, rbm=rbm)
+        if update == 100:
+            assert curve.gain() == pytest.approx(1.0) and not curve.should_stop()  # < patience
+        if update == 300:  # window (100, 300]: -3.45 vs before: -4.0
+            assert curve.gain() == pytest.approx(0.55) and curve.still_improving() == 1
+    # (200, 400]: best -3.45 vs -3.5 before: 0.05 < 0.1 -> stop; NaN counts as no value
+    assert curve.gain() == pytest.approx(0.05) and curve.should_stop()
+    assert curve.still_improving() == 0 and curve.best_update == 300
+    assert curve.best_params is not None and curve.best_ll == -3.45
+    off = OnlineCurve(patience=0, min_delta=0.1, window=200)
+    for update in (0, 100, 200, 300):
+        off.record(update, ll_train=0.0, ll_test=float(update), log_z=0.0, log_z_std=0.0,
+                   rbm=rbm)
+    assert not off.should_stop() and off.still_improving() == 1
+    assert OnlineCurve(patience=0, min_delta=0.1, window=200).still_improving() == -1
+    assert OnlineCurve.for_config(TrainConfig(n_hidden=2, n_updates=2000,
+                                              patience=0)).window == 500
+
+
+def test_decaying_rate_arms_early_stopping_after_decay_start_plus_patience() -> None:
+    """With lr_final < 1 the stop rule is judged from decay_start * n_updates + patience on (the
+    constant-rate phase's curve is noisy; docs/methods.md §3); the same curve that stops a
+    constant-rate run at update 400 does not stop one whose decay starts at update 1000."""
+    rbm = R.RBM(torch.zeros(3, 2), torch.zeros(3), torch.zeros(2))
+    const = OnlineCurve.for_config(TrainConfig(n_hidden=2, n_updates=2000, patience=200,
+                                               min_delta=0.1))
+    decay = OnlineCurve.for_config(TrainConfig(n_hidden=2, n_updates=2000, patience=200,
+                                               min_delta=0.1, lr_final=0.01, decay_start=0.5))
+    assert (const.armed_from, decay.armed_from) == (200, 1200)
+    for update in range(0, 1300, 100):  # flat after update 200
+        for curve in (const, decay):
+            curve.record(update, ll_train=0.0, ll_test=-3.0 + min(update, 200) * 1e-3,
+                         log_z=0.0, log_z_std=0.0, rbm=rbm)
+        assert const.should_stop() == (update >= 400)
+        assert decay.should_stop() == (update >= 1200)
 
 
 def test_divergence_names_update_and_parameter_and_keeps_checkpoint(tmp_path, planted_data):
@@ -285,7 +391,7 @@ def test_cpu_and_cuda_training_agree_statistically(planted_data):
     for device in ("cpu", "cuda"):
         for precision in (PRECISIONS if device == "cuda" else ("float32",)):
             cfg = TrainConfig(n_hidden=NH, n_updates=400, n_checkpoints=4, n_chains=201,
-                              batch_size=201, k=5, lr=0.1, weight_std=0.1, tais_chains=201,
+                              batch_size=201, k=5, lr=0.1, weight_std=0.1, tais_chains=200,
                               device=device, precision=precision)
             ds = train(train_v, cfg=cfg, seed=11)
             r0 = R.rbm_from_dataset(ds, checkpoint=0, dtype=torch.float64)
@@ -314,7 +420,7 @@ def test_fused_bf16_training_resumes_exactly_and_stops_on_divergence(planted_dat
         pytest.skip("needs Triton")
     train_v, _ = planted_data
     cfg = TrainConfig(n_hidden=NH, n_updates=60, n_checkpoints=6, n_chains=201,
-                      batch_size=201, k=5, lr=0.1, weight_std=0.1, tais_chains=201,
+                      batch_size=201, k=5, lr=0.1, weight_std=0.1, tais_chains=200,
                       device="cuda", precision="bf16")
     states: list = []
     full = train(train_v, cfg=cfg, seed=3, on_checkpoint=states.append)
@@ -330,3 +436,89 @@ def test_fused_bf16_training_resumes_exactly_and_stops_on_divergence(planted_dat
     with pytest.raises(TrainingDivergedError, match=r"diverged at update \d+.*train.lr"):
         train(train_v, cfg=blown, seed=3, on_checkpoint=kept.append)
     assert kept and all(np.isfinite(s["W"].values).all() for s in kept)
+
+
+# ---------------------------------------------------------------------------------------------
+# Optimizer and learning-rate schedule (train.optimizer, lr_final, decay_start)
+# ---------------------------------------------------------------------------------------------
+def test_lr_schedule_holds_then_decays_geometrically():
+    """docs/methods.md §3: lr for u <= s = decay_start * n_updates, then lr * f^((u-s)/(T-s));
+    host and device (graph-capturable) forms agree."""
+    from spikerbm.pcd import lr_schedule
+
+    kw = dict(lr=0.03, n_updates=1000, lr_final=0.01, decay_start=0.4)
+    for u, want in [(1, 0.03), (400, 0.03), (700, 0.03 * 0.01**0.5), (1000, 0.03 * 0.01),
+                    (1300, 0.03 * 0.01)]:  # clipped past the maximum (a resumed longer run)
+        assert lr_schedule(u, **kw) == pytest.approx(want, rel=1e-12)
+        dev = lr_schedule(torch.tensor(u), **kw)
+        assert dev.dtype == torch.float64 and float(dev) == pytest.approx(want, rel=1e-12)
+    assert lr_schedule(777, lr=0.1, n_updates=1000, lr_final=1.0, decay_start=0.0) == 0.1
+
+
+def _grads(seed: int, n: int) -> list:
+    from spikerbm.pcd import Gradient
+
+    g = torch.Generator().manual_seed(seed)
+    return [Gradient(torch.randn(N, M, generator=g), torch.randn(N, generator=g),
+                     torch.randn(M, generator=g)) for _ in range(n)]
+
+
+def test_adam_step_matches_kingma_ba_algorithm_1():
+    """The in-place Adam ascent equals Kingma & Ba (ICLR 2015), Algorithm 1, written here in
+    float64 numpy (ascent, b1 0.9, b2 0.999, eps 1e-8), over 9 steps of random gradients with a
+    decaying rate; float32 rounding stays below 1e-6 on steps of size ~lr = 0.05."""
+    from spikerbm.pcd import Optimizer, lr_schedule
+
+    r0 = R.init_rbm(torch.full((N,), 0.3), n_hidden=M, weight_std=0.5,
+                    generator=torch.Generator().manual_seed(1))
+    ours = r0.clone()
+    sched = dict(lr=0.05, n_updates=9, lr_final=0.1, decay_start=0.3)
+    opt = Optimizer(ours, kind="adam", **sched)
+    ref = {k: t.double().numpy().copy() for k, t in r0.parameters().items()}
+    m = {k: np.zeros_like(v) for k, v in ref.items()}
+    s = {k: np.zeros_like(v) for k, v in ref.items()}
+    for u, grad in enumerate(_grads(2, 9), start=1):
+        opt.step(ours, grad, torch.tensor(u))
+        for k, g in grad.items():
+            g = g.double().numpy()
+            m[k] = 0.9 * m[k] + 0.1 * g
+            s[k] = 0.999 * s[k] + 0.001 * g * g
+            ref[k] += lr_schedule(u, **sched) * (m[k] / (1 - 0.9**u)) / (
+                np.sqrt(s[k] / (1 - 0.999**u)) + 1e-8)
+        for k, t in ours.parameters().items():
+            np.testing.assert_allclose(t.numpy(), ref[k], rtol=0, atol=1e-6)
+    assert float((ours.W - r0.W).abs().mean()) > 0.1  # it moved: the comparison can fail
+    assert set(opt.state_dict()) == {"m_W", "s_W", "m_a", "s_a", "m_b", "s_b"}
+
+
+def test_sgd_with_decay_steps_by_the_scheduled_rate_and_constant_sgd_is_unchanged():
+    from spikerbm.pcd import Optimizer, lr_schedule, sgd_step
+
+    r = R.init_rbm(torch.full((N,), 0.3), n_hidden=M, weight_std=0.5,
+                   generator=torch.Generator().manual_seed(1))
+    for kw in ({"lr_final": 1.0}, {"lr_final": 0.01, "decay_start": 0.2}):
+        ours, plain = r.clone(), r.clone()
+        opt = Optimizer(ours, kind="sgd", lr=0.3, n_updates=7, **kw)
+        assert opt.state_dict() == {}
+        for u, grad in enumerate(_grads(3, 7), start=1):
+            opt.step(ours, grad, torch.tensor(u))
+            plain = sgd_step(plain, grad, lr=lr_schedule(u, lr=0.3, n_updates=7,
+                                                          **{"decay_start": 0.0, **kw}))
+        if kw["lr_final"] == 1.0:  # bitwise the step of the library before train.optimizer
+            assert all(torch.equal(x, y) for x, y in zip(ours.parameters().values(),
+                                                         plain.parameters().values(), strict=True))
+        else:
+            for x, y in zip(ours.parameters().values(), plain.parameters().values(), strict=True):
+                torch.testing.assert_close(x, y, rtol=0, atol=1e-6)
+
+
+def test_optimizer_config_errors_name_the_key():
+    for kw, msg in [({"optimizer": "rmsprop"}, r"train\.optimizer must be one of sgd, adam"),
+                    ({"lr_final": 0.0}, r"train\.lr_final must be in \(0, 1\]"),
+                    ({"lr_final": 1.5}, r"train\.lr_final must be in \(0, 1\]"),
+                    ({"decay_start": 1.0}, r"train\.decay_start must be in \[0, 1\)")]:
+        with pytest.raises(ValueError, match=msg):
+            TrainConfig(n_hidden=3, **kw)
+    cfg = TrainConfig.from_config({"optimizer": "adam", "lr": 0.03, "lr_final": 1,
+                                   "decay_start": 0}, n_hidden=3)
+    assert cfg.lr_final == 1.0 and isinstance(cfg.decay_start, float)

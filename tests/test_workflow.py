@@ -192,6 +192,7 @@ REPORT_FIGURES = {  # figure file -> (report category, subcategory)
     "fig6_dynamics.png": ("Stage 7: relaxation dynamics", "Fig. 6: relaxation dynamics"),
 }
 REPORT_TABLES = {
+    "findings.html": "Findings (read first)",
     "selected_models.html": "Stage 4: log-likelihood and model selection",
     "statistics_scores.html": "Stage 5: generated vs real statistics",
     "couplings_summary.html": "Stage 6: effective couplings",
@@ -236,7 +237,7 @@ def test_rerun_has_nothing_to_do_and_report_builds(tiny_run):
             label = f"{sizes} (all sizes)" if fig == "fig2_loglik.png" else f"{n_hidden} (selected)"
             assert entry["labels"] == {"session, hidden units": f"{session}, {label}"}, entry
         assert f"results/{session}/summary.html" in categories["Stage 8: per-session summary"][
-            "Key numbers and warnings"]
+            "Findings and key numbers"]
         path = f"results/{session}/figures/fig3_pairwise_statistics.png"
         assert path in categories["Stage 9: pairwise maximum-entropy baseline"][
             "Fig. 3 of the pairwise model"]
@@ -260,6 +261,13 @@ def test_rerun_has_nothing_to_do_and_report_builds(tiny_run):
     for name in ("statistics_scores", "couplings_summary", "dynamics_summary"):
         rows = (wf / "results" / "tables" / f"{name}.tsv").read_text().splitlines()
         assert [r.split("\t")[0] for r in rows] == ["session", "tiny-a", "tiny-b"], name
+    # the findings table holds exactly the findings of each session's summary.tsv
+    found = (wf / "results" / "tables" / "findings.tsv").read_text().splitlines()
+    assert found[0].split("\t") == ["session", "level", "code", "message"]
+    for session in selected:
+        summary = (wf / "results" / session / "summary.tsv").read_text().splitlines()
+        codes = [r.split("\t")[1] for r in summary if r.startswith("finding\t")]
+        assert codes and [r.split("\t")[2] for r in found if r.startswith(f"{session}\t")] == codes
 
 
 def test_config_change_reruns_training_and_downstream_only(tiny_run, tmp_path):

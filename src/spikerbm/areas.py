@@ -5,10 +5,15 @@ involvement of each pair in 3-body terms, this module computes the area x area
 coarse-grained couplings (:func:`area_matrix`), the ratio ``R_ij`` of 3-body to total
 involvement of a pair (:func:`r_statistic`), and per-area histograms with the skewness and the
 E/I ratio of ``J_ij`` (:func:`area_statistics`). Only areas with at least ``min_area_neurons``
-neurons enter (``region`` dims). :func:`areas_of` looks the areas up in the raster.
+neurons enter (``region`` dims), and labels that name no area (``exclude``, config
+``couplings.unassigned_areas``: e.g. the Allen CCF ``root`` of units outside every annotated
+structure) never do: such neurons stay in the model, its couplings and every pair statistic,
+but are no brain area. :func:`areas_of` looks the areas up in the raster.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import xarray as xr
@@ -55,15 +60,20 @@ def r_statistic(J: np.ndarray, pair_abs_sum: np.ndarray) -> np.ndarray:
     return R
 
 
-def _regions(areas: np.ndarray, min_area_neurons: int) -> list[str]:
+def _regions(areas: np.ndarray, min_area_neurons: int, exclude: Sequence[str] = ()) -> list[str]:
     if min_area_neurons < 1:
         raise ValueError(f"min_area_neurons must be >= 1; got {min_area_neurons}")
     names, counts = np.unique(np.asarray(areas).astype(str), return_counts=True)
-    return [str(a) for a, c in zip(names, counts, strict=True) if c >= min_area_neurons]
+    skip = {str(x) for x in exclude}
+    return [str(a) for a, c in zip(names, counts, strict=True)
+            if c >= min_area_neurons and str(a) not in skip]
 
 
-def area_matrix(J: np.ndarray, areas: np.ndarray, *, min_area_neurons: int = 30) -> xr.Dataset:
+def area_matrix(J: np.ndarray, areas: np.ndarray, *, min_area_neurons: int = 30,
+                exclude: Sequence[str] = ()) -> xr.Dataset:
     """Area x area coarse-grained couplings over areas with ``>= min_area_neurons`` neurons.
+
+    Labels in ``exclude`` (no brain area, e.g. ``root``) are never a region.
 
     Returns
     -------
@@ -75,7 +85,7 @@ def area_matrix(J: np.ndarray, areas: np.ndarray, *, min_area_neurons: int = 30)
     areas = np.asarray(areas).astype(str)
     if J.shape != (areas.size, areas.size):
         raise ValueError(f"J shape {J.shape} does not match {areas.size} area labels")
-    regs = _regions(areas, min_area_neurons)
+    regs = _regions(areas, min_area_neurons, exclude)
     k = len(regs)
     mean = np.full((k, k), np.nan)
     amean = np.full((k, k), np.nan)
@@ -101,8 +111,11 @@ def area_matrix(J: np.ndarray, areas: np.ndarray, *, min_area_neurons: int = 30)
 
 
 def area_statistics(J: np.ndarray, R: np.ndarray, areas: np.ndarray, *,
-                    min_area_neurons: int = 30, n_bins: int = 60) -> xr.Dataset:
+                    min_area_neurons: int = 30, n_bins: int = 60,
+                    exclude: Sequence[str] = ()) -> xr.Dataset:
     """Per-area histograms of ``J_ij`` and ``R_ij`` (``i<j`` both in the area) and their stats.
+
+    Labels in ``exclude`` (no brain area, e.g. ``root``) are never a region.
 
     Returns
     -------
@@ -116,7 +129,7 @@ def area_statistics(J: np.ndarray, R: np.ndarray, areas: np.ndarray, *,
     areas = np.asarray(areas).astype(str)
     if n_bins < 1:
         raise ValueError(f"n_bins must be >= 1; got {n_bins}")
-    regs = _regions(areas, min_area_neurons)
+    regs = _regions(areas, min_area_neurons, exclude)
     iu = np.triu_indices(areas.size, 1)
     same = {r: (areas[iu[0]] == r) & (areas[iu[1]] == r) for r in regs}
     jv, rv = J[iu], R[iu]

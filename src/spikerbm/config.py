@@ -20,6 +20,9 @@ from spikerbm.provenance import canonical_json
 #: Allowed values of ``train.precision``.
 PRECISIONS = ("float32", "tf32", "bf16")
 
+#: Allowed values of ``train.optimizer``.
+OPTIMIZERS = ("sgd", "adam")
+
 # --------------------------------------------------------------------------------------------
 # Configuration
 # --------------------------------------------------------------------------------------------
@@ -32,7 +35,8 @@ class TrainConfig:
     n_hidden
         Number of hidden units.
     n_updates
-        Number of SGD updates.
+        Maximum number of SGD updates (training stops earlier when the online test
+        log-likelihood stops improving, see ``patience``).
     n_checkpoints
         Number of stored checkpoints, log-spaced in update count, including update 0
         (initialisation) and the last update.
@@ -43,7 +47,17 @@ class TrainConfig:
     k
         Gibbs sweeps of the persistent chains per update.
     lr
-        SGD learning rate.
+        Learning rate (of SGD or Adam, see ``optimizer``): held for the first
+        ``decay_start * n_updates`` updates, then decayed geometrically to ``lr * lr_final``
+        at ``n_updates`` (:func:`spikerbm.pcd.lr_schedule`).
+    optimizer
+        Ascent step on the PCD direction: ``sgd`` or ``adam`` (Kingma & Ba 2015; per-entry
+        step sizes, docs/methods.md §3).
+    lr_final
+        Final learning rate as a fraction of ``lr``, in (0, 1]; 1 keeps it constant.
+    decay_start
+        Fraction of ``n_updates`` before the decay starts, in [0, 1). The decay is laid out
+        over the maximum ``n_updates``: a run stopped early stops before its end.
     centered
         Use the centered gradient (METHODS §3); plain PCD gradient otherwise.
     weight_std
@@ -54,9 +68,24 @@ class TrainConfig:
         sampling kernels in a CUDA graph, TF32 gradient moments; on CPU it runs as
         ``float32``). Never used in energies or trajectory-AIS log-weights (float64).
     tais_chains
-        Trajectory-AIS chains run along training (0 disables; ``log_z_tais`` is then NaN).
+        Trajectory-AIS chains run along training (0 disables; ``log_z_tais`` and the online
+        log-likelihoods are then NaN and early stopping is off).
+    tais_groups
+        Independent trajectory-AIS chain groups (``tais_chains`` must be a multiple); the
+        spread of their estimates is ``log_z_tais_std`` (docs/methods.md §4).
     ess_threshold
         Trajectory-AIS resampling threshold on the normalised effective sample size.
+    eval_every
+        Updates between two online evaluations of the train and test log-likelihood (float64
+        mean free energies with the trajectory-AIS log Z; docs/methods.md §3).
+    patience
+        Early stopping: stop once the online test log-likelihood has not improved by
+        ``min_delta`` over the last ``patience`` updates; 0 disables it (then training runs
+        ``n_updates`` and ``still_improving`` is judged over the last quarter of the run).
+        Without trajectory AIS or test data there is no online log-likelihood and no early
+        stopping (the workflow refuses ``patience > 0`` with ``tais_chains: 0``).
+    min_delta
+        Smallest improvement (nats per sample) that counts for early stopping.
     device
         ``auto``, ``cpu`` or ``cuda``.
     """
@@ -68,16 +97,23 @@ class TrainConfig:
     batch_size: int = 500
     k: int = 10
     lr: float = 0.1
+    optimizer: str = "sgd"
+    lr_final: float = 1.0
+    decay_start: float = 0.0
     centered: bool = True
     weight_std: float = 1e-2
     precision: str = "float32"
     tais_chains: int = 500
+    tais_groups: int = 10
     ess_threshold: float = 0.3
+    eval_every: int = 100
+    patience: int = 500
+    min_delta: float = 0.01
     device: str = "auto"
 
     def __post_init__(self) -> None:
         ints = ("n_hidden", "n_updates", "n_checkpoints", "n_chains", "batch_size", "k",
-                "tais_chains")
+                "tais_chains", "tais_groups", "eval_every", "patience")
         for name in ints:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | np.integer):
@@ -87,14 +123,19 @@ class TrainConfig:
         if self.precision not in PRECISIONS:
             raise ValueError(f"train.precision must be one of {', '.join(PRECISIONS)}; got "
                              f"{self.precision!r}")
-        for name in ("lr", "weight_std", "ess_threshold"):
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"train.optimizer must be one of {', '.join(OPTIMIZERS)}; got "
+                             f"{self.optimizer!r}")
+        for name in ("lr", "lr_final", "decay_start", "weight_std", "ess_threshold",
+                     "min_delta"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float | np.floating):
                 raise ValueError(f"train.{name} must be a number; got {value!r}")
             if not math.isfinite(float(value)):
                 raise ValueError(f"train.{name} must be finite; got {value!r}")
         minimum = {"n_hidden": 1, "n_updates": 1, "n_checkpoints": 2, "n_chains": 2,
-                   "batch_size": 2, "k": 1, "tais_chains": 0}
+                   "batch_size": 2, "k": 1, "tais_chains": 0, "tais_groups": 1,
+                   "eval_every": 1, "patience": 0}
         for name, low in minimum.items():
             if getattr(self, name) < low:
                 raise ValueError(f"train.{name} must be >= {low}; got {getattr(self, name)}")
@@ -106,10 +147,26 @@ class TrainConfig:
             )
         if self.lr <= 0:
             raise ValueError(f"train.lr must be > 0; got {self.lr}")
+        if not 0 < self.lr_final <= 1:
+            raise ValueError(f"train.lr_final must be in (0, 1] (a fraction of train.lr; 1 = "
+                             f"constant); got {self.lr_final}")
+        if not 0 <= self.decay_start < 1:
+            raise ValueError(f"train.decay_start must be in [0, 1) (a fraction of "
+                             f"train.n_updates); got {self.decay_start}")
         if self.weight_std < 0:
             raise ValueError(f"train.weight_std must be >= 0; got {self.weight_std}")
         if not 0 < self.ess_threshold <= 1:
             raise ValueError(f"train.ess_threshold must be in (0, 1]; got {self.ess_threshold}")
+        if self.min_delta < 0:
+            raise ValueError(f"train.min_delta must be >= 0 (nats per sample); got "
+                             f"{self.min_delta}")
+        per_group = -(-self.tais_chains // self.tais_groups)  # rounded up
+        if self.tais_chains and (self.tais_chains % self.tais_groups or per_group < 2):
+            raise ValueError(
+                f"train.tais_chains = {self.tais_chains} must be a multiple of "
+                f"train.tais_groups = {self.tais_groups} with at least 2 chains per group; "
+                f"e.g. train.tais_chains: {max(2, per_group) * self.tais_groups}"
+            )
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be one of auto, cpu, cuda; got {self.device!r}")
 
@@ -144,7 +201,8 @@ class TrainConfig:
             sizes = sizes if isinstance(sizes, list | tuple) else [sizes]
             if int(n_hidden) not in [int(s) for s in sizes]:
                 raise ValueError(f"n_hidden={n_hidden} is not one of train.n_hidden {sizes}")
-        for name in ("lr", "weight_std", "ess_threshold"):
+        for name in ("lr", "lr_final", "decay_start", "weight_std", "ess_threshold",
+                     "min_delta"):
             if isinstance(values.get(name), int) and not isinstance(values.get(name), bool):
                 values[name] = float(values[name])
         return cls(n_hidden=int(n_hidden), device=str(device), **values)
@@ -200,6 +258,12 @@ def check_config_consistency(cfg: Mapping[str, Any]) -> None:
         )
     if cfg["likelihood"]["method"] == "tais" and cfg["train"]["tais_chains"] < 1:
         problems.append("likelihood.method: tais needs train.tais_chains > 0")
+    if cfg["train"]["patience"] and cfg["train"]["tais_chains"] < 1:
+        problems.append(
+            f"train.patience = {cfg['train']['patience']} (early stopping) needs the online "
+            "log-likelihood, which needs trajectory AIS: set train.tais_chains > 0 or "
+            "train.patience: 0"
+        )
     if problems:
         raise ValueError(
             "invalid configuration: "

@@ -37,7 +37,9 @@ Everything is float64 by default (couplings are energy coefficients), device-agn
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -532,6 +534,7 @@ def compute_couplings(selected: xr.Dataset, *, areas: np.ndarray | None = None,
                       model: xr.Dataset | None = None, truth: xr.Dataset | None = None,
                       quadrature_nodes: int = 40, pair_method: str = "quadrature",
                       spectral_log_tol: float = 34.0, min_area_neurons: int = 30,
+                      unassigned_areas: Sequence[str] = ("root", "unknown"),
                       n_triplets_stored: int = 20000, n_strongest_triplets: int = 1000,
                       n_hist_bins: int = 101, hist_margin: float = 1.5,
                       norm_checkpoints: int = 10, memory_budget_mb: float = 256.0,
@@ -556,6 +559,11 @@ def compute_couplings(selected: xr.Dataset, *, areas: np.ndarray | None = None,
         ``quadrature`` (Gauss-Hermite) or ``spectral`` (exact CP form) for ``J_ij``.
     spectral_log_tol
         Spectral accuracy ``exp(-log_tol)`` (3-body terms, norms along training).
+    min_area_neurons
+        Smallest area (neurons) that enters the area matrix and per-area statistics.
+    unassigned_areas
+        Area labels that name no brain area (e.g. ``root``): their neurons keep their
+        couplings but form no region (attrs ``unassigned_areas``, ``n_unassigned_neurons``).
     n_triplets_stored, n_strongest_triplets
         Sizes of the seeded triplet subset and of the strongest-|J3| list.
     n_hist_bins, hist_margin
@@ -642,8 +650,11 @@ def compute_couplings(selected: xr.Dataset, *, areas: np.ndarray | None = None,
         },
         coords={**neuron, **neuron2},
     )
-    ds = ds.merge(area_matrix(J_np, areas, min_area_neurons=min_area_neurons))
-    ds = ds.merge(area_statistics(J_np, R, areas, min_area_neurons=min_area_neurons))
+    unassigned = sorted({str(x) for x in unassigned_areas})
+    ds = ds.merge(area_matrix(J_np, areas, min_area_neurons=min_area_neurons,
+                              exclude=unassigned))
+    ds = ds.merge(area_statistics(J_np, R, areas, min_area_neurons=min_area_neurons,
+                                  exclude=unassigned))
     norms = {"H": float(np.linalg.norm(H_np)), "J2": float(np.linalg.norm(J_np[iu])),
              "J3": math.sqrt(st.sum_sq)}
     n_terms = {"H": n, "J2": n * (n - 1) // 2, "J3": st.n_triplets}
@@ -653,6 +664,8 @@ def compute_couplings(selected: xr.Dataset, *, areas: np.ndarray | None = None,
         "n_triplets_total": int(st.n_triplets), "quadrature_nodes": int(n_nodes),
         "pair_method": pair_method, "spectral_log_tol": float(log_tol),
         "spectral_rank": f3.rank, "min_area_neurons": int(min_area_neurons),
+        "unassigned_areas": json.dumps(unassigned),
+        "n_unassigned_neurons": int(np.isin(areas, unassigned).sum()),
         "triplet_subset": "all" if len(sub) == st.n_triplets else f"seeded sample of {len(sub)}",
     }
     for key in ("H", "J2", "J3"):

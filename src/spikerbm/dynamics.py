@@ -49,7 +49,9 @@ from spikerbm.rbm import RBM, rbm_from_dataset, rbm_from_numpy
 from spikerbm.sampling import Sampler, gibbs_sample
 
 __all__ = [
+    "LagClamp",
     "RescaleFit",
+    "clamp_lags",
     "contiguous_segments",
     "decay_time_1e",
     "dynamics_dataset",
@@ -407,6 +409,75 @@ def fit_time_rescale(c_data: np.ndarray, c_model: np.ndarray, *, bin_ms: float,
 # --------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class LagClamp:
+    """Data lags the raster can support (result of :func:`clamp_lags`).
+
+    ``max_lag_bins`` and ``fit_lag_range`` are the values used; ``clamped`` is True when either
+    differs from the request, and ``reason`` then says how and why (empty otherwise).
+    """
+
+    max_lag_bins: int
+    fit_lag_range: tuple[int, int]
+    longest_segment_bins: int
+    clamped: bool
+    reason: str
+
+
+def clamp_lags(max_lag_bins: int, fit_lag_range: tuple[int, int] | list[int], *,
+               longest_segment_bins: int) -> LagClamp:
+    """Clamp the data lags to the longest contiguous segment of the raster.
+
+    Pairs ``(t, t + tau)`` are only formed inside one contiguous segment (no gap, one epoch), so
+    lags ``>= longest_segment_bins`` have no pair at all and ``C(tau)`` would be NaN there
+    (trial-structured data: 40-bin trials leave lags 0..39). The largest lag becomes
+    ``longest_segment_bins - 1`` and the fit range's upper end is lowered to it.
+
+    Parameters
+    ----------
+    max_lag_bins
+        Requested largest data lag (bins; config ``dynamics.max_lag_bins``).
+    fit_lag_range
+        Requested inclusive fit range ``[lo, hi]`` (bins; ``dynamics.fit_lag_range``).
+    longest_segment_bins
+        Length of the longest contiguous segment (bins).
+
+    Returns
+    -------
+    LagClamp
+
+    Raises
+    ------
+    ValueError
+        When the segments are too short for a fit (fewer than 3 lags, or ``lo`` no longer
+        below the clamped ``hi``), naming the numbers and the fix.
+    """
+    lo, hi = (int(x) for x in fit_lag_range)
+    longest = int(longest_segment_bins)
+    usable = longest - 1
+    if usable < 2:
+        raise ValueError(
+            f"the longest contiguous segment of the raster has {longest} bin(s): no "
+            "autocorrelation beyond lag 1 exists in these data; the dynamics stage needs "
+            "segments of at least 3 bins (check the raster's time coordinate for gaps)"
+        )
+    if max_lag_bins <= usable:
+        return LagClamp(int(max_lag_bins), (lo, hi), longest, False, "")
+    new_hi = min(hi, usable)
+    if lo >= new_hi:
+        raise ValueError(
+            f"dynamics.fit_lag_range = [{lo}, {hi}] lies beyond the longest contiguous segment "
+            f"({longest} bins, lags up to {usable}): set dynamics.fit_lag_range to [lo, hi] "
+            f"with hi <= {usable}"
+        )
+    reason = (f"dynamics.max_lag_bins = {max_lag_bins} exceeds the longest contiguous segment "
+              f"({longest} bins): lags clamped to 0..{usable} (no pair of bins lies further "
+              "apart inside one segment)")
+    if new_hi != hi:
+        reason += f"; fit_lag_range [{lo}, {hi}] clamped to [{lo}, {new_hi}]"
+    return LagClamp(usable, (lo, new_hi), longest, True, reason)
+
+
 def _validate_options(*, max_lag_bins: int, max_lag_sweeps: int, n_chains: int, n_starts: int,
                       burn_in_sweeps: int, record_sweeps: int, fit_lag_range: Any,
                       n_se_blocks: int, tau_int_window: float, n_rescale_grid: int) -> None:
@@ -456,7 +527,10 @@ def dynamics_dataset(raster: xr.Dataset, selected: xr.Dataset, *, truth: xr.Data
         truth.nc of a synthetic session (planted RBM, attrs ``bin_ms``, ``sweeps_per_bin``), or
         None.
     max_lag_bins, max_lag_sweeps
-        Largest lags of the data (bins) and of the model (sweeps).
+        Largest lags of the data (bins) and of the model (sweeps). ``max_lag_bins`` (and the
+        upper end of ``fit_lag_range``) is clamped to the longest contiguous segment minus one
+        (:func:`clamp_lags`; attrs ``lag_clamped``, ``lag_clamp_reason``): longer lags have no
+        pair of bins in the data.
     n_chains, burn_in_sweeps, record_sweeps
         Equilibrium chains (started at random data states), unrecorded then recorded sweeps.
     n_starts
@@ -487,6 +561,12 @@ def dynamics_dataset(raster: xr.Dataset, selected: xr.Dataset, *, truth: xr.Data
     device = torch.device(device)
     segments = raster_segments(raster)  # checks the raster contract (time, bin_ms)
     bin_ms = float(raster.attrs["bin_ms"])
+    requested = {"max_lag_bins_requested": int(max_lag_bins),
+                 "fit_lag_lo_requested": int(fit_lag_range[0]),
+                 "fit_lag_hi_requested": int(fit_lag_range[1])}
+    clamp = clamp_lags(max_lag_bins, fit_lag_range,
+                       longest_segment_bins=int(np.max(segments[:, 1] - segments[:, 0])))
+    max_lag_bins, fit_lag_range = clamp.max_lag_bins, clamp.fit_lag_range
     v = np.asarray(raster["raster"].transpose("time_bin", "neuron").values)
     n_t, n = v.shape
     if n_t < 2 * max_lag_bins:
@@ -547,8 +627,14 @@ def dynamics_dataset(raster: xr.Dataset, selected: xr.Dataset, *, truth: xr.Data
         "ms_per_sweep": fit.ms_per_sweep,
         "fit_lag_lo": int(fit_lag_range[0]),
         "fit_lag_hi": int(fit_lag_range[1]),
+        "max_lag_bins": int(max_lag_bins),
+        **requested,
+        "longest_segment_bins": clamp.longest_segment_bins,
+        "lag_clamped": int(clamp.clamped),
+        "lag_clamp_reason": clamp.reason,
         "fit_at_bound": int(fit.at_bound),
         "fit_n_sub_sweep_lags": fit.n_sub_sweep,
+        "fit_first_lag_sweeps": fit_lag_range[0] * bin_ms / fit.ms_per_sweep,
         "fit_max_abs_dev": fit.max_dev_fit,
         "fit_rmse": fit.rmse_fit,
         "all_max_abs_dev": fit.max_dev_all,

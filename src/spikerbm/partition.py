@@ -26,6 +26,7 @@ in the sampler's precision.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -43,9 +44,13 @@ __all__ = [
     "EXACT_HARD_LIMIT",
     "LogZEstimate",
     "TrajectoryAIS",
+    "ais_log_weights",
     "ais_log_z",
+    "combine_log_z",
     "estimate_log_z",
     "exact_log_z",
+    "jensen_covering_std",
+    "log_z_from_log_weights",
     "log_z_independent",
     "resolve_method",
 ]
@@ -132,20 +137,112 @@ class LogZEstimate:
     Attributes
     ----------
     log_z
-        The estimate (for AIS: the mean over repeats).
+        The estimate. AIS: ``log Z_0 + logmeanexp`` of the log-weights of every chain of every
+        repeat (the log of one unbiased estimate of ``Z``); trajectory AIS: the
+        ``logmeanexp`` of the independent chain groups' estimates.
     log_z_std
-        For AIS, the sample standard deviation over independent repeats (the spread of one
-        run; NaN with a single repeat); 0 for exact enumeration.
+        Its 1-sigma uncertainty, defined to cover the estimator's downward (Jensen) bias
+        (docs/methods.md §4, "Uncertainty of log Z"): ``sigma + sigma**2 / 2`` with ``sigma``
+        the standard error of ``log_z`` (AIS: the larger of the importance-sampling error
+        from the effective sample size of all weights and the spread of the repeats over
+        ``sqrt(R)``; trajectory AIS: the spread of the groups over ``sqrt(G)``). 0 for exact
+        enumeration; NaN when it cannot be estimated (one trajectory-AIS group).
     method
-        ``"exact"`` or ``"ais"``.
+        ``"exact"``, ``"ais"`` or ``"tais"``.
     repeats
-        The individual estimates (one per AIS repeat; one value for exact).
+        The individual estimates (one per AIS repeat or trajectory-AIS group; one value for
+        exact).
     """
 
     log_z: float
     log_z_std: float
     method: str
     repeats: tuple[float, ...]
+
+
+def jensen_covering_std(sigma: float) -> float:
+    """``sigma + sigma**2 / 2``: a standard error ``sigma`` of ``log Ẑ`` (``Ẑ`` unbiased)
+    widened by the bias of the logarithm, ``E[log Ẑ] - log Z ≈ -Var(Ẑ) / (2 Z**2) ≈
+    -sigma**2 / 2`` (second-order delta method; Burda, Grosse & Salakhutdinov,
+    AISTATS 2015), so the stated error covers the bias (docs/methods.md §4)."""
+    return float(sigma + 0.5 * sigma * sigma)
+
+
+def combine_log_z(values: np.ndarray | torch.Tensor, *, method: str) -> LogZEstimate:
+    """Pool independent ``log Ẑ_g`` estimates (each the log of an unbiased estimate of ``Z``).
+
+    ``log Z = logmeanexp_g(log Ẑ_g)`` (the log of their mean, again unbiased in ``Z``), with
+    ``sigma = c_G std_g(log Ẑ_g) / sqrt(G)`` (delta method) and ``log_z_std =``
+    :func:`jensen_covering_std` ``(sigma)``; NaN for a single value. ``c_G = t_{0.975, G-1} /
+    z_{0.975}`` (Student t over normal quantile: 1.15 for G = 10) makes ``±2 log_z_std`` a
+    95 % interval although the spread is estimated from only G values. Used for the groups of
+    :class:`TrajectoryAIS` (docs/methods.md §4).
+
+    Parameters
+    ----------
+    values
+        The G estimates (float64).
+    method
+        Stored in the result (``"ais"`` or ``"tais"``).
+    """
+    x = np.asarray(torch.as_tensor(values).detach().cpu(), dtype=np.float64).ravel()
+    if x.size == 0:
+        raise ValueError("no log Z estimates to combine")
+    if not np.isfinite(x).all():
+        return LogZEstimate(math.nan, math.nan, method, tuple(float(v) for v in x))
+    top = float(x.max())
+    log_z = top + math.log(float(np.mean(np.exp(x - top))))
+    sigma = (float(np.std(x, ddof=1)) / math.sqrt(x.size) * _student_factor(x.size)
+             if x.size > 1 else math.nan)
+    return LogZEstimate(log_z, jensen_covering_std(sigma), method, tuple(float(v) for v in x))
+
+
+@functools.cache
+def _student_factor(n: int) -> float:
+    """``t_{0.975, n-1} / z_{0.975}``: widens a standard error estimated from ``n`` values so
+    that two of them make a 95 % interval (scipy.stats)."""
+    from scipy import stats
+
+    return float(stats.t.ppf(0.975, n - 1) / stats.norm.ppf(0.975))
+
+
+def log_z_from_log_weights(log_w: torch.Tensor, log_z0: float) -> LogZEstimate:
+    """AIS ``log Z`` and its bias-covering error from the log-weights of R independent repeats.
+
+    Parameters
+    ----------
+    log_w
+        ``(n_repeats, n_chains)`` float64 log-weights (:func:`ais_log_weights`).
+    log_z0
+        Exact ``log Z`` of the start model.
+
+    Returns
+    -------
+    LogZEstimate
+        ``log_z = log Z_0 + logmeanexp(all R n weights)``; ``sigma = max(s_w, s_rep)`` with
+        the importance-sampling standard error ``s_w = sqrt(1/ESS - 1/(R n))`` (``ESS =
+        (sum w)**2 / sum w**2`` over all chains: the delta-method standard error of
+        ``log mean w``; Kong 1992; Owen, "Monte Carlo theory, methods and examples", 2013,
+        ch. 9) and the spread of the per-repeat estimates ``s_rep = std_r / sqrt(R)``
+        (R >= 2); ``log_z_std`` = :func:`jensen_covering_std` ``(sigma)``; ``repeats``: the
+        per-repeat estimates. docs/methods.md §4 gives the measurements behind this choice.
+    """
+    log_w = torch.as_tensor(log_w, dtype=torch.float64).detach().cpu()
+    if log_w.ndim != 2 or log_w.numel() == 0:
+        raise ValueError(f"log_w must be (n_repeats, n_chains); got {tuple(log_w.shape)}")
+    n_rep, n_ch = log_w.shape
+    flat = log_w.reshape(-1)
+    lse = float(torch.logsumexp(flat, 0))
+    log_z = float(log_z0) + lse - math.log(flat.numel())
+    ess = math.exp(2 * lse - float(torch.logsumexp(2 * flat, 0)))
+    s_w = math.sqrt(max(1.0 / ess - 1.0 / flat.numel(), 0.0))
+    reps = (float(log_z0) + torch.logsumexp(log_w, 1) - math.log(n_ch)).numpy()
+    s_rep = float(np.std(reps, ddof=1)) / math.sqrt(n_rep) if n_rep > 1 else 0.0
+    sigma = max(s_w, s_rep)
+    if not math.isfinite(log_z):
+        sigma = math.nan
+    return LogZEstimate(log_z, jensen_covering_std(sigma), "ais",
+                        tuple(float(r) for r in reps))
 
 
 def ais_log_z(rbm: RBM, *, n_chains: int, n_betas: int, generator: torch.Generator,
@@ -156,7 +253,8 @@ def ais_log_z(rbm: RBM, *, n_chains: int, n_betas: int, generator: torch.Generat
     points from 0 to 1; chains start from exact samples of the independent-site model
     (``v_i ~ Bernoulli(sigmoid(a_i))``); for ``k = 1..K-1``: ``log w += F_{k-1}(v) - F_k(v)``,
     then one Gibbs sweep at ``beta_k``. The ``n_repeats`` independent runs are simulated as one
-    batch of ``n_repeats * n_chains`` chains split into groups.
+    batch of ``n_repeats * n_chains`` chains split into groups; ``log Z`` pools all their
+    weights and its error covers the estimator's bias (:func:`log_z_from_log_weights`).
 
     Parameters
     ----------
@@ -177,8 +275,19 @@ def ais_log_z(rbm: RBM, *, n_chains: int, n_betas: int, generator: torch.Generat
     Returns
     -------
     LogZEstimate
-        Mean over repeats, their sample standard deviation, method ``"ais"``.
+        Method ``"ais"``; the pooled estimate and its bias-covering error of
+        :func:`log_z_from_log_weights`.
     """
+    log_w, log_z0 = ais_log_weights(rbm, n_chains=n_chains, n_betas=n_betas,
+                                    generator=generator, n_repeats=n_repeats, sampler=sampler)
+    return log_z_from_log_weights(log_w, log_z0)
+
+
+def ais_log_weights(rbm: RBM, *, n_chains: int, n_betas: int, generator: torch.Generator,
+                    n_repeats: int = 1, sampler: Sampler | None = None
+                    ) -> tuple[torch.Tensor, float]:
+    """The AIS log-weights of :func:`ais_log_z`: ``(n_repeats, n_chains)`` float64 (CPU) and
+    the start model's exact ``log Z_0``; ``log Z`` is ``log Z_0 + logmeanexp(log w)``."""
     if n_chains < 1 or n_repeats < 1:
         raise ValueError(f"n_chains and n_repeats must be >= 1; got {n_chains}, {n_repeats}")
     if n_betas < 2:
@@ -202,11 +311,7 @@ def ais_log_z(rbm: RBM, *, n_chains: int, n_betas: int, generator: torch.Generat
         log_w += (F.softplus(beta * x) - F.softplus(beta_prev * x)).sum(-1)
         if k < n_betas - 1:
             chains.sweep(target, beta=beta)
-    log_z0 = log_z_independent(rbm)
-    groups = log_w.view(n_repeats, n_chains)
-    est = (log_z0 + torch.logsumexp(groups, 1) - math.log(n_chains)).cpu().numpy()
-    std = float(np.std(est, ddof=1)) if n_repeats > 1 else float("nan")
-    return LogZEstimate(float(np.mean(est)), std, "ais", tuple(float(e) for e in est))
+    return log_w.view(n_repeats, n_chains).cpu(), log_z_independent(rbm)
 
 
 def resolve_method(method: str, *, n_visible: int, n_hidden: int,
@@ -266,15 +371,22 @@ class TrajectoryAIS:
     Chains are carried from one parameter set to the next. At each :meth:`step` (one per
     training update): one Gibbs sweep with the current parameters ``theta_t`` (it leaves
     ``p_t`` invariant), then ``log w_m += E_t(v_m) - E_{t+1}(v_m)`` (visible free energies,
-    float64), then ``log Z_{t+1} = offset + logsumexp(log w) - log n``. When the effective sample
-    size ``ESS = (sum w)^2 / (n sum w^2)`` falls below ``ess_threshold`` the chains are
-    resampled (systematic resampling), ``offset`` becomes the current estimate and the
-    log-weights restart at 0.
+    float64). The chains form ``n_groups`` independent groups of equal size, each a
+    sequential Monte Carlo run of its own (own weights, own offset, own resampling), so that
+    each group's ``log Ẑ_g = offset_g + logsumexp(log w_g) - log n_g`` is the log of an
+    unbiased estimate of ``Z`` and their spread measures the error of the whole history
+    (docs/methods.md §4). When a group's effective sample size ``ESS = (sum w)^2 / (n_g sum
+    w^2)`` falls below ``ess_threshold``, its chains are resampled within the group
+    (systematic resampling, one uniform per group), its ``offset`` becomes its current
+    estimate and its log-weights restart at 0. :meth:`estimate` pools the groups
+    (:func:`combine_log_z`): ``log Z = logmeanexp_g log Ẑ_g`` with ``log_z_std`` from their
+    spread.
 
     The update is written without host synchronisation or data-dependent Python branches
-    (resampling is applied through ``torch.where``, one uniform drawn per step), so
+    (resampling is applied through ``torch.where``, the G uniforms drawn by one call), with the
+    same number of device kernels for any ``n_groups`` (the groups are a leading axis), so
     :meth:`sweep_and_energy` and :meth:`reweight` can be captured in a CUDA graph with
-    capturable chains (:mod:`spikerbm.training` does so on the fused bf16 path).
+    capturable chains (:mod:`spikerbm.pcd` does so on the fused bf16 path).
 
     The constructor draws no random numbers: the initial chains are drawn at the first
     :meth:`step` (exact samples ``v_i ~ Bernoulli(sigmoid(a_i))`` when the start model has
@@ -291,12 +403,14 @@ class TrajectoryAIS:
     log_z
         Its exact ``log Z``.
     n_chains
-        Number of chains (>= 2).
+        Number of chains (>= 2 per group, a multiple of ``n_groups``).
     generator
         Random generator on ``rbm``'s device: initial states, and the chains' randomness
         unless the sampler is fused.
+    n_groups
+        Independent chain groups (>= 1; with one group ``log_z_std`` is NaN).
     ess_threshold
-        Resample when ``ESS < ess_threshold`` (in (0, 1]).
+        Resample a group when its ``ESS < ess_threshold`` (in (0, 1]).
     burn_in_sweeps
         Gibbs sweeps for the initial chains when the start model has ``W != 0``.
     sampler
@@ -306,10 +420,13 @@ class TrajectoryAIS:
     """
 
     def __init__(self, rbm: RBM, *, log_z: float, n_chains: int, generator: torch.Generator,
-                 ess_threshold: float = 0.3, burn_in_sweeps: int = 200,
+                 n_groups: int = 1, ess_threshold: float = 0.3, burn_in_sweeps: int = 200,
                  sampler: Sampler | None = None, seed: int | None = None) -> None:
-        if n_chains < 2:
-            raise ValueError(f"n_chains must be >= 2; got {n_chains}")
+        if n_groups < 1 or n_chains < 2 * n_groups or n_chains % n_groups:
+            raise ValueError(
+                f"n_chains = {n_chains} must be a multiple of n_groups = {n_groups} with at "
+                "least 2 chains per group (train.tais_chains, train.tais_groups)"
+            )
         if not 0.0 < ess_threshold <= 1.0:
             raise ValueError(f"ess_threshold must be in (0, 1]; got {ess_threshold}")
         if not math.isfinite(log_z):
@@ -320,17 +437,24 @@ class TrajectoryAIS:
             )
         self._rbm = RBM(*(t.detach().clone() for t in (rbm.W, rbm.a, rbm.b)))
         self._gen = generator
-        self.n_chains = int(n_chains)
+        self.n_chains, self.n_groups = int(n_chains), int(n_groups)
+        self.group_size = self.n_chains // self.n_groups
         self.ess_threshold = float(ess_threshold)
         self.burn_in_sweeps = int(burn_in_sweeps)
         dev, dt = rbm.device, rbm.dtype
+        g, n = self.n_groups, self.group_size
         v0 = torch.zeros(n_chains, rbm.n_visible, dtype=dt, device=dev)
         self._chains = (sampler or Sampler.for_model(rbm)).chains(
             v0, n_hidden=rbm.n_hidden, generator=generator, seed=seed)
-        self._log_w = torch.zeros(n_chains, dtype=torch.float64, device=dev)
-        self._offset = torch.tensor(float(log_z), dtype=torch.float64, device=dev)
-        self._n_resamples = torch.zeros((), dtype=torch.int64, device=dev)
-        self._arange = torch.arange(n_chains, device=dev)
+        self._log_w = torch.zeros(g, n, dtype=torch.float64, device=dev)
+        self._offset = torch.full((g,), float(log_z), dtype=torch.float64, device=dev)
+        self._n_resamples = torch.zeros(g, dtype=torch.int64, device=dev)
+        # resampling works on one global axis: group k's cumulative weights lie in (k, k+1]
+        # and its systematic positions in [k, k+1), so one searchsorted serves every group
+        self._arange = torch.arange(g * n, device=dev).view(g, n)
+        self._grid = (torch.arange(g, dtype=torch.float64, device=dev)[:, None]
+                      + torch.arange(n, dtype=torch.float64, device=dev) / n)
+        self._top = torch.arange(1, g + 1, dtype=torch.float64, device=dev)
         self._initialised = False
         self.n_steps = 0
 
@@ -354,30 +478,36 @@ class TrajectoryAIS:
         self._initialised = True
 
     # -- public ----------------------------------------------------------------------------
+    def group_estimates(self) -> torch.Tensor:
+        """Each group's ``log Ẑ_g = offset_g + logsumexp(log w_g) - log n_g``, (G,) float64 on
+        the device (no host synchronisation)."""
+        return self._offset + torch.logsumexp(self._log_w, 1) - math.log(self.group_size)
+
+    def estimate(self, group_estimates: torch.Tensor | None = None) -> LogZEstimate:
+        """The pooled estimate and its error (:func:`combine_log_z`, method ``"tais"``) of the
+        current groups, or of ``group_estimates`` (e.g. a buffer that a CUDA graph fills)."""
+        values = self.group_estimates() if group_estimates is None else group_estimates
+        return combine_log_z(values, method="tais")
+
     @property
     def log_z(self) -> float:
-        """Current estimate ``offset + logsumexp(log w) - log n_chains`` (float64)."""
-        return float(self._estimate().item())
-
-    def _estimate(self) -> torch.Tensor:
-        return self._offset + torch.logsumexp(self._log_w, 0) - math.log(self.n_chains)
+        """Current pooled estimate (float64)."""
+        return self.estimate().log_z
 
     @property
     def ess(self) -> float:
-        """Effective sample size fraction ``(sum w)^2 / (n sum w^2)`` of the current weights."""
-        return float(self._ess().item())
-
-    def _ess(self) -> torch.Tensor:
+        """Smallest effective sample size fraction ``(sum w)^2 / (n_g sum w^2)`` of the groups."""
         lw = self._log_w
-        return torch.exp(2 * torch.logsumexp(lw, 0) - torch.logsumexp(2 * lw, 0)) / self.n_chains
+        ess = torch.exp(2 * torch.logsumexp(lw, 1) - torch.logsumexp(2 * lw, 1))
+        return float((ess / self.group_size).min().item())
 
     @property
     def n_resamples(self) -> int:
-        """Number of resampling events so far."""
-        return int(self._n_resamples.item())
+        """Number of resampling events so far, summed over the groups."""
+        return int(self._n_resamples.sum().item())
 
     def step(self, rbm_next: RBM) -> float:
-        """Advance the chains to new parameters and return the new ``log Z`` estimate.
+        """Advance the chains to new parameters and return the new pooled ``log Z`` estimate.
 
         Parameters
         ----------
@@ -387,7 +517,7 @@ class TrajectoryAIS:
         Returns
         -------
         float
-            The estimate of ``log Z(rbm_next)``.
+            The estimate of ``log Z(rbm_next)`` (:meth:`estimate` has its error).
         """
         if rbm_next.W.shape != self._rbm.W.shape:
             raise ValueError(
@@ -399,9 +529,9 @@ class TrajectoryAIS:
         if not self._initialised:
             self._initialise()
         nxt = RBM(*(t.detach().clone() for t in (rbm_next.W, rbm_next.a, rbm_next.b)))
-        estimate = self.reweight(self.sweep_and_energy(self._rbm), nxt)
+        estimates = self.reweight(self.sweep_and_energy(self._rbm), nxt)
         self.set_current(nxt, n_steps=self.n_steps + 1)
-        return float(estimate.item())
+        return self.estimate(estimates).log_z
 
     def sweep_and_energy(self, rbm: RBM) -> torch.Tensor:
         """First half of a step: one sweep with the current parameters ``rbm``; returns their
@@ -410,23 +540,28 @@ class TrajectoryAIS:
         return free_energy(rbm, self._v)
 
     def reweight(self, energy_now: torch.Tensor, rbm_next: RBM) -> torch.Tensor:
-        """Second half: ``log w += E_t(v) - E_{t+1}(v)``, estimate, resampling when the ESS is
-        low; returns the estimate of ``log Z(rbm_next)`` as a 0-d device tensor.
+        """Second half: ``log w += E_t(v) - E_{t+1}(v)``, the groups' estimates, resampling of
+        the groups whose ESS is low; returns the G estimates of ``log Z(rbm_next)`` as a (G,)
+        device tensor (pool them with :meth:`estimate`).
 
         No host synchronisation and no data-dependent branch. The caller then declares the
         new parameters with :meth:`set_current` (``step`` does all three).
         """
-        self._log_w += energy_now - free_energy(rbm_next, self._v)
-        estimate = self._estimate()
-        resample = self._ess() < self.ess_threshold
-        cdf = torch.cumsum(torch.softmax(self._log_w, 0), 0)
-        cdf[-1:].fill_(1.0)  # (fill_, not item assignment: no host copy inside a graph)
-        pos = (self._chains.uniform() + self._arange) / self.n_chains
-        idx = torch.searchsorted(cdf, pos).clamp_(max=self.n_chains - 1)
-        idx = torch.where(resample, idx, self._arange)
-        self._v.copy_(self._v.index_select(0, idx))
+        g, n = self.n_groups, self.group_size
+        self._log_w += (energy_now - free_energy(rbm_next, self._v)).view(g, n)
+        lse = torch.logsumexp(self._log_w, 1)
+        estimate = self._offset + lse - math.log(n)
+        resample = torch.exp(2 * lse - torch.logsumexp(2 * self._log_w, 1)) < (
+            self.ess_threshold * n)
+        cdf = torch.cumsum(torch.softmax(self._log_w, 1).view(-1), 0).view(g, n)
+        cdf[:, -1].copy_(self._top)  # group k ends exactly at k + 1 (no host copy in a graph)
+        pos = torch.add(self._grid, self._chains.uniform(g)[:, None], alpha=1.0 / n)
+        idx = torch.searchsorted(cdf.view(-1), pos.view(-1), right=True)
+        idx = torch.where(resample[:, None], idx.clamp_(max=g * n - 1).view(g, n), self._arange)
+        self._v.copy_(self._v.index_select(0, idx.view(-1)))
         self._offset.copy_(torch.where(resample, estimate, self._offset))
-        self._log_w.copy_(torch.where(resample, torch.zeros_like(self._log_w), self._log_w))
+        self._log_w.copy_(torch.where(resample[:, None], torch.zeros_like(self._log_w),
+                                      self._log_w))
         self._n_resamples += resample
         return estimate
 
@@ -441,9 +576,10 @@ class TrajectoryAIS:
         """Everything needed to continue exactly, as CPU tensors (no Python objects).
 
         Keys: ``chains`` (uint8, n_chains x N) and the chains' randomness (``rng``: generator
-        state, or ``philox``: the fused chains' key), ``log_w`` (float64), ``offset``
-        (float64, 0-d), ``W``, ``a``, ``b`` (the current parameters, their dtype),
-        ``initialised``, ``n_steps``, ``n_resamples`` (int64, 0-d).
+        state, or ``philox``: the fused chains' key), ``log_w`` (float64, n_groups x
+        group size), ``offset`` (float64, n_groups), ``W``, ``a``, ``b`` (the current
+        parameters, their dtype), ``initialised``, ``n_steps`` (int64, 0-d), ``n_resamples``
+        (int64, n_groups).
         """
         chains = self._chains.state_dict()
         return {
@@ -470,13 +606,20 @@ class TrajectoryAIS:
                 f"trajectory-AIS state has chains of shape {tuple(chains.shape)}; this object "
                 f"has {tuple(self._v.shape)} (n_chains x n_visible)"
             )
+        log_w = torch.as_tensor(state["log_w"])
+        if tuple(log_w.shape) != tuple(self._log_w.shape):
+            raise ValueError(
+                f"trajectory-AIS state has log-weights of shape {tuple(log_w.shape)}; this "
+                f"object has {tuple(self._log_w.shape)} (n_groups x chains per group)"
+            )
         self._chains.load_state_dict(
             {"v": chains, **{k: state[k] for k in ("rng", "philox") if k in state}})
         dev = self._v.device
-        self._log_w.copy_(torch.as_tensor(state["log_w"]).to(device=dev, dtype=torch.float64))
+        self._log_w.copy_(log_w.to(device=dev, dtype=torch.float64))
         self._offset.copy_(torch.as_tensor(state["offset"]).to(device=dev, dtype=torch.float64))
         self._rbm = RBM(*(torch.as_tensor(state[k]).to(device=dev).clone()
                           for k in ("W", "a", "b")))
         self._initialised = bool(int(torch.as_tensor(state["initialised"]).item()))
         self.n_steps = int(torch.as_tensor(state.get("n_steps", 0)).item())
-        self._n_resamples.fill_(int(torch.as_tensor(state.get("n_resamples", 0)).item()))
+        self._n_resamples.copy_(torch.as_tensor(state.get("n_resamples", 0)).to(
+            device=dev, dtype=torch.int64).expand(self.n_groups))

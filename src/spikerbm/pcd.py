@@ -3,13 +3,16 @@
 - :func:`pcd_gradient`: the centered (or plain) log-likelihood gradient from data and model
   moments; :func:`pcd_direction`: ``k`` sweeps of the persistent chains, then that gradient;
   :func:`pcd_step`: one SGD ascent step, returning new parameters (pure in the parameters).
+- :class:`Optimizer`: the in-place ascent step of a training run (``train.optimizer``: SGD or
+  Adam) with its learning rate (``train.lr``, held, then optionally decayed geometrically to
+  ``lr * lr_final``), all on the device, so the step can be captured in a CUDA graph.
 - :class:`DivergenceGuard`: blown-up parameters are recorded on the device at every update and
   checked (one host synchronisation) at the loop's chosen points.
 - :class:`PCDEngine`: the update of a training run, applied in place to the run's parameters:
-  gather the minibatch, ``k`` sweeps, gradient, SGD step, divergence record and, with
-  trajectory AIS, its sweep and float64 reweighting. The same update body runs eagerly, or,
-  when the chains are capturable (the fused bf16 CUDA chains), is captured once as a CUDA graph
-  and replayed: one launch per update instead of ~10 per sweep.
+  gather the minibatch, ``k`` sweeps, gradient, ascent step (SGD or Adam), divergence record
+  and, with trajectory AIS, its sweep and float64 reweighting. The same update body runs
+  eagerly, or, when the chains are capturable (the fused bf16 CUDA chains), is captured once
+  as a CUDA graph and replayed: one launch per update instead of ~10 per sweep.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ __all__ = [
     "MAX_ABS_PARAMETER",
     "DivergenceGuard",
     "Gradient",
+    "Optimizer",
     "PCDEngine",
     "TrainingDivergedError",
     "pcd_direction",
@@ -157,6 +161,100 @@ def pcd_step(rbm: RBM, batch: torch.Tensor, chains: Chains, *, k: int, lr: float
     return sgd_step(rbm, grad, lr=lr), grad
 
 
+def lr_schedule(update: int | torch.Tensor, *, lr: float, n_updates: int, lr_final: float,
+                decay_start: float) -> float | torch.Tensor:
+    """Learning rate of update ``update`` (1-based): held at ``lr`` for the first
+    ``decay_start * n_updates`` updates, then decayed geometrically to ``lr * lr_final`` at
+    update ``n_updates`` (docs/methods.md §3).
+
+    ``lr(u) = lr * lr_final ** x`` with ``x = clip((u - s) / (n_updates - s), 0, 1)``,
+    ``s = decay_start * n_updates``; ``lr_final = 1`` is a constant rate. ``update`` may be a
+    device tensor (the result is then a float64 0-d tensor, computed without synchronising).
+    """
+    start = decay_start * n_updates
+    span = max(n_updates - start, 1.0)
+    if isinstance(update, torch.Tensor):
+        x = ((update.to(torch.float64) - start) / span).clamp(0.0, 1.0)
+        return lr * torch.pow(torch.tensor(lr_final, dtype=torch.float64,
+                                           device=update.device), x)
+    x = min(max((update - start) / span, 0.0), 1.0)
+    return lr * lr_final ** x
+
+
+class Optimizer:
+    """The ascent step of a training run, applied in place: SGD or Adam, with
+    :func:`lr_schedule` (docs/methods.md §3).
+
+    SGD: ``theta += lr(u) * G``. Adam (Kingma & Ba, ICLR 2015, Algorithm 1, as ascent):
+    ``m = b1 m + (1 - b1) G``, ``s = b2 s + (1 - b2) G^2``,
+    ``theta += lr(u) * (m / (1 - b1^u)) / (sqrt(s / (1 - b2^u)) + eps)`` with
+    ``b1, b2, eps = 0.9, 0.999, 1e-8``, per parameter entry; ``G`` is the (centered) PCD
+    direction of :func:`pcd_gradient`. Every quantity that changes with the update number
+    lives on the device, so the step runs inside a captured CUDA graph. SGD at a constant rate
+    is exactly ``theta.add_(G, alpha=lr)`` (bitwise the step of earlier versions).
+
+    Parameters
+    ----------
+    rbm
+        The run's parameters (their shapes, dtype and device size the Adam moments).
+    kind
+        ``sgd`` or ``adam``.
+    lr, n_updates, lr_final, decay_start
+        As in :func:`lr_schedule` (``train.lr``, ``train.n_updates``, ``train.lr_final``,
+        ``train.decay_start``).
+    """
+
+    BETA1, BETA2, EPS = 0.9, 0.999, 1e-8
+
+    def __init__(self, rbm: RBM, *, kind: str, lr: float, n_updates: int,
+                 lr_final: float = 1.0, decay_start: float = 0.0) -> None:
+        if kind not in ("sgd", "adam"):
+            raise ValueError(f"train.optimizer must be sgd or adam; got {kind!r}")
+        self.kind, self.lr, self.n_updates = kind, lr, n_updates
+        self.lr_final, self.decay_start = lr_final, decay_start
+        self.moments: dict[str, torch.Tensor] = {}
+        if kind == "adam":
+            for name, t in rbm.parameters().items():
+                self.moments[f"m_{name}"] = torch.zeros_like(t)
+                self.moments[f"s_{name}"] = torch.zeros_like(t)
+
+    def step(self, rbm: RBM, grad: Gradient, update: torch.Tensor) -> None:
+        """Apply the ascent step of update ``update`` (1-based, int64 0-d device tensor) to
+        ``rbm`` in place."""
+        params = rbm.parameters()
+        if self.kind == "sgd" and self.lr_final == 1.0:
+            for name, t in params.items():
+                t.add_(getattr(grad, name), alpha=self.lr)
+            return
+        lr = lr_schedule(update, lr=self.lr, n_updates=self.n_updates, lr_final=self.lr_final,
+                         decay_start=self.decay_start)
+        if self.kind == "sgd":
+            for name, t in params.items():
+                t.add_(getattr(grad, name) * lr.to(t.dtype))
+            return
+        u = update.to(torch.float64)
+        step = (lr / (1 - torch.pow(self.BETA1, u))).to(torch.float32)
+        bias2 = (1 - torch.pow(self.BETA2, u)).to(torch.float32)
+        for name, t in params.items():
+            g = getattr(grad, name)
+            m, s = self.moments[f"m_{name}"], self.moments[f"s_{name}"]
+            m.mul_(self.BETA1).add_(g, alpha=1 - self.BETA1)
+            s.mul_(self.BETA2).addcmul_(g, g, value=1 - self.BETA2)
+            t.add_(m * step / ((s / bias2).sqrt() + self.EPS))
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Copies of the Adam moments (empty for SGD: its state is the update number alone)."""
+        return {key: t.clone() for key, t in self.moments.items()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore :meth:`state_dict` (copied into the device tensors)."""
+        if set(state) != set(self.moments):
+            raise ValueError(f"optimizer state has {sorted(state)}; {self.kind} needs "
+                             f"{sorted(self.moments)}")
+        for key, t in state.items():
+            self.moments[key].copy_(t)
+
+
 class DivergenceGuard:
     """Watch for blown-up parameters with no host-device synchronisation per update.
 
@@ -212,9 +310,10 @@ class PCDEngine:
     """PCD updates applied in place to a run's parameters, chains and trajectory AIS.
 
     One update (:meth:`step`) is: gather the minibatch (device indices), :func:`pcd_direction`
-    (``k`` sweeps, hidden means of chains and data, the centered gradient), the SGD step in
-    place, the divergence record and, with trajectory AIS, its sweep with the parameters before
-    the step and its float64 reweighting to those after it (resampling by ``torch.where``).
+    (``k`` sweeps, hidden means of chains and data, the centered gradient), the
+    :class:`Optimizer` step in place, the divergence record and, with trajectory AIS, its
+    sweep with the parameters before the step and its float64 reweighting to those after it
+    (resampling by ``torch.where``).
     Nothing in it synchronises with the host. With capturable chains the first update runs
     eagerly on a side stream (which compiles and autotunes the kernels) and is then captured
     once as a CUDA graph that every later update replays.
@@ -227,8 +326,10 @@ class PCDEngine:
         The persistent chains.
     data
         Training split on the device, (T, N) uint8.
-    k, lr, centered, tf32
-        Sweeps per update, learning rate, centered gradient, TF32 in the data-side products.
+    k, centered, tf32
+        Sweeps per update, centered gradient, TF32 in the data-side products.
+    optimizer
+        The run's :class:`Optimizer` (ascent step and learning rate).
     guard
         The run's :class:`DivergenceGuard`; every update records into it on the device.
     first_update
@@ -237,16 +338,18 @@ class PCDEngine:
         The run's (initialised) trajectory AIS, or ``None``; it follows ``rbm`` by reference.
     """
 
-    def __init__(self, rbm: RBM, *, chains: Chains, data: torch.Tensor, k: int, lr: float,
-                 centered: bool, tf32: bool, guard: DivergenceGuard, first_update: int,
-                 batch_size: int, tais: TrajectoryAIS | None = None) -> None:
+    def __init__(self, rbm: RBM, *, chains: Chains, data: torch.Tensor, k: int,
+                 optimizer: Optimizer, centered: bool, tf32: bool, guard: DivergenceGuard,
+                 first_update: int, batch_size: int, tais: TrajectoryAIS | None = None) -> None:
         dev = rbm.device
         self.rbm, self.chains, self.data, self.tais, self.guard = rbm, chains, data, tais, guard
-        self.k, self.lr, self.centered, self.tf32 = k, lr, centered, tf32
+        self.k, self.optimizer, self.centered, self.tf32 = k, optimizer, centered, tf32
         self.idx = torch.zeros(batch_size, dtype=torch.int64, device=dev)
         self._batch_u8 = torch.empty(batch_size, data.shape[1], dtype=torch.uint8, device=dev)
         self._batch = torch.empty(batch_size, data.shape[1], dtype=torch.float32, device=dev)
-        self.log_z = torch.full((), math.nan, dtype=torch.float64, device=dev)
+        # the trajectory-AIS groups' estimates after the last update (pooled at sync points)
+        self.log_z = torch.full((tais.n_groups if tais is not None else 1,), math.nan,
+                                dtype=torch.float64, device=dev)
         self._update_no = torch.tensor(int(first_update), dtype=torch.int64, device=dev)
         self._graph: torch.cuda.CUDAGraph | None = None
         if tais is not None:
@@ -259,8 +362,7 @@ class PCDEngine:
         grad = pcd_direction(r, self._batch, self.chains, k=self.k, centered=self.centered,
                              tf32=self.tf32)
         energy_now = self.tais.sweep_and_energy(r) if self.tais is not None else None
-        for name, t in r.parameters().items():
-            t.add_(getattr(grad, name), alpha=self.lr)
+        self.optimizer.step(r, grad, self._update_no)
         self.guard.record(self._update_no, r)
         self._update_no += 1
         if self.tais is not None:

@@ -75,8 +75,16 @@ def _stat_scatter(ax, ds: xr.Dataset, stat: str, label: str, *, max_points: int 
         y = ds[stat].sel(set=other).values.astype(float)
         r = float(ds["pearson_r"].sel(stat=stat, comparison=comp))
         slope = float(ds["slope"].sel(stat=stat, comparison=comp))
+        legend = f"{other}: slope {slope:.2f}, r {r:.2f}"
+        se_name = f"{stat}_se_generated"
+        if other == "generated" and se_name in ds and np.isfinite(ds[se_name].values).any():
+            # 1-sigma Monte Carlo error of each generated value from the effective number of
+            # independent samples (docs/methods.md section 5)
+            ax.errorbar(x[show], y[show], yerr=ds[se_name].values[show], fmt="none",
+                        ecolor=style.COLORS[other], elinewidth=0.4, alpha=0.3, rasterized=True)
+            legend += f", n_eff {float(ds['n_eff'].sel(stat=stat)):.0f}"
         ax.scatter(x[show], y[show], s=3, alpha=0.4, color=style.COLORS[other], lw=0,
-                   rasterized=True, label=f"{other}: slope {slope:.2f}, r {r:.2f}")
+                   rasterized=True, label=legend)
     lo, hi = np.nanmin(x), np.nanmax(x)
     ax.plot([lo, hi], [lo, hi], color="0.3", lw=0.8, ls="--")
     ax.xaxis.set_major_locator(MaxNLocator(4))  # long tick labels of small correlations
@@ -94,10 +102,12 @@ def fig_statistics(ds: xr.Dataset, *, max_points: int = 3000, title: str | None 
 
     Panels: (a) PCA projection (train black, generated red) with marginal histograms;
     (b-d) rates, covariances and 3-point correlations, test (blue) and generated (red) against
-    train, slope and Pearson r in the legend; (e) P(K); (f) energy histograms;
-    (g) P(v_i = 1 | h_eff) vs sigmoid(h_eff) with s.e.m. and the diagonal; (h) scores and the
-    equilibration check (a failed check also titles the figure in red). One colour per set in
-    every panel (:data:`spikerbm.style.COLORS`).
+    train, with each generated value's 1-sigma Monte Carlo error from the effective number of
+    independent samples ``n_eff``; slope, Pearson r and ``n_eff`` in the legend; (e) P(K);
+    (f) energy histograms; (g) P(v_i = 1 | h_eff) vs sigmoid(h_eff) with s.e.m. and the
+    diagonal; (h) scores ± their Monte Carlo error, ``n_eff`` and the equilibration check (a
+    failed check also titles the figure in red). One colour per set in every panel
+    (:data:`spikerbm.style.COLORS`).
 
     Parameters
     ----------
@@ -195,12 +205,18 @@ def fig_statistics(ds: xr.Dataset, *, max_points: int = 3000, title: str | None 
                      f"tau_K {ds.attrs['tau_k_sweeps']:.3g} sweeps")
         lines.append(f"burn-in {ds.attrs['burn_in_sweeps']} sweeps")
         lines.append(f"z(E) {ds.attrs['z_energy']:.2f}, z(K) {ds.attrs['z_k']:.2f}")
+    if "n_eff" in ds:
+        lines.append(f"n_eff (of {int(ds['n_used'].sel(set='generated'))}): "
+                     + ", ".join(f"{float(ds['n_eff'].sel(stat=s)):.0f}"
+                                 for s in ds["stat"].values))
     lines.append("")
-    lines.append("score  d(gen)/d(test)")
+    lines.append("score       d(gen)/d(test)")
     for stat in ds["stat"].values:
         sc = float(ds["score"].sel(stat=stat))
         er = float(ds["error_ratio"].sel(stat=stat))
-        lines.append(f"{stat:<10} {'n/a' if np.isnan(sc) else f'{sc:.2f}':>5}  {er:.2f}")
+        sd = float(ds["score_std"].sel(stat=stat)) if "score_std" in ds else np.nan
+        text = "n/a" if np.isnan(sc) else f"{sc:.2f}" + ("" if np.isnan(sd) else f"±{sd:.2f}")
+        lines.append(f"{stat:<10} {text:>9}  {er:.2f}")
     ax.text(0.0, 1.0, "\n".join(lines), transform=ax.transAxes, va="top", ha="left",
             fontsize=8, family="monospace")
     style.panel_label(ax, "h")
@@ -761,13 +777,16 @@ LOGLIK_UPDATE0_X = 0.5
 
 
 def fig_loglik(ll: xr.Dataset, *, per_neuron: bool = False, title: str | None = None) -> Figure:
-    """Fig. 2: train (dashed) and test (solid) log-likelihood against update, per hidden size.
+    """Fig. 2: log-likelihood along training, online curve beside the checkpoint estimates.
 
     Parameters
     ----------
     ll
         Session log-likelihood dataset (``results/{session}/loglik.nc``: dims n_hidden x
-        checkpoint; vars ``ll_train``, ``ll_test``; attrs ``floor_train``, ``floor_test``).
+        checkpoint and n_hidden x eval; vars ``ll_train``, ``ll_test``, ``ll_test_std`` and,
+        when present, the online curve ``ll_train_online``, ``ll_test_online`` (coord
+        ``eval_update``) and the stop variables ``stop_reason``, ``best_update``,
+        ``n_updates_done``, ``still_improving``; attrs ``floor_train``, ``floor_test``).
     per_neuron
         Plot nats per neuron (``ll / n_neurons``) instead of nats per sample.
     title
@@ -776,38 +795,95 @@ def fig_loglik(ll: xr.Dataset, *, per_neuron: bool = False, title: str | None = 
     Returns
     -------
     Figure
-        Log x axis; update 0 is drawn at ``x = LOGLIK_UPDATE0_X`` (0.5, labelled "0"). A star
-        marks each curve's maximum test value; the horizontal line is the independent-site
-        model's test LL (the floor; its train LL dotted).
+        Log x axis; update 0 is drawn at ``x = LOGLIK_UPDATE0_X`` (0.5, labelled "0"). Per
+        hidden size (colour): the online test (thin solid) and train (thin dashed) curves
+        (trajectory-AIS log Z, every ``train.eval_every`` updates); the checkpoint estimates
+        (exact/AIS log Z) of the test LL as filled markers with 1-sigma error bars, of the
+        train LL as open markers; a star on each size's best checkpoint; a diamond on the
+        online curve at the best online update; where training ended, an ``x`` (stopped
+        early) or a right-pointing triangle (maximum number of updates reached while the
+        test LL was still rising). The horizontal line is the independent-site model's test
+        LL (the floor; its train LL dotted).
     """
-    fig, ax = style.subplots(1, 1, figsize=(style.PANEL_SIZE[0] * 1.5, style.PANEL_SIZE[1] * 1.2))
+    fig, ax = style.subplots(1, 1, figsize=(style.PANEL_SIZE[0] * 2.2, style.PANEL_SIZE[1] * 1.2))
     n_vis = float(ll.attrs.get("n_neurons", 1)) if per_neuron else 1.0
     sizes = [int(h) for h in ll["n_hidden"].values]
     pal = style.hidden_palette(len(sizes))
-    x_all = ll["checkpoint"].values.astype(float)
-    x_all = np.where(x_all > 0, x_all, LOGLIK_UPDATE0_X)
+
+    def xpos(updates: np.ndarray) -> np.ndarray:
+        x = np.asarray(updates, dtype=float)
+        return np.where(x > 0, x, LOGLIK_UPDATE0_X)
+
+    x_all = xpos(ll["checkpoint"].values)
+    online = "ll_test_online" in ll and "eval_update" in ll.coords
+    x_eval = xpos(ll["eval_update"].values) if online else np.array([])
+    x_max = max(float(np.nanmax(x_all)), float(np.nanmax(x_eval)) if x_eval.size else 1.0, 1.0)
     for i, n_hidden in enumerate(sizes):
         sub = ll.sel(n_hidden=n_hidden)
         test = sub["ll_test"].values / n_vis
         train = sub["ll_train"].values / n_vis
+        std = (sub["ll_test_std"].values / n_vis if "ll_test_std" in sub
+               else np.full(test.shape, np.nan))
         ok = np.isfinite(test)
         if not ok.any():
             continue
-        ax.plot(x_all[ok], test[ok], "-", color=pal[i], lw=1.3, label=f"$N_h$ = {n_hidden}")
-        ax.plot(x_all[np.isfinite(train)], train[np.isfinite(train)], "--", color=pal[i], lw=1.0)
+        color = pal[i]
+        ax.errorbar(x_all[ok], test[ok], yerr=np.where(np.isfinite(std[ok]), std[ok], 0.0),
+                    fmt="o", ms=3.5, color=color, elinewidth=0.8, capsize=1.5, zorder=4,
+                    label=f"$N_h$ = {n_hidden}")
+        tr = np.isfinite(train)
+        ax.plot(x_all[tr], train[tr], "o", ms=3.5, mfc="none", mec=color, mew=0.7, zorder=3)
         best = int(np.nanargmax(np.where(ok, test, -np.inf)))
-        ax.plot(x_all[best], test[best], "*", color=pal[i], ms=11, mec="black", mew=0.5,
-                zorder=5)
+        ax.plot(x_all[best], test[best], "*", color=color, ms=11, mec="black", mew=0.5,
+                zorder=6)
+        if not online:
+            ax.plot(x_all[ok], test[ok], "-", color=color, lw=0.8)
+            continue
+        on_test = sub["ll_test_online"].values / n_vis
+        on_train = sub["ll_train_online"].values / n_vis
+        # the line starts at the first evaluation after update 0 (a segment from update 0
+        # to eval_every would suggest a rise the log axis does not sample; the checkpoint
+        # markers show that stretch)
+        after0 = sub["eval_update"].values > 0
+        fin = np.isfinite(on_test) & after0
+        ax.plot(x_eval[fin], on_test[fin], "-", color=color, lw=0.8, alpha=0.9, zorder=2)
+        fin_tr = np.isfinite(on_train) & after0
+        ax.plot(x_eval[fin_tr], on_train[fin_tr], "--", color=color, lw=0.7, alpha=0.8,
+                zorder=2)
+        if not fin.any():
+            continue
+        updates = sub["eval_update"].values
+        best_u = int(sub["best_update"]) if "best_update" in sub else -1
+        at = np.nonzero(fin & (updates == best_u))[0]
+        if at.size:
+            ax.plot(x_eval[at[0]], on_test[at[0]], "D", color=color, ms=5, mec="black",
+                    mew=0.5, zorder=5)
+        last = np.nonzero(fin)[0][-1]
+        reason = str(sub["stop_reason"].values) if "stop_reason" in sub else ""
+        rising = int(sub["still_improving"]) == 1 if "still_improving" in sub else False
+        if reason == "early_stop":
+            ax.plot(x_eval[last], on_test[last], "x", color="black", ms=7, mew=1.3, zorder=7)
+        elif reason == "max_updates" and rising:
+            ax.plot(x_eval[last], on_test[last], ">", color=color, ms=7, mec="black",
+                    mew=0.6, zorder=7)
     floor_test = float(ll.attrs["floor_test"]) / n_vis
     floor_train = float(ll.attrs["floor_train"]) / n_vis
     ax.axhline(floor_test, color=style.COLORS["independent"], lw=1.0,
                label="independent sites (test)")
     ax.axhline(floor_train, color=style.COLORS["independent"], lw=0.8, ls=":",
                label="independent sites (train)")
-    ax.plot([], [], "-", color="black", label="test")
-    ax.plot([], [], "--", color="black", label="train")
+    if online:
+        ax.plot([], [], "-", color="black", lw=0.8, label="online test (trajectory AIS)")
+        ax.plot([], [], "--", color="black", lw=0.7, label="online train")
+    ax.errorbar([], [], yerr=[], fmt="o", ms=3.5, color="black", elinewidth=0.8,
+                label="checkpoint test (exact/AIS) ± 1 s.d.")
+    ax.plot([], [], "o", ms=3.5, mfc="none", mec="black", label="checkpoint train")
+    if online:
+        ax.plot([], [], "D", color="white", mec="black", ms=5, label="best online update")
+        ax.plot([], [], "x", color="black", ms=7, mew=1.3, label="stopped early")
+        ax.plot([], [], ">", color="white", mec="black", ms=7,
+                label="maximum reached, still improving")
     ax.set_xscale("log")
-    x_max = max(float(np.nanmax(x_all)), 1.0)
     ticks = [10.0**k for k in range(int(np.floor(np.log10(x_max))) + 1)]
     ax.set_xticks([LOGLIK_UPDATE0_X, *ticks])
     ax.set_xticklabels(["0", *[f"$10^{{{k}}}$" for k in range(len(ticks))]])
@@ -816,7 +892,7 @@ def fig_loglik(ll: xr.Dataset, *, per_neuron: bool = False, title: str | None = 
     ax.set_xlim(LOGLIK_UPDATE0_X * 0.8, x_max * 1.3)
     unit = "nats / neuron" if per_neuron else "nats / sample"
     ax.set(xlabel="update", ylabel=f"log-likelihood ({unit})")
-    ax.legend(loc="best", fontsize=6)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=6, frameon=False)
     if title:
         ax.set_title(title)
     return fig

@@ -1,23 +1,40 @@
-"""Per-session summary for the HTML report: the key numbers of every stage and loud warnings."""
+"""Per-session summary and cross-session tables of the HTML report, with the session's findings
+(:mod:`spikerbm.findings`) in colour: green = ok, amber = caution, red = problem."""
 
 from __future__ import annotations
 
 import html
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-#: (artifact, attribute, what it means) rows of the summary, in report order.
+from spikerbm.findings import LEVELS, Finding
+
+#: (artifact, attribute, what it means) rows of the summary, in report order. ``model`` is the
+#: selected size's ``model.nc``, ``loglik`` the session's combined ``loglik.nc``.
 SUMMARY_FIELDS: tuple[tuple[str, str, str], ...] = (
+    ("loglik", "n_neurons", "neurons in the model"),
+    ("loglik", "n_train", "train bins"),
+    ("loglik", "n_test", "test bins"),
     ("selected", "n_hidden", "selected number of hidden units"),
     ("selected", "checkpoint", "selected checkpoint (update)"),
+    ("model", "n_updates_done", "updates trained (selected size)"),
+    ("model", "stop_reason", "why training stopped (selected size)"),
+    ("model", "best_update", "update of the best online test log-likelihood"),
+    ("model", "still_improving", "still improving at the maximum number of updates (1/0)"),
     ("selected", "log_z_method", "log Z method"),
     ("selected", "ll_train", "train log-likelihood (nats/sample)"),
     ("selected", "ll_test", "test log-likelihood (nats/sample)"),
+    ("selected", "ll_test_std", "uncertainty of the test log-likelihood (nats/sample)"),
     ("selected", "floor_test", "independent-site test log-likelihood (floor)"),
     ("selected", "beats_floor", "selected model beats the floor (1/0)"),
+    ("statistics", "ll_test_minus_train", "test minus train log-likelihood (nats/sample)"),
+    ("statistics", "ll_test_minus_train_se", "its standard error"),
+    ("statistics", "k_mean_train", "mean population activity K, train (active neurons/bin)"),
+    ("statistics", "k_mean_test", "mean population activity K, test"),
+    ("statistics", "k_shift_z", "K shift test vs train (standard errors)"),
     ("statistics", "equilibrated", "equilibrium check passed (1/0)"),
     ("statistics", "equilibration_reason", "equilibrium check"),
     ("statistics", "score_covariance", "score: covariances (0 = independent model, 1 = test set)"),
@@ -30,9 +47,13 @@ SUMMARY_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("statistics", "error_ratio_rate", "rates: d(train, generated) / d(train, test)"),
     ("couplings", "area_within_mean_J", "mean within-area J"),
     ("couplings", "area_cross_mean_J", "mean cross-area J"),
+    ("couplings", "n_unassigned_neurons", "neurons without a brain area (not in area analyses)"),
     ("couplings", "truth_pearson_J", "Pearson r of J with the planted model's J"),
     ("couplings", "truth_pearson_H", "Pearson r of H with the planted model's H"),
+    ("dynamics", "max_lag_bins", "largest data lag used (bins)"),
+    ("dynamics", "longest_segment_bins", "longest contiguous segment of the raster (bins)"),
     ("dynamics", "ms_per_sweep", "fitted time rescale (ms per sweep)"),
+    ("dynamics", "fit_first_lag_sweeps", "first fitted lag in sweeps (< 1: interpolated)"),
     ("dynamics", "truth_ms_per_sweep", "planted time rescale (ms per sweep)"),
     ("dynamics", "ms_per_sweep_rel_error", "relative error of the fitted rescale"),
     ("dynamics", "fit_max_abs_dev", "max |C_data - C_model| on the fit range"),
@@ -41,6 +62,11 @@ SUMMARY_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("dynamics", "tau_int_data_ms", "integrated correlation time, data (ms)"),
 )
 
+#: Text colour of each finding level (green, amber, red) in every HTML page.
+LEVEL_COLOURS: dict[str, str] = {"ok": "#1a7f37", "caution": "#b35900", "problem": "#b00"}
+#: Background of each level's badge.
+LEVEL_BACKGROUNDS: dict[str, str] = {"ok": "#e6f4ea", "caution": "#fff4e0", "problem": "#fde8e8"}
+
 
 def _fmt(value: object) -> str:
     if isinstance(value, float | np.floating):
@@ -48,59 +74,74 @@ def _fmt(value: object) -> str:
     return str(value)
 
 
-def session_summary(artifacts: Mapping[str, xr.Dataset]) -> pd.DataFrame:
-    """Table of the key numbers of a session.
+def session_summary(artifacts: Mapping[str, xr.Dataset | Mapping[str, object]],
+                    findings: Sequence[Finding] = ()) -> pd.DataFrame:
+    """Table of the session's findings and key numbers (``summary.tsv``).
 
     Parameters
     ----------
     artifacts
-        Datasets by artifact name (``selected``, ``statistics``, ``couplings``, ``dynamics``).
+        Datasets (or their attributes) by artifact name: ``selected``, ``model``, ``loglik``,
+        ``statistics``, ``couplings``, ``dynamics``.
+    findings
+        The session's findings (:func:`spikerbm.findings.session_findings`).
 
     Returns
     -------
     pandas.DataFrame
-        Columns ``artifact``, ``quantity``, ``description``, ``value``; an attribute the
-        artifact does not have (e.g. ground truth of a real session) is ``n/a``.
+        Columns ``artifact``, ``quantity``, ``description``, ``value``. First one row per
+        finding (``artifact = finding``, ``quantity`` = its code, ``description`` = its
+        message, ``value`` = its level), then one row per :data:`SUMMARY_FIELDS` entry; an
+        attribute the artifact does not have (e.g. ground truth of a real session) is ``n/a``.
     """
-    rows = []
+    rows = [{"artifact": "finding", "quantity": f.code, "description": f.message,
+             "value": f.level} for f in findings]
     for artifact, attr, description in SUMMARY_FIELDS:
         ds = artifacts.get(artifact)
-        value = ds.attrs.get(attr, "n/a") if ds is not None else "n/a"
+        attrs = (ds.attrs if isinstance(ds, xr.Dataset) else ds) if ds is not None else {}
         rows.append({"artifact": artifact, "quantity": attr, "description": description,
-                     "value": _fmt(value)})
-    return pd.DataFrame(rows)
+                     "value": _fmt(attrs.get(attr, "n/a"))})
+    return pd.DataFrame(rows, columns=["artifact", "quantity", "description", "value"])
 
 
-def session_warnings(artifacts: Mapping[str, xr.Dataset]) -> list[str]:
-    """Loud warnings: no model beats the floor, samples not at equilibrium, stage warnings."""
-    out = []
-    selected = artifacts.get("selected")
-    if selected is not None and int(selected.attrs.get("beats_floor", 1)) == 0:
-        out.append("NO MODEL BEATS THE INDEPENDENT-SITE FLOOR on test data: "
-                   + str(selected.attrs.get("warning", "")))
-    stats = artifacts.get("statistics")
-    if stats is not None and int(stats.attrs.get("equilibrated", 1)) == 0:
-        out.append("GENERATED SAMPLES FAILED THE EQUILIBRIUM CHECK (statistics are not "
-                   f"equilibrium statistics): {stats.attrs.get('equilibration_reason', '')}")
-    for name, ds in artifacts.items():
-        if name != "selected" and ds is not None and ds.attrs.get("warning"):
-            out.append(f"{name}: {ds.attrs['warning']}")
-    return out
+def findings_of_summary(table: pd.DataFrame) -> list[Finding]:
+    """The findings rows of a ``summary.tsv`` table (inverse of :func:`session_summary`)."""
+    rows = table[table["artifact"] == "finding"]
+    return [Finding(str(r.value), str(r.quantity), str(r.description))
+            for r in rows.itertuples(index=False)]
 
 
-def summary_html(table: pd.DataFrame, warnings: list[str], *, session_id: str) -> str:
-    """A small self-contained HTML page of the summary table and warnings."""
-    warn = "".join(
-        f'<p style="color:#b00;font-weight:bold">&#9888; {html.escape(w)}</p>' for w in warnings
-    ) or '<p style="color:#070">No warnings.</p>'
-    body = table.to_html(index=False, escape=True, border=0)
+def _badge(level: str) -> str:
+    return (f'<span style="color:{LEVEL_COLOURS[level]};background:{LEVEL_BACKGROUNDS[level]};'
+            f'font-weight:bold;padding:0 4px;border-radius:3px">{html.escape(level)}</span>')
+
+
+def findings_html(findings: Sequence[Finding]) -> str:
+    """HTML list of findings, each line in its level's colour, with a count headline."""
+    if not findings:
+        return "<p>No findings (no artifact with something to judge).</p>"
+    counts = {lv: sum(f.level == lv for f in findings) for lv in LEVELS}
+    head = ", ".join(f'<span style="color:{LEVEL_COLOURS[lv]};font-weight:bold">{counts[lv]} '
+                     f"{lv}</span>" for lv in reversed(LEVELS))
+    items = "".join(
+        f'<li style="color:{LEVEL_COLOURS[f.level]};margin:2px 0">{_badge(f.level)} '
+        f"<code>{html.escape(f.code)}</code>: {html.escape(f.message)}</li>" for f in findings)
+    return (f"<h3>Findings: {head}</h3>"
+            f'<ul style="list-style:none;padding-left:0">{items}</ul>')
+
+
+def summary_html(table: pd.DataFrame, findings: Sequence[Finding], *, session_id: str) -> str:
+    """A small self-contained HTML page: the findings in colour, then the key numbers."""
+    numbers = table[table["artifact"] != "finding"]
+    body = numbers.to_html(index=False, escape=True, border=0)
     return (
         "<!DOCTYPE html><html><head><meta charset='utf-8'>"
         f"<title>spikerbm summary: {html.escape(session_id)}</title>"
         "<style>body{font-family:sans-serif;margin:1em}td,th{padding:2px 8px;text-align:left}"
         "td:last-child{white-space:nowrap}"
         "tr:nth-child(even){background:#f3f3f3}</style></head><body>"
-        f"<h2>Session {html.escape(session_id)}</h2>{warn}{body}</body></html>"
+        f"<h2>Session {html.escape(session_id)}</h2>{findings_html(findings)}"
+        f"<h3>Key numbers</h3>{body}</body></html>"
     )
 
 
@@ -147,6 +188,7 @@ TABLE_FIELDS: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
 
 #: Titles of the report tables (the HTML page heading).
 TABLE_TITLES: dict[str, str] = {
+    "findings": "Findings of every session (green: ok, amber: caution, red: problem)",
     "selected_models": "Selected models: best checkpoint of every hidden size",
     "statistics_scores": "Generated vs real statistics of the selected models",
     "couplings_summary": "Effective couplings of the selected models",
@@ -238,15 +280,38 @@ ALARM_CELLS: frozenset[tuple[str, str]] = frozenset({
 })
 
 
+def findings_report_table(findings: Mapping[str, Sequence[Finding]]) -> pd.DataFrame:
+    """All sessions' findings: one row per finding, problems first within a session.
+
+    Parameters
+    ----------
+    findings
+        Findings by session id (row order of the sessions is kept).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``session``, ``level``, ``code``, ``message``.
+    """
+    rows = [{"session": session, "level": f.level, "code": f.code, "message": f.message}
+            for session, found in findings.items() for f in found]
+    return pd.DataFrame(rows, columns=["session", "level", "code", "message"])
+
+
 def table_html(table: pd.DataFrame, *, title: str, note: str = "") -> str:
     """A small self-contained HTML page of one table (for the report's table entries).
 
-    Cells listed in :data:`ALARM_CELLS` (a model below the floor, failed equilibrium) are red.
+    Cells listed in :data:`ALARM_CELLS` (a model below the floor, failed equilibrium) are red;
+    a ``level`` column (findings) is shown as a badge in its level's colour.
     """
     def cell(column: str, value: object) -> str:
         text = html.escape(str(value))
+        if column == "level" and str(value) in LEVEL_COLOURS:
+            return f"<td>{_badge(str(value))}</td>"
         if (column, str(value)) in ALARM_CELLS:
             return f'<td style="color:#b00;font-weight:bold">{text}</td>'
+        if column == "message":  # long text: wrap, left-aligned
+            return f'<td style="white-space:normal;text-align:left;min-width:40em">{text}</td>'
         return f"<td>{text}</td>"
 
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in table.columns)

@@ -115,9 +115,9 @@ class Chains(Protocol):
         """``p(h = 1 | v)`` of the current states at ``beta = 1`` (float32 or the chains'
         dtype; a buffer overwritten by the next call or sweep: clone it to keep it)."""
 
-    def uniform(self) -> torch.Tensor:
-        """One float64 uniform in [0, 1) per replica, shape (n_replicas,) (or (1,) without a
-        replica axis), from the chains' randomness."""
+    def uniform(self, n: int = 1) -> torch.Tensor:
+        """``n`` float64 uniforms in [0, 1) per replica from the chains' randomness, shape
+        (n_replicas, n) (or (n,) without a replica axis; one device call for any ``n``)."""
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The states (``v``, uint8) and the state of the randomness, as CPU tensors."""
@@ -389,16 +389,16 @@ class PersistentChains:
                 torch.addmm(model.b, self._v[r], model.W, out=self._ph[r]).sigmoid_()
         return self._out(self._ph)
 
-    def uniform(self) -> torch.Tensor:
-        """One float64 uniform per replica, shape (n_replicas,) (or (1,))."""
-        out = torch.empty(len(self.generators), dtype=torch.float64, device=self._v.device)
+    def uniform(self, n: int = 1) -> torch.Tensor:
+        """``n`` float64 uniforms per replica, shape (n_replicas, n) (or (n,))."""
+        out = torch.empty(len(self.generators), n, dtype=torch.float64, device=self._v.device)
         for r, gen in enumerate(self.generators):
             if isinstance(gen, torch.Generator):
-                out[r:r + 1] = torch.rand(1, generator=gen, dtype=torch.float64,
-                                          device=self._v.device)
+                out[r] = torch.rand(n, generator=gen, dtype=torch.float64,
+                                    device=self._v.device)
             else:
-                self._uniform_(out[r:r + 1], gen)
-        return out
+                self._uniform_(out[r], gen)
+        return self._out(out)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """``v`` (uint8) and, with ``torch.Generator`` randomness, ``rng`` (uint8 generator
@@ -496,7 +496,7 @@ class FusedChains:
         self._w = torch.zeros(n_rep, nv, nh, dtype=bf16, device=dev)
         self._wt = torch.zeros(n_rep, nh, nv, dtype=bf16, device=dev)
         self._ph = torch.empty(n_rep, n_chains, nh, dtype=torch.float32, device=dev)
-        self._u = torch.empty(n_rep, dtype=torch.float64, device=dev)
+        self._u: dict[int, torch.Tensor] = {}  # uniform buffers (n_rep, n) by n
         self._beta = 1.0  # inverse temperature of the operands copied by the last load
         self.seed = torch.tensor([int(s) for s in seeds], dtype=torch.int64, device=dev)
 
@@ -570,14 +570,18 @@ class FusedChains:
         half_sweep(self._v, self._w, rbm.b, out=None, prob=self._ph)
         return self._out(self._ph[:, :, :self._m])
 
-    def uniform(self) -> torch.Tensor:
-        """One float64 uniform per replica, shape (n_replicas,) (or (1,)), a buffer;
-        advances ``seed`` by one."""
+    def uniform(self, n: int = 1) -> torch.Tensor:
+        """``n`` float64 uniforms per replica, shape (n_replicas, n) (or (n,)), a buffer kept
+        per ``n`` (allocated at the first call, i.e. before any graph capture); advances
+        ``seed`` by one."""
         from spikerbm.kernels import uniform_
 
-        uniform_(self._u[:, None], seed=self.seed)
+        if n not in self._u:
+            self._u[n] = torch.empty(self.seed.shape[0], n, dtype=torch.float64,
+                                     device=self.seed.device)
+        uniform_(self._u[n], seed=self.seed)
         self.seed.add_(1)
-        return self._u
+        return self._out(self._u[n])
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """``v`` (uint8) and ``philox`` (int64, (n_replicas,) or (1,): the keys of the next

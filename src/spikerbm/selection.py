@@ -2,57 +2,168 @@
 
 docs/methods.md §4 (the star of the paper's Fig. 2). :func:`select_model` reads the session's
 ``loglik.nc`` (:func:`spikerbm.likelihood.combine_loglik`) and returns the candidate table, one
-candidate per hidden size (its best checkpoint); :func:`selected_dataset` builds
-``selected.nc``: the winner's parameters plus that table. A winner that does not beat the
-independent-site floor on test data is still written (so that downstream stages run) but
-flagged loudly.
+candidate per hidden size (its best checkpoint), and says what the uncertainty of the values
+allows: the sizes that are tied with the winner within their combined error (``tied_with``)
+and the checkpoints where the online (trajectory-AIS) and the checkpoint estimates of the
+log-likelihood disagree (``online_disagrees``). :func:`refine_tais_ties` makes sure a
+trajectory-AIS value (``likelihood.method: tais``) never decides a selection its error cannot
+decide: those entries are re-estimated with the checkpoint estimator (exact or AIS) first.
+:func:`selected_dataset` builds ``selected.nc``: the winner's parameters plus that table. A
+winner that does not beat the independent-site floor on test data is still written (so that
+downstream stages run) but flagged loudly.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Callable
 
 import numpy as np
 import xarray as xr
 
-__all__ = ["FLOOR_BANNER", "select_model", "selected_dataset"]
+from spikerbm.partition import LogZEstimate
+
+__all__ = ["DISAGREE_Z", "FLOOR_BANNER", "TIE_Z", "refine_tais_ties", "select_model",
+           "selected_dataset"]
 
 logger = logging.getLogger(__name__)
 
 FLOOR_BANNER = "!" * 78
+
+#: Two log-likelihoods are tied when they differ by at most TIE_Z times their combined
+#: uncertainty ``hypot(std_1, std_2)`` (not distinguishable at about 95 %; docs/methods.md §4).
+TIE_Z = 2.0
+
+#: The online and checkpoint estimates of a log-likelihood disagree when they differ by more
+#: than DISAGREE_Z combined uncertainties (a 0.3 % false-alarm rate per comparison for honest
+#: Gaussian errors: about one spurious flag in ten sessions of ~40 checkpoints).
+DISAGREE_Z = 3.0
+
+#: Per-model stop information carried into the candidate table (``loglik.nc`` variables).
+STOP_VARS = ("stop_reason", "best_update", "still_improving", "n_updates_done")
+
+
+def _std(x: np.ndarray) -> np.ndarray:
+    """Uncertainties with NaN (unknown) read as infinite."""
+    return np.where(np.isnan(x), np.inf, x)
+
+
+def refine_tais_ties(ll: xr.Dataset, refine: Callable[[int, int], LogZEstimate]
+                     ) -> xr.Dataset:
+    """Re-estimate the trajectory-AIS entries that the selection cannot decide on.
+
+    While the best test LL (the winner) is within :data:`TIE_Z` combined uncertainties of an
+    entry (any hidden size, any checkpoint) and the winner or that entry still has a
+    trajectory-AIS ``log Z`` (``log_z_method`` ``tais``), those trajectory-AIS entries get
+    the checkpoint estimator's ``log Z`` (``refine(n_hidden, checkpoint)``: exact or AIS) and
+    the log-likelihoods move by the difference; the winner is then recomputed. Each round
+    replaces at least one entry, so this ends; an entry whose trajectory-AIS error is below
+    the gap it decides is never recomputed. The reason is logged and stored.
+
+    Parameters
+    ----------
+    ll
+        The combined dataset of :func:`spikerbm.likelihood.combine_loglik`.
+    refine
+        ``(n_hidden, checkpoint) -> LogZEstimate`` with the checkpoint estimator.
+
+    Returns
+    -------
+    xr.Dataset
+        A copy with ``log_z``, ``log_z_std``, ``ll_train``, ``ll_test``, their ``*_std`` and
+        ``*_per_neuron`` replaced at the re-estimated entries, a variable ``log_z_refined``
+        (n_hidden, checkpoint; ``""`` or the method that replaced trajectory AIS) and the attr
+        ``tais_fallback`` (the reason, ``""`` when nothing was re-estimated).
+    """
+    out = ll.copy(deep=True)
+    dims = ("n_hidden", "checkpoint")
+    methods = np.broadcast_to(np.asarray(out["log_z_method"].values, dtype=str)[:, None],
+                              (out.sizes["n_hidden"], out.sizes["checkpoint"]))
+    refined = np.full(methods.shape, "", dtype=object)
+    hs, cks = out["n_hidden"].values, out["checkpoint"].values
+    reasons = []
+    while True:
+        test = out["ll_test"].transpose(*dims).values
+        std = _std(out["ll_test_std"].transpose(*dims).values)
+        if not np.isfinite(test).any():
+            break
+        w = np.unravel_index(np.nanargmax(np.where(np.isfinite(test), test, -np.inf)),
+                             test.shape)
+        gap = test[w] - test
+        close = np.isfinite(test) & (gap <= TIE_Z * np.hypot(std[w], std))
+        # contested: another entry within the combined error (an unknown error reads as
+        # infinite, so it is always contested); only its trajectory-AIS entries are redone
+        todo = close & (methods == "tais") & (refined == "") if close.sum() > 1 else None
+        if todo is None or not todo.any():
+            break
+        reasons.append(
+            f"trajectory-AIS log Z cannot decide near the best test LL {test[w]:.4f} +- "
+            f"{std[w]:.2g} (n_hidden {hs[w[0]]}, checkpoint {cks[w[1]]}): "
+            f"{int(close.sum()) - 1} entr(ies) within {TIE_Z:g} combined errors; "
+            "re-estimated with the checkpoint estimator: "
+            + ", ".join(f"{hs[i]}@{cks[j]}" for i, j in zip(*np.nonzero(todo), strict=True)))
+        logger.warning("%s", reasons[-1])
+        for i, j in zip(*np.nonzero(todo), strict=True):
+            est = refine(int(hs[i]), int(cks[j]))
+            old = float(out["log_z"].values[i, j])
+            for var in ("ll_train", "ll_test"):
+                out[var].values[i, j] += old - est.log_z
+                out[f"{var}_std"].values[i, j] = est.log_z_std
+            out["log_z"].values[i, j], out["log_z_std"].values[i, j] = est.log_z, est.log_z_std
+            refined[i, j] = est.method
+    n_neurons = float(out.attrs.get("n_neurons", np.nan))
+    for var in ("ll_train", "ll_test"):
+        if f"{var}_per_neuron" in out:
+            out[f"{var}_per_neuron"] = out[var] / n_neurons
+    out["log_z_refined"] = (dims, refined.astype(str), {
+        "long_name": "method that replaced the trajectory-AIS log Z at this entry "
+        "(selection fallback; empty: not replaced)"})
+    out.attrs["tais_fallback"] = "; ".join(reasons)
+    return out
 
 
 def select_model(ll: xr.Dataset) -> xr.Dataset:
     """Pick the ``(n_hidden, checkpoint)`` with the highest test log-likelihood.
 
     Ties go to the earliest checkpoint, then to the smallest hidden size; NaN values are
-    skipped; the uncertainty is not used.
+    skipped. The uncertainty does not change the pick, but the result says which sizes are
+    statistically tied with it (``|ll_w - ll_c| <= TIE_Z * hypot(std_w, std_c)``) and where
+    the online and checkpoint estimates disagree (``|online_z| > DISAGREE_Z``), both in attrs
+    and in the log.
 
     Parameters
     ----------
     ll
         The combined dataset of :func:`spikerbm.likelihood.combine_loglik` (dims n_hidden x
-        checkpoint).
+        checkpoint), possibly refined by :func:`refine_tais_ties`.
 
     Returns
     -------
     xr.Dataset
         The candidate table, dim ``candidate`` (one row per hidden size: its best checkpoint by
         test LL): coords ``n_hidden``, ``checkpoint``; vars ``ll_train``, ``ll_test``,
-        ``ll_test_std`` (nats per sample), ``log_z``, ``log_z_std`` (nats; NaN where the
-        input has none), ``log_z_method``, ``selected`` (1 for the winner);
+        ``ll_train_std``, ``ll_test_std``, ``ll_test_sem`` (nats per sample; NaN when the input
+        lacks it), ``log_z``, ``log_z_std`` (nats; NaN where the input has none),
+        ``log_z_method``, ``tied`` (1 when tied with the winner), ``selected`` (1 for the
+        winner) and, when the input has them, ``stop_reason``, ``best_update``,
+        ``still_improving``, ``n_updates_done``;
         attrs ``n_hidden``, ``checkpoint``, ``ll_train``, ``ll_test``, ``ll_test_std``,
         ``log_z``, ``log_z_std``,
         ``floor_train``, ``floor_test``, ``beats_floor`` (1 when the winner's test LL is
-        strictly above the independent-site floor), ``log_z_method`` and, when it does not
-        beat the floor, ``warning`` (also logged as a loud ``logging.warning`` banner).
+        strictly above the independent-site floor), ``log_z_method``, ``tied_with`` (the tied
+        sizes, comma-separated, ``""`` when none), ``online_disagrees`` (``n_hidden@checkpoint``
+        entries, ``;``-separated, ``""`` when none), ``online_max_abs_z``, ``tais_fallback``,
+        the winner's stop information and, when it does not beat the floor, ``warning`` (also
+        logged as a loud ``logging.warning`` banner).
 
     Raises
     ------
     ValueError
         When no finite test log-likelihood exists.
     """
-    test = ll["ll_test"].transpose("n_hidden", "checkpoint").values
+    dims = ("n_hidden", "checkpoint")
+    test = ll["ll_test"].transpose(*dims).values
     if not np.isfinite(test).any():
         raise ValueError("no finite test log-likelihood in the dataset; nothing to select")
     masked = np.where(np.isfinite(test), test, -np.inf)
@@ -67,26 +178,45 @@ def select_model(ll: xr.Dataset) -> xr.Dataset:
     def pick(var: str) -> np.ndarray:
         if var not in ll:
             return np.full(len(rows), np.nan)
-        return ll[var].transpose("n_hidden", "checkpoint").values[rows, best_ck].astype(
-            np.float64)
+        return ll[var].transpose(*dims).values[rows, best_ck].astype(np.float64)
 
-    c_test = pick("ll_test")
+    c_test, c_std = pick("ll_test"), pick("ll_test_std")
     win = int(np.argmax(c_test))  # first of equal maxima: the smallest hidden size
     floor_test = float(ll.attrs["floor_test"])
     beats = bool(c_test[win] > floor_test)
     methods = (ll["log_z_method"].values[rows] if "log_z_method" in ll
-               else np.array(["unknown"] * len(rows)))
+               else np.array(["unknown"] * len(rows))).astype(str)
+    if "log_z_refined" in ll:
+        ref = ll["log_z_refined"].transpose(*dims).values[rows, best_ck].astype(str)
+        methods = np.where(ref != "", ref, methods)
+    tied = np.abs(c_test - c_test[win]) <= TIE_Z * np.hypot(_std(c_std[win]), _std(c_std))
+    tied[win] = False
     nats = {"units": "nats per sample"}
+    data_vars = {
+        "ll_train": ("candidate", pick("ll_train"), nats),
+        "ll_test": ("candidate", c_test, nats),
+        "ll_train_std": ("candidate", pick("ll_train_std"), nats),
+        "ll_test_std": ("candidate", c_std, nats),
+        "ll_test_sem": ("candidate", pick("ll_test_sem"), {
+            **nats, "long_name": "standard error of ll_test over the test bins (data noise)"}),
+        "log_z": ("candidate", pick("log_z"), {"units": "nats"}),
+        "log_z_std": ("candidate", pick("log_z_std"), {"units": "nats"}),
+        "log_z_method": ("candidate", methods),
+        "tied": ("candidate", tied.astype(np.uint8), {
+            "long_name": f"test LL within {TIE_Z:g} combined errors of the selected one"}),
+        "selected": ("candidate", (np.arange(len(rows)) == win).astype(np.uint8)),
+    }
+    stop = {}
+    for var in STOP_VARS:
+        if var in ll:
+            values = ll[var].values[rows]
+            data_vars[var] = ("candidate", values.astype(str) if var == "stop_reason"
+                              else values.astype(np.int64))
+            stop[var] = values[win].item() if hasattr(values[win], "item") else values[win]
+    disagrees, max_z = _online_disagreements(ll)
+    tied_with = ",".join(str(h) for h in hs[tied])
     cand = xr.Dataset(
-        {
-            "ll_train": ("candidate", pick("ll_train"), nats),
-            "ll_test": ("candidate", c_test, nats),
-            "ll_test_std": ("candidate", pick("ll_test_std"), nats),
-            "log_z": ("candidate", pick("log_z"), {"units": "nats"}),
-            "log_z_std": ("candidate", pick("log_z_std"), {"units": "nats"}),
-            "log_z_method": ("candidate", methods.astype(str)),
-            "selected": ("candidate", (np.arange(len(rows)) == win).astype(np.uint8)),
-        },
+        data_vars,
         coords={"n_hidden": ("candidate", hs, {"units": "hidden units"}),
                 "checkpoint": ("candidate", cks, {"units": "updates"})},
         attrs={
@@ -94,15 +224,26 @@ def select_model(ll: xr.Dataset) -> xr.Dataset:
             "checkpoint": int(cks[win]),
             "ll_train": float(pick("ll_train")[win]),
             "ll_test": float(c_test[win]),
-            "ll_test_std": float(pick("ll_test_std")[win]),
+            "ll_test_std": float(c_std[win]),
             "log_z": float(pick("log_z")[win]),
             "log_z_std": float(pick("log_z_std")[win]),
             "floor_train": float(ll.attrs["floor_train"]),
             "floor_test": floor_test,
             "beats_floor": int(beats),
             "log_z_method": str(methods[win]),
+            "tied_with": tied_with,
+            "tie_z": TIE_Z,
+            "online_disagrees": disagrees,
+            "online_max_abs_z": max_z,
+            "disagree_z": DISAGREE_Z,
+            "tais_fallback": str(ll.attrs.get("tais_fallback", "")),
+            **{k: (str(v) if k == "stop_reason" else int(v)) for k, v in stop.items()},
         },
     )
+    if tied_with:
+        logger.info("selected n_hidden %d (test LL %.4f +- %.2g) is tied within %g combined "
+                    "errors with n_hidden %s: the data do not distinguish these sizes",
+                    hs[win], c_test[win], c_std[win], TIE_Z, tied_with)
     if not beats:
         cand.attrs["warning"] = (
             f"no model beats the independent-site floor on test data: best test LL "
@@ -113,6 +254,30 @@ def select_model(ll: xr.Dataset) -> xr.Dataset:
         logger.warning("\n%s\n!!! WARNING: %s\n%s", FLOOR_BANNER, cand.attrs["warning"],
                        FLOOR_BANNER)
     return cand
+
+
+def _online_disagreements(ll: xr.Dataset) -> tuple[str, float]:
+    """``n_hidden@checkpoint`` entries where ``|online_z| > DISAGREE_Z`` (logged), and the
+    largest ``|online_z|`` (NaN without comparisons)."""
+    if "online_z" not in ll:
+        return "", math.nan
+    z = ll["online_z"].transpose("n_hidden", "checkpoint")
+    values = np.abs(z.values)
+    if "log_z_refined" in ll:  # a re-estimated entry no longer holds the checkpoint value
+        values = np.where(ll["log_z_refined"].transpose(*z.dims).values == "", values, np.nan)
+    entries = []
+    for i, j in zip(*np.nonzero(values > DISAGREE_Z), strict=True):
+        h, c = int(ll["n_hidden"].values[i]), int(ll["checkpoint"].values[j])
+        entries.append(f"{h}@{c}")
+        logger.warning(
+            "online and checkpoint estimates of the log-likelihood disagree at n_hidden %d, "
+            "checkpoint %d: log Z %.4f +- %.2g (%s) vs trajectory AIS %.4f +- %.2g, %.1f "
+            "combined errors (> %g)", h, c, float(ll["log_z"].values[i, j]),
+            float(ll["log_z_std"].values[i, j]), str(ll["log_z_method"].values[i]),
+            float(ll["log_z_tais"].values[i, j]), float(ll["log_z_tais_std"].values[i, j]),
+            float(values[i, j]), DISAGREE_Z)
+    finite = values[np.isfinite(values)]
+    return ";".join(entries), float(finite.max()) if finite.size else math.nan
 
 
 def selected_dataset(model: xr.Dataset, selection: xr.Dataset, *,

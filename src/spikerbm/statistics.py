@@ -1,6 +1,6 @@
 """Generated-vs-real statistics of a trained RBM (docs/methods.md §5, paper Fig. 3).
 
-Three parts:
+Four parts:
 
 1. **Equilibrium sampling** (:func:`sample_equilibrium`): block Gibbs on many independent chains,
    half started from data bins and half from random states, with an explicit equilibration
@@ -13,6 +13,9 @@ Three parts:
 3. **Comparisons** (:func:`compare_statistic`, :func:`normalised_score`): Pearson r and
    least-squares slope of train-vs-test (the noise ceiling) and train-vs-generated, and a score
    (0 = no better than the independent-site model, 1 = as close to train as the test set).
+4. **Effective number of generated samples** (:func:`effective_samples`): the integrated
+   autocorrelation time of each statistic along the chains, ``n_eff``, and from it the Monte
+   Carlo error of every generated value and of every score.
 
 Score definition
 ----------------
@@ -69,6 +72,12 @@ MIN_SCORE_GAP = 0.1
 MAX_TRACE_RECORDS = 4000
 #: Chains per start set whose energy / activity traces are recorded (bounds the cost).
 MAX_TRACE_CHAINS = 128
+#: Most sample x element products behind the linear observable of a score's Monte Carlo error
+#: (samples of the first chains are used beyond that; docs/methods.md §5).
+MAX_TERM_PRODUCTS = 2**26
+#: Most products, and samples, behind the Gram matrix of element terms (second-order part).
+MAX_GRAM_PRODUCTS = 2**32
+MAX_GRAM_SAMPLES = 1024
 #: Generated samples stored as they are (``generated_excerpt``: the raster figure).
 N_EXCERPT = 500
 
@@ -415,16 +424,21 @@ def connected_corr3(v: np.ndarray, triplets: np.ndarray, *,
         raise ValueError(f"triplet indices must lie in [0, {n}); got range [{t.min()}, {t.max()}]")
     m = v.mean(axis=0, dtype=np.float64)
     mom2 = second_moments(v) if moments2 is None else moments2
-    bits = _bitsets(v)
     i, j, k = t[:, 0], t[:, 1], t[:, 2]
+    triple = _triple_moments(v, t, chunk=chunk)
+    return (triple - m[i] * mom2[j, k] - m[j] * mom2[i, k] - m[k] * mom2[i, j]
+            + 2.0 * m[i] * m[j] * m[k])
+
+
+def _triple_moments(v: np.ndarray, t: np.ndarray, *, chunk: int = 20000) -> np.ndarray:
+    """``<v_i v_j v_k>`` for the rows of ``t``: exact popcounts of bit-set intersections."""
+    bits = _bitsets(v)
     triple = np.empty(t.shape[0], dtype=np.float64)
     for s in range(0, t.shape[0], chunk):
         sl = slice(s, s + chunk)
-        both = bits[i[sl]] & bits[j[sl]] & bits[k[sl]]
+        both = bits[t[sl, 0]] & bits[t[sl, 1]] & bits[t[sl, 2]]
         triple[sl] = np.bitwise_count(both).sum(axis=1, dtype=np.int64)
-    triple /= v.shape[0]
-    return (triple - m[i] * mom2[j, k] - m[j] * mom2[i, k] - m[k] * mom2[i, j]
-            + 2.0 * m[i] * m[j] * m[k])
+    return triple / v.shape[0]
 
 
 def pca_axes(train: np.ndarray, *, n_components: int = 2) -> tuple[np.ndarray, np.ndarray,
@@ -590,6 +604,340 @@ def normalised_score(d_independent: float, d_generated: float, d_test: float, *,
     return float((d_independent - d_generated) / gap)
 
 
+def score_reason(d_independent: float, d_generated: float, d_test: float, *, score: float,
+                 n_test: int, n_generated: int, min_gap: float = MIN_SCORE_GAP) -> str:
+    """Why a score is what it is: ``in range``, or the reason it is NaN, negative or above 1.
+
+    Parameters
+    ----------
+    d_independent, d_generated, d_test
+        Mean squared differences d(train, X) of the statistic (see :func:`normalised_score`).
+    score
+        The score computed from them.
+    n_test, n_generated
+        Samples in the test and generated sets (their sampling noise enters the distances).
+    min_gap
+        The gap threshold of :func:`normalised_score`.
+
+    Returns
+    -------
+    str
+        One sentence with the numbers; ``"in range"`` when ``0 <= score <= 1``.
+    """
+    dists = (f"d(train, indep) = {d_independent:.3g}, d(train, gen) = {d_generated:.3g}, "
+             f"d(train, test) = {d_test:.3g}")
+    if not np.isfinite(score):
+        gap = d_independent - d_test
+        if not np.isfinite(gap) or gap <= 0:
+            return (f"undefined: the test set is no closer to train than independent samples "
+                    f"({dists}): sampling noise dominates this statistic (data-limited)")
+        return (f"undefined: the floor-to-ceiling gap d(train, indep) - d(train, test) = "
+                f"{gap:.3g} is {gap / d_independent:.1%} of d(train, indep), under "
+                f"{min_gap:.0%} ({dists}): floor and ceiling cannot be told apart within "
+                "sampling noise (data-limited)")
+    if score < 0:
+        return (f"negative: generated samples are further from train than independent samples "
+                f"({dists}): the model distorts this statistic beyond the independent-site "
+                "model (check the equilibrium check and the training convergence)")
+    if score > 1:
+        why = ("the generated set has more samples than the test set "
+               f"({n_generated} vs {n_test}: less sampling noise), "
+               if n_generated > n_test else "")
+        return (f"above 1: generated samples are closer to train than the test set ({dists}); "
+                f"expected when {why}the model fits train-specific fluctuations (overfitting) "
+                "or the test split differs from the train split (drift)")
+    return "in range"
+
+
+def split_comparison(energy: RBM | Callable[[np.ndarray], np.ndarray], train: np.ndarray,
+                     test: np.ndarray) -> dict[str, float]:
+    """Do the train and test splits differ? Mean population activity and the log-likelihood gap.
+
+    For each split (time-ordered bins): the mean population activity ``K = sum_i v_i`` and the
+    mean energy ``F(v)`` of the model (float64; the RBM's marginal free energy, or any model's
+    energy through a callable). The test-minus-train log-likelihood is
+    ``mean F_train - mean F_test`` (log Z cancels). Standard errors account
+    for the autocorrelation of the series: ``se = sqrt(Var x * tau / n)`` with ``tau`` the
+    integrated autocorrelation time (:func:`spikerbm.diagnostics.integrated_autocorr_time`,
+    docs/methods.md §9; bins of one split are treated as one series).
+
+    Parameters
+    ----------
+    energy
+        The RBM, or ``v (n, N) 0/1 -> (n,)`` float64 energies up to a constant (as in
+        :func:`score_statistics`).
+    train, test
+        Binary rasters (bins, neurons) of the two splits, in time order.
+
+    Returns
+    -------
+    dict
+        ``k_mean_train``, ``k_mean_test``, ``k_mean_train_se``, ``k_mean_test_se`` (active
+        neurons per bin), ``k_shift_z`` ((test - train) / combined s.e.),
+        ``ll_test_minus_train``, ``ll_test_minus_train_se`` (nats per sample) and
+        ``ll_gap_z``.
+    """
+    if isinstance(energy, RBM):
+        rbm64 = energy.to(dtype=torch.float64)
+
+        def energy(v: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                return rbm_mod.free_energy(rbm64, torch.as_tensor(v).to(rbm64.device)).cpu().numpy()
+    out: dict[str, float] = {}
+    mean, se = {}, {}
+    for name, v in (("train", train), ("test", test)):
+        k = v.sum(axis=1, dtype=np.int64).astype(np.float64)
+        # batches of 8192 bins bound the float64 working memory
+        f = np.concatenate([np.asarray(energy(v[s:s + 8192]), dtype=np.float64)
+                            for s in range(0, v.shape[0], 8192)])
+        for key, x in (("k", k), ("f", f)):
+            tau, _ = integrated_autocorr_time(x)
+            mean[key, name] = float(x.mean())
+            se[key, name] = float(math.sqrt(x.var() * max(tau, 1.0) / x.size))
+    for name in ("train", "test"):
+        out[f"k_mean_{name}"] = mean["k", name]
+        out[f"k_mean_{name}_se"] = se["k", name]
+    k_se = math.hypot(se["k", "train"], se["k", "test"])
+    out["k_shift_z"] = ((mean["k", "test"] - mean["k", "train"]) / k_se if k_se > 0
+                        else math.nan)
+    gap = mean["f", "train"] - mean["f", "test"]
+    gap_se = math.hypot(se["f", "train"], se["f", "test"])
+    out["ll_test_minus_train"] = gap
+    out["ll_test_minus_train_se"] = gap_se
+    out["ll_gap_z"] = gap / gap_se if gap_se > 0 else math.nan
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# effective number of independent generated samples (docs/methods.md §5)
+# --------------------------------------------------------------------------------------------
+def effective_samples(trace: np.ndarray, n_samples: int | None = None) -> tuple[float, float]:
+    """Integrated autocorrelation time and effective sample size of a mean over chains.
+
+    ``trace[t, c]`` is a scalar observable on sample ``t`` of independent chain ``c`` (samples
+    of one chain equally spaced). With the project's estimator
+    (:func:`spikerbm.diagnostics.integrated_autocorr_time`: biased ``1/n`` autocovariance about
+    the global mean, Sokal window), ``tau = 1 + 2 sum_t (1 - t/L) rho(t)`` over the ``L``
+    samples of a chain when the window is not reached inside the chain, which is exactly the
+    factor by which the variance of the mean exceeds the independent value for chains of
+    length ``L``; with a window, the usual ``1 + 2 sum_{t<=M} rho(t)``. Hence
+    ``Var(mean) = Var(x) tau / n = Var(x) / n_eff``.
+
+    Parameters
+    ----------
+    trace
+        (n_per_chain, n_chains) float; one row of samples per time point.
+    n_samples
+        Number of samples the mean runs over (default ``trace.size``; the statistics stage
+        keeps ``n_samples`` of the ``n_per_chain x n_chains`` drawn).
+
+    Returns
+    -------
+    tau : float
+        In samples (units of the spacing of one chain's samples); 1 for a single sample per
+        chain (independent chains).
+    n_eff : float
+        ``n_samples / max(tau, 1)``: anti-correlated samples are not credited.
+    """
+    trace = np.asarray(trace, dtype=np.float64)
+    if trace.ndim != 2 or trace.size == 0:
+        raise ValueError(f"trace must have shape (n_per_chain, n_chains); got {trace.shape}")
+    n = trace.size if n_samples is None else _check_positive_int(n_samples, "n_samples")
+    tau = integrated_autocorr_time(trace)[0] if trace.shape[0] >= 2 else 1.0
+    return float(tau), float(n / max(tau, 1.0))
+
+
+def _centred(v: np.ndarray, device: torch.device | str) -> torch.Tensor:
+    """``x = v - <v>`` as float64 on ``device``."""
+    x = torch.as_tensor(v).to(device=device, dtype=torch.float64)
+    return x - x.mean(0)
+
+
+def summed_terms(v: np.ndarray, *, device: torch.device | str = "cpu") -> dict[str, np.ndarray]:
+    """Per-sample sums of each statistic's terms over all its elements.
+
+    With ``x = v - <v>``: ``rate`` ``sum_i x_i``, ``covariance`` ``sum_{i<j} x_i x_j``, ``corr3``
+    ``sum_{i<j<k} x_i x_j x_k``; their means over the samples are the sums of all rates,
+    covariances and 3-point correlations. The pair and triple sums come from the power sums
+    ``p_k = sum_i x_i^k`` by Newton's identities (``e2 = (p1^2 - p2)/2``, ``e3 = (p1^3 -
+    3 p1 p2 + 2 p3)/6``), O(N) per sample. They carry the collective (population-wide)
+    fluctuations, the slowest mode of a coupled population.
+
+    Parameters
+    ----------
+    v
+        Samples (n_samples, n_neurons), 0/1.
+    device
+        Where the sums are formed (float64).
+
+    Returns
+    -------
+    dict
+        ``rate``, ``covariance``, ``corr3``: float64 (n_samples,).
+    """
+    x = _centred(_as_binary(v, "v"), device)
+    p1, p2, p3 = ((x**k).sum(1) for k in (1, 2, 3))
+    out = {"rate": p1, "covariance": (p1**2 - p2) / 2,
+           "corr3": (p1**3 - 3 * p1 * p2 + 2 * p3) / 6}
+    return {k: val.cpu().numpy() for k, val in out.items()}
+
+
+def element_variances(v: np.ndarray, stat: str, *, pairs: tuple | None = None,
+                      triplets: np.ndarray | None = None,
+                      device: torch.device | str = "cpu") -> np.ndarray:
+    """Variance over samples of each element's term ``y_e`` (``x = v - <v>``).
+
+    ``y`` is ``x_i`` (rate), ``x_i x_j`` (covariance, ``pairs``) or ``x_i x_j x_k`` (corr3,
+    ``triplets``); the statistic is the mean of ``y``, so its Monte Carlo variance is
+    ``Var(y) / n_eff``. Exact from the moments of the 0/1 samples: with ``x_i^2 = a_i v_i +
+    m_i^2``, ``a_i = 1 - 2 m_i``, ``<x_i^2 x_j^2 ...>`` is a polynomial in the means and the
+    pair and triple moments (triple moments by bit-set popcounts, as in
+    :func:`connected_corr3`), O(elements) after the moments.
+
+    Parameters
+    ----------
+    v
+        Samples (n_samples, n_neurons), 0/1.
+    stat
+        ``rate``, ``covariance`` or ``corr3``.
+    pairs, triplets
+        Index arrays ``(i, j)`` (:func:`upper_pairs`) / (n, 3) triplets, for the statistic.
+    device
+        Where the pair moments are computed.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 (n_elements,), clipped at 0 (round-off).
+    """
+    v = _as_binary(v, "v")
+    m = v.mean(axis=0, dtype=np.float64)
+    a, q = 1 - 2 * m, m**2
+    if stat == "rate":
+        return m * (1 - m)
+    mom2 = second_moments(v, device=device)
+    if stat == "covariance":
+        i, j = (np.asarray(p) for p in pairs)
+        c = mom2[i, j] - m[i] * m[j]
+        x4 = a[i] * a[j] * mom2[i, j] + a[i] * m[i] * q[j] + a[j] * m[j] * q[i] + q[i] * q[j]
+        return np.maximum(x4 - c**2, 0.0)
+    if stat == "corr3":
+        t = np.asarray(triplets)
+        i, j, k = t[:, 0], t[:, 1], t[:, 2]
+        m3 = _triple_moments(v, t)
+        c = (m3 - m[i] * mom2[j, k] - m[j] * mom2[i, k] - m[k] * mom2[i, j]
+             + 2.0 * m[i] * m[j] * m[k])
+        x6 = (a[i] * a[j] * a[k] * m3 + a[i] * a[j] * q[k] * mom2[i, j]
+              + a[i] * a[k] * q[j] * mom2[i, k] + a[j] * a[k] * q[i] * mom2[j, k]
+              + a[i] * m[i] * q[j] * q[k] + a[j] * m[j] * q[i] * q[k]
+              + a[k] * m[k] * q[i] * q[j] + q[i] * q[j] * q[k])
+        return np.maximum(x6 - c**2, 0.0)
+    raise ValueError(f"stat must be one of {STATS}; got {stat!r}")
+
+
+def element_terms_dot(v: np.ndarray, stat: str, weights: np.ndarray, *,
+                      device: torch.device | str = "cpu", pairs: tuple | None = None,
+                      triplets: np.ndarray | None = None) -> np.ndarray:
+    """``z_t = sum_e w_e y_{e,t}`` per sample (``y`` as in :func:`element_variances`).
+
+    The linear observable through which the noise of a statistic enters a weighted sum over
+    its elements (the first-order change of a mean squared difference). Cost: one
+    (samples x N x N) product for covariances, samples x triplets products for corr3.
+
+    Parameters
+    ----------
+    v
+        Samples (n_samples, n_neurons), 0/1.
+    stat
+        ``rate``, ``covariance`` or ``corr3``.
+    weights
+        ``w_e``, one per element (neurons, ``pairs`` or ``triplets``).
+    device
+        Where the products run (float64).
+    pairs, triplets
+        As in :func:`element_variances`.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 (n_samples,).
+    """
+    x = _centred(_as_binary(v, "v"), device)
+    w = torch.as_tensor(np.asarray(weights, dtype=np.float64), device=device)
+    if stat == "rate":
+        return (x @ w).cpu().numpy()
+    if stat == "covariance":
+        i, j = (torch.as_tensor(np.asarray(p), device=device, dtype=torch.long) for p in pairs)
+        d = torch.zeros(x.shape[1], x.shape[1], dtype=torch.float64, device=device)
+        d[i, j] = w
+        return ((x @ d) * x).sum(1).cpu().numpy()  # sum_{i<j} w_ij x_i x_j
+    if stat == "corr3":
+        t = torch.as_tensor(np.asarray(triplets), device=device, dtype=torch.long)
+        xt = x.T.contiguous()  # neuron-major: a triplet's three rows are contiguous
+        z = torch.zeros(x.shape[0], dtype=torch.float64, device=device)
+        chunk = max(1, 2**22 // x.shape[0])
+        for s in range(0, t.shape[0], chunk):
+            tt = t[s: s + chunk]
+            z += w[s: s + chunk] @ (xt[tt[:, 0]] * xt[tt[:, 1]] * xt[tt[:, 2]])
+        return z.cpu().numpy()
+    raise ValueError(f"stat must be one of {STATS}; got {stat!r}")
+
+
+def element_gram(v: np.ndarray, stat: str, *, device: torch.device | str = "cpu",
+                 pairs: tuple | None = None, triplets: np.ndarray | None = None) -> np.ndarray:
+    """Gram matrix ``G_ts = sum_e (y_te - <y_e>)(y_se - <y_e>)`` of the element terms.
+
+    ``y`` as in :func:`element_variances`, centred by the samples' own means. For two
+    independent samples ``t != s``, ``E[G_ts^2] = ||C||_F^2``, the squared Frobenius norm of the
+    covariance ``C`` of the terms over elements, without forming the (elements x elements)
+    ``C``. Covariances need all pairs ``i < j`` (their sum is
+    ``((x_t . x_s)^2 - sum_i x_ti^2 x_si^2) / 2``); 3-point terms are formed chunk by chunk
+    (samples^2 x triplets products).
+
+    Parameters
+    ----------
+    v
+        Samples (n_samples, n_neurons), 0/1.
+    stat
+        ``rate``, ``covariance`` (all pairs) or ``corr3`` (``triplets``).
+    device
+        Where the products run (float64).
+    pairs, triplets
+        As in :func:`element_variances`.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 (n_samples, n_samples).
+    """
+    x = _centred(_as_binary(v, "v"), device)
+    n, n_neurons = x.shape
+    if stat == "rate":
+        return (x @ x.T).cpu().numpy()  # the terms x_i are centred already
+    if stat == "covariance":
+        if len(pairs[0]) != n_neurons * (n_neurons - 1) // 2:
+            raise ValueError("element_gram of covariances needs all pairs i < j")
+        c = x.T @ x / n  # the terms' means <x_i x_j>
+        iu = torch.triu_indices(n_neurons, n_neurons, 1, device=x.device)
+        x2 = x * x
+        g = ((x @ x.T) ** 2 - x2 @ x2.T) / 2
+        u = ((x @ torch.triu(c, 1)) * x).sum(1)  # sum_{i<j} c_ij x_ti x_tj
+        g = g - u[:, None] - u[None, :] + (c[iu[0], iu[1]] ** 2).sum()
+        return g.cpu().numpy()
+    if stat == "corr3":
+        t = torch.as_tensor(np.asarray(triplets), device=device, dtype=torch.long)
+        xt = x.T.contiguous()
+        g = torch.zeros(n, n, dtype=torch.float64, device=device)
+        chunk = max(1, 2**22 // n)
+        for s in range(0, t.shape[0], chunk):
+            tt = t[s: s + chunk]
+            y = xt[tt[:, 0]] * xt[tt[:, 1]] * xt[tt[:, 2]]  # (chunk, n)
+            y = y - y.mean(1, keepdim=True)
+            g += y.T @ y
+        return g.cpu().numpy()
+    raise ValueError(f"stat must be one of {STATS}; got {stat!r}")
+
+
 # --------------------------------------------------------------------------------------------
 # the whole stage
 # --------------------------------------------------------------------------------------------
@@ -598,6 +946,89 @@ def _subset(v: np.ndarray, n: int, seed: int, key: str) -> np.ndarray:
         return v
     rng = np.random.default_rng(derive_seed(seed, "subset", key))
     return v[np.sort(rng.choice(v.shape[0], size=n, replace=False))]
+
+
+def _msd_variance(v: np.ndarray, order: np.ndarray, stat: str, delta: np.ndarray, *,
+                  n_eff: float, device: torch.device | str, where: dict) -> float:
+    """Variance of ``d = mean_e (x_e - y_e)^2`` from the sampling noise of the ``y_e``.
+
+    ``v`` holds the samples behind ``y`` (each element the mean of its term over them),
+    ``order[t, c]`` the index of sample ``t`` of chain ``c``, ``delta`` the observed ``y - x``,
+    ``n_eff`` the effective number of samples of the statistic (docs/methods.md §5). With
+    ``y_e = true_e + eps_e`` and ``S`` the covariance of the ``eps_e``: ``d`` moves by
+    ``(2/E) sum_e delta_e eps_e`` (variance ``(2/E)^2 Var(z) tau_z / n`` with the per-sample
+    observable ``z = sum_e delta_e y_e``; the observed ``delta`` contains the noise, which
+    adds ``(2/E)^2 tr(S^2)`` on average) and by ``mean_e eps_e^2`` (variance ``2 tr(S^2) / E^2``
+    for Gaussian noise); ``tr(S^2) = ||C||_F^2 / n_eff^2`` with ``||C||_F^2`` the mean of
+    ``G_ts^2`` over pairs of samples of different chains (:func:`element_gram`). Returned: the
+    sum of both, which exceeds the Gaussian value by ``4 tr(S^2) / E^2`` on average, a margin
+    for the heavier tails of products of 0/1 terms (measured in tests/test_statistics.py).
+    ``z`` uses the samples of the first chains up to ``MAX_TERM_PRODUCTS`` sample x element
+    terms, the Gram matrix up to ``MAX_GRAM_PRODUCTS`` products and ``MAX_GRAM_SAMPLES``
+    samples (at least 2 chains each).
+    """
+    e, rows = delta.size, order.shape[0]
+    sub = order[:, : max(2, MAX_TERM_PRODUCTS // (rows * e))]
+    z = element_terms_dot(v[sub.ravel()], stat, delta, device=device, **where)
+    tau_z = effective_samples(z.reshape(sub.shape))[0]
+    first = (2 / e) ** 2 * z.var() * max(tau_z, 1.0) / order.size
+    width = e if stat == "corr3" else v.shape[1]  # products per pair of samples
+    n_gram = min(math.isqrt(MAX_GRAM_PRODUCTS // width), MAX_GRAM_SAMPLES)
+    gram_sub = order[:, : max(2, n_gram // rows)]
+    g = element_gram(v[gram_sub.ravel()], stat, device=device, **where)
+    chain = np.tile(np.arange(gram_sub.shape[1]), rows)
+    frob = float(np.mean(g[chain[:, None] != chain[None, :]] ** 2))
+    return first + 2 * frob / (e * n_eff) ** 2
+
+
+def _monte_carlo_error(sets: Mapping[str, np.ndarray], stats: Mapping[str, np.ndarray],
+                       msd: np.ndarray, score: np.ndarray, *, n_chains: int | None,
+                       energy: np.ndarray, pairs: tuple, triplets: np.ndarray,
+                       device: torch.device | str) -> dict:
+    """Effective sample sizes of the generated statistics and the Monte Carlo error of the
+    scores and of each generated element (docs/methods.md §5).
+
+    ``n_chains`` is the number of chains the generated samples come from, in the order of
+    :func:`sample_equilibrium` (sample ``t * n_chains + c`` is sample ``t`` of chain ``c``);
+    None for samples of unknown origin (everything NaN).
+    """
+    nan = np.full(len(STATS), np.nan)
+    gen, ind = sets["generated"], sets["independent"]
+    out = {"n_eff": nan.copy(), "tau_samples": nan.copy(), "score_std": nan.copy(),
+           "n_eff_energy": math.nan, "tau_samples_energy": math.nan,
+           "se": {st: np.full(stats[st].shape[1], np.nan) for st in STATS}}
+    if not n_chains:
+        return out
+    n_gen = gen.shape[0]
+    rows = n_gen // n_chains
+
+    def by_chain(values: np.ndarray) -> np.ndarray:  # (samples per chain, chains)
+        return values[: rows * n_chains].reshape(rows, n_chains) if rows else values[None]
+
+    out["tau_samples_energy"], out["n_eff_energy"] = effective_samples(by_chain(energy), n_gen)
+    summed = summed_terms(gen, device=device)
+    where = {"rate": {}, "covariance": {"pairs": pairs}, "corr3": {"triplets": triplets}}
+    order = by_chain(np.arange(n_gen))
+    for a, st in enumerate(STATS):
+        tau, n_eff = effective_samples(by_chain(summed[st]), n_gen)
+        out["tau_samples"][a], out["n_eff"][a] = tau, n_eff
+        var = element_variances(gen, st, device=device, **where[st])
+        out["se"][st] = np.sqrt(var / n_eff)
+        if not np.isfinite(score[a]):
+            continue
+        x = stats[st][0].astype(np.float64)
+        delta = stats[st][SETS.index("generated")].astype(np.float64) - x
+        var_gen = _msd_variance(gen, order, st, delta, n_eff=n_eff, device=device,
+                                where=where[st])
+        delta_ind = stats[st][SETS.index("independent")].astype(np.float64) - x
+        n_ind = ind.shape[0]  # independent samples: every sample its own chain
+        var_ind = _msd_variance(ind, np.arange(n_ind)[None], st, delta_ind, n_eff=n_ind,
+                                device=device, where=where[st])
+        d_test, d_gen, d_ind = msd[a]
+        gap = d_ind - d_test
+        out["score_std"][a] = math.sqrt(var_gen / gap**2
+                                        + var_ind * ((d_gen - d_test) / gap**2) ** 2)
+    return out
 
 
 def compute_statistics(rbm: RBM, *, train: np.ndarray, test: np.ndarray, n_samples: int,
@@ -777,6 +1208,10 @@ def score_statistics(*, train: np.ndarray, test: np.ndarray, generated: np.ndarr
         d_test, d_gen, d_ind = msd_arr[a]
         score[a] = math.nan if st == "rate" else normalised_score(d_ind, d_gen, d_test)
         ratio[a] = d_gen / d_test if d_test > 0 else math.nan
+        if st != "rate":
+            attrs[f"score_{st}_reason"] = score_reason(
+                d_ind, d_gen, d_test, score=score[a], n_test=int(n_used[SETS.index("test")]),
+                n_generated=int(n_used[SETS.index("generated")]))
         for b, comp in enumerate(COMPARISONS[:2]):
             attrs[f"{st}_r_{comp}"] = float(r_arr[a, b])
             attrs[f"{st}_slope_{comp}"] = float(slope_arr[a, b])
@@ -784,6 +1219,16 @@ def score_statistics(*, train: np.ndarray, test: np.ndarray, generated: np.ndarr
         attrs[f"error_ratio_{st}"] = float(ratio[a])
     attrs["score_rate_note"] = ("undefined by design: the independent-site model reproduces "
                                 "the train rates in expectation (see spikerbm.statistics)")
+    noise = _monte_carlo_error(sets, stats, msd_arr, score, n_chains=eq_attrs.get("n_chains"),
+                               energy=energies[SETS.index("generated")], pairs=(pi, pj),
+                               triplets=triplets, device=device)
+    for a, st in enumerate(STATS):
+        attrs[f"n_eff_{st}"] = float(noise["n_eff"][a])
+        attrs[f"tau_samples_{st}"] = float(noise["tau_samples"][a])
+        attrs[f"score_{st}_std"] = float(noise["score_std"][a])
+    attrs["n_eff_energy"] = noise["n_eff_energy"]
+    attrs["tau_samples_energy"] = noise["tau_samples_energy"]
+    attrs.update(split_comparison(energy, train, test))
 
     ds = xr.Dataset(
         {
@@ -810,6 +1255,21 @@ def score_statistics(*, train: np.ndarray, test: np.ndarray, generated: np.ndarr
             "intercept": (("stat", "comparison"), icpt_arr),
             "msd": (("stat", "comparison"), msd_arr, {"long_name": "mean squared difference"}),
             "score": ("stat", score),
+            "score_std": ("stat", noise["score_std"],
+                          {"long_name": "1-sigma Monte Carlo error of the score (generated and "
+                           "independent samples; docs/methods.md section 5)"}),
+            "n_eff": ("stat", noise["n_eff"], {"long_name": "effective number of independent "
+                      "generated samples behind the statistic"}),
+            "tau_samples": ("stat", noise["tau_samples"],
+                            {"units": "samples (thin_sweeps sweeps apart in a chain)",
+                             "long_name": "integrated autocorrelation time of the statistic's "
+                             "summed terms along the chains"}),
+            "rate_se_generated": ("neuron", noise["se"]["rate"],
+                                  {"units": "spike probability per bin"}),
+            "covariance_se_generated": ("pair", noise["se"]["covariance"].astype(np.float32),
+                                        {"units": "1"}),
+            "corr3_se_generated": ("triplet", noise["se"]["corr3"].astype(np.float32),
+                                   {"units": "1"}),
             "error_ratio": ("stat", ratio),
         },
         coords={

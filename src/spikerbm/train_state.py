@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from spikerbm.config import TrainConfig
+from spikerbm.pcd import Optimizer
 from spikerbm.provenance import canonical_json, derive_seed
 from spikerbm.rbm import RBM, independent_site, init_rbm
 from spikerbm.sampling import Chains, Sampler, random_states
@@ -42,6 +43,8 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "RESUME_FORMAT",
+    "STOP_REASONS",
+    "OnlineCurve",
     "MinibatchStream",
     "Trajectory",
     "TrainingState",
@@ -51,7 +54,7 @@ __all__ = [
 ]
 
 #: Version of the resume-state layout; a resume file of another version is ignored.
-RESUME_FORMAT = 3
+RESUME_FORMAT = 4
 
 
 class MinibatchStream:
@@ -94,11 +97,14 @@ class MinibatchStream:
         self.pos = int(state["pos"])
 
 
-def data_hash(train: np.ndarray) -> str:
-    """SHA-256 of the training array (shape, dtype and bytes)."""
-    arr = np.ascontiguousarray(train)
-    h = hashlib.sha256(f"{arr.shape}|{arr.dtype}".encode())
-    h.update(arr.tobytes())
+def data_hash(train: np.ndarray, test: np.ndarray | None = None) -> str:
+    """SHA-256 of the training array and, when given, the test array that early stopping
+    reads (shape, dtype and bytes of each)."""
+    h = hashlib.sha256()
+    for arr in (train,) if test is None else (train, test):
+        arr = np.ascontiguousarray(arr)
+        h.update(f"{arr.shape}|{arr.dtype}".encode())
+        h.update(arr.tobytes())
     return h.hexdigest()
 
 
@@ -122,19 +128,41 @@ def resume_mismatch(resume: xr.Dataset, hashes: Mapping[str, str]) -> str | None
 
 @dataclass
 class Trajectory:
-    """The checkpoints so far: update numbers, parameters (CPU copies) and trajectory-AIS log Z."""
+    """The checkpoints so far: update numbers, parameters (CPU copies) and trajectory-AIS log Z
+    with its uncertainty."""
 
     updates: list[int] = field(default_factory=list)
     W: list[np.ndarray] = field(default_factory=list)
     a: list[np.ndarray] = field(default_factory=list)
     b: list[np.ndarray] = field(default_factory=list)
     log_z: list[float] = field(default_factory=list)
+    log_z_std: list[float] = field(default_factory=list)
 
-    def add(self, update: int, rbm: RBM, log_z: float) -> None:
+    def add(self, update: int, rbm: RBM | tuple[np.ndarray, ...], log_z: float,
+            log_z_std: float) -> None:
+        """Append checkpoint ``update``: parameters from an RBM or a ``(W, a, b)`` tuple."""
         self.updates.append(int(update))
-        for name, t in rbm.parameters().items():
-            getattr(self, name).append(t.detach().cpu().numpy().copy())
+        params = (rbm if isinstance(rbm, tuple) else
+                  tuple(t.detach().cpu().numpy() for t in rbm.parameters().values()))
+        for name, x in zip(("W", "a", "b"), params, strict=True):
+            getattr(self, name).append(np.array(x, copy=True))
         self.log_z.append(float(log_z))
+        self.log_z_std.append(float(log_z_std))
+
+    def with_checkpoint(self, update: int, params: tuple[np.ndarray, ...], log_z: float,
+                        log_z_std: float) -> Trajectory:
+        """A copy with checkpoint ``update`` inserted in order (unchanged if present)."""
+        out = Trajectory(*(list(x) for x in (self.updates, self.W, self.a, self.b, self.log_z,
+                                             self.log_z_std)))
+        if update in out.updates:
+            return out
+        i = int(np.searchsorted(out.updates, update))
+        out.updates.insert(i, int(update))
+        for name, x in zip(("W", "a", "b"), params, strict=True):
+            getattr(out, name).insert(i, np.array(x, copy=True))
+        out.log_z.insert(i, float(log_z))
+        out.log_z_std.insert(i, float(log_z_std))
+        return out
 
     def rbm(self, index: int, device: torch.device) -> RBM:
         """The float32 parameters of checkpoint ``index`` (a copy on ``device``)."""
@@ -145,7 +173,8 @@ class Trajectory:
     def from_dataset(cls, ds: xr.Dataset) -> Trajectory:
         return cls([int(u) for u in ds["checkpoint"].values], list(ds["W"].values),
                    list(ds["a"].values), list(ds["b"].values),
-                   [float(x) for x in ds["log_z_tais"].values])
+                   [float(x) for x in ds["log_z_tais"].values],
+                   [float(x) for x in ds["log_z_tais_std"].values])
 
     def data_vars(self) -> dict[str, Any]:
         return {
@@ -158,7 +187,178 @@ class Trajectory:
             "log_z_tais": (("checkpoint",), np.asarray(self.log_z, dtype=np.float64),
                            {"units": "nats",
                             "long_name": "trajectory-AIS log Z (NaN if disabled)"}),
+            "log_z_tais_std": (("checkpoint",), np.asarray(self.log_z_std, dtype=np.float64),
+                               {"units": "nats", "long_name": "uncertainty of log_z_tais "
+                                "(spread of the chain groups, bias-covering)"}),
         }
+
+
+#: Stop reasons (``model.nc`` attr ``stop_reason``; docs/methods.md §3).
+STOP_REASONS = ("early_stop", "max_updates")
+
+
+@dataclass
+class OnlineCurve:
+    """The online log-likelihood curve of a run and its early-stopping state (§3).
+
+    Every ``train.eval_every`` updates the training loop :meth:`record` s the train and test
+    log-likelihood (float64 mean free energies with the trajectory-AIS ``log Z``) and its
+    uncertainty. The best evaluation (highest online test LL) keeps a copy of its parameters.
+    :meth:`gain` is the improvement over the last ``window`` updates: the best test LL of the
+    evaluations in ``(u - window, u]`` minus the best one up to ``u - window`` (``u``: the last
+    evaluated update; ``u - window`` is clamped at 0). Training stops early
+    (:meth:`should_stop`) once ``u >= armed_from`` and ``gain < min_delta``.
+
+    Attributes
+    ----------
+    patience, min_delta
+        ``train.patience`` (updates; 0 disables early stopping) and ``train.min_delta``
+        (nats per sample).
+    window
+        The window of :meth:`gain`: ``patience``, or a quarter of ``n_updates`` (at least
+        ``eval_every``) when early stopping is off.
+    armed_from
+        First update at which training may stop early: ``patience``, or, with a decaying
+        learning rate (``lr_final < 1``), ``decay_start * n_updates + patience``: a run is
+        not judged on the noisy curve of its constant-rate phase (docs/methods.md §3).
+    updates, ll_train, ll_test, log_z, log_z_std
+        The curve: evaluated updates and their values (NaN without trajectory AIS or test
+        data).
+    best_update, best_ll, best_params, best_log_z, best_log_z_std
+        The best evaluation (``best_update`` -1 before any finite value).
+    stop_reason
+        ``""`` while training runs, then one of :data:`STOP_REASONS`.
+    """
+
+    patience: int
+    min_delta: float
+    window: int
+    armed_from: int = 0
+    updates: list[int] = field(default_factory=list)
+    ll_train: list[float] = field(default_factory=list)
+    ll_test: list[float] = field(default_factory=list)
+    log_z: list[float] = field(default_factory=list)
+    log_z_std: list[float] = field(default_factory=list)
+    best_update: int = -1
+    best_ll: float = -math.inf
+    best_params: tuple[np.ndarray, ...] | None = None
+    best_log_z: float = math.nan
+    best_log_z_std: float = math.nan
+    stop_reason: str = ""
+
+    @classmethod
+    def for_config(cls, cfg: TrainConfig) -> OnlineCurve:
+        window = cfg.patience or max(cfg.n_updates // 4, min(cfg.eval_every, cfg.n_updates))
+        armed = cfg.patience + (int(cfg.decay_start * cfg.n_updates) if cfg.lr_final < 1 else 0)
+        return cls(cfg.patience, float(cfg.min_delta), int(window), int(armed))
+
+    def record(self, update: int, *, ll_train: float, ll_test: float, log_z: float,
+               log_z_std: float, rbm: RBM) -> None:
+        """Append an evaluation; keep the parameters when it is the best so far."""
+        self.updates.append(int(update))
+        for name, value in (("ll_train", ll_train), ("ll_test", ll_test), ("log_z", log_z),
+                            ("log_z_std", log_z_std)):
+            getattr(self, name).append(float(value))
+        if math.isfinite(ll_test) and ll_test > self.best_ll:
+            self.best_update, self.best_ll = int(update), float(ll_test)
+            self.best_params = tuple(t.detach().cpu().numpy().copy()
+                                     for t in rbm.parameters().values())
+            self.best_log_z, self.best_log_z_std = float(log_z), float(log_z_std)
+
+    def gain(self) -> float:
+        """Improvement of the best online test LL over the last ``window`` updates (nats per
+        sample; NaN before two evaluations or without finite values before the window)."""
+        if len(self.updates) < 2:
+            return math.nan
+        u = np.asarray(self.updates)
+        ll = np.nan_to_num(np.asarray(self.ll_test, dtype=np.float64), nan=-np.inf)
+        start = max(int(u[-1]) - self.window, 0)
+        inside, before = ll[u > start], ll[u <= start]
+        if not before.size or not np.isfinite(before).any():
+            return math.nan
+        return float(inside.max() - before.max()) if inside.size else math.nan
+
+    def should_stop(self) -> bool:
+        """Early stop: ``patience > 0``, at least ``armed_from`` updates done, and the test LL
+        gained less than ``min_delta`` over the last ``patience`` updates."""
+        gain = self.gain()
+        return bool(self.patience and self.updates
+                    and self.updates[-1] >= max(self.patience, self.armed_from)
+                    and math.isfinite(gain) and gain < self.min_delta)
+
+    def still_improving(self) -> int:
+        """1 when the test LL gained at least ``min_delta`` over the last ``window`` updates,
+        0 when not, -1 when unknown (no online log-likelihood)."""
+        gain = self.gain()
+        if math.isnan(gain):
+            return -1
+        return int(gain >= self.min_delta)
+
+    def data_vars(self) -> dict[str, Any]:
+        """The curve on dim ``eval`` (``model.nc``, docs/data-model.md)."""
+        nats = {"units": "nats per sample"}
+        f64 = {k: np.asarray(getattr(self, k), dtype=np.float64)
+               for k in ("ll_train", "ll_test", "log_z", "log_z_std")}
+        return {
+            "ll_train_online": ("eval", f64["ll_train"], {
+                **nats, "long_name": "online train log-likelihood (train subsample the size "
+                "of the test split, trajectory-AIS log Z)"}),
+            "ll_train_online_std": ("eval", f64["log_z_std"].copy(), {
+                **nats, "long_name": "uncertainty of ll_train_online (= log_z_online_std)"}),
+            "ll_test_online": ("eval", f64["ll_test"], {
+                **nats, "long_name": "online test log-likelihood (trajectory-AIS log Z)"}),
+            "ll_test_online_std": ("eval", f64["log_z_std"].copy(), {
+                **nats, "long_name": "uncertainty of ll_test_online (= log_z_online_std)"}),
+            "log_z_online": ("eval", f64["log_z"], {
+                "units": "nats", "long_name": "trajectory-AIS log Z at the evaluated updates"}),
+            "log_z_online_std": ("eval", f64["log_z_std"], {
+                "units": "nats", "long_name": "uncertainty of log_z_online (spread of the "
+                "chain groups, bias-covering)"}),
+        }
+
+    def coords(self) -> dict[str, Any]:
+        return {"eval_update": ("eval", np.asarray(self.updates, dtype=np.int64),
+                                {"units": "updates"})}
+
+    def attrs(self) -> dict[str, Any]:
+        """The stop attributes of ``model.nc`` (docs/data-model.md)."""
+        return {"stop_reason": self.stop_reason, "best_update": int(self.best_update),
+                "still_improving": self.still_improving(),
+                "ll_test_online_gain": self.gain(), "stop_window": int(self.window),
+                "best_ll_test_online": float(self.best_ll)}
+
+    def resume_vars(self) -> dict[str, Any]:
+        """The best parameters as state variables (``resume.nc``)."""
+        if self.best_params is None:
+            return {}
+        return _state_vars("best", {k: torch.from_numpy(np.asarray(x))
+                                    for k, x in zip(("W", "a", "b"), self.best_params,
+                                                    strict=True)})
+
+    def resume_attrs(self) -> dict[str, Any]:
+        return {"stop_reason": self.stop_reason, "best_update": int(self.best_update),
+                "best_ll_test_online": float(self.best_ll),
+                "best_log_z_online": float(self.best_log_z),
+                "best_log_z_online_std": float(self.best_log_z_std)}
+
+    @classmethod
+    def from_dataset(cls, ds: xr.Dataset, cfg: TrainConfig) -> OnlineCurve:
+        """Restore from a ``resume.nc`` dataset."""
+        out = cls.for_config(cfg)
+        out.updates = [int(u) for u in ds["eval_update"].values]
+        out.ll_train = [float(x) for x in ds["ll_train_online"].values]
+        out.ll_test = [float(x) for x in ds["ll_test_online"].values]
+        out.log_z = [float(x) for x in ds["log_z_online"].values]
+        out.log_z_std = [float(x) for x in ds["log_z_online_std"].values]
+        out.best_update = int(ds.attrs["best_update"])
+        out.best_ll = float(ds.attrs["best_ll_test_online"])
+        out.best_log_z = float(ds.attrs["best_log_z_online"])
+        out.best_log_z_std = float(ds.attrs["best_log_z_online_std"])
+        out.stop_reason = str(ds.attrs.get("stop_reason", ""))
+        best = _state_dict(ds, "best")
+        if best:
+            out.best_params = tuple(best[k].numpy() for k in ("W", "a", "b"))
+        return out
 
 
 _TORCH_DTYPES = {str(d): d for d in (torch.float16, torch.bfloat16, torch.float32,
@@ -187,6 +387,11 @@ def _state_dict(ds: xr.Dataset, prefix: str) -> dict[str, torch.Tensor]:
             for name, var in ds.data_vars.items() if name.startswith(head)}
 
 
+def _optimizer(rbm: RBM, cfg: TrainConfig) -> Optimizer:
+    return Optimizer(rbm, kind=cfg.optimizer, lr=cfg.lr, n_updates=cfg.n_updates,
+                     lr_final=cfg.lr_final, decay_start=cfg.decay_start)
+
+
 @dataclass
 class TrainingState:
     """Everything that determines the rest of a PCD run (module docstring).
@@ -203,12 +408,16 @@ class TrainingState:
         The persistent chains.
     batches
         The minibatch stream.
+    optimizer
+        The ascent step and its state (Adam moments).
     tais
         Trajectory AIS (``None`` when ``cfg.tais_chains == 0``).
     trajectory
         The checkpoints so far.
     update
         Updates done.
+    online
+        The online log-likelihood curve and the early-stopping state.
     """
 
     cfg: TrainConfig
@@ -216,9 +425,11 @@ class TrainingState:
     rbm: RBM
     chains: Chains
     batches: MinibatchStream
+    optimizer: Optimizer
     tais: TrajectoryAIS | None
     trajectory: Trajectory
     update: int
+    online: OnlineCurve
 
     @classmethod
     def start(cls, data: np.ndarray, *, cfg: TrainConfig, seed: int, sampler: Sampler,
@@ -261,8 +472,9 @@ class TrainingState:
 
             start = independent_site(rbm_init.a, rbm_init.n_hidden)
             tais = TrajectoryAIS(start, log_z=log_z_independent(start), n_chains=cfg.tais_chains,
-                                 generator=tais_gen, ess_threshold=cfg.ess_threshold,
-                                 sampler=sampler, seed=derive_seed(seed, "philox-tais"))
+                                 n_groups=cfg.tais_groups, generator=tais_gen,
+                                 ess_threshold=cfg.ess_threshold, sampler=sampler,
+                                 seed=derive_seed(seed, "philox-tais"))
         return chains, batches, tais
 
     @classmethod
@@ -276,10 +488,16 @@ class TrainingState:
                        generator=init_gen).to(sampler.device)
         chains, batches, tais = cls._components(data, rbm, cfg=cfg, seed=seed, sampler=sampler,
                                                 v0=None)
-        log_z0 = tais.step(rbm) if tais is not None else math.nan
+        if tais is not None:
+            tais.step(rbm)
+            est = tais.estimate()
+            log_z0, std0 = est.log_z, est.log_z_std
+        else:
+            log_z0 = std0 = math.nan
         trajectory = Trajectory()
-        trajectory.add(0, rbm, log_z0)
-        return cls(cfg, dict(hashes), rbm, chains, batches, tais, trajectory, 0)
+        trajectory.add(0, rbm, log_z0, std0)
+        return cls(cfg, dict(hashes), rbm, chains, batches, _optimizer(rbm, cfg), tais,
+                   trajectory, 0, OnlineCurve.for_config(cfg))
 
     @classmethod
     def _restore(cls, ds: xr.Dataset, data: np.ndarray, *, cfg: TrainConfig, seed: int,
@@ -294,30 +512,47 @@ class TrainingState:
         batches.load_state_dict(_state_dict(ds, "batches"))
         if tais is not None:
             tais.load_state_dict(_state_dict(ds, "tais"))
-        return cls(cfg, dict(hashes), trajectory.rbm(-1, device), chains, batches, tais,
-                   trajectory, int(ds.attrs["n_updates_done"]))
+        rbm = trajectory.rbm(-1, device)
+        optimizer = _optimizer(rbm, cfg)
+        optimizer.load_state_dict(_state_dict(ds, "optimizer"))
+        return cls(cfg, dict(hashes), rbm, chains, batches, optimizer, tais, trajectory,
+                   int(ds.attrs["n_updates_done"]), OnlineCurve.from_dataset(ds, cfg))
 
-    def record_checkpoint(self, log_z: float) -> None:
-        """Add the current parameters (and trajectory-AIS ``log_z``) as checkpoint ``update``."""
-        self.trajectory.add(self.update, self.rbm, log_z)
+    def record_checkpoint(self, log_z: float, log_z_std: float) -> None:
+        """Add the current parameters (and trajectory-AIS ``log_z`` with its uncertainty) as
+        checkpoint ``update``."""
+        self.trajectory.add(self.update, self.rbm, log_z, log_z_std)
 
     def to_dataset(self, *, neuron_coords: Mapping[str, Any] | None = None,
                    for_resume: bool) -> xr.Dataset:
-        """``model.nc`` (``for_resume=False``: the trajectory) or ``resume.nc`` (plus every
-        component's state) as a dataset, without provenance attributes."""
+        """``model.nc`` (``for_resume=False``: the trajectory, with the best online evaluation
+        inserted as a checkpoint, the online curve and the stop attributes) or ``resume.nc``
+        (plus every component's state and the best parameters) as a dataset, without
+        provenance attributes."""
         import xarray as xr
 
-        data_vars = self.trajectory.data_vars()
+        trajectory = self.trajectory
+        online = self.online
+        if not for_resume and online.best_params is not None:
+            trajectory = trajectory.with_checkpoint(online.best_update, online.best_params,
+                                                    online.best_log_z, online.best_log_z_std)
+        data_vars = {**trajectory.data_vars(), **online.data_vars()}
+        attrs = {"n_hidden": self.cfg.n_hidden, "train_config": self.cfg.to_json(),
+                 "n_updates_done": self.update, "resume_format": RESUME_FORMAT, **self.hashes}
         if for_resume:
             data_vars.update(_state_vars("chains", self.chains.state_dict()))
             data_vars.update(_state_vars("batches", self.batches.state_dict()))
+            data_vars.update(_state_vars("optimizer", self.optimizer.state_dict()))
             if self.tais is not None:
                 data_vars.update(_state_vars("tais", self.tais.state_dict()))
+            data_vars.update(online.resume_vars())
+            attrs.update(online.resume_attrs())
+        else:
+            attrs.update(online.attrs())
         coords: dict[str, Any] = {"checkpoint": ("checkpoint",
-                                                 np.asarray(self.trajectory.updates, np.int64),
-                                                 {"units": "updates"})}
+                                                 np.asarray(trajectory.updates, np.int64),
+                                                 {"units": "updates"}),
+                                  **online.coords()}
         for name, values in (neuron_coords or {}).items():
             coords[name] = ("neuron", np.asarray(values))
-        attrs = {"n_hidden": self.cfg.n_hidden, "train_config": self.cfg.to_json(),
-                 "n_updates_done": self.update, "resume_format": RESUME_FORMAT, **self.hashes}
         return xr.Dataset(data_vars, coords=coords, attrs=attrs)

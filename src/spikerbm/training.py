@@ -46,9 +46,9 @@ from spikerbm.pcd import (  # noqa: F401 (re-exported)
     PCDEngine,
     TrainingDivergedError,
 )
-from spikerbm.rbm import resolve_device
+from spikerbm.rbm import RBM, resolve_device
 from spikerbm.sampling import Sampler
-from spikerbm.train_state import TrainingState, config_hash, data_hash
+from spikerbm.train_state import OnlineCurve, TrainingState, config_hash, data_hash
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -87,12 +87,50 @@ def _binary_uint8(train_data: np.ndarray | torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(data, dtype=np.uint8)
 
 
+class OnlineEvaluator:
+    """Online train and test log-likelihood of the current parameters (docs/methods.md §3).
+
+    ``LL = -<E(v)>_D - log Z`` with the mean free energy in float64
+    (:func:`spikerbm.likelihood.mean_free_energy`) over the whole test split and over a fixed
+    subsample of the train split of the same size (all train bins when there are fewer; the
+    rows drawn once with ``derive_seed(seed, "eval-train")``), and ``log Z`` from trajectory
+    AIS. Both splits are kept on the device (uint8).
+    """
+
+    def __init__(self, train_data: np.ndarray, test_data: np.ndarray, *, seed: int,
+                 device: torch.device) -> None:
+        from spikerbm.provenance import derive_seed
+
+        rng = np.random.default_rng(derive_seed(seed, "eval-train"))
+        n = min(test_data.shape[0], train_data.shape[0])
+        rows = np.sort(rng.choice(train_data.shape[0], size=n, replace=False))
+        self.train = torch.from_numpy(np.ascontiguousarray(train_data[rows])).to(device)
+        self.test = torch.from_numpy(np.ascontiguousarray(test_data)).to(device)
+
+    def __call__(self, rbm: RBM, log_z: float) -> tuple[float, float]:
+        """``(ll_train, ll_test)`` in nats per sample (one host synchronisation each)."""
+        from spikerbm.likelihood import mean_free_energy
+
+        return (-mean_free_energy(rbm, self.train) - log_z,
+                -mean_free_energy(rbm, self.test) - log_z)
+
+
 def train(train_data: np.ndarray | torch.Tensor, *, cfg: TrainConfig, seed: int,
+          test_data: np.ndarray | torch.Tensor | None = None,
           resume: xr.Dataset | None = None,
           on_checkpoint: Callable[[xr.Dataset], None] | None = None,
           neuron_coords: Mapping[str, Any] | None = None,
           progress: bool = False) -> xr.Dataset:
-    """Train an RBM by PCD and return its ``model.nc`` dataset (without provenance attrs).
+    """Train an RBM by PCD, with early stopping on the online test log-likelihood, and return
+    its ``model.nc`` dataset (without provenance attrs).
+
+    Every ``cfg.eval_every`` updates (and at the last one) the train and test log-likelihood
+    are evaluated online (:class:`OnlineEvaluator`, trajectory-AIS log Z) at the loop's
+    synchronisation points, outside the captured update; the best evaluation's parameters are
+    kept and become a checkpoint of the result. Training stops early once the online test
+    log-likelihood has not improved by ``cfg.min_delta`` over ``cfg.patience`` updates
+    (:class:`~spikerbm.train_state.OnlineCurve`); ``cfg.n_updates`` is the maximum. The test
+    split only decides when to stop and which parameters are best: gradients never see it.
 
     Parameters
     ----------
@@ -103,6 +141,9 @@ def train(train_data: np.ndarray | torch.Tensor, *, cfg: TrainConfig, seed: int,
         Training configuration.
     seed
         The job's seed (:mod:`spikerbm.train_state` derives every generator from it).
+    test_data
+        Test split, (T_test, N) in {0, 1}, for the online log-likelihood and early stopping;
+        ``None``: no online log-likelihood (NaN), no early stopping.
     resume
         A state dataset previously passed to ``on_checkpoint``; used when its config and data
         hashes match (continuing bitwise-exactly on CPU), otherwise ignored (logged).
@@ -116,9 +157,13 @@ def train(train_data: np.ndarray | torch.Tensor, *, cfg: TrainConfig, seed: int,
     Returns
     -------
     xarray.Dataset
-        dims ``checkpoint``, ``neuron``, ``hidden``: ``W``, ``a``, ``b`` at every checkpoint,
-        ``log_z_tais``; attrs ``n_hidden``, ``train_config`` (JSON), ``n_updates_done``,
-        hashes (docs/data-model.md, ``model.nc``).
+        dims ``checkpoint``, ``neuron``, ``hidden``, ``eval``: ``W``, ``a``, ``b`` at every
+        checkpoint (the log-spaced schedule up to the last update, plus the best online
+        evaluation), ``log_z_tais``, ``log_z_tais_std``, the online curve
+        (``ll_train_online``, ``ll_test_online``, ``log_z_online`` and their ``*_std``, coord
+        ``eval_update``); attrs ``n_hidden``, ``train_config`` (JSON), ``n_updates_done``,
+        ``stop_reason``, ``best_update``, ``still_improving``, ``ll_test_online_gain``,
+        ``stop_window``, ``best_ll_test_online``, hashes (docs/data-model.md, ``model.nc``).
 
     Raises
     ------
@@ -131,54 +176,92 @@ def train(train_data: np.ndarray | torch.Tensor, *, cfg: TrainConfig, seed: int,
     t_start = time.perf_counter()
     device = resolve_device(cfg.device)
     data = _binary_uint8(train_data)
+    test = None if test_data is None else _binary_uint8(test_data)
+    if test is not None and test.shape[1] != data.shape[1]:
+        raise ValueError(f"test_data has {test.shape[1]} neurons, train_data {data.shape[1]}")
     hashes = {"config_hash": config_hash(cfg, seed=seed, device=device),
-              "data_hash": data_hash(data)}
+              "data_hash": data_hash(data, test)}
     log.info("train config: %s", cfg.to_json())
-    log.info("device: %s (torch %s, %s); seed %d; data %d train bins x %d neurons",
-             device, torch.__version__,
+    log.info("device: %s (torch %s, %s); seed %d; data %d train bins x %d neurons, %s test "
+             "bins (early stopping only)", device, torch.__version__,
              torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-             seed, *data.shape)
+             seed, *data.shape, "no" if test is None else test.shape[0])
     sampler = Sampler.from_precision(cfg.precision, device)
     state = TrainingState.start(data, cfg=cfg, seed=seed, sampler=sampler, hashes=hashes,
                                 resume=resume)
+    online = state.online
     schedule = checkpoint_schedule(cfg.n_updates, cfg.n_checkpoints)
+    evaluator = (OnlineEvaluator(data, test, seed=seed, device=device)
+                 if test is not None and state.tais is not None else None)
+    if evaluator is None:
+        log.info("no online log-likelihood (%s): no early stopping",
+                 "no test data" if test is None else "trajectory AIS is off")
 
     def hand_out() -> None:
         if on_checkpoint is not None:
             on_checkpoint(state.to_dataset(neuron_coords=neuron_coords, for_resume=True))
 
+    def evaluate(log_z: float, log_z_std: float) -> None:
+        ll_train, ll_test = evaluator(state.rbm, log_z) if evaluator else (math.nan, math.nan)
+        online.record(state.update, ll_train=ll_train, ll_test=ll_test, log_z=log_z,
+                      log_z_std=log_z_std, rbm=state.rbm)
+        log.info("online update %d: ll_test %.4f ll_train %.4f (+- %.2g) nats/sample; best "
+                 "%.4f at update %d; gain over the last %d updates %.4f", state.update,
+                 ll_test, ll_train, log_z_std, online.best_ll, online.best_update,
+                 online.window, online.gain())
+
     if state.update == 0:
+        evaluate(state.trajectory.log_z[0], state.trajectory.log_z_std[0])
         hand_out()
         log.info("checkpoint written: update 0 (initialisation)")
     guard = DivergenceGuard(device, lr=cfg.lr)
     engine = PCDEngine(state.rbm, chains=state.chains, data=torch.from_numpy(data).to(device),
-                       k=cfg.k, lr=cfg.lr, centered=cfg.centered,
+                       k=cfg.k, optimizer=state.optimizer, centered=cfg.centered,
                        tf32=cfg.precision != "float32", guard=guard,
                        first_update=state.update + 1, batch_size=cfg.batch_size,
                        tais=state.tais)
+
+    def log_z_now() -> tuple[float, float]:
+        if state.tais is None:
+            return math.nan, math.nan
+        est = state.tais.estimate(engine.log_z)
+        return est.log_z, est.log_z_std
+
     t_loop, start_update = time.perf_counter(), state.update
     bar = tqdm(total=cfg.n_updates, initial=state.update, unit="update", disable=not progress,
                mininterval=1.0 if sys.stderr.isatty() else 30.0, smoothing=0.1,
                desc=f"train n_hidden={cfg.n_hidden}")
     try:
-        while state.update < cfg.n_updates:
+        while not online.stop_reason:
             next_checkpoint = int(schedule[schedule > state.update][0])
-            n = min(next_checkpoint - state.update, DIVERGENCE_CHECK_EVERY)
+            next_eval = min((state.update // cfg.eval_every + 1) * cfg.eval_every,
+                            cfg.n_updates)
+            n = min(next_checkpoint, next_eval, state.update + DIVERGENCE_CHECK_EVERY) \
+                - state.update
             for idx in state.batches.next_rows(n, device):
                 engine.step(idx)
                 bar.update(1)
             state.update += n
             guard.check(state.update, state.rbm, last_checkpoint=state.trajectory.updates[-1])
-            if state.update != next_checkpoint:
+            at_checkpoint = state.update == next_checkpoint
+            if state.update != next_eval and not at_checkpoint:
                 continue
-            log_z = float(engine.log_z.item()) if state.tais is not None else math.nan
-            state.record_checkpoint(log_z)
+            log_z, log_z_std = log_z_now()  # one synchronisation
+            if state.update == next_eval:
+                evaluate(log_z, log_z_std)
+                if online.should_stop():
+                    online.stop_reason = "early_stop"
+                elif state.update >= cfg.n_updates:
+                    online.stop_reason = "max_updates"
+            if not (at_checkpoint or online.stop_reason):
+                continue
+            state.record_checkpoint(log_z, log_z_std)
             hand_out()
             elapsed = time.perf_counter() - t_loop
             log.info("checkpoint written: update %d (%d/%d), %.1f s, %.1f updates/s, "
-                     "log_z_tais %.4f", state.update, len(state.trajectory.updates),
-                     len(schedule), elapsed, (state.update - start_update) / max(elapsed, 1e-9),
-                     log_z)
+                     "log_z_tais %.4f +- %.2g", state.update, len(state.trajectory.updates),
+                     len(schedule), elapsed,
+                     (state.update - start_update) / max(elapsed, 1e-9), log_z, log_z_std)
     except TrainingDivergedError:
         raise
     except Exception:
@@ -190,11 +273,36 @@ def train(train_data: np.ndarray | torch.Tensor, *, cfg: TrainConfig, seed: int,
     done, loop_s = state.update - start_update, time.perf_counter() - t_loop
     log.info("training done: %d updates this run in %.1f s (%.2f ms/update, %.1f s total)",
              done, loop_s, 1e3 * loop_s / max(done, 1), time.perf_counter() - t_start)
+    _log_stop(online, state.update, cfg)
     return state.to_dataset(neuron_coords=neuron_coords, for_resume=False)
+
+
+def _log_stop(online: OnlineCurve, update: int, cfg: TrainConfig) -> None:
+    """One line saying why training stopped and whether it had reached its peak."""
+    gain = online.gain()
+    if online.still_improving() == -1:
+        log.info("ran the maximum of %d updates; without an online log-likelihood (no test "
+                 "data or no trajectory AIS) it is unknown whether training reached its peak",
+                 update)
+    elif online.stop_reason == "early_stop":
+        log.info("stopped early at update %d of at most %d: the online test log-likelihood "
+                 "gained %.4f < min_delta %g nats/sample over the last %d updates; best %.4f "
+                 "at update %d (kept as a checkpoint)", update, cfg.n_updates, gain,
+                 cfg.min_delta, online.window, online.best_ll, online.best_update)
+    elif online.still_improving() == 1:
+        log.warning("reached the maximum of %d updates while the online test log-likelihood "
+                    "was still improving (+%.4f >= min_delta %g nats/sample over the last %d "
+                    "updates): training did not reach its peak; raise train.n_updates (or "
+                    "train.lr)", update, gain, cfg.min_delta, online.window)
+    else:
+        log.info("reached the maximum of %d updates; the online test log-likelihood had "
+                 "levelled off (gain %.4f over the last %d updates); best %.4f at update %d",
+                 update, gain, online.window, online.best_ll, online.best_update)
 
 
 def train_to_files(train_data: np.ndarray, *, cfg: TrainConfig, seed: int,
                    model_path: str | os.PathLike, resume_path: str | os.PathLike,
+                   test_data: np.ndarray | None = None,
                    attrs: Mapping[str, Any] | None = None,
                    neuron_coords: Mapping[str, Any] | None = None,
                    progress: bool = False) -> xr.Dataset:
@@ -229,8 +337,8 @@ def train_to_files(train_data: np.ndarray, *, cfg: TrainConfig, seed: int,
     def write_resume(ds: xr.Dataset) -> None:
         io.write_netcdf(ds, resume_path, attrs=attrs)
 
-    model = train(train_data, cfg=cfg, seed=seed, resume=resume, on_checkpoint=write_resume,
-                  neuron_coords=neuron_coords, progress=progress)
+    model = train(train_data, cfg=cfg, seed=seed, test_data=test_data, resume=resume,
+                  on_checkpoint=write_resume, neuron_coords=neuron_coords, progress=progress)
     io.write_netcdf(model, model_path, attrs=attrs)
     log.info("model written: %s", model_path)
     io.remove_file(resume_path)

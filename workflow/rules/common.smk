@@ -257,6 +257,7 @@ def get_final_outputs(wildcards):
 # `snakemake --report`: category = pipeline stage (README stage numbers), subcategory = the
 # figure or table, labels = session and hidden size(s) (read from the artifact at report time).
 REPORT_STAGE = {
+    "findings": "Findings (read first)",
     "loglik": "Stage 4: log-likelihood and model selection",
     "statistics": "Stage 5: generated vs real statistics",
     "couplings": "Stage 6: effective couplings",
@@ -264,6 +265,7 @@ REPORT_STAGE = {
     "summary": "Stage 8: per-session summary",
 }
 TABLE_NAMES = [
+    "findings",
     "selected_models",
     "statistics_scores",
     "couplings_summary",
@@ -298,10 +300,14 @@ TABLE_LABELS = {REPORT_LABEL: "all sessions, all sizes"}
 
 
 def get_table_inputs(wildcards):
-    """The per-session artifacts the cross-session report tables are built from."""
-    return {
+    """The per-session artifacts the cross-session report tables are built from (the findings
+    table from each session's summary.tsv, where the summary job wrote them)."""
+    tables = {
         name: expand(results(f"{{session}}/{name}.nc"), session=SESSIONS.index)
         for name in ("selected", "statistics", "couplings", "dynamics")
+    }
+    return tables | {
+        "summary": expand(results("{session}/summary.tsv"), session=SESSIONS.index)
     }
 
 

@@ -1,6 +1,8 @@
 # Log-likelihood along training (METHODS §4, Fig. 2): exact log Z when min(N, n_hidden) <=
-# likelihood.exact_max_units, else AIS; trajectory-AIS values from model.nc stored beside.
-# Then the per-session model selection (highest test LL) and Fig. 2.
+# likelihood.exact_max_units, else AIS; trajectory-AIS values and the online curve from
+# model.nc stored beside. Then the per-session model selection (highest test LL; ties,
+# online/checkpoint disagreements; with method tais, exact/AIS wherever trajectory AIS cannot
+# decide, hence the GPU then) and Fig. 2.
 
 
 rule loglik:
@@ -44,11 +46,14 @@ rule select_model:
         "../../envs/spikerbm.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        gpu=1 if config["likelihood"]["method"] == "tais" else 0,
+        mem_mb=4000,
+        runtime=60 if config["likelihood"]["method"] == "tais" else 10,
     params:
         likelihood=get_likelihood_params,
         n_hidden=N_HIDDEN,
+        seed=config["seed"],
+        device=config["device"],
     script:
         "../../scripts/select_model.py"
 

@@ -1,9 +1,12 @@
-# Stage 8: per-session summary page for `snakemake --report`.
+# Stage 8: the session's findings (spikerbm.findings judges every artifact in one place) and key
+# numbers, for the log, summary.tsv and the per-session page of `snakemake --report`.
 
 
 rule summary:
     input:
         selected=results("{session}/selected.nc"),
+        loglik=results("{session}/loglik.nc"),
+        models=get_model_files,
         statistics=results("{session}/statistics.nc"),
         couplings=results("{session}/couplings.nc"),
         dynamics=results("{session}/dynamics.nc"),
@@ -13,7 +16,7 @@ rule summary:
             results("{session}/summary.html"),
             caption="../report/summary.rst",
             category=REPORT_STAGE["summary"],
-            subcategory="Key numbers and warnings",
+            subcategory="Findings and key numbers",
             labels=report_labels("selected"),
         ),
     log:
@@ -26,6 +29,8 @@ rule summary:
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        n_hidden=N_HIDDEN,
     script:
         "../../scripts/summary.py"
 
@@ -35,6 +40,13 @@ rule report_tables:
     input:
         unpack(get_table_inputs),
     output:
+        findings=report(
+            results("tables/findings.html"),
+            caption="../report/table_findings.rst",
+            category=REPORT_STAGE["findings"],
+            subcategory="Table: findings of every session",
+            labels=TABLE_LABELS,
+        ),
         selected_models=report(
             results("tables/selected_models.html"),
             caption="../report/table_selected_models.rst",
