@@ -14,13 +14,22 @@ $(BIN)/snakemake: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[workflow,slurm,test,dev]'
+	# the Allen CCF structure table for the atlas's area grouping: iblatlas is used as a data
+	# package (spikerbm never imports its code), so without its ~415 MB of runtime dependencies
+	# (docs/methods.md, section 12)
+	$(BIN)/python -m pip install -q --no-deps -c constraints.txt iblatlas
 	@touch $@
 
 setup: $(BIN)/snakemake
 
+# GPU-capable jobs (train, loglik, statistics, couplings, dynamics, pairwise) at a time: one per
+# GPU (profiles/default says gpu=1); without a GPU they run on the CPU, where nothing needs to
+# serialise them, so as many run at once as there are cores.
+GPU_SLOTS ?= $(or $(filter-out 0,$(shell nvidia-smi -L 2>/dev/null | wc -l)),$(shell nproc))
+
 ## run the default workflow end to end (synthetic data, CPU by default)
 run: setup
-	$(BIN)/snakemake --cores $(CORES)
+	$(BIN)/snakemake --cores $(CORES) --resources gpu=$(GPU_SLOTS)
 	$(BIN)/snakemake --report results/report.html
 	@echo "results in results/, report in results/report.html"
 
@@ -44,6 +53,7 @@ test-floors: setup
 	$(PYTHON) -m venv $(FLOORS)
 	$(BIN)/python .ci/floors.py workflow test > $(FLOORS)/floors.txt
 	$(FLOORS)/bin/python -m pip install -q -c $(FLOORS)/floors.txt -e '.[workflow,test]'
+	$(FLOORS)/bin/python -m pip install -q --no-deps -c constraints.txt iblatlas
 	$(FLOORS)/bin/python -m pip list --format=freeze > $(FLOORS)/installed.txt
 	$(FLOORS)/bin/python .ci/floors.py --check $(FLOORS)/installed.txt workflow test
 	$(FLOORS)/bin/python -m pytest -p no:cacheprovider -m '$(UNIT_TESTS)'

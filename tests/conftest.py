@@ -30,6 +30,9 @@ TINY_CONFIG: dict[str, Any] = {
     "couplings": {"min_area_neurons": 8, "quadrature_nodes": 20},
     "dynamics": {"max_lag_bins": 10, "max_lag_sweeps": 20, "n_chains": 50, "n_starts": 50,
                  "fit_lag_range": [1, 5]},
+    "pairwise": {"refine_steps": 20, "refine_chains": 64, "ais_chains": 32, "ais_betas": 100,
+                 "n_chains": 100, "burn_in_sweeps": 100, "thin_sweeps": 2},
+    "atlas": {"min_area_neurons": 8, "n_resamples": 200},
 }
 
 

@@ -3,7 +3,11 @@ coverage over seeds, the single-session degradation, the sign-flip test and CCF 
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -131,7 +135,7 @@ def test_session_couplings_reads_a_couplings_dataset_and_ignores_nan_diagonal():
 def test_session_t_intervals_cover_at_nominal_rate(tau):
     # 300 seeds, 3 sessions each. tau = 0: sessions differ only by which neurons were recorded;
     # tau = 0.05: a session effect larger than the neuron noise. The t interval over session
-    # estimates is exact in both regimes (the two-stage bootstrap is not: docs/atlas-pairwise).
+    # estimates is exact in both regimes (the two-stage bootstrap is not: docs/methods.md §12).
     # Tolerance: coverage of one entry over 300 seeds ~ Binomial(300, 0.95)/300, sd 0.0126; the
     # average over the 6 (dependent) entries has sd <= that; +- 3.5 sd.
     cov = []
@@ -246,11 +250,75 @@ def test_within_vs_across_test_holds_its_size_under_the_null():
     assert np.mean(rejections) < 0.05 + 3.5 * math.sqrt(0.05 * 0.95 / 150)
 
 
+# ------------------------------------------------------------------ models side by side, tables
+
+
+def test_atlas_by_model_and_its_tables():
+    rng = np.random.default_rng(3)
+    rbm = [planted_session(rng, f"s{i}", [30, 35, 40], tau=0.0) for i in range(3)]
+    for s in rbm:  # an R-like quantity for the RBM only
+        s.matrices["R"] = np.abs(s.matrices["J"]) / (1 + np.abs(s.matrices["J"]))
+    pw = [A.SessionCouplings(s.session, s.areas, {"J": 2 * s.matrices["J"],
+                                                  "J_abs": 2 * s.matrices["J_abs"]})
+          for s in rbm]
+    a_rbm = A.build_atlas(rbm, quantities=["J", "J_abs", "R"], n_boot=200, seed=1)
+    a_pw = A.build_atlas(pw, quantities=["J", "J_abs"], n_boot=200, seed=1)
+    both = A.atlas_by_model({"rbm": a_rbm, "pairwise": a_pw})
+    assert list(both["model"].values) == ["rbm", "pairwise"]
+    assert list(both["quantity"].values) == ["J", "J_abs", "R"]
+    assert both["area_mean"].dims == ("model", "quantity", "region", "region2")
+    assert both["area_n_sessions"].dims == ("region", "region2")  # shared, not per model
+    # the same sessions resampled with the same seeds: the pairwise atlas of 2 J is exactly 2x
+    np.testing.assert_allclose(both["area_mean"].sel(model="pairwise", quantity="J"),
+                               2 * both["area_mean"].sel(model="rbm", quantity="J"))
+    np.testing.assert_allclose(both["delta_ci_high"].sel(model="pairwise", quantity="J"),
+                               2 * both["delta_ci_high"].sel(model="rbm", quantity="J"))
+    assert np.isnan(both["area_mean"].sel(model="pairwise", quantity="R")).all()
+    assert (both["area_n_pairs"].sel(model="pairwise", quantity="R") == 0).all()
+    assert both["area_n_pairs"].dtype == np.int64
+    pairs, areas = A.atlas_tables(both)
+    assert len(pairs) == (3 + 2) * 6 and len(areas) == (3 + 2) * 3  # 6 pairs A<=B, 3 areas
+    row = pairs[(pairs.model == "rbm") & (pairs.quantity == "J") & (pairs.region == "VISp")
+                & (pairs.region2 == "VISp")].iloc[0]
+    at = a_rbm.sel(quantity="J", region="VISp", region2="VISp")
+    assert row["mean"] == float(at.area_mean) and row["ci_low"] == float(at.area_ci_low)
+    assert row["n_sessions"] == 3 and row["n_pairs"] == int(at.area_n_pairs)
+    with pytest.raises(ValueError, match="same sessions"):
+        A.atlas_by_model({"rbm": a_rbm, "other": A.build_atlas(pw[:2], quantities=["J"],
+                                                               n_boot=200)})
+
+
 # ------------------------------------------------------------------ Allen CCF grouping
 
 
+def _need_iblatlas() -> None:
+    """The CCF tests need iblatlas's structure table, which `make setup` installs (without its
+    dependencies); under CI (CI=true) its absence is a failure, never a silent skip."""
+    if importlib.util.find_spec("iblatlas") is None:
+        if os.environ.get("CI"):
+            pytest.fail("iblatlas is not installed: `make setup` installs it "
+                        "(pip install --no-deps -c constraints.txt iblatlas); CI must test the "
+                        "CCF grouping")
+        pytest.skip("iblatlas not installed (make setup installs it)")
+
+
+def test_ccf_table_is_read_without_iblatlas_code():
+    """iblatlas is a data package here: reading its table imports none of its modules (so its
+    runtime dependencies, which make setup leaves out, are never needed)."""
+    _need_iblatlas()
+    code = ("import sys; from spikerbm.atlas import ccf_group, ccf_structure_table; "
+            "t = ccf_structure_table(); g = ccf_group(['VISp5', 'LGd'], 'beryl'); "
+            "mods = sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('iblatlas', 'one', 'iblutil', 'boto3', 'numba', 'pyarrow')); "
+            "print(len(t), [str(x) for x in g], mods)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split(" ", 1)
+    assert int(out[0]) > 1000  # the whole 2017 ontology (1327 structures)
+    assert out[1].strip() == "['VISp', 'LGd'] ['iblatlas']", out  # the package, no submodule
+
+
 def test_ccf_group_on_real_acronyms():
-    pytest.importorskip("iblatlas")
+    _need_iblatlas()
     areas = ["VISp", "VISl", "VISpm", "VISam", "LGd", "LP", "PO", "CA1", "DG", "MRN"]
     got = A.ccf_group(areas, ["VIS", "TH", "HPF"])
     assert list(got) == ["VIS"] * 4 + ["TH"] * 3 + ["HPF"] * 2 + ["MRN"]  # MRN: no group
@@ -266,7 +334,7 @@ def test_ccf_group_on_real_acronyms():
 
 
 def test_atlas_groups_by_ccf_before_the_size_threshold():
-    pytest.importorskip("iblatlas")
+    _need_iblatlas()
     rng = np.random.default_rng(7)
     areas = ["LGd", "LP", "VISl", "VISp"]  # 20 neurons each: every area below 30 on its own
     mu = np.full((4, 4), 0.02)
@@ -292,7 +360,7 @@ def test_atlas_groups_by_ccf_before_the_size_threshold():
 
 @pytest.mark.skipif(not STEINMETZ.is_dir(), reason="shared Steinmetz rasters not present")
 def test_every_steinmetz_area_is_a_ccf_acronym():
-    pytest.importorskip("iblatlas")
+    _need_iblatlas()
     areas = set()
     for f in sorted(STEINMETZ.glob("*.nc")):
         with xr.open_dataset(f) as ds:

@@ -22,7 +22,10 @@ SESSIONS = (
 )
 RULES = ["synthetic_session", "binarize", "train", "loglik", "select_model", "statistics",
          "couplings", "dynamics", "fig_loglik", "fig_statistics", "fig_couplings",
-         "fig_dynamics", "summary", "report_tables", "all"]
+         "fig_dynamics", "summary", "report_tables", "pairwise", "compare_models", "atlas",
+         "fig_atlas", "all"]
+#: rules with one job for the whole run
+AGGREGATES = ["report_tables", "compare_models", "atlas", "fig_atlas", "all"]
 
 
 def _dag_scale():
@@ -52,10 +55,10 @@ def test_rulegraph_and_dag_render_with_graphviz(workflow_dir):
     dag = snakemake(wf, "--dag")
     assert dag.returncode == 0, dag.stderr[-3000:]
     svg = _render(dag.stdout)
-    # one node per job: 2 sessions x 2 hidden sizes, per-session jobs, report_tables and all
+    # one node per job: 2 sessions x 2 hidden sizes, per-session jobs, the aggregates
     n_models = 2 * 2
-    per_session = len(RULES) - 4  # all rules but train, loglik, report_tables, all
-    assert svg.count('class="node"') == 2 * per_session + 2 * n_models + 2
+    per_session = len(RULES) - 2 - len(AGGREGATES)  # all rules but train, loglik, aggregates
+    assert svg.count('class="node"') == 2 * per_session + 2 * n_models + len(AGGREGATES)
     trains = re.findall(r"<text[^>]*>n_hidden: (\d+)</text>", svg)
     assert sorted(set(trains)) == ["3", "5"]
 
@@ -69,8 +72,9 @@ def test_scale_sheet_dry_run_needs_no_vbn_data(tmp_path):
                                                    out.split("Job stats:", 1)[1], re.M)}
     per_session = ["vbn_extract", "binarize", "select_model", "statistics", "couplings",
                    "dynamics", "fig_loglik", "fig_statistics", "fig_couplings", "fig_dynamics",
-                   "summary"]
+                   "summary", "pairwise"]
     expected = {r: 7 for r in per_session} | {"train": 21, "loglik": 21, "report_tables": 1,
+                                               "compare_models": 1, "atlas": 1, "fig_atlas": 1,
                                                "all": 1}
     assert counts == expected | {"total": sum(expected.values())} and jobs == counts["total"]
     assert seconds < 60

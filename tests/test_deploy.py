@@ -56,15 +56,18 @@ def test_snakedeploy_deployment_runs_as_a_module(tmp_path):
     assert "workflow specific profile profiles/default" in dry.stdout + dry.stderr
     counts = {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$",
                                                    dry.stdout.split("Job stats:", 1)[1], re.M)}
-    n_models = len(TINY_CONFIG["train"]["n_hidden"])  # one session in config/sessions.tsv
+    n_sessions = len((dest / "config" / "sessions.tsv").read_text().strip().splitlines()) - 1
+    n_models = n_sessions * len(TINY_CONFIG["train"]["n_hidden"])
     assert counts["train"] == counts["loglik"] == n_models and counts["all"] == 1, counts
-    assert counts["report_tables"] == 1 and counts["synthetic_session"] == 1, counts
+    assert counts["report_tables"] == 1 and counts["synthetic_session"] == n_sessions, counts
+    assert counts["atlas"] == 1 and counts["pairwise"] == n_sessions, counts
 
     # scripts, schemas and environments resolve from the module: a real run of the data stage
     run = snakemake(dest, "--cores", "2", "results/synth-a/raster.nc", timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     with xr.open_dataset(dest / "results" / "synth-a" / "raster.nc") as raster:
-        assert raster.sizes["neuron"] <= TINY_CONFIG["synthetic"]["n_neurons"]
+        # the sheet's row sets the size; the deployment's config (TINY_CONFIG) the areas
+        assert len(set(raster["area"].values)) == TINY_CONFIG["synthetic"]["n_areas"]
         assert raster.attrs["session_id"] == "synth-a"
     assert (dest / "results" / "logs" / "binarize" / "synth-a.log").is_file()
     assert not (source / "results").exists()  # nothing written into the workflow's source

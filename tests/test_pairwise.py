@@ -321,3 +321,110 @@ def test_cuda_fit_sampler_and_ais_agree_with_enumeration():
                       generator=torch.Generator(device="cuda").manual_seed(0))
     exact = P.exact_log_z(m)
     assert abs(est.log_z - exact) < 5 * est.log_z_std / 2 + 2e-3
+
+
+# ------------------------------------------------------------------ workflow stage (issue 20)
+
+
+def test_effective_fields_are_the_exact_conditional_log_odds():
+    m = planted(9, 11)
+    v = binary_states(9)[::7].to(torch.uint8).numpy()  # 74 states
+    x = P.effective_fields(m, v)
+    for i in (0, 4, 8):
+        on, off = v.copy(), v.copy()
+        on[:, i], off[:, i] = 1, 0
+        # logit P(v_i = 1 | v_-i) = E(v_i = 0) - E(v_i = 1), by the energy itself
+        ref = (P.energy(m, off) - P.energy(m, on)).numpy()
+        np.testing.assert_allclose(x[:, i], ref, rtol=0, atol=1e-12)
+
+
+def test_equilibrium_sampling_matches_enumeration_and_its_check_can_fail():
+    # 7 neurons, strong couplings: 4000 chains, one sample each after 200 sweeps, against the
+    # exact distribution (chi-square, as the sampler test); the check passes (tau ~ a few
+    # sweeps, 200 >= 20 tau) and fails when tau_factor demands more burn-in than was run.
+    m = planted(7, 6, j_scale=1.2, h_mean=-0.5)
+    data = exact_sample(m, 3000, seed=1)
+    eq = P.sample_equilibrium(m, init_data=data, n_samples=4000, n_chains=4000,
+                              burn_in_sweeps=200, thin_sweeps=1, seed=3, dtype=F64)
+    s = eq["samples"].values
+    assert s.shape == (4000, 7) and eq.attrs["equilibrated"] == 1, eq.attrs
+    assert eq.attrs["n_chains_data"] == eq.attrs["n_chains_random"] == 2000
+    obs = np.bincount((s.astype(np.int64) << np.arange(7)).sum(1), minlength=128).astype(float)
+    exp = exact_probs(m).numpy() * len(s)
+    small = exp < 5
+    obs = np.append(obs[~small], obs[small].sum())
+    exp = np.append(exp[~small], exp[small].sum())
+    assert stats.chisquare(obs, exp).pvalue > 1e-3
+    strict = P.sample_equilibrium(m, init_data=data, n_samples=400, n_chains=400,
+                                  burn_in_sweeps=5, thin_sweeps=1, seed=3, tau_factor=1e3)
+    assert strict.attrs["equilibrated"] == 0 and "burn-in 5 sweeps" in strict.attrs[
+        "equilibration_reason"]
+    again = P.sample_equilibrium(m, init_data=data, n_samples=400, n_chains=400,
+                                 burn_in_sweeps=5, thin_sweeps=1, seed=3, tau_factor=1e3)
+    np.testing.assert_array_equal(strict["samples"].values, again["samples"].values)
+
+
+def test_fit_session_beats_the_independent_model_with_exact_log_z():
+    # planted 12-neuron model, 6000 train / 3000 test exact samples: N <= exact_max_neurons, so
+    # log Z is exact, and the test LL equals -<E>_test - log Z by enumeration; the fitted model
+    # beats the independent-site floor on test data by far more than its sampling error
+    m = planted(12, 4, j_scale=0.5)
+    train, test = exact_sample(m, 6000, seed=5), exact_sample(m, 3000, seed=6)
+    model, ds = P.fit_session(train, test, unit_id=np.arange(12) + 100,
+                              area=np.array(["A"] * 6 + ["B"] * 6), seed=1, refine_steps=30,
+                              refine_chains=200, exact_max_neurons=20)
+    assert ds.attrs["log_z_method"] == "exact" and ds.attrs["log_z_std"] == 0.0
+    assert ds.attrs["method"] == "pseudolikelihood+boltzmann" and ds.attrs["pl_converged"] == 1
+    e_test = P.energy(model, test).numpy()
+    assert ds.attrs["ll_test"] == pytest.approx(-e_test.mean() - P.exact_log_z(model), abs=1e-9)
+    gain = ds.attrs["ll_test"] - ds.attrs["floor_test"]
+    assert gain > 10 * ds.attrs["ll_test_sem"] and gain > 0.05, ds.attrs
+    assert ds.attrs["ll_test_per_neuron"] == pytest.approx(ds.attrs["ll_test"] / 12)
+    np.testing.assert_array_equal(ds["unit_id"].values, np.arange(12) + 100)
+
+
+def _comparison_inputs(n: int = 6):
+    import xarray as xr
+
+    rng = np.random.default_rng(0)
+    K = np.triu(rng.normal(0, 0.1, (n, n)), 1)
+    K = K + K.T
+    coords = {"unit_id": ("neuron", np.arange(n)), "area": ("neuron", np.array(["A"] * n))}
+    coup = xr.Dataset({"J": (("neuron", "neuron2"), 0.5 * K + 0.01)}, coords=coords)
+    pw = xr.Dataset({"J": (("neuron", "neuron2"), K)}, coords=coords,
+                    attrs={"ll_test_per_neuron": -0.30, "ll_test_std": 0.06, "floor_test": -1.92,
+                           "ll_test_sem": 0.012, "log_z_method": "ais"})
+    selected = {"ll_test": -1.74, "ll_test_std": 0.0, "floor_test": -1.92, "n_hidden": 5,
+                "log_z_method": "exact"}
+    return coup, pw, selected
+
+
+def test_model_comparison_row():
+    coup, pw, selected = _comparison_inputs()
+    row = P.model_comparison(session="s", selected=selected,
+                             statistics={"score_corr3": 0.8, "equilibrated": 1}, couplings=coup,
+                             pairwise=pw, pairwise_statistics={"score_corr3": 0.3,
+                                                               "equilibrated": 0})
+    assert row["ll_test_rbm"] == pytest.approx(-0.29) and row["ll_test_independent"] == \
+        pytest.approx(-0.32)
+    assert row["rbm_minus_pairwise"] == pytest.approx(0.01)
+    assert row["rbm_minus_pairwise_std"] == pytest.approx(0.01)  # hypot(0, 0.06 / 6)
+    # the RBM's J is 0.5 K + 0.01 off the diagonal: r = 1, slope 0.5, intercept 0.01
+    assert row["j_pearson_r"] == pytest.approx(1.0) and row["j_slope"] == pytest.approx(0.5)
+    assert row["j_intercept"] == pytest.approx(0.01) and row["j_n_pairs"] == 15
+    assert (row["score_corr3_rbm"], row["score_corr3_pairwise"]) == (0.8, 0.3)
+    assert math.isnan(row["score_covariance_rbm"]) and row["equilibrated_pairwise"] == 0
+    assert math.isnan(row["rbm_minus_pairwise_sem"])  # no per-bin energies given
+    # paired test-set error: per-bin LL difference = E_pw - F_rbm + const, sd 1 over 400 bins
+    rng = np.random.default_rng(1)
+    f_rbm = rng.normal(5.0, 2.0, 400)
+    e_pw = f_rbm + rng.normal(0.0, 1.0, 400)
+    paired = P.model_comparison(session="s", selected=selected, statistics={}, couplings=coup,
+                                pairwise=pw, pairwise_statistics={},
+                                test_energies=(f_rbm, e_pw))
+    sem = np.std(e_pw - f_rbm, ddof=1) / 20 / 6  # / sqrt(400) / N
+    assert paired["rbm_minus_pairwise_sem"] == pytest.approx(sem)
+    other = pw.assign_coords(unit_id=("neuron", np.arange(6) + 1))
+    with pytest.raises(ValueError, match="different neurons"):
+        P.model_comparison(session="s", selected=selected, statistics={}, couplings=coup,
+                           pairwise=other, pairwise_statistics={})

@@ -173,9 +173,9 @@ def test_cuda_ptt_samples_the_target_exactly(fused):
     ptt = TrajectoryTempering(bf, v0=v0, generator=g, sampler=sampler)
     assert ptt._chains.n_replicas == 6  # the ladder is one batch of replicas
     ptt.sweep(k=60)
-    stat, dof = chi2_stat(ptt.v.cpu().numpy(), exact_p(bf[-1], N))
+    stat, dof = chi2_stat(ptt.v.float().cpu().numpy(), exact_p(bf[-1], N))
     assert stat < chi2.ppf(0.999, dof), (stat, dof)
-    stat, dof = chi2_stat(ptt.chains_of(2).cpu().numpy(), exact_p(bf[2], N))
+    stat, dof = chi2_stat(ptt.chains_of(2).float().cpu().numpy(), exact_p(bf[2], N))
     assert stat < chi2.ppf(0.999, dof), (stat, dof)
     assert np.all((ptt.acceptance > 0) & (ptt.acceptance <= 1))
     state = ptt.state_dict()

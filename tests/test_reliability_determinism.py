@@ -229,7 +229,8 @@ def test_result_paths_derive_from_validated_values_only(default_runs):
         rf"results/(?:(?:{ses})/(?:[a-z_]+\.(?:nc|tsv|html)|hidden~(?:{hid})/[a-z_]+\.nc"
         rf"|figures/fig\d_[a-z_]+\.png)"
         rf"|(?:logs|benchmarks)/[a-z_]+/(?:{ses})(?:/hidden~(?:{hid}))?\.(?:log|tsv)"
-        rf"|tables/[a-z_]+\.(?:tsv|html)|(?:logs|benchmarks)/report_tables/all\.(?:log|tsv))")
+        rf"|tables/[a-z_]+\.(?:tsv|html)|atlas/atlas\.nc|figures/[a-z_]+\.png"
+        rf"|(?:logs|benchmarks)/(?:report_tables|atlas|fig_atlas|compare_models)/all\.(?:log|tsv))")
     paths = [p.relative_to(wf).as_posix() for p in (wf / "results").rglob("*") if p.is_file()]
     assert len(paths) > 40
     stray = [p for p in paths if not grammar.fullmatch(p)]

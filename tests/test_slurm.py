@@ -197,7 +197,9 @@ def test_default_workflow_through_slurm_equals_local_run(slurm_cluster, tmp_path
     for rel in tables:
         assert (local / rel).read_text() == (cluster / rel).read_text(), rel
     figures = sorted(p.relative_to(local) for p in (local / "results").rglob("*.png"))
-    assert len(figures) == 5
+    n_sessions = len((local / "config" / "sessions.tsv").read_text().strip().splitlines()) - 1
+    # per session Figs. 2-6 and the pairwise baseline's Fig. 3; the atlas and the comparison
+    assert len(figures) == 6 * n_sessions + 2, figures
     for rel in figures:
         assert (cluster / rel).stat().st_size > 10_000, rel
 

@@ -48,10 +48,14 @@ def test_dry_run_of_default_config_lists_every_job(workflow_dir):
     n_models = n_sessions * len(cfg["train"]["n_hidden"])
     per_session = ["synthetic_session", "binarize", "select_model", "fig_loglik", "statistics",
                    "fig_statistics", "couplings", "fig_couplings", "dynamics", "fig_dynamics",
-                   "summary"]
+                   "summary", "pairwise"]
     expected = {rule: n_sessions for rule in per_session} | {"train": n_models,
                                                               "loglik": n_models, "all": 1,
-                                                              "report_tables": 1}
+                                                              "report_tables": 1, "atlas": 1,
+                                                              "fig_atlas": 1,
+                                                              "compare_models": 1}
+    # the default run pools several sessions in the atlas (issue 20)
+    assert n_sessions >= 2 and cfg["atlas"]["enabled"] and cfg["pairwise"]["enabled"]
     assert counts == expected | {"total": sum(expected.values())}
 
 
@@ -131,6 +135,47 @@ def test_tiny_run_contents_are_consistent(tiny_run):
     assert np.isfinite(coup.attrs["truth_pearson_J"])
 
 
+def test_tiny_run_pairwise_baseline_and_atlas(tiny_run):
+    """The baseline is fitted on the RBM's split, beats the independent-site model on test data
+    (the planted sessions have pair structure), is scored like the RBM; the atlas pools both
+    sessions, whose areas (A1, A2) it shares."""
+    wf, cfg = tiny_run
+    res = wf / "results"
+    for session in ("tiny-a", "tiny-b"):
+        raster = xr.open_dataset(res / session / "raster.nc")
+        pw = xr.open_dataset(res / session / "pairwise.nc")
+        assert list(pw["unit_id"].values) == list(raster["unit_id"].values)
+        assert pw.attrs["n_train"] == int((raster["split"] == "train").sum())
+        # spin convention of couplings.nc: J = J01 / 4
+        np.testing.assert_allclose(pw["J"].values, pw["J01"].values / 4)
+        assert pw.attrs["log_z_method"] == "ais" and pw.attrs["log_z_std"] > 0
+        assert pw.attrs["ll_test"] > pw.attrs["floor_test"], pw.attrs
+        ps = xr.open_dataset(res / session / "pairwise_statistics.nc")
+        rs = xr.open_dataset(res / session / "statistics.nc")
+        # scored on the same data subsets as the RBM: identical train and test statistics
+        for stat in ("rate", "covariance", "corr3"):
+            for split in ("train", "test", "independent"):
+                np.testing.assert_array_equal(ps[stat].sel(set=split), rs[stat].sel(set=split))
+        assert int(ps.attrs["equilibrated"]) in (0, 1) and "Ising" in ps.attrs["energy"]
+    rows = (res / "tables" / "model_comparison.tsv").read_text().splitlines()
+    head = rows[0].split("\t")
+    table = {r.split("\t")[0]: dict(zip(head, r.split("\t"), strict=True)) for r in rows[1:]}
+    assert set(table) == {"tiny-a", "tiny-b"}
+    for session, row in table.items():
+        pw = xr.open_dataset(res / session / "pairwise.nc").attrs
+        assert float(row["ll_test_pairwise"]) == pytest.approx(pw["ll_test_per_neuron"])
+        assert -1 <= float(row["j_pearson_r"]) <= 1
+    atlas = xr.open_dataset(res / "atlas" / "atlas.nc")
+    assert list(atlas["model"].values) == ["rbm", "pairwise"]
+    assert list(atlas["region"].values) == ["A1", "A2"]
+    assert list(atlas["session"].values) == ["tiny-a", "tiny-b"]
+    assert (atlas["area_n_sessions"].values == 2).all() and atlas.attrs["single_session"] == 0
+    # the pairwise model has no R (3-body) entry
+    assert np.isnan(atlas["area_mean"].sel(model="pairwise", quantity="R")).all()
+    pairs = (res / "tables" / "atlas_area_pairs.tsv").read_text().splitlines()
+    assert len(pairs) == 1 + 3 * 3 + 2 * 3  # (A1,A1), (A1,A2), (A2,A2) per model and quantity
+
+
 REPORT_FIGURES = {  # figure file -> (report category, subcategory)
     "fig2_loglik.png": ("Stage 4: log-likelihood and model selection",
                         "Fig. 2: log-likelihood along training"),
@@ -152,6 +197,14 @@ REPORT_TABLES = {
     "statistics_scores.html": "Stage 5: generated vs real statistics",
     "couplings_summary.html": "Stage 6: effective couplings",
     "dynamics_summary.html": "Stage 7: relaxation dynamics",
+    "model_comparison.html": "Stage 9: pairwise maximum-entropy baseline",
+    "atlas_area_pairs.html": "Stage 10: cross-session area atlas",
+    "atlas_within_across.html": "Stage 10: cross-session area atlas",
+}
+#: cross-session figures (results/figures/) -> report category
+REPORT_RUN_FIGURES = {
+    "pairwise_vs_rbm.png": "Stage 9: pairwise maximum-entropy baseline",
+    "atlas.png": "Stage 10: cross-session area atlas",
 }
 
 
@@ -185,6 +238,15 @@ def test_rerun_has_nothing_to_do_and_report_builds(tiny_run):
             assert entry["labels"] == {"session, hidden units": f"{session}, {label}"}, entry
         assert f"results/{session}/summary.html" in categories["Stage 8: per-session summary"][
             "Findings and key numbers"]
+        path = f"results/{session}/figures/fig3_pairwise_statistics.png"
+        assert path in categories["Stage 9: pairwise maximum-entropy baseline"][
+            "Fig. 3 of the pairwise model"]
+        assert results[path]["labels"] == {
+            "session, hidden units": f"{session}, pairwise model (no hidden units)"}
+    for fig, category in REPORT_RUN_FIGURES.items():
+        path = f"results/figures/{fig}"
+        assert any(path in paths for paths in categories[category].values()), fig
+        assert results[path]["mime_type"] == "image/png" and len(results[path]["caption"]) > 100
     for table, category in REPORT_TABLES.items():
         path = f"results/tables/{table}"
         assert any(path in paths for paths in categories[category].values()), table
@@ -292,11 +354,35 @@ def test_statistics_change_replans_statistics_and_downstream_only(tiny_run, tmp_
     proc = snakemake(wf, "-n", "--cores", "1")
     assert proc.returncode == 0, proc.stderr[-3000:]
     counts = job_counts(proc.stdout)
+    # the pairwise baseline is scored with the same statistics settings (n_samples), so it
+    # reruns too (fit and scoring are one job), and with it what reads pairwise.nc: the model
+    # comparison and the atlas (its pairwise J); nothing else
     assert counts == {"statistics": 2, "fig_statistics": 2, "summary": 2, "report_tables": 1,
-                      "all": 1, "total": 8}, counts
+                      "pairwise": 2, "compare_models": 1, "atlas": 1, "fig_atlas": 1, "all": 1,
+                      "total": 13}, counts
     status = _summary_status(wf)
     changed = {f for f, (st, _) in status.items() if st == "params changed"}
-    assert changed == {f"results/{s}/statistics.nc" for s in ("tiny-a", "tiny-b")}, changed
+    assert changed == {f"results/{s}/{f}" for s in ("tiny-a", "tiny-b") for f in (
+        "statistics.nc", "pairwise.nc", "pairwise_statistics.nc",
+        "figures/fig3_pairwise_statistics.png")}, changed
+
+
+def test_atlas_and_pairwise_switch_off(tiny_run, tmp_path):
+    """`atlas.enabled: false` and `pairwise.enabled: false` drop exactly their rules; an atlas
+    setting reruns only the atlas and its figure."""
+    wf, _ = _changed_copy(tiny_run, tmp_path / "atlas",
+                          lambda c: c["atlas"].update(n_resamples=300))
+    proc = snakemake(wf, "-n", "--cores", "1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert job_counts(proc.stdout) == {"atlas": 1, "fig_atlas": 1, "all": 1, "total": 3}
+    off = tmp_path / "off"
+    _changed_copy(tiny_run, off, lambda c: (c["atlas"].update(enabled=False),
+                                            c["pairwise"].update(enabled=False)))
+    proc = snakemake(off, "-n", "--cores", "1", "--forceall")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    counts = job_counts(proc.stdout)
+    assert not {"pairwise", "compare_models", "atlas", "fig_atlas"} & set(counts), counts
+    assert counts["statistics"] == 2
 
 
 def _user_raster(path: Path, *, bin_ms: float) -> None:
@@ -363,7 +449,8 @@ def test_slurm_profile_maps_gpu_resources(workflow_dir):
     assert proc.returncode == 0, proc.stderr[-3000:]
     blocks = proc.stdout.split("\nrule ")
     train = [b for b in blocks if b.startswith("train:")]
-    assert len(train) == len(TINY_CONFIG["train"]["n_hidden"])  # one session in the sheet
+    n_sessions = len((wf / "config" / "sessions.tsv").read_text().strip().splitlines()) - 1
+    assert len(train) == n_sessions * len(TINY_CONFIG["train"]["n_hidden"])
     for block in train:
         res = re.search(r"resources: (.*)", block)[1]
         assert "gpu=1" in res and "runtime=720" in res and "mem_mb=16000" in res, res

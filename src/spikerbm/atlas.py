@@ -32,7 +32,7 @@ both areas and attaches uncertainty:
   (``session_interval="bootstrap"``: sessions with replacement, then neurons within each drawn
   session; Saravanan et al., *NBDT* 3, 2020) counts the within-session noise twice (too wide
   when sessions agree) and, with the few sessions an atlas has, lacks the ``t`` correction (too
-  narrow when they do not): docs/atlas-pairwise.md gives the measured coverage of both.
+  narrow when they do not): docs/methods.md §12 gives the measured coverage of both.
 * **One session** (per entry, or the whole atlas): the interval comes from the neuron bootstrap
   alone (percentile) and describes which neurons were recorded, not session-to-session
   variability; ``ci_from_sessions`` is 0 there and the attribute ``interval_note`` says so.
@@ -77,6 +77,8 @@ __all__ = [
     "build_atlas",
     "sign_flip_pvalue",
     "expanded_alpha",
+    "atlas_by_model",
+    "atlas_tables",
 ]
 
 #: quantities of a session: name -> long name
@@ -709,3 +711,110 @@ def build_atlas(sessions: Mapping[str, xr.Dataset] | Sequence[SessionCouplings],
         },
     )
     return ds
+
+
+# --------------------------------------------------------------------------------------------
+# several models side by side, and flat tables
+# --------------------------------------------------------------------------------------------
+
+
+def atlas_by_model(atlases: Mapping[str, xr.Dataset]) -> xr.Dataset:
+    """Atlases of several models of the same sessions on one new dim ``model``.
+
+    Parameters
+    ----------
+    atlases
+        ``{model name: build_atlas(...)}`` built from the same sessions and neurons (e.g. the
+        RBM's effective couplings and the pairwise baseline's ``J``), so their regions and
+        sessions agree; their quantities may differ (a missing one is NaN, 0 pairs).
+
+    Returns
+    -------
+    xr.Dataset
+        Every variable with a ``quantity`` dim gains the leading dim ``model``; the others
+        (``area_n_sessions``, ``area_ci_from_sessions``, ``session_n_neurons``,
+        ``delta_n_sessions``) and the attributes are the first model's.
+
+    Raises
+    ------
+    ValueError
+        When the atlases disagree on regions or sessions.
+    """
+    if not atlases:
+        raise ValueError("atlas_by_model needs at least one atlas")
+    items = list(atlases.items())
+    first = items[0][1]
+    for name, at in items[1:]:
+        for dim in ("region", "session"):
+            if list(at[dim].values) != list(first[dim].values):
+                raise ValueError(f"atlas {name!r} has {dim}s {list(at[dim].values)}, atlas "
+                                 f"{items[0][0]!r} {list(first[dim].values)}: build both from "
+                                 "the same sessions and neurons")
+    quantities = list(dict.fromkeys(str(q) for _, at in items for q in at["quantity"].values))
+    per = [at.reindex(quantity=np.array(quantities, dtype=object),
+                      fill_value={"area_n_pairs": 0}) for _, at in items]
+    qvars = [v for v in first.data_vars if "quantity" in first[v].dims]
+    stacked = xr.concat([p[qvars] for p in per], dim="model", coords="minimal",
+                        compat="override", combine_attrs="override")
+    out = xr.merge([stacked, per[0].drop_vars(qvars)], combine_attrs="override")
+    out = out.assign_coords(model=np.array([n for n, _ in items], dtype=object))
+    out["area_n_pairs"] = out["area_n_pairs"].astype(np.int64)
+    out.attrs = dict(first.attrs)
+    return out
+
+
+def atlas_tables(ds: xr.Dataset) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The atlas as two long tables (full precision).
+
+    Parameters
+    ----------
+    ds
+        :func:`build_atlas` output, or :func:`atlas_by_model` (one block of rows per model).
+
+    Returns
+    -------
+    area_pairs : pandas.DataFrame
+        One row per (model, quantity, region, region2 with region <= region2) that has a
+        value: ``mean``, ``se``, ``ci_low``, ``ci_high``, ``n_sessions``, ``n_pairs``,
+        ``ci_from_sessions``.
+    within_across : pandas.DataFrame
+        One row per (model, quantity, region) with a value: ``within``, ``across``, ``delta``,
+        ``delta_se``, ``delta_ci_low``, ``delta_ci_high``, ``cohen_d``, ``p_value``,
+        ``n_sessions``.
+    """
+    if "model" not in ds.dims:
+        ds = ds.expand_dims(model=["model"])
+    regions = [str(r) for r in ds["region"].values]
+    pairs, areas = [], []
+    for model in ds["model"].values:
+        for q in ds["quantity"].values:
+            sub = ds.sel(model=model, quantity=q)
+            for a, ra in enumerate(regions):
+                for b in range(a, len(regions)):
+                    m = float(sub["area_mean"].values[a, b])
+                    if not np.isfinite(m):
+                        continue
+                    pairs.append({
+                        "model": str(model), "quantity": str(q), "region": ra,
+                        "region2": regions[b], "mean": m,
+                        "se": float(sub["area_se"].values[a, b]),
+                        "ci_low": float(sub["area_ci_low"].values[a, b]),
+                        "ci_high": float(sub["area_ci_high"].values[a, b]),
+                        "n_sessions": int(ds["area_n_sessions"].values[a, b]),
+                        "n_pairs": int(sub["area_n_pairs"].values[a, b]),
+                        "ci_from_sessions": int(ds["area_ci_from_sessions"].values[a, b]),
+                    })
+                d = float(sub["delta"].values[a])
+                if np.isfinite(d):
+                    areas.append({
+                        "model": str(model), "quantity": str(q), "region": ra,
+                        "within": float(sub["within"].values[a]),
+                        "across": float(sub["across"].values[a]), "delta": d,
+                        "delta_se": float(sub["delta_se"].values[a]),
+                        "delta_ci_low": float(sub["delta_ci_low"].values[a]),
+                        "delta_ci_high": float(sub["delta_ci_high"].values[a]),
+                        "cohen_d": float(sub["delta_cohen_d"].values[a]),
+                        "p_value": float(sub["delta_p_value"].values[a]),
+                        "n_sessions": int(ds["delta_n_sessions"].values[a]),
+                    })
+    return pd.DataFrame(pairs), pd.DataFrame(areas)

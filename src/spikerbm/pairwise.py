@@ -30,7 +30,7 @@ claim structure beyond pairwise.
   maximum-likelihood (moment-matching) fit. Needed at large ``N``: pseudo-likelihood only fits
   the conditionals at observed states, and on a Steinmetz session with N = 1000 its model's
   equilibrium sat at ~4x the data's population activity; refinement brought it back
-  (docs/atlas-pairwise.md).
+  (docs/methods.md §11).
 * **Sampling: single-site Gibbs.** With dense ``J`` no two sites are conditionally independent,
   so the exact sampler updates one site at a time (systematic scan; each update leaves ``P``
   invariant). Chains are a batch; sites go in blocks of ``block`` columns: at a block's start
@@ -69,8 +69,10 @@ import torch.nn.functional as F
 import xarray as xr
 from scipy import stats
 
+from spikerbm.diagnostics import integrated_autocorr_time
 from spikerbm.exact import binary_states, state_chunks
 from spikerbm.partition import LogZEstimate
+from spikerbm.provenance import derive_seed
 
 __all__ = [
     "IsingModel",
@@ -86,6 +88,9 @@ __all__ = [
     "estimate_log_z",
     "log_likelihood",
     "sample_model",
+    "sample_equilibrium",
+    "effective_fields",
+    "fit_session",
     "compare_couplings",
     "model_dataset",
     "model_from_dataset",
@@ -250,7 +255,7 @@ def fit_pseudolikelihood(train: np.ndarray | torch.Tensor, *, l2: float = 3e-3,
         fire together finite: their unpenalised ``J`` is ``-inf``). It is a Gaussian prior of
         sd ``1 / sqrt(2 l2 T)`` on each ``J_ij``. Default 3e-3: the best test log-likelihood of
         {3e-4, 1e-3, 3e-3, 1e-2} on a Steinmetz session (160 neurons, T = 7028 bins of 10 ms;
-        docs/atlas-pairwise.md); choose it by test log-likelihood for other data.
+        docs/methods.md §11); choose it by test log-likelihood for other data.
     l2_field
         L2 penalty on the fields.
     max_iter
@@ -360,7 +365,7 @@ def refine_boltzmann(fit: PairwiseFit, train: np.ndarray | torch.Tensor, *, n_st
         parameter by up to ``lr``; with ``N`` ~ 1000 couplings per field, keep it small:
         measured on a Steinmetz session, 300 steps of 500 chains at ``lr = 0.005`` brought the
         chains' mean activity from a runaway ~130 active neurons back to ~28 (data: 31),
-        docs/atlas-pairwise.md).
+        docs/methods.md §11).
     l2
         L2 penalty on ``J`` (default: the fit's).
     generator
@@ -526,21 +531,25 @@ class IsingChains:
         dt = self.v.dtype
         n, nc = self.v.shape[1], self.v.shape[0]
         vt = self.v.T.contiguous()  # (N, chains): a site's states are one contiguous row
+        new = torch.empty(nc, dtype=dt, device=vt.device)
+        # per-site views made once (indexing costs as much Python time as a kernel launch)
+        rows = vt.unbind(0)
+        blocks = [(b0, min(n, b0 + self.block)) for b0 in range(0, n, self.block)]
+        cols = [J[b0:b1, b0:b1].unbind(1) for b0, b1 in blocks]
         for _ in range(k):
-            for b0 in range(0, n, self.block):
-                b1 = min(n, b0 + self.block)
+            for (b0, b1), J_cols in zip(blocks, cols, strict=True):
                 # local fields of the block's sites: (b, chains)
                 x = torch.addmm(hb[b0:b1, None], J[b0:b1], vt, alpha=beta)
                 # v_i = 1 iff x_i > logistic noise  <=>  U < sigmoid(x_i)
                 noise = torch.rand(b1 - b0, nc, generator=self.generator, dtype=dt,
                                    device=vt.device).logit_()
-                for j in range(b1 - b0):
-                    i = b0 + j
-                    d = torch.gt(x[j], noise[j]).to(dt)
-                    new = d.clone()
-                    d -= vt[i]
-                    vt[i] = new
-                    x.addr_(J[b0:b1, i], d, alpha=beta)
+                for row, x_i, u_i, J_i in zip(rows[b0:b1], x.unbind(0), noise.unbind(0),
+                                              J_cols, strict=True):
+                    # four kernels a site (their launch cost dominates a sweep on a GPU)
+                    torch.gt(x_i, u_i, out=new)  # the draw, as 0./1. in dt
+                    d = new - row  # in {-1, 0, 1}
+                    row.copy_(new)
+                    x.addr_(J_i, d, alpha=beta)
         self.v.copy_(vt.T)
 
 
@@ -580,6 +589,144 @@ def sample_model(model: IsingModel, *, n_samples: int, n_chains: int, burn_in_sw
         chains.sweep(m, k=thin_sweeps)
         out[r] = chains.v.to(torch.uint8)
     return out.reshape(-1, model.n_neurons)[:n_samples].cpu().numpy()
+
+
+def effective_fields(model: IsingModel, v: np.ndarray | torch.Tensor, *,
+                     batch_size: int = 8192) -> np.ndarray:
+    """Exact conditional fields ``x_i(v) = h_i + sum_{j != i} J_ij v_j`` (float64 numpy).
+
+    ``P(v_i = 1 | v_-i) = sigmoid(x_i)``: the pairwise model's counterpart of the RBM's
+    effective field (:func:`spikerbm.statistics.effective_fields`), for the calibration of
+    the conditional activity (docs/methods.md §5). Shape (n_samples, N).
+    """
+    x = _as_data(v, "v")
+    if x.shape[1] != model.n_neurons:
+        raise ValueError(f"v has {x.shape[1]} neurons, the model {model.n_neurons}")
+    h, J = model.h.to(torch.float64), model.J.to(torch.float64)  # J has a zero diagonal
+    return torch.cat([torch.addmm(h, x[r:r + batch_size].to(model.device, torch.float64), J)
+                      for r in range(0, x.shape[0], batch_size)]).cpu().numpy()
+
+
+def _welch_z(a: np.ndarray, b: np.ndarray) -> float:
+    """``(mean a - mean b) / sqrt(var a / n_a + var b / n_b)`` over independent chains."""
+    diff = float(a.mean() - b.mean())
+    se2 = a.var(ddof=1) / a.size + b.var(ddof=1) / b.size
+    if se2 <= 0:
+        return 0.0 if diff == 0 else math.copysign(math.inf, diff)
+    return diff / math.sqrt(se2)
+
+
+def sample_equilibrium(model: IsingModel, *, init_data: np.ndarray, n_samples: int,
+                       n_chains: int, burn_in_sweeps: int, thin_sweeps: int, seed: int,
+                       tau_factor: float = 20.0, z_max: float = 4.0,
+                       dtype: torch.dtype = torch.float32) -> xr.Dataset:
+    """Equilibrium samples of the pairwise model with the RBM's equilibration check.
+
+    The counterpart of :func:`spikerbm.statistics.sample_equilibrium` with single-site Gibbs
+    chains (:class:`IsingChains`): half of the ``n_chains`` chains start from train bins drawn at
+    random, half from Bernoulli(1/2) states; after ``burn_in_sweeps`` sweeps each chain is
+    sampled every ``thin_sweeps`` sweeps. The check passes when the integrated autocorrelation
+    times of the energy ``E(v)`` and of ``K = sum_i v_i`` (traced on up to 128 chains per start
+    set from half-way through the burn-in) are reliably estimated with ``burn_in_sweeps >=
+    tau_factor * tau``, and the two start sets agree on the mean ``E`` and ``K`` of their
+    samples within ``z_max`` standard errors (the chains are independent). A pairwise model in
+    the wrong phase (docs/methods.md §11: pseudo-likelihood alone at N ~ 1000) fails it.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``samples(sample, neuron)`` uint8, ``trace_energy``/``trace_k`` (start, record) with
+        ``record_sweep``, and the attrs of :func:`spikerbm.statistics.sample_equilibrium`
+        (``equilibrated``, ``equilibration_reason``, ``tau_energy_sweeps``, ``tau_k_sweeps``,
+        ``tau_converged``, ``z_energy``, ``z_k``, ...).
+    """
+    from spikerbm.statistics import MAX_TRACE_CHAINS, MAX_TRACE_RECORDS
+
+    for name, val, lo in (("n_samples", n_samples, 1), ("n_chains", n_chains, 4),
+                          ("burn_in_sweeps", burn_in_sweeps, 1), ("thin_sweeps", thin_sweeps, 1)):
+        if not isinstance(val, int | np.integer) or val < lo:
+            raise ValueError(f"{name} must be an integer >= {lo}; got {val!r}")
+    if not (tau_factor > 0 and z_max > 0):
+        raise ValueError(f"tau_factor and z_max must be > 0; got {tau_factor}, {z_max}")
+    data = _as_data(init_data, "init_data")
+    n = model.n_neurons
+    if data.shape[1] != n:
+        raise ValueError(f"init_data has {data.shape[1]} neurons, the model {n}")
+    dev = model.device
+    gen = torch.Generator(device=dev)
+    gen.manual_seed(derive_seed(seed, "gibbs"))
+    n_data = n_chains // 2
+    n_rand = n_chains - n_data
+    rows = torch.randint(0, data.shape[0], (n_data,), generator=gen, device=dev)
+    v0 = torch.cat([data.to(device=dev, dtype=dtype)[rows],
+                    torch.bernoulli(torch.full((n_rand, n), 0.5, dtype=dtype, device=dev),
+                                    generator=gen)])
+    chains = IsingChains(v0, generator=gen)
+    m = model.to(dtype=dtype)
+    per_chain = math.ceil(n_samples / n_chains)
+    total = burn_in_sweeps + per_chain * thin_sweeps
+    every = max(1, math.ceil(total / MAX_TRACE_RECORDS))
+    n_rec = total // every
+    n_td, n_tr = min(n_data, MAX_TRACE_CHAINS), min(n_rand, MAX_TRACE_CHAINS)
+    traced = torch.cat([torch.arange(n_td), n_data + torch.arange(n_tr)]).to(dev)
+    tr_e = np.empty((n_rec, n_td + n_tr))
+    tr_k = np.empty((n_rec, n_td + n_tr))
+    samples = torch.empty(per_chain, n_chains, n, dtype=torch.uint8, device=dev)
+    rec = 0
+    for sweep in range(1, total + 1):
+        chains.sweep(m)
+        if sweep % every == 0 and rec < n_rec:
+            vt = chains.v[traced]
+            tr_e[rec] = energy(model, vt).cpu().numpy()
+            tr_k[rec] = vt.sum(1, dtype=torch.float64).cpu().numpy()
+            rec += 1
+        after = sweep - burn_in_sweeps
+        if after > 0 and after % thin_sweeps == 0:
+            samples[after // thin_sweeps - 1] = chains.v.to(torch.uint8)
+    s_energy = energy(model, samples.reshape(-1, n)).reshape(per_chain, -1).cpu().numpy()
+    rec_sweep = (np.arange(n_rec) + 1) * every
+    window = rec_sweep > burn_in_sweeps // 2
+    tau_e, conv_e = integrated_autocorr_time(tr_e[window])
+    tau_k, conv_k = integrated_autocorr_time(tr_k[window])
+    tau_e, tau_k = tau_e * every, tau_k * every
+    mean_e = s_energy.mean(0)
+    mean_k = samples.sum(2, dtype=torch.float64).mean(0).cpu().numpy()
+    z_e = _welch_z(mean_e[:n_data], mean_e[n_data:])
+    z_k = _welch_z(mean_k[:n_data], mean_k[n_data:])
+    reasons = []
+    if not (conv_e and conv_k):
+        reasons.append("autocorrelation time not reliably estimable (trace too short or not "
+                       f"decaying: tau_energy >= {tau_e:.3g}, tau_K >= {tau_k:.3g} sweeps)")
+    tau_max = max(tau_e, tau_k)
+    if burn_in_sweeps < tau_factor * tau_max:
+        reasons.append(f"burn-in {burn_in_sweeps} sweeps < {tau_factor:g} x tau "
+                       f"({tau_max:.3g} sweeps)")
+    for name, z in (("energy", z_e), ("K", z_k)):
+        if not abs(z) <= z_max:
+            reasons.append(f"data- and random-started chains disagree on mean {name}: "
+                           f"|z| = {abs(z):.3g} > {z_max:g}")
+    ok = not reasons
+    return xr.Dataset(
+        {
+            "samples": (("sample", "neuron"),
+                        samples.reshape(-1, n)[:n_samples].cpu().numpy()),
+            "trace_energy": (("start", "record"), np.stack(
+                [tr_e[:, :n_td].mean(1), tr_e[:, n_td:].mean(1)]), {"units": "1"}),
+            "trace_k": (("start", "record"), np.stack(
+                [tr_k[:, :n_td].mean(1), tr_k[:, n_td:].mean(1)]), {"units": "active neurons"}),
+        },
+        coords={"start": ["data", "random"], "record_sweep": ("record", rec_sweep)},
+        attrs={
+            "equilibrated": int(ok),
+            "equilibration_reason": "passed" if ok else "; ".join(reasons),
+            "tau_energy_sweeps": float(tau_e), "tau_k_sweeps": float(tau_k),
+            "tau_converged": int(conv_e and conv_k), "z_energy": float(z_e),
+            "z_k": float(z_k), "z_max": float(z_max), "tau_factor": float(tau_factor),
+            "burn_in_sweeps": int(burn_in_sweeps), "thin_sweeps": int(thin_sweeps),
+            "n_chains": int(n_chains), "n_chains_data": int(n_data),
+            "n_chains_random": int(n_rand), "sampler": "single-site Gibbs (systematic scan)",
+        },
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -803,3 +950,176 @@ def model_from_dataset(ds: xr.Dataset, *, device: torch.device | str = "cpu",
     return IsingModel.from_numpy(ds["h01"].values,
                                  ds["J01"].transpose("neuron", "neuron2").values,
                                  device=device, dtype=dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# one session, as the workflow runs it
+# --------------------------------------------------------------------------------------------
+
+
+def fit_session(train: np.ndarray, test: np.ndarray, *, unit_id: np.ndarray, area: np.ndarray,
+                seed: int, l2: float = 3e-3, max_iter: int = 500, refine_steps: int = 0,
+                refine_chains: int = 500, refine_lr: float = 0.005, exact_max_neurons: int = 20,
+                ais_chains: int = 500, ais_betas: int = 1000, ais_repeats: int = 2,
+                device: torch.device | str = "cpu") -> tuple[IsingModel, xr.Dataset]:
+    """Fit the pairwise baseline on a session's train split and score its log-likelihood.
+
+    Pseudo-likelihood (:func:`fit_pseudolikelihood`), then ``refine_steps`` Boltzmann-learning
+    steps (:func:`refine_boltzmann`; 0 skips it), then ``log Z`` exactly when
+    ``N <= exact_max_neurons``, else by AIS from the independent-site model of the train rates
+    (:func:`ais_log_z`), and the train and test log-likelihoods (:func:`log_likelihood`), with
+    the independent-site floor of :func:`spikerbm.likelihood.independent_site_loglik` for
+    reference (docs/methods.md §11).
+
+    Parameters
+    ----------
+    train, test
+        Binary rasters (bins, N) of the session's split (the RBM's).
+    unit_id, area
+        Neuron coordinates, shape (N,).
+    seed
+        Seed of the refinement chains and of AIS (``derive_seed(seed, "refine")``,
+        ``derive_seed(seed, "ais")``).
+    l2, max_iter
+        Pseudo-likelihood penalty and iteration limit.
+    refine_steps, refine_chains, refine_lr
+        Boltzmann refinement.
+    exact_max_neurons, ais_chains, ais_betas, ais_repeats
+        ``log Z``.
+    device
+        Where the fit, refinement and AIS run.
+
+    Returns
+    -------
+    model, dataset
+        The fitted :class:`IsingModel` (float64 on ``device``) and its :func:`model_dataset`
+        with attrs ``log_z*``, ``ll_train*``, ``ll_test*``, ``ll_test_sem`` (standard error of
+        the mean test energy), ``pl_objective``, ``pl_n_iter``, ``pl_converged``,
+        ``floor_train``, ``floor_test`` (+ ``_per_neuron``), ``mean_k_train``.
+    """
+    from spikerbm.likelihood import independent_site_loglik
+
+    dev = torch.device(device)
+    fit = fit_pseudolikelihood(train, l2=l2, max_iter=max_iter, device=dev)
+    pl = {"pl_objective": fit.objective, "pl_n_iter": fit.n_iter,
+          "pl_converged": int(fit.converged), "pl_grad_max": fit.grad_max}
+    if refine_steps > 0:
+        gen = torch.Generator(device=dev)
+        gen.manual_seed(derive_seed(seed, "refine"))
+        fit = refine_boltzmann(fit, train, n_steps=int(refine_steps),
+                               n_chains=int(refine_chains), lr=float(refine_lr), generator=gen)
+    gen = torch.Generator(device=dev)
+    gen.manual_seed(derive_seed(seed, "ais"))
+    log_z = estimate_log_z(fit.model, exact_max_neurons=exact_max_neurons,
+                           ais_chains=ais_chains, ais_betas=ais_betas, ais_repeats=ais_repeats,
+                           base_rates=fit.rates, generator=gen)
+    ll_train = log_likelihood(fit.model, train, log_z)
+    ll_test = log_likelihood(fit.model, test, log_z)
+    floor_train, floor_test = independent_site_loglik(np.asarray(train), np.asarray(test))
+    n = fit.model.n_neurons
+    ds = model_dataset(fit, unit_id=unit_id, area=area, log_z=log_z, ll_train=ll_train,
+                       ll_test=ll_test)
+    ds.attrs.update(pl)
+    ds.attrs.update(ll_test_sem=ll_test["ll_sem"], floor_train=floor_train,
+                    floor_test=floor_test, floor_train_per_neuron=floor_train / n,
+                    floor_test_per_neuron=floor_test / n, n_neurons=n,
+                    mean_k_train=float(np.asarray(train, dtype=np.float64).sum(1).mean()),
+                    log_z_repeats=",".join(f"{r:.6g}" for r in log_z.repeats))
+    return fit.model, ds
+
+
+def model_comparison(*, session: str, selected: dict, statistics: dict, couplings: xr.Dataset,
+                     pairwise: xr.Dataset, pairwise_statistics: dict,
+                     test_energies: tuple[np.ndarray, np.ndarray] | None = None
+                     ) -> dict[str, object]:
+    """What the RBM's hidden units buy over the pairwise model, for one session.
+
+    Parameters
+    ----------
+    session
+        Session id.
+    selected, statistics
+        Attributes of the RBM's ``selected.nc`` and ``statistics.nc``.
+    couplings
+        The RBM's ``couplings.nc`` (its effective ``J``, spin convention, docs/methods.md §6).
+    pairwise
+        ``pairwise.nc`` (:func:`fit_session`; ``J`` in the same convention).
+    pairwise_statistics
+        Attributes of ``pairwise_statistics.nc`` (scored like the RBM's statistics).
+    test_energies
+        Optional ``(F_rbm, E_pairwise)``, the RBM's free energy and the pairwise energy of every
+        test bin (shape (T,) each): then ``rbm_minus_pairwise_sem`` is the standard error of
+        the paired per-bin log-likelihood difference over the test bins (the log Z terms are
+        constants and cancel), the test-set sampling error of the gain that ``*_std`` (log Z
+        only) leaves out.
+
+    Returns
+    -------
+    dict
+        ``session``, ``n_neurons``, ``n_hidden``; test log-likelihoods per neuron (nats per
+        neuron per bin) ``ll_test_rbm``, ``ll_test_pairwise``, ``ll_test_independent`` with
+        ``*_std`` (the log Z uncertainty per neuron; 0 for the independent model, whose
+        ``log Z`` is exact), ``ll_test_pairwise_sem`` (standard error of the mean test energy,
+        per neuron), the gains ``rbm_minus_pairwise`` and ``pairwise_minus_independent`` (with
+        ``*_std`` = the log Z uncertainties added in quadrature); the scores
+        ``score_covariance_*``, ``score_corr3_*`` (rbm, pairwise; the independent model scores
+        0 by definition) and ``equilibrated_*``; ``log_z_method_*``; the couplings comparison
+        ``j_pearson_r``, ``j_slope``, ``j_intercept``, ``j_n_pairs``
+        (:func:`compare_couplings`, RBM ``J`` against pairwise ``J``); with ``test_energies``,
+        ``rbm_minus_pairwise_sem`` (per neuron; NaN without).
+
+    Raises
+    ------
+    ValueError
+        When the two models do not describe the same neurons.
+    """
+    u_rbm = np.asarray(couplings["unit_id"].values)
+    u_pw = np.asarray(pairwise["unit_id"].values)
+    if u_rbm.shape != u_pw.shape or not np.array_equal(u_rbm, u_pw):
+        raise ValueError(f"session {session}: couplings.nc and pairwise.nc list different "
+                         "neurons; recompute both from the same raster.nc")
+    n = u_rbm.size
+    j = compare_couplings(pairwise["J"].transpose("neuron", "neuron2").values,
+                          couplings["J"].transpose("neuron", "neuron2").values)
+    ll_rbm = float(selected["ll_test"]) / n
+    ll_rbm_std = float(selected.get("ll_test_std", math.nan)) / n
+    ll_pw = float(pairwise.attrs["ll_test_per_neuron"])
+    ll_pw_std = float(pairwise.attrs["ll_test_std"]) / n
+    ll_ind = float(selected.get("floor_test", pairwise.attrs["floor_test"])) / n
+    paired_sem = math.nan
+    if test_energies is not None:
+        f_rbm, e_pw = (np.asarray(x, dtype=np.float64) for x in test_energies)
+        if f_rbm.shape != e_pw.shape or f_rbm.ndim != 1 or f_rbm.size < 2:
+            raise ValueError(f"test energies must be two equal 1-d arrays; got {f_rbm.shape}, "
+                             f"{e_pw.shape}")
+        # per-bin LL difference = (E_pw - F_rbm) + const: its sem over the test bins
+        paired_sem = float(np.std(e_pw - f_rbm, ddof=1) / math.sqrt(f_rbm.size)) / n
+    return {
+        "session": session,
+        "n_neurons": n,
+        "n_hidden": int(selected["n_hidden"]),
+        "ll_test_rbm": ll_rbm,
+        "ll_test_rbm_std": ll_rbm_std,
+        "ll_test_pairwise": ll_pw,
+        "ll_test_pairwise_std": ll_pw_std,
+        "ll_test_pairwise_sem": float(pairwise.attrs.get("ll_test_sem", math.nan)) / n,
+        "ll_test_independent": ll_ind,
+        "ll_test_independent_std": 0.0,
+        "rbm_minus_pairwise": ll_rbm - ll_pw,
+        "rbm_minus_pairwise_std": math.hypot(ll_rbm_std, ll_pw_std),
+        "rbm_minus_pairwise_sem": paired_sem,
+        "pairwise_minus_independent": ll_pw - ll_ind,
+        "pairwise_minus_independent_std": ll_pw_std,
+        "log_z_method_rbm": str(selected.get("log_z_method", "n/a")),
+        "log_z_method_pairwise": str(pairwise.attrs.get("log_z_method", "n/a")),
+        "score_covariance_rbm": float(statistics.get("score_covariance", math.nan)),
+        "score_covariance_pairwise": float(pairwise_statistics.get("score_covariance", math.nan)),
+        "score_corr3_rbm": float(statistics.get("score_corr3", math.nan)),
+        "score_corr3_pairwise": float(pairwise_statistics.get("score_corr3", math.nan)),
+        "equilibrated_rbm": int(statistics.get("equilibrated", -1)),
+        "equilibrated_pairwise": int(pairwise_statistics.get("equilibrated", -1)),
+        "j_pearson_r": j["pearson_r"],
+        "j_slope": j["slope"],
+        "j_intercept": j["intercept"],
+        "j_n_pairs": j["n_pairs"],
+    }

@@ -193,6 +193,8 @@ def fig_statistics(ds: xr.Dataset, *, max_points: int = 3000, title: str | None 
     ax.set_axis_off()
     eq = int(ds.attrs.get("equilibrated", -1))
     lines = [f"equilibrated: {'yes' if eq == 1 else 'NO' if eq == 0 else 'not checked'}"]
+    if "model" in ds.attrs:  # e.g. the pairwise baseline, scored like the RBM
+        lines.insert(0, f"model: {ds.attrs['model']}")
     if "tau_energy_sweeps" in ds.attrs:
         sampler = str(ds.attrs.get("sampler", "gibbs"))
         lines.append(f"sampler: {sampler}")
@@ -893,4 +895,154 @@ def fig_loglik(ll: xr.Dataset, *, per_neuron: bool = False, title: str | None = 
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=6, frameon=False)
     if title:
         ax.set_title(title)
+    return fig
+
+
+# --- issue 20: pairwise baseline vs RBM, cross-session area atlas -----------------------------
+def fig_pairwise_vs_rbm(pairs: dict[str, tuple[np.ndarray, np.ndarray]],
+                        rows: list[dict], *, max_points: int = 20000) -> Figure:
+    """The pairwise baseline against the RBM, per session (docs/methods.md §11).
+
+    Panels: one scatter per session of the RBM's effective ``J_ij`` (y) against the pairwise
+    model's ``J_ij`` (x), both in the spin convention, with the least-squares line, Pearson r
+    and slope; last panel: test log-likelihood per neuron above the independent-site model, RBM
+    and pairwise, with the log Z uncertainty (1 s.d.) as error bars.
+
+    Parameters
+    ----------
+    pairs
+        ``{session: (J_pairwise, J_rbm)}``, each the ``i < j`` values (1-d, same length).
+    rows
+        :func:`spikerbm.pairwise.model_comparison` dicts, in the order of the sessions.
+    max_points
+        Pairs drawn per scatter (display subsample; r and slope use every pair).
+    """
+    n = len(pairs)
+    fig, axs = style.subplots(1, n + 1, figsize=(style.PANEL_SIZE[0] * (n + 1),
+                                                 style.PANEL_SIZE[1]), squeeze=False)
+    axs = axs[0]
+    rng = np.random.default_rng(0)
+    by_session = {str(r["session"]): r for r in rows}
+    for ax, (session, (x, y)) in zip(axs, pairs.items(), strict=False):
+        show = rng.choice(x.size, size=min(x.size, max_points), replace=False)
+        ax.scatter(x[show], y[show], s=2, alpha=0.3, lw=0, color=style.COLORS["model"],
+                   rasterized=True)
+        r = by_session.get(session, {})
+        slope, icpt = float(r.get("j_slope", np.nan)), float(r.get("j_intercept", np.nan))
+        if np.isfinite(slope):
+            xs = np.array([np.min(x), np.max(x)])
+            ax.plot(xs, slope * xs + icpt, color="0.2", lw=0.8)
+        ax.axhline(0, color="0.7", lw=0.5)
+        ax.axvline(0, color="0.7", lw=0.5)
+        ax.set(xlabel="pairwise $J_{ij}$", ylabel="RBM effective $J_{ij}$",
+               title=f"{session}: r {float(r.get('j_pearson_r', np.nan)):.2f}, "
+                     f"slope {slope:.2f}")
+    ax = axs[-1]
+    names = [str(r["session"]) for r in rows]
+    pos = np.arange(len(names))
+    for k, (model, color) in enumerate((("rbm", style.COLORS["generated"]),
+                                        ("pairwise", style.COLORS["model"]))):
+        gain = np.array([float(r[f"ll_test_{model}"]) - float(r["ll_test_independent"])
+                         for r in rows])
+        err = np.array([float(r[f"ll_test_{model}_std"]) for r in rows])
+        ax.bar(pos + (k - 0.5) * 0.38, gain, width=0.38, color=color,
+               yerr=np.where(np.isfinite(err), err, 0), capsize=2, label=model.upper()
+               if model == "rbm" else model)
+    ax.axhline(0, color=style.COLORS["independent"], lw=0.8)
+    ax.set_xticks(pos, names, rotation=30, ha="right", fontsize=6)
+    ax.set(ylabel="test LL - independent\n(nats / neuron / bin)")
+    ax.legend()
+    for a, letter in zip(axs, "abcdefghijklmnopqrstuvwxyz", strict=False):
+        style.panel_label(a, letter)
+    return fig
+
+
+def fig_atlas(ds: xr.Dataset, *, quantity: str = "J") -> Figure:
+    """Cross-session area atlas (docs/methods.md §12).
+
+    Panels, per model (the RBM's effective couplings; the pairwise baseline's when present):
+    the area x area matrix of the pooled coarse-grained ``quantity`` (each cell annotated, with
+    few areas, with its value, interval and number of sessions; ``*`` marks an interval from one
+    session's neuron bootstrap); then per area the within-area minus across-area difference of
+    ``quantity`` with its interval, one point per model, labelled with the number of sessions
+    and the p-value of the test over sessions (RBM); last, the effect sizes (mean per-session
+    Cohen's d) of ``J``, ``|J|`` and ``R`` per model, which share one scale.
+
+    Parameters
+    ----------
+    ds
+        ``atlas.nc`` (:func:`spikerbm.atlas.atlas_by_model` of :func:`spikerbm.atlas.build_atlas`
+        results).
+    quantity
+        The quantity of the matrices and of the within-vs-across panel.
+    """
+    models = [str(m) for m in ds["model"].values]
+    regions = [str(r) for r in ds["region"].values]
+    k = len(regions)
+    annotate = k <= 8
+    side = max(4.2, 0.95 * k + 1.0) if annotate else max(3.2, 0.3 * k + 1.5)
+    ncol = len(models) + 2
+    fig, axs = style.subplots(1, ncol, figsize=(side * len(models) + 2 * 3.6, side),
+                              squeeze=False)
+    axs = axs[0]
+    single = ds["area_ci_from_sessions"].values == 0
+    for ax, model in zip(axs, models, strict=False):
+        sub = ds.sel(model=model, quantity=quantity)
+        mat = sub["area_mean"].values
+        # one colour scale per model: the two models' couplings need not share a scale
+        lim = float(np.nanmax(np.abs(mat), initial=0.0)) or 1.0
+        im = ax.imshow(mat, cmap="RdBu_r", vmin=-lim, vmax=lim)
+        ax.set_xticks(range(k), regions, rotation=90, fontsize=6)
+        ax.set_yticks(range(k), regions, fontsize=6)
+        if annotate:
+            lo, hi = sub["area_ci_low"].values, sub["area_ci_high"].values
+            ns = ds["area_n_sessions"].values
+            for a in range(k):
+                for b in range(k):
+                    if np.isfinite(mat[a, b]):
+                        ax.text(b, a, f"{mat[a, b]:.2g}\n[{lo[a, b]:.2g}, {hi[a, b]:.2g}]\n"
+                                f"n={int(ns[a, b])}{'*' if single[a, b] else ''}",
+                                ha="center", va="center", fontsize=5,
+                                color="white" if abs(mat[a, b]) > 0.6 * lim else "black")
+        fig.colorbar(im, ax=ax, shrink=0.75, label=f"mean {quantity}" + r"$_{AB}$")
+        ax.set_title(f"{model}: mean {quantity} between areas")
+    y = np.arange(k)
+    pal = style.hidden_palette(max(len(models), 2))
+    ax = axs[len(models)]
+    for s, model in enumerate(models):
+        sub = ds.sel(model=model, quantity=quantity)
+        d = sub["delta"].values
+        err = np.vstack([d - sub["delta_ci_low"].values, sub["delta_ci_high"].values - d])
+        ax.errorbar(d, y + (s - (len(models) - 1) / 2) * 0.25, fmt="o", ms=3, lw=0.8,
+                    xerr=np.where(np.isfinite(err), err, 0), color=pal[s], label=model)
+    ax.axvline(0, color="0.3", lw=0.8, ls="--")
+    rbm = ds.sel(model=models[0], quantity=quantity)
+    ax.set_yticks(y, [f"{r} (n={int(ds['delta_n_sessions'].values[i])}, "
+                      f"p={float(rbm['delta_p_value'].values[i]):.2g})"
+                      for i, r in enumerate(regions)], fontsize=6)
+    ax.invert_yaxis()
+    ax.set(xlabel=f"within - across, {quantity}",
+           title=f"within vs across ({100 * ds.attrs['ci_level']:.0f}% intervals)")
+    ax.legend(fontsize=6)
+    ax = axs[len(models) + 1]
+    shown = [(m, str(q)) for m in models for q in ds["quantity"].values
+             if np.isfinite(ds["delta_cohen_d"].sel(model=m, quantity=q).values).any()]
+    pal = style.hidden_palette(max(len(shown), 2))
+    for s, (model, q) in enumerate(shown):
+        ax.plot(ds["delta_cohen_d"].sel(model=model, quantity=q).values,
+                y + (s - (len(shown) - 1) / 2) * 0.8 / max(len(shown), 1), "o", ms=3,
+                color=pal[s], label=f"{model} {q}")
+    ax.axvline(0, color="0.3", lw=0.8, ls="--")
+    ax.set_yticks(y, regions, fontsize=6)
+    ax.invert_yaxis()
+    ax.set(xlabel="Cohen's d (within vs across)", title="effect sizes")
+    ax.legend(fontsize=6)
+    for a, letter in zip(axs, "abcdefgh", strict=False):
+        style.panel_label(a, letter)
+    if int(ds.attrs.get("single_session", 0)):
+        fig.suptitle("ONE SESSION: " + str(ds.attrs.get("interval_note", "")), fontsize=7,
+                     color="#b00")
+    elif annotate and single.any():
+        fig.suptitle("* interval from one session's neuron bootstrap (area pair recorded "
+                     "together once)", fontsize=7)
     return fig

@@ -276,6 +276,7 @@ def selected_models_table(selected: Mapping[str, xr.Dataset]) -> pd.DataFrame:
 #: (column, value) cells the report tables show in red: a failed check.
 ALARM_CELLS: frozenset[tuple[str, str]] = frozenset({
     ("beats floor", "NO"), ("equilibrated (1/0)", "0"),
+    ("equilibrated RBM", "0"), ("equilibrated pairwise", "0"),
 })
 
 
@@ -331,3 +332,66 @@ def table_html(table: pd.DataFrame, *, title: str, note: str = "") -> str:
         + (f"<p>{html.escape(note)}</p>" if note else "")
         + f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></body></html>"
     )
+
+
+# ----------------------------------------------------------------------------- issue 20
+#: Columns of the RBM-vs-pairwise-vs-independent table: (key of
+#: :func:`spikerbm.pairwise.model_comparison`, key of its error or None, column title).
+MODEL_COMPARISON_COLUMNS: tuple[tuple[str, str | None, str], ...] = (
+    ("n_neurons", None, "neurons"),
+    ("n_hidden", None, "RBM hidden units"),
+    ("ll_test_rbm", "ll_test_rbm_std", "LL test/neuron RBM"),
+    ("ll_test_pairwise", "ll_test_pairwise_std", "LL test/neuron pairwise"),
+    ("ll_test_independent", None, "LL test/neuron independent"),
+    ("rbm_minus_pairwise", "rbm_minus_pairwise_std", "RBM - pairwise"),
+    ("rbm_minus_pairwise_sem", None, "RBM - pairwise: test s.e."),
+    ("pairwise_minus_independent", "pairwise_minus_independent_std",
+     "pairwise - independent"),
+    ("score_covariance_rbm", None, "score cov RBM"),
+    ("score_covariance_pairwise", None, "score cov pairwise"),
+    ("score_corr3_rbm", None, "score 3pt RBM"),
+    ("score_corr3_pairwise", None, "score 3pt pairwise"),
+    ("equilibrated_rbm", None, "equilibrated RBM"),
+    ("equilibrated_pairwise", None, "equilibrated pairwise"),
+    ("j_pearson_r", None, "r(J pairwise, J2 RBM)"),
+    ("j_slope", None, "slope J2 RBM ~ J pairwise"),
+)
+
+
+def model_comparison_table(rows: list[Mapping[str, object]]) -> pd.DataFrame:
+    """The RBM-vs-pairwise-vs-independent table, one row per session (formatted for display).
+
+    Parameters
+    ----------
+    rows
+        :func:`spikerbm.pairwise.model_comparison` dicts. Log-likelihoods are nats per neuron
+        per bin; ``a ± b`` shows the log Z uncertainty (1 s.d.); the independent model scores 0
+        by definition (docs/methods.md §5). ``equilibrated`` is 1/0 (-1: not checked).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Column ``session`` then one per :data:`MODEL_COMPARISON_COLUMNS`.
+    """
+    out = []
+    for row in rows:
+        rec = {"session": str(row["session"])}
+        for key, err, title in MODEL_COMPARISON_COLUMNS:
+            value = row.get(key, "n/a")
+            text = _fmt(value)
+            if err is not None and text != "n/a":
+                e = row.get(err, np.nan)
+                text = f"{float(value):.5f} ± {_fmt(e)}" if np.isfinite(e) and e > 0 else \
+                    f"{float(value):.5f}"
+            rec[title] = text
+        out.append(rec)
+    return pd.DataFrame(out, columns=["session", *(t for _, _, t in MODEL_COMPARISON_COLUMNS)])
+
+
+def formatted(table: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``table`` with its float columns formatted as in the summary (4 digits)."""
+    out = table.copy()
+    for col in out.columns:
+        if out[col].dtype.kind == "f":
+            out[col] = [_fmt(v) for v in out[col]]
+    return out

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -75,6 +75,9 @@ MAX_TRACE_CHAINS = 128
 #: Most sample x element products behind the linear observable of a score's Monte Carlo error
 #: (samples of the first chains are used beyond that; docs/methods.md §5).
 MAX_TERM_PRODUCTS = 2**26
+#: Most products, and samples, behind the Gram matrix of element terms (second-order part).
+MAX_GRAM_PRODUCTS = 2**32
+MAX_GRAM_SAMPLES = 1024
 #: Generated samples stored as they are (``generated_excerpt``: the raster figure).
 N_EXCERPT = 500
 
@@ -646,15 +649,25 @@ def score_reason(d_independent: float, d_generated: float, d_test: float, *, sco
     return "in range"
 
 
-def split_comparison(rbm: RBM, train: np.ndarray, test: np.ndarray) -> dict[str, float]:
+def split_comparison(energy: RBM | Callable[[np.ndarray], np.ndarray], train: np.ndarray,
+                     test: np.ndarray) -> dict[str, float]:
     """Do the train and test splits differ? Mean population activity and the log-likelihood gap.
 
     For each split (time-ordered bins): the mean population activity ``K = sum_i v_i`` and the
-    mean marginal free energy ``F(v)`` of the model (float64). The test-minus-train
-    log-likelihood is ``mean F_train - mean F_test`` (log Z cancels). Standard errors account
+    mean energy ``F(v)`` of the model (float64; the RBM's marginal free energy, or any model's
+    energy through a callable). The test-minus-train log-likelihood is
+    ``mean F_train - mean F_test`` (log Z cancels). Standard errors account
     for the autocorrelation of the series: ``se = sqrt(Var x * tau / n)`` with ``tau`` the
     integrated autocorrelation time (:func:`spikerbm.diagnostics.integrated_autocorr_time`,
     docs/methods.md §9; bins of one split are treated as one series).
+
+    Parameters
+    ----------
+    energy
+        The RBM, or ``v (n, N) 0/1 -> (n,)`` float64 energies up to a constant (as in
+        :func:`score_statistics`).
+    train, test
+        Binary rasters (bins, neurons) of the two splits, in time order.
 
     Returns
     -------
@@ -664,15 +677,19 @@ def split_comparison(rbm: RBM, train: np.ndarray, test: np.ndarray) -> dict[str,
         ``ll_test_minus_train``, ``ll_test_minus_train_se`` (nats per sample) and
         ``ll_gap_z``.
     """
-    rbm64 = rbm.to(dtype=torch.float64)
+    if isinstance(energy, RBM):
+        rbm64 = energy.to(dtype=torch.float64)
+
+        def energy(v: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                return rbm_mod.free_energy(rbm64, torch.as_tensor(v).to(rbm64.device)).cpu().numpy()
     out: dict[str, float] = {}
     mean, se = {}, {}
     for name, v in (("train", train), ("test", test)):
         k = v.sum(axis=1, dtype=np.int64).astype(np.float64)
-        with torch.no_grad():  # batches of 8192 bins bound the float64 working memory
-            f = np.concatenate([
-                rbm_mod.free_energy(rbm64, torch.as_tensor(v[s:s + 8192]).to(rbm.device))
-                .cpu().numpy() for s in range(0, v.shape[0], 8192)])
+        # batches of 8192 bins bound the float64 working memory
+        f = np.concatenate([np.asarray(energy(v[s:s + 8192]), dtype=np.float64)
+                            for s in range(0, v.shape[0], 8192)])
         for key, x in (("k", k), ("f", f)):
             tau, _ = integrated_autocorr_time(x)
             mean[key, name] = float(x.mean())
@@ -866,6 +883,61 @@ def element_terms_dot(v: np.ndarray, stat: str, weights: np.ndarray, *,
     raise ValueError(f"stat must be one of {STATS}; got {stat!r}")
 
 
+def element_gram(v: np.ndarray, stat: str, *, device: torch.device | str = "cpu",
+                 pairs: tuple | None = None, triplets: np.ndarray | None = None) -> np.ndarray:
+    """Gram matrix ``G_ts = sum_e (y_te - <y_e>)(y_se - <y_e>)`` of the element terms.
+
+    ``y`` as in :func:`element_variances`, centred by the samples' own means. For two
+    independent samples ``t != s``, ``E[G_ts^2] = ||C||_F^2``, the squared Frobenius norm of the
+    covariance ``C`` of the terms over elements, without forming the (elements x elements)
+    ``C``. Covariances need all pairs ``i < j`` (their sum is
+    ``((x_t . x_s)^2 - sum_i x_ti^2 x_si^2) / 2``); 3-point terms are formed chunk by chunk
+    (samples^2 x triplets products).
+
+    Parameters
+    ----------
+    v
+        Samples (n_samples, n_neurons), 0/1.
+    stat
+        ``rate``, ``covariance`` (all pairs) or ``corr3`` (``triplets``).
+    device
+        Where the products run (float64).
+    pairs, triplets
+        As in :func:`element_variances`.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 (n_samples, n_samples).
+    """
+    x = _centred(_as_binary(v, "v"), device)
+    n, n_neurons = x.shape
+    if stat == "rate":
+        return (x @ x.T).cpu().numpy()  # the terms x_i are centred already
+    if stat == "covariance":
+        if len(pairs[0]) != n_neurons * (n_neurons - 1) // 2:
+            raise ValueError("element_gram of covariances needs all pairs i < j")
+        c = x.T @ x / n  # the terms' means <x_i x_j>
+        iu = torch.triu_indices(n_neurons, n_neurons, 1, device=x.device)
+        x2 = x * x
+        g = ((x @ x.T) ** 2 - x2 @ x2.T) / 2
+        u = ((x @ torch.triu(c, 1)) * x).sum(1)  # sum_{i<j} c_ij x_ti x_tj
+        g = g - u[:, None] - u[None, :] + (c[iu[0], iu[1]] ** 2).sum()
+        return g.cpu().numpy()
+    if stat == "corr3":
+        t = torch.as_tensor(np.asarray(triplets), device=device, dtype=torch.long)
+        xt = x.T.contiguous()
+        g = torch.zeros(n, n, dtype=torch.float64, device=device)
+        chunk = max(1, 2**22 // n)
+        for s in range(0, t.shape[0], chunk):
+            tt = t[s: s + chunk]
+            y = xt[tt[:, 0]] * xt[tt[:, 1]] * xt[tt[:, 2]]  # (chunk, n)
+            y = y - y.mean(1, keepdim=True)
+            g += y.T @ y
+        return g.cpu().numpy()
+    raise ValueError(f"stat must be one of {STATS}; got {stat!r}")
+
+
 # --------------------------------------------------------------------------------------------
 # the whole stage
 # --------------------------------------------------------------------------------------------
@@ -874,6 +946,39 @@ def _subset(v: np.ndarray, n: int, seed: int, key: str) -> np.ndarray:
         return v
     rng = np.random.default_rng(derive_seed(seed, "subset", key))
     return v[np.sort(rng.choice(v.shape[0], size=n, replace=False))]
+
+
+def _msd_variance(v: np.ndarray, order: np.ndarray, stat: str, delta: np.ndarray, *,
+                  n_eff: float, device: torch.device | str, where: dict) -> float:
+    """Variance of ``d = mean_e (x_e - y_e)^2`` from the sampling noise of the ``y_e``.
+
+    ``v`` holds the samples behind ``y`` (each element the mean of its term over them),
+    ``order[t, c]`` the index of sample ``t`` of chain ``c``, ``delta`` the observed ``y - x``,
+    ``n_eff`` the effective number of samples of the statistic (docs/methods.md §5). With
+    ``y_e = true_e + eps_e`` and ``S`` the covariance of the ``eps_e``: ``d`` moves by
+    ``(2/E) sum_e delta_e eps_e`` (variance ``(2/E)^2 Var(z) tau_z / n`` with the per-sample
+    observable ``z = sum_e delta_e y_e``; the observed ``delta`` contains the noise, which
+    adds ``(2/E)^2 tr(S^2)`` on average) and by ``mean_e eps_e^2`` (variance ``2 tr(S^2) / E^2``
+    for Gaussian noise); ``tr(S^2) = ||C||_F^2 / n_eff^2`` with ``||C||_F^2`` the mean of
+    ``G_ts^2`` over pairs of samples of different chains (:func:`element_gram`). Returned: the
+    sum of both, which exceeds the Gaussian value by ``4 tr(S^2) / E^2`` on average, a margin
+    for the heavier tails of products of 0/1 terms (measured in tests/test_statistics.py).
+    ``z`` uses the samples of the first chains up to ``MAX_TERM_PRODUCTS`` sample x element
+    terms, the Gram matrix up to ``MAX_GRAM_PRODUCTS`` products and ``MAX_GRAM_SAMPLES``
+    samples (at least 2 chains each).
+    """
+    e, rows = delta.size, order.shape[0]
+    sub = order[:, : max(2, MAX_TERM_PRODUCTS // (rows * e))]
+    z = element_terms_dot(v[sub.ravel()], stat, delta, device=device, **where)
+    tau_z = effective_samples(z.reshape(sub.shape))[0]
+    first = (2 / e) ** 2 * z.var() * max(tau_z, 1.0) / order.size
+    width = e if stat == "corr3" else v.shape[1]  # products per pair of samples
+    n_gram = min(math.isqrt(MAX_GRAM_PRODUCTS // width), MAX_GRAM_SAMPLES)
+    gram_sub = order[:, : max(2, n_gram // rows)]
+    g = element_gram(v[gram_sub.ravel()], stat, device=device, **where)
+    chain = np.tile(np.arange(gram_sub.shape[1]), rows)
+    frob = float(np.mean(g[chain[:, None] != chain[None, :]] ** 2))
+    return first + 2 * frob / (e * n_eff) ** 2
 
 
 def _monte_carlo_error(sets: Mapping[str, np.ndarray], stats: Mapping[str, np.ndarray],
@@ -911,27 +1016,14 @@ def _monte_carlo_error(sets: Mapping[str, np.ndarray], stats: Mapping[str, np.nd
         out["se"][st] = np.sqrt(var / n_eff)
         if not np.isfinite(score[a]):
             continue
-        # d = mean_e (x_e - y_e)^2 with y_e = true + eps_e moves by (2 / E) sum_e delta_e eps_e
-        # (first order; variance (2 / E)^2 Var(z) tau_z / n) plus mean_e eps_e^2 (second order;
-        # variance 2 tr(S^2) / E^2 <= 2 (tr S / E)^2 for the noise covariance S of the eps_e,
-        # the bound reached when one collective mode carries the noise). Var(z) and tau_z come
-        # from the samples of the first chains: at most MAX_TERM_PRODUCTS sample x element
-        # terms (at least 2 chains), which bounds the cost of z for 10^5 triplets
         x = stats[st][0].astype(np.float64)
-        keep = max(2, MAX_TERM_PRODUCTS // (order.shape[0] * x.size))
-        sub = order[:, :keep]
         delta = stats[st][SETS.index("generated")].astype(np.float64) - x
-        z = element_terms_dot(gen[sub.ravel()], st, delta, device=device, **where[st])
-        tau_z = effective_samples(z.reshape(sub.shape))[0]
-        var_gen = (2 / x.size) ** 2 * z.var() * max(tau_z, 1.0) / n_gen
-        var_gen += 2 * (var.mean() / n_eff) ** 2
-        n_ind = ind.shape[0]  # independent samples: tau = 1
+        var_gen = _msd_variance(gen, order, st, delta, n_eff=n_eff, device=device,
+                                where=where[st])
         delta_ind = stats[st][SETS.index("independent")].astype(np.float64) - x
-        z_ind = element_terms_dot(ind[: max(2, MAX_TERM_PRODUCTS // x.size)], st, delta_ind,
-                                  device=device, **where[st])
-        var_ind = (2 / x.size) ** 2 * z_ind.var() / n_ind
-        var_ind += 2 * (element_variances(ind, st, device=device, **where[st]).mean()
-                        / n_ind) ** 2
+        n_ind = ind.shape[0]  # independent samples: every sample its own chain
+        var_ind = _msd_variance(ind, np.arange(n_ind)[None], st, delta_ind, n_eff=n_ind,
+                                device=device, where=where[st])
         d_test, d_gen, d_ind = msd[a]
         gap = d_ind - d_test
         out["score_std"][a] = math.sqrt(var_gen / gap**2
@@ -999,6 +1091,71 @@ def compute_statistics(rbm: RBM, *, train: np.ndarray, test: np.ndarray, n_sampl
         gen = _as_binary(generated, "generated")
         eq_attrs = {"equilibrated": -1, "equilibration_reason": "samples supplied by the caller"}
         traces = None
+    rbm64 = rbm.to(dtype=torch.float64)  # energies from the full-precision parameters
+    return score_statistics(
+        train=train, test=test, generated=gen,
+        energy=lambda v: rbm_mod.free_energy(rbm64, torch.as_tensor(v).to(device)).cpu().numpy(),
+        effective_field=lambda v: effective_fields(rbm, v), n_samples=n_samples,
+        n_triplets=n_triplets, heff_bins=heff_bins, energy_bins=energy_bins, seed=seed,
+        device=device, equilibrium_attrs=eq_attrs, traces=traces, neuron_coords=neuron_coords)
+
+
+def score_statistics(*, train: np.ndarray, test: np.ndarray, generated: np.ndarray,
+                     energy: Callable[[np.ndarray], np.ndarray],
+                     effective_field: Callable[[np.ndarray], np.ndarray], n_samples: int,
+                     n_triplets: int, heff_bins: int, energy_bins: int, seed: int,
+                     device: torch.device | str = "cpu",
+                     equilibrium_attrs: Mapping[str, object] | None = None,
+                     traces: xr.Dataset | None = None,
+                     neuron_coords: Mapping[str, np.ndarray] | None = None) -> xr.Dataset:
+    """Score samples of any model against train and test data (docs/methods.md §5).
+
+    The scoring half of :func:`compute_statistics`, model-agnostic: the model enters only
+    through its samples and two functions, so an RBM and the pairwise baseline
+    (:mod:`spikerbm.pairwise`) are scored by the same code on the same data subsets (same
+    ``seed``: same train/test subsets, independent-site samples and triplets).
+
+    Parameters
+    ----------
+    train, test
+        Binary rasters (bins, neurons) of the two splits.
+    generated
+        Equilibrium samples of the model, (n, neurons), 0/1.
+    energy
+        ``v (n, N) 0/1 -> (n,)`` float64: the model's energy of each state, up to a constant
+        (the RBM's marginal free energy; the Ising energy of the pairwise model).
+    effective_field
+        ``v (n, N) 0/1 -> (n, N)`` float64: ``h_eff_i(v) = logit P(v_i = 1 | v_-i)`` under the
+        model (its exact conditional activity).
+    n_samples, n_triplets, heff_bins, energy_bins, seed
+        As in :func:`compute_statistics`.
+    device
+        Where the pair-count products run.
+    equilibrium_attrs
+        Attributes of the sampling and its equilibration check, copied into the output
+        (default: ``equilibrated = -1``, samples supplied by the caller).
+    traces
+        Optional ``trace_energy`` / ``trace_k`` of the sampling, merged into the output.
+    neuron_coords
+        Optional extra coordinates on ``neuron``.
+
+    Returns
+    -------
+    xarray.Dataset
+        See docs/data-model.md, section ``statistics.nc``.
+    """
+    train = np.ascontiguousarray(_as_binary(train, "train"))  # (torch needs >= 0 strides)
+    test = np.ascontiguousarray(_as_binary(test, "test"))
+    gen = np.ascontiguousarray(_as_binary(generated, "generated"))
+    n = train.shape[1]
+    for name, arr in (("test", test), ("generated", gen)):
+        if arr.shape[1] != n:
+            raise ValueError(f"{name} has {arr.shape[1]} neurons but train has {n}; score "
+                             "samples of the model trained on this raster")
+    n_samples = _check_positive_int(n_samples, "n_samples", minimum=2)
+    _check_positive_int(energy_bins, "energy_bins", minimum=2)
+    eq_attrs = dict(equilibrium_attrs if equilibrium_attrs is not None else
+                    {"equilibrated": -1, "equilibration_reason": "samples supplied by the caller"})
     rates_train = firing_rates(train)
     rng = np.random.default_rng(derive_seed(seed, "independent"))
     indep = (rng.random((gen.shape[0], n)) < rates_train).astype(np.uint8)
@@ -1013,7 +1170,6 @@ def compute_statistics(rbm: RBM, *, train: np.ndarray, test: np.ndarray, n_sampl
     pi, pj = upper_pairs(n)
     triplets = sample_triplets(n, n_triplets, seed=seed)
     axes, centre, explained = pca_axes(train)
-    rbm64 = rbm.to(dtype=torch.float64)
     rate, cov, c3, proj, pk, energies = [], [], [], [], [], []
     for s in SETS:
         v = sets[s]
@@ -1026,7 +1182,7 @@ def compute_statistics(rbm: RBM, *, train: np.ndarray, test: np.ndarray, n_sampl
         p[: v.shape[0]] = (v - centre) @ axes
         proj.append(p)
         pk.append(activity_histogram(v))
-        energies.append(rbm_mod.free_energy(rbm64, torch.as_tensor(v).to(device)).cpu().numpy())
+        energies.append(np.asarray(energy(v), dtype=np.float64))
 
     ref = np.concatenate([energies[SETS.index(s)] for s in ("train", "test", "generated")])
     e_edges = np.linspace(ref.min(), ref.max(), energy_bins + 1)
@@ -1035,7 +1191,7 @@ def compute_statistics(rbm: RBM, *, train: np.ndarray, test: np.ndarray, n_sampl
     width = np.diff(e_edges)
     e_hist = np.stack([np.histogram(e, bins=e_edges)[0] / (e.size * width) for e in energies])
 
-    heff = {s: effective_fields(rbm, sets[s]) for s in HEFF_SETS}
+    heff = {s: np.asarray(effective_field(sets[s]), dtype=np.float64) for s in HEFF_SETS}
     cal = heff_calibration(heff, {s: sets[s] for s in HEFF_SETS}, n_bins=heff_bins)
 
     stats = {"rate": np.stack(rate), "covariance": np.stack(cov), "corr3": np.stack(c3)}
@@ -1072,7 +1228,7 @@ def compute_statistics(rbm: RBM, *, train: np.ndarray, test: np.ndarray, n_sampl
         attrs[f"score_{st}_std"] = float(noise["score_std"][a])
     attrs["n_eff_energy"] = noise["n_eff_energy"]
     attrs["tau_samples_energy"] = noise["tau_samples_energy"]
-    attrs.update(split_comparison(rbm, train, test))
+    attrs.update(split_comparison(energy, train, test))
 
     ds = xr.Dataset(
         {

@@ -246,7 +246,11 @@ def get_final_outputs(wildcards):
         results("{session}/summary.html"),
     ]
     tables = expand(results("tables/{table}.html"), table=TABLE_NAMES)
-    return expand(per_session, session=SESSIONS.index) + tables
+    return (
+        expand(per_session, session=SESSIONS.index)
+        + tables
+        + get_atlas_baseline_outputs()
+    )
 
 
 # ----------------------------------------------------------------------------- HTML report
@@ -305,6 +309,102 @@ def get_table_inputs(wildcards):
     return tables | {
         "summary": expand(results("{session}/summary.tsv"), session=SESSIONS.index)
     }
+
+
+# ----------------------------------------------------------------------------- issue 20
+# Pairwise maximum-entropy baseline (rules pairwise, per session, and compare_models, over all)
+# and the cross-session area atlas (rules atlas, fig_atlas); each switched by its `enabled` key.
+PAIRWISE_ENABLED = bool(config["pairwise"]["enabled"])
+ATLAS_ENABLED = bool(config["atlas"]["enabled"])
+if ATLAS_ENABLED and config["atlas"]["ccf_level"] is not None:
+    import importlib.util
+
+    if importlib.util.find_spec("iblatlas") is None:  # fail before any job runs
+        raise ValueError(
+            f"atlas.ccf_level = {config['atlas']['ccf_level']!r} groups areas with the Allen "
+            "structure table shipped by iblatlas, which is not installed: run `make setup` "
+            "(or pip install --no-deps iblatlas==1.3.0), or set atlas.ccf_level: null"
+        )
+REPORT_STAGE_BASELINE = "Stage 9: pairwise maximum-entropy baseline"
+REPORT_STAGE_ATLAS = "Stage 10: cross-session area atlas"
+#: keys of `statistics:` that score generated samples (the pairwise model's as the RBM's)
+SCORING_KEYS = [
+    "n_samples",
+    "n_triplets",
+    "heff_bins",
+    "energy_bins",
+    "tau_factor",
+    "z_max",
+]
+
+
+def pairwise_report_labels(wildcards):
+    """Report label of the baseline's per-session figure (it has no hidden units)."""
+    return {REPORT_LABEL: f"{wildcards.session}, pairwise model (no hidden units)"}
+
+
+def get_pairwise_params(wildcards):
+    """The pairwise section, and the scoring keys of `statistics` (same subsets and sample
+    counts as the RBM's statistics)."""
+    return {
+        "pairwise": _section("pairwise", drop=["enabled"]),
+        "statistics": _section("statistics", only=sorted(SCORING_KEYS)),
+    }
+
+
+def get_atlas_params(wildcards):
+    return _section("atlas", drop=["enabled"])
+
+
+def get_atlas_inputs(wildcards):
+    """couplings.nc of every session, and pairwise.nc when the baseline is on (its J_ij get the
+    same atlas, side by side)."""
+    inputs = {
+        "couplings": expand(results("{session}/couplings.nc"), session=SESSIONS.index)
+    }
+    if PAIRWISE_ENABLED:
+        inputs["pairwise"] = expand(
+            results("{session}/pairwise.nc"), session=SESSIONS.index
+        )
+    return inputs
+
+
+def get_comparison_inputs(wildcards):
+    """Per session: the raster (test bins), the RBM's selected.nc, statistics.nc and
+    couplings.nc, and the baseline's pairwise.nc and pairwise_statistics.nc."""
+    return {
+        name: expand(results(f"{{session}}/{name}.nc"), session=SESSIONS.index)
+        for name in (
+            "raster",
+            "selected",
+            "statistics",
+            "couplings",
+            "pairwise",
+            "pairwise_statistics",
+        )
+    }
+
+
+def get_atlas_baseline_outputs():
+    """Final outputs of the baseline and the atlas (none when switched off)."""
+    out = []
+    if PAIRWISE_ENABLED:
+        out += expand(
+            results("{session}/figures/fig3_pairwise_statistics.png"),
+            session=SESSIONS.index,
+        )
+        out += [
+            results("tables/model_comparison.html"),
+            results("figures/pairwise_vs_rbm.png"),
+        ]
+    if ATLAS_ENABLED:
+        out += [
+            results("atlas/atlas.nc"),
+            results("figures/atlas.png"),
+            results("tables/atlas_area_pairs.html"),
+            results("tables/atlas_within_across.html"),
+        ]
+    return out
 
 
 def check_cluster_profile():
