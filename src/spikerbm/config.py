@@ -59,7 +59,7 @@ class TrainConfig:
         Fraction of ``n_updates`` before the decay starts, in [0, 1). The decay is laid out
         over the maximum ``n_updates``: a run stopped early stops before its end.
     centered
-        Use the centered gradient (METHODS §3); plain PCD gradient otherwise.
+        Use the centered gradient (docs/methods.md §3); plain PCD gradient otherwise.
     weight_std
         Standard deviation of the initial weights.
     precision

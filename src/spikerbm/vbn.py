@@ -6,7 +6,7 @@ its old numpy/pandas/xarray pins) and is importable in the main environment too 
 imported only inside the functions that need it). Its command line (``extract``,
 ``list-sessions``) is :mod:`spikerbm.vbn_cli`; ``python -m spikerbm.vbn`` runs it too.
 
-Unit selection (METHODS §1): ``quality == "good"``, ``isi_violations < 0.5``,
+Unit selection (docs/methods.md §1): ``quality == "good"``, ``isi_violations < 0.5``,
 ``amplitude_cutoff < 0.1``, ``presence_ratio > 0.95`` (strict inequalities; a unit with a missing
 metric fails), then an optional list of areas (``structure_acronym`` of the unit's peak channel).
 Epochs: stimulus blocks by kind (``active`` = the change-detection block(s) with ``active``
