@@ -917,7 +917,7 @@ def model_dataset(fit: PairwiseFit, *, unit_id: np.ndarray, area: np.ndarray,
     H, K, const = spin_couplings(m)
     attrs: dict = {k: v for k, v in fit.info.items() if isinstance(v, str | int | float)}
     attrs.update(objective=fit.objective, n_iter=fit.n_iter, converged=int(fit.converged),
-                 grad_max=fit.grad_max, fit_seconds=fit.seconds, spin_const=const)
+                 grad_max=fit.grad_max, spin_const=const)  # no wall time: reruns are bitwise
     if log_z is not None:
         attrs.update(log_z=log_z.log_z, log_z_std=log_z.log_z_std, log_z_method=log_z.method)
     for name, ll in (("ll_train", ll_train), ("ll_test", ll_test)):
