@@ -96,6 +96,18 @@ def tiny_base_run(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def default_run(tmp_path_factory) -> Path:
+    """The DEFAULT workflow (config/config.yaml and config/sessions.tsv as shipped, with
+    ``device: cpu``) run once with ``--cores 2``, shared by the determinism and SLURM tests,
+    which each compare a run of their own with it (one default-scale run less in CI, ~160 s on
+    2 cores): read it, never modify it."""
+    wf = copy_workflow(tmp_path_factory.mktemp("default") / "wf", {"device": "cpu"}, tiny=False)
+    proc = snakemake(wf, "--cores", "2", timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return wf
+
+
+@pytest.fixture(scope="session")
 def tiny_model_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A tiny trained session (raster, model.nc, loglik.nc, selected.nc; tests/model_run.py)."""
     from model_run import build_tiny_run

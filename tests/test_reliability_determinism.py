@@ -1,11 +1,12 @@
 """Determinism and network isolation of the default workflow (issue 11, items 4 and 6).
 
 Two complete runs of the DEFAULT workflow (config/config.yaml and config/sessions.tsv as
-shipped, with ``device: cpu`` so a GPU machine also tests the CPU path) run side by side; one
-runs with networking blocked: in a new network namespace (``unshare -n``: no interface but a
-downed loopback) where the kernel allows it, and in both runs under a socket guard
-(``sitecustomize`` on PYTHONPATH, inherited by every script job) that records and refuses any
-connection or name lookup to a non-local address. Every netCDF file of the two runs must have
+shipped, with ``device: cpu`` so a GPU machine also tests the CPU path): the session's shared
+default run (conftest ``default_run``, also the SLURM test's reference) and one run here with
+networking blocked: in a new network namespace (``unshare -n``: no interface but a downed
+loopback) where the kernel allows it, and under a socket guard (``sitecustomize`` on
+PYTHONPATH, inherited by every script job) that records and refuses any connection or name
+lookup to a non-local address. Every netCDF file of the two runs must have
 identical numeric contents (all variables and coordinates, bitwise; attributes equal except
 ``created_utc``). A changed seed must change every netCDF file: checked at the tiny scale (the
 seed reaches every stage through the same ``derive_seed`` calls whatever the scale, and a
@@ -105,41 +106,35 @@ def _unshare_works() -> bool:
 
 
 @pytest.fixture(scope="module")
-def default_runs(tmp_path_factory):
-    """The default workflow run twice (CPU): ``offline`` (network blocked) and ``online``."""
-    runs, procs = {}, {}
-    for name in ("offline", "online"):
-        tmp = tmp_path_factory.mktemp(name)
-        wf = copy_workflow(tmp / "wf", {"device": "cpu"}, tiny=False)
-        cmd = [SNAKEMAKE, "--cores", "2"]
-        if name == "offline" and _unshare_works():
-            cmd = ["unshare", "-n", *cmd]
-        runs[name] = {"wf": wf, "log": tmp / "net.log", "cmd": cmd}
-        procs[name] = subprocess.Popen(cmd, cwd=wf, env=_guard_env(tmp), text=True,
-                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    for name, proc in procs.items():
-        out, err = proc.communicate(timeout=1200)
-        runs[name].update(returncode=proc.returncode, stdout=out, stderr=err)
-    return runs
+def offline_run(tmp_path_factory):
+    """The default workflow (CPU) run with the network blocked."""
+    tmp = tmp_path_factory.mktemp("offline")
+    wf = copy_workflow(tmp / "wf", {"device": "cpu"}, tiny=False)
+    cmd = [SNAKEMAKE, "--cores", "2"]
+    if _unshare_works():
+        cmd = ["unshare", "-n", *cmd]
+    proc = subprocess.run(cmd, cwd=wf, env=_guard_env(tmp), text=True, capture_output=True,
+                          timeout=1800)
+    return {"wf": wf, "log": tmp / "net.log", "cmd": cmd, "returncode": proc.returncode,
+            "stdout": proc.stdout, "stderr": proc.stderr}
 
 
 def _netcdfs(wf: Path) -> list[Path]:
     return sorted(p.relative_to(wf) for p in (wf / "results").rglob("*.nc"))
 
 
-def test_default_workflow_runs_with_network_blocked(default_runs):
-    for name, run in default_runs.items():
-        assert run["returncode"] == 0, (name, run["stderr"][-4000:])
-        notes = run["log"].read_text().splitlines()
-        assert not [n for n in notes if n.startswith("BLOCKED")], (name, notes)
-        # the guard was active in snakemake and in every script job of the run
-        stats = (run["stdout"] + run["stderr"]).split("Job stats:")[1].split("\n\n")[0]
-        jobs = re.findall(r"^\s*(\w+)\s+(\d+)\s*$", stats, re.M)
-        n_script_jobs = sum(int(c) for rule, c in jobs if rule not in ("all", "total"))
-        loaded = [n for n in notes if n.startswith("loaded")]
-        assert n_script_jobs >= 10 and len(loaded) >= n_script_jobs + 1, (name, notes)
-    offline = default_runs["offline"]
-    if offline["cmd"][0] != "unshare":
+def test_default_workflow_runs_with_network_blocked(offline_run):
+    run = offline_run
+    assert run["returncode"] == 0, run["stderr"][-4000:]
+    notes = run["log"].read_text().splitlines()
+    assert not [n for n in notes if n.startswith("BLOCKED")], notes
+    # the guard was active in snakemake and in every script job of the run
+    stats = (run["stdout"] + run["stderr"]).split("Job stats:")[1].split("\n\n")[0]
+    jobs = re.findall(r"^\s*(\w+)\s+(\d+)\s*$", stats, re.M)
+    n_script_jobs = sum(int(c) for rule, c in jobs if rule not in ("all", "total"))
+    loaded = [n for n in notes if n.startswith("loaded")]
+    assert n_script_jobs >= 10 and len(loaded) >= n_script_jobs + 1, notes
+    if run["cmd"][0] != "unshare":
         pytest.skip("unshare -n unavailable here: only the socket guard blocked the network")
 
 
@@ -187,8 +182,9 @@ def _same(x, y) -> bool:
         return bool(np.array_equal(np.asarray(x), np.asarray(y)))
 
 
-def test_two_default_runs_are_bitwise_identical(default_runs):
-    one, two = default_runs["offline"]["wf"], default_runs["online"]["wf"]
+def test_two_default_runs_are_bitwise_identical(offline_run, default_run):
+    assert offline_run["returncode"] == 0, offline_run["stderr"][-4000:]
+    one, two = offline_run["wf"], default_run
     files = _netcdfs(one)
     assert files == _netcdfs(two)
     assert len(files) >= 12, files  # spikes, truth, raster, 2 x (model, loglik), ... per session
@@ -213,10 +209,10 @@ def test_changed_seed_changes_every_netcdf(tiny_base_run, tmp_path):
         assert data, f"{rel}: no data variable changed with the seed"
 
 
-def test_result_paths_derive_from_validated_values_only(default_runs):
+def test_result_paths_derive_from_validated_values_only(default_run):
     """Every path written derives from the session ids (pattern-checked at parse time), the
     integer hidden sizes, rule names and fixed file names: nothing else reaches a path."""
-    wf = default_runs["online"]["wf"]
+    wf = default_run
     cfg = yaml.safe_load((wf / "config/config.yaml").read_text())
     sheet = (wf / "config/sessions.tsv").read_text().splitlines()[1:]
     sessions = [row.split("\t")[0] for row in sheet if row.strip()]
