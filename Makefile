@@ -35,7 +35,7 @@ run: setup
 
 ## the real example: one committed Steinmetz et al. (2019) session (CC BY 4.0, NOTICE)
 example: setup
-	$(BIN)/snakemake --configfile config/steinmetz.yaml --cores $(CORES)
+	$(BIN)/snakemake --configfile config/steinmetz.yaml --cores $(CORES) --resources gpu=$(GPU_SLOTS)
 	$(BIN)/snakemake --configfile config/steinmetz.yaml --report results-steinmetz/report.html
 	@echo "results in results-steinmetz/, report in results-steinmetz/report.html"
 

@@ -31,7 +31,7 @@ for model, (artifact, quantities) in models.items():
     try:
         atlases[model] = build_atlas(data, quantities=quantities, **options)
     except ValueError as err:  # one line naming the config keys to change
-        raise ValueError(f"atlas ({model}): {err} (config: atlas.min_area_neurons = "
+        raise io.InputError(f"atlas ({model}): {err} (config: atlas.min_area_neurons = "
                          f"{params['min_area_neurons']}, atlas.ccf_level = "
                          f"{params['ccf_level']!r}, atlas.exclude_areas = "
                          f"{params['exclude_areas']}; or atlas.enabled: false)") from None

@@ -74,6 +74,17 @@ def _with(**changes) -> dict:
     return art
 
 
+def test_marginal_gain_over_the_floor_is_a_caution():
+    # 0.004 nats/sample above the floor: below MIN_GAIN (0.01), so not reported as structure
+    found = F.session_findings(_with(selected__ll_test=-30.996))
+    assert "marginal_gain" in _codes(found) and "beats_floor" not in _codes(found)
+    # a gain of 0.05 clears MIN_GAIN but not 2 x a log Z error of 0.03
+    found = F.session_findings(_with(selected__ll_test=-30.95, selected__ll_test_std=0.03))
+    assert "marginal_gain" in _codes(found)
+    found = F.session_findings(_with(selected__ll_test=-30.95, selected__ll_test_std=0.001))
+    assert "beats_floor" in _codes(found) and "marginal_gain" not in _codes(found)
+
+
 def test_below_floor_is_a_problem():
     found = F.session_findings(_with(selected__beats_floor=0, selected__ll_test=-31.5))
     assert found[0].level == "problem" and found[0].code == "below_floor"

@@ -15,6 +15,8 @@ Checks (code when the check fails / when it passes) and their thresholds:
 code                      level           condition
 ========================  ==============  ===================================================
 ``below_floor``           problem         selected test LL not above the independent-site floor
+``marginal_gain``         caution         above it by less than :data:`MIN_GAIN` nats/sample
+                                          or 2 of its log Z error (``ll_test_std``)
 ``beats_floor``           ok              otherwise
 ``grid_edge``             caution         selected size is the largest (or smallest) of the
                                           grid, or the grid has one size
@@ -88,6 +90,12 @@ LEVELS: tuple[str, ...] = ("ok", "caution", "problem")
 #: it single pair statistics of the test set are mostly noise, and the test log-likelihood's
 #: sampling error grows as 1/sqrt(T).
 MIN_TEST_BINS = 1000
+
+#: Smallest gain of the selected model's test LL over the independent-site floor (nats per
+#: sample) reported as learned structure: the default ``train.min_delta``, the change the
+#: early stopping counts as an improvement; smaller gains are within what the online
+#: evaluation treats as noise.
+MIN_GAIN = 0.01
 
 #: Smallest Pearson r between the train and test values of a statistic (over pairs or
 #: triplets) for a comparison of models on it. With equal-size splits, r(train, test) is the
@@ -202,6 +210,15 @@ def _floor(sel: Mapping[str, Any]) -> list[Finding]:
                         f"{_num(sel, 'll_test'):.4g} vs floor {_num(sel, 'floor_test'):.4g} "
                         "nats/sample): nothing beyond firing rates was learned; train longer "
                         "(train.n_updates), check train.lr, or record more data")]
+    margin = max(MIN_GAIN, Z_NOISE * _num(sel, "ll_test_std"))  # a NaN error counts as 0
+    if math.isfinite(gain) and not gain > margin:
+        return [Finding("caution", "marginal_gain",
+                        f"the selected model beats the independent-site floor by only "
+                        f"{gain:.4g} nats/sample (test LL {_num(sel, 'll_test'):.4g} vs "
+                        f"{_num(sel, 'floor_test'):.4g}; below {margin:.4g}, the larger of "
+                        f"{MIN_GAIN} and {Z_NOISE:g} x its log Z error): hardly more than "
+                        "firing rates was learned; train longer (train.n_updates, train.lr) "
+                        "or record more data")]
     return [Finding("ok", "beats_floor",
                     f"selected model beats the independent-site floor by {gain:.4g} nats/sample "
                     f"(test LL {_num(sel, 'll_test'):.4g} vs {_num(sel, 'floor_test'):.4g})")]
