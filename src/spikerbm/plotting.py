@@ -523,7 +523,8 @@ def fig_couplings(ds: xr.Dataset, *, title: str | None = None) -> Figure:
         axs[3].set_xticks(range(len(names)), names, rotation=90, fontsize=size)
         axs[3].set_yticks(range(len(names)), names, fontsize=size)
         cb = fig.colorbar(im, ax=axs[3], shrink=0.8)
-        cb.set_label(f"$\\bar J_{{AB}}$ ({scale}{kt})")
+        # the label above the bar: on its side it would read as part of panel e's y label
+        cb.ax.set_title(f"$\\bar J_{{AB}}$\n({scale}{kt})", fontsize=8)
         cb.ax.yaxis.set_major_locator(MaxNLocator(5))
     else:
         axs[3].text(0.5, 0.5, "no area with enough neurons", ha="center", va="center",
