@@ -98,9 +98,9 @@ def tiny_base_run(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def default_run(tmp_path_factory) -> Path:
     """The DEFAULT workflow (config/config.yaml and config/sessions.tsv as shipped, with
-    ``device: cpu``) run once with ``--cores 2``, shared by the determinism and SLURM tests,
-    which each compare a run of their own with it (one default-scale run less in CI, ~160 s on
-    2 cores): read it, never modify it."""
+    ``device: cpu``) run once with ``--cores 2``, for the tests that need the default scale
+    (the determinism test compares a network-blocked run of its own with it): read it, never
+    modify it."""
     wf = copy_workflow(tmp_path_factory.mktemp("default") / "wf", {"device": "cpu"}, tiny=False)
     proc = snakemake(wf, "--cores", "2", timeout=1800)
     assert proc.returncode == 0, proc.stderr[-4000:]

@@ -1,4 +1,5 @@
-"""The default workflow on a real single-node SLURM cluster equals a local run, file by file.
+"""The workflow (every rule, tiny scale) on a real single-node SLURM cluster equals a local
+run, file by file.
 
 tests/cluster/start_slurm.sh installs slurm-wlm + munge (apt) if missing, writes
 /etc/slurm/slurm.conf and starts munged, slurmctld and slurmd; the finalizer runs
@@ -130,11 +131,12 @@ def _assert_same_netcdf(a: Path, b: Path) -> None:
         db.close()
 
 
-def test_default_workflow_through_slurm_equals_local_run(slurm_cluster, default_run,
-                                                         tmp_path):
-    # the local reference: the session's default run (conftest), --cores 2, device cpu
-    local = default_run
-    cluster = copy_workflow(tmp_path / "cluster", {"device": "cpu"}, tiny=False)
+def test_workflow_through_slurm_equals_local_run(slurm_cluster, tiny_base_run, tmp_path):
+    # the local reference: the session's tiny run (conftest tiny_base_run: every rule of the
+    # workflow at the tiny scale, --cores 2); the default scale is the determinism test's
+    local = tiny_base_run
+    cluster = copy_workflow(tmp_path / "cluster",
+                            sessions=(local / "config" / "sessions.tsv").read_text())
     slurm_run = _run(cluster, "--profile", "profiles/slurm", "--workflow-profile", "none",
                      *LOCAL_CLUSTER_ARGS, env=slurm_cluster)
     cpus = _watch(slurm_run, slurm_cluster)
@@ -196,8 +198,9 @@ def test_default_workflow_through_slurm_equals_local_run(slurm_cluster, default_
         assert (local / rel).read_text() == (cluster / rel).read_text(), rel
     figures = sorted(p.relative_to(local) for p in (local / "results").rglob("*.png"))
     n_sessions = len((local / "config" / "sessions.tsv").read_text().strip().splitlines()) - 1
-    # per session Figs. 2-6 and the pairwise baseline's Fig. 3; the atlas and the comparison
-    assert len(figures) == 6 * n_sessions + 2, figures
+    # per session Figs. 2-6, Fig. 3's equilibration and raster, Fig. 4's coupling structure and
+    # hidden units, the pairwise baseline's Fig. 3; the atlas and the comparison
+    assert len(figures) == 10 * n_sessions + 2, figures
     for rel in figures:
         assert (cluster / rel).stat().st_size > 10_000, rel
 

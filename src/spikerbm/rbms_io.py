@@ -27,7 +27,7 @@ rbms's own ``init_chains`` starts from): a ``model.nc`` does not keep the persis
 :func:`import_rbms` reads an archive (``BBRBM`` only) into a ``model.nc`` dataset that every
 stage and :func:`spikerbm.load_model` accept.
 
-Only arrays and scalars are read (h5py datasets; no pickle, nothing evaluated).
+Only arrays and scalars are read (h5py datasets; no object deserialisation, nothing evaluated).
 """
 
 from __future__ import annotations
