@@ -21,6 +21,8 @@ J. Stat. Phys. 50, 109 (1988).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import scipy.fft
 
@@ -232,3 +234,67 @@ def integrated_autocorr_time(x: np.ndarray, *, c: float = SOKAL_C) -> tuple[floa
     sums, _ = _lagged_sums(y.T.reshape(-1), chains, n - 1)
     tau, found = _windowed_tau(sums / sums[0], c)
     return tau, found and n >= 2 * c * tau
+
+
+def welch_z(a: np.ndarray, b: np.ndarray) -> float:
+    """``(mean a - mean b) / sqrt(var a / n_a + var b / n_b)``: the two-sample z of the
+    difference of means of independent per-chain averages (``+-inf`` for a difference without
+    spread, 0 for none)."""
+    diff = float(a.mean() - b.mean())
+    se2 = a.var(ddof=1) / a.size + b.var(ddof=1) / b.size
+    if se2 <= 0:
+        return 0.0 if diff == 0 else math.copysign(math.inf, diff)
+    return diff / math.sqrt(se2)
+
+
+def equilibration_check(trace_energy: np.ndarray, trace_k: np.ndarray,
+                        chain_energy: np.ndarray, chain_k: np.ndarray, *, n_data: int,
+                        every: int, burn_in_sweeps: int, tau_factor: float,
+                        z_max: float) -> dict:
+    """The equilibrium check of a sampling run with data- and random-started chains
+    (docs/methods.md §5; used by the RBM's and the pairwise model's samplers).
+
+    Parameters
+    ----------
+    trace_energy, trace_k
+        (n_records, n_chains): energy and population activity K of every chain, recorded every
+        ``every`` sweeps from the start.
+    chain_energy, chain_k
+        (n_chains,): per-chain means over the kept samples; the first ``n_data`` chains
+        started from data, the others at random.
+    n_data, every, burn_in_sweeps
+        As above; ``burn_in_sweeps`` in sweeps.
+    tau_factor, z_max
+        Passes when the burn-in is at least ``tau_factor`` x the larger integrated
+        autocorrelation time (§9, over the records after half the burn-in) and the two start
+        sets agree on mean energy and K within ``z_max`` (:func:`welch_z`).
+
+    Returns
+    -------
+    dict
+        ``tau_energy_sweeps``, ``tau_k_sweeps`` (sweeps), ``tau_converged`` (1/0),
+        ``z_energy``, ``z_k`` and ``reasons`` (list of str; empty when the check passes).
+    """
+    rec_sweep = (np.arange(len(trace_energy)) + 1) * every
+    window = rec_sweep > burn_in_sweeps // 2
+    tau_e, conv_e = integrated_autocorr_time(trace_energy[window])
+    tau_k, conv_k = integrated_autocorr_time(trace_k[window])
+    tau_e, tau_k = tau_e * every, tau_k * every
+    z_e = welch_z(chain_energy[:n_data], chain_energy[n_data:])
+    z_k = welch_z(chain_k[:n_data], chain_k[n_data:])
+    reasons = []
+    if not (conv_e and conv_k):
+        reasons.append(
+            "autocorrelation time not reliably estimable (trace too short or not decaying: "
+            f"tau_energy >= {tau_e:.3g}, tau_K >= {tau_k:.3g} sweeps)")
+    tau_max = max(tau_e, tau_k)
+    if burn_in_sweeps < tau_factor * tau_max:
+        reasons.append(f"burn-in {burn_in_sweeps} sweeps < {tau_factor:g} x tau "
+                       f"({tau_max:.3g} sweeps)")
+    for name, z in (("energy", z_e), ("K", z_k)):
+        if not abs(z) <= z_max:
+            reasons.append(f"data- and random-started chains disagree on mean {name}: "
+                           f"|z| = {abs(z):.3g} > {z_max:g}")
+    return {"tau_energy_sweeps": float(tau_e), "tau_k_sweeps": float(tau_k),
+            "tau_converged": int(conv_e and conv_k), "z_energy": float(z_e),
+            "z_k": float(z_k), "reasons": reasons}

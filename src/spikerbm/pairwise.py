@@ -69,7 +69,7 @@ import torch.nn.functional as F
 import xarray as xr
 from scipy import stats
 
-from spikerbm.diagnostics import integrated_autocorr_time
+from spikerbm.diagnostics import equilibration_check
 from spikerbm.exact import binary_states, state_chunks
 from spikerbm.partition import LogZEstimate
 from spikerbm.provenance import derive_seed
@@ -607,15 +607,6 @@ def effective_fields(model: IsingModel, v: np.ndarray | torch.Tensor, *,
                       for r in range(0, x.shape[0], batch_size)]).cpu().numpy()
 
 
-def _welch_z(a: np.ndarray, b: np.ndarray) -> float:
-    """``(mean a - mean b) / sqrt(var a / n_a + var b / n_b)`` over independent chains."""
-    diff = float(a.mean() - b.mean())
-    se2 = a.var(ddof=1) / a.size + b.var(ddof=1) / b.size
-    if se2 <= 0:
-        return 0.0 if diff == 0 else math.copysign(math.inf, diff)
-    return diff / math.sqrt(se2)
-
-
 def sample_equilibrium(model: IsingModel, *, init_data: np.ndarray, n_samples: int,
                        n_chains: int, burn_in_sweeps: int, thin_sweeps: int, seed: int,
                        tau_factor: float = 20.0, z_max: float = 4.0,
@@ -685,26 +676,11 @@ def sample_equilibrium(model: IsingModel, *, init_data: np.ndarray, n_samples: i
             samples[after // thin_sweeps - 1] = chains.v.to(torch.uint8)
     s_energy = energy(model, samples.reshape(-1, n)).reshape(per_chain, -1).cpu().numpy()
     rec_sweep = (np.arange(n_rec) + 1) * every
-    window = rec_sweep > burn_in_sweeps // 2
-    tau_e, conv_e = integrated_autocorr_time(tr_e[window])
-    tau_k, conv_k = integrated_autocorr_time(tr_k[window])
-    tau_e, tau_k = tau_e * every, tau_k * every
-    mean_e = s_energy.mean(0)
-    mean_k = samples.sum(2, dtype=torch.float64).mean(0).cpu().numpy()
-    z_e = _welch_z(mean_e[:n_data], mean_e[n_data:])
-    z_k = _welch_z(mean_k[:n_data], mean_k[n_data:])
-    reasons = []
-    if not (conv_e and conv_k):
-        reasons.append("autocorrelation time not reliably estimable (trace too short or not "
-                       f"decaying: tau_energy >= {tau_e:.3g}, tau_K >= {tau_k:.3g} sweeps)")
-    tau_max = max(tau_e, tau_k)
-    if burn_in_sweeps < tau_factor * tau_max:
-        reasons.append(f"burn-in {burn_in_sweeps} sweeps < {tau_factor:g} x tau "
-                       f"({tau_max:.3g} sweeps)")
-    for name, z in (("energy", z_e), ("K", z_k)):
-        if not abs(z) <= z_max:
-            reasons.append(f"data- and random-started chains disagree on mean {name}: "
-                           f"|z| = {abs(z):.3g} > {z_max:g}")
+    check = equilibration_check(
+        tr_e, tr_k, s_energy.mean(0), samples.sum(2, dtype=torch.float64).mean(0).cpu().numpy(),
+        n_data=n_data, every=every, burn_in_sweeps=burn_in_sweeps, tau_factor=tau_factor,
+        z_max=z_max)
+    reasons = check.pop("reasons")
     ok = not reasons
     return xr.Dataset(
         {
@@ -719,9 +695,7 @@ def sample_equilibrium(model: IsingModel, *, init_data: np.ndarray, n_samples: i
         attrs={
             "equilibrated": int(ok),
             "equilibration_reason": "passed" if ok else "; ".join(reasons),
-            "tau_energy_sweeps": float(tau_e), "tau_k_sweeps": float(tau_k),
-            "tau_converged": int(conv_e and conv_k), "z_energy": float(z_e),
-            "z_k": float(z_k), "z_max": float(z_max), "tau_factor": float(tau_factor),
+            **check, "z_max": float(z_max), "tau_factor": float(tau_factor),
             "burn_in_sweeps": int(burn_in_sweeps), "thin_sweeps": int(thin_sweeps),
             "n_chains": int(n_chains), "n_chains_data": int(n_data),
             "n_chains_random": int(n_rand), "sampler": "single-site Gibbs (systematic scan)",

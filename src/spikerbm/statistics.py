@@ -53,7 +53,7 @@ import torch.nn.functional as F
 import xarray as xr
 
 from spikerbm import rbm as rbm_mod
-from spikerbm.diagnostics import integrated_autocorr_time
+from spikerbm.diagnostics import equilibration_check, integrated_autocorr_time
 from spikerbm.provenance import derive_seed
 from spikerbm.rbm import RBM
 from spikerbm.sampling import Sampler
@@ -115,15 +115,6 @@ def _check_positive_int(value: int, name: str, *, minimum: int = 1) -> int:
 # --------------------------------------------------------------------------------------------
 # equilibrium sampling (block Gibbs: spikerbm.sampling) and its check
 # --------------------------------------------------------------------------------------------
-def _z_between(a: np.ndarray, b: np.ndarray) -> float:
-    """Two-sample z of the difference of means of independent per-chain averages."""
-    se2 = a.var(ddof=1) / a.size + b.var(ddof=1) / b.size
-    diff = float(a.mean() - b.mean())
-    if se2 <= 0:
-        return 0.0 if diff == 0 else math.copysign(math.inf, diff)
-    return diff / math.sqrt(se2)
-
-
 def sample_equilibrium(rbm: RBM, *, init_data: np.ndarray, n_samples: int, n_chains: int,
                        burn_in_sweeps: int, thin_sweeps: int, seed: int,
                        init_random: np.ndarray | None = None, tau_factor: float = 20.0,
@@ -256,28 +247,11 @@ def sample_equilibrium(rbm: RBM, *, init_data: np.ndarray, n_samples: int, n_cha
         s_energy = rbm_mod.free_energy(rbm64, samples.reshape(-1, n_vis)).reshape(per_chain, -1)
     tr_e_np, tr_k_np = tr_e.cpu().numpy(), tr_k.cpu().numpy()
     rec_sweep = (np.arange(n_rec) + 1) * every
-    window = rec_sweep > burn_in_sweeps // 2
-    tau_e, conv_e = integrated_autocorr_time(tr_e_np[window])
-    tau_k, conv_k = integrated_autocorr_time(tr_k_np[window])
-    tau_e, tau_k = tau_e * every, tau_k * every
-    mean_e = s_energy.mean(0).cpu().numpy()
-    mean_k = samples.sum(2, dtype=torch.float64).mean(0).cpu().numpy()
-    z_e = _z_between(mean_e[:n_data], mean_e[n_data:])
-    z_k = _z_between(mean_k[:n_data], mean_k[n_data:])
-
-    reasons = []
-    if not (conv_e and conv_k):
-        reasons.append(
-            "autocorrelation time not reliably estimable (trace too short or not decaying: "
-            f"tau_energy >= {tau_e:.3g}, tau_K >= {tau_k:.3g} sweeps)")
-    tau_max = max(tau_e, tau_k)
-    if burn_in_sweeps < tau_factor * tau_max:
-        reasons.append(f"burn-in {burn_in_sweeps} sweeps < {tau_factor:g} x tau "
-                       f"({tau_max:.3g} sweeps)")
-    for name, z in (("energy", z_e), ("K", z_k)):
-        if not abs(z) <= z_max:
-            reasons.append(f"data- and random-started chains disagree on mean {name}: "
-                           f"|z| = {abs(z):.3g} > {z_max:g}")
+    check = equilibration_check(
+        tr_e_np, tr_k_np, s_energy.mean(0).cpu().numpy(),
+        samples.sum(2, dtype=torch.float64).mean(0).cpu().numpy(), n_data=n_data, every=every,
+        burn_in_sweeps=burn_in_sweeps, tau_factor=tau_factor, z_max=z_max)
+    reasons = check.pop("reasons")
     ok = not reasons
 
     flat = samples.reshape(-1, n_vis)[:n_samples].cpu().numpy()
@@ -294,11 +268,7 @@ def sample_equilibrium(rbm: RBM, *, init_data: np.ndarray, n_samples: int, n_cha
         attrs={
             "equilibrated": int(ok),
             "equilibration_reason": "passed" if ok else "; ".join(reasons),
-            "tau_energy_sweeps": float(tau_e),
-            "tau_k_sweeps": float(tau_k),
-            "tau_converged": int(conv_e and conv_k),
-            "z_energy": float(z_e),
-            "z_k": float(z_k),
+            **check,
             "z_max": float(z_max),
             "tau_factor": float(tau_factor),
             "burn_in_sweeps": burn_in_sweeps,
