@@ -100,7 +100,7 @@ def run_library(cfg: dict, session: dict[str, str], out: Path,
     from spikerbm.provenance import derive_seed
     from spikerbm.rbm import rbm_from_dataset, resolve_device
     from spikerbm.selection import select_model, selected_dataset
-    from spikerbm.statistics import compute_statistics
+    from spikerbm.statistics import compute_statistics, gibbs_settings
     from spikerbm.training import TrainConfig, train_to_files
 
     sid, base_seed = session["session_id"], cfg["seed"]
@@ -146,14 +146,10 @@ def run_library(cfg: dict, session: dict[str, str], out: Path,
     selected = selected_dataset(models[n_hidden], selection, rate_hz=raster["rate_hz"].values)
     io.write_netcdf(ll, res / "loglik.nc")
     io.write_netcdf(selected, res / "selected.nc")
-    stats_cfg = {k: v for k, v in cfg["statistics"].items() if k not in ("sampler", "ptt_models")}
-    if cfg["statistics"].get("sampler", "gibbs") != "gibbs":  # PTT needs the workflow's ladder
-        raise SystemExit("benchmarks/real_example.py --library runs statistics.sampler: gibbs "
-                         "only; set --set statistics.sampler=gibbs or run the workflow")
     stats = timed("statistics", compute_statistics, rbm_from_dataset(selected, device=device),
                   train=splits["train"], test=splits["test"],
                   seed=derive_seed(base_seed, "statistics", sid, n_hidden),
-                  neuron_coords=coords, **stats_cfg)
+                  neuron_coords=coords, **gibbs_settings(cfg["statistics"]))
     coup = timed("couplings", compute_couplings, selected, areas=areas_of(selected, raster),
                  model=models[n_hidden], truth=None, device=device,
                  seed=derive_seed(base_seed, "couplings", sid, n_hidden), **cfg["couplings"])

@@ -47,7 +47,7 @@ from spikerbm.plotting import fig_atlas
 from spikerbm.provenance import derive_seed, provenance_attrs
 from spikerbm.rbm import rbm_from_dataset, resolve_device
 from spikerbm.selection import select_model, selected_dataset
-from spikerbm.statistics import compute_statistics, score_statistics
+from spikerbm.statistics import compute_statistics, gibbs_settings, score_statistics
 
 REPO = Path(__file__).resolve().parents[1]
 CITATION = ("Data: Steinmetz, Zatka-Haas, Carandini & Harris, Nature 576, 266-273 (2019), "
@@ -105,10 +105,7 @@ def run_session(path: Path, session: str, cfg: dict, device: torch.device,
     n_hidden = int(selection.attrs["n_hidden"])
     selected = selected_dataset(models[n_hidden], selection,
                                 rate_hz=raster["rate_hz"].values if "rate_hz" in raster else None)
-    # Gibbs sampling (statistics.sampler: ptt is the workflow's option; not used here)
-    st = {k: v for k, v in cfg["statistics"].items() if k not in ("sampler", "ptt_models")}
-    if cfg["statistics"].get("sampler", "gibbs") != "gibbs":
-        raise SystemExit("this script samples with Gibbs: set statistics.sampler: gibbs")
+    st = gibbs_settings(cfg["statistics"])  # Gibbs (PTT is the workflow's option)
     stats = timed("statistics", compute_statistics, rbm_from_dataset(selected, device=device),
                   train=split["train"], test=split["test"],
                   seed=derive_seed(seed, "statistics", session, n_hidden), **st)

@@ -19,7 +19,7 @@ from spikerbm import binarize, couplings, dynamics, likelihood, synthetic, train
 from spikerbm.areas import areas_of
 from spikerbm.rbm import rbm_from_dataset
 from spikerbm.selection import select_model, selected_dataset
-from spikerbm.statistics import compute_statistics
+from spikerbm.statistics import compute_statistics, gibbs_settings
 
 pytestmark = [
     pytest.mark.cuda,
@@ -59,10 +59,9 @@ def run_pipeline(tmp_path, *, device: str) -> None:
                                            rate_hz=raster["rate_hz"].values)
 
     rbm = rbm_from_dataset(selected, device=device)
-    stats_cfg = {k: v for k, v in cfg["statistics"].items()  # Gibbs here (PTT: test_ptt)
-                 if k not in ("sampler", "ptt_models")}
     stats = compute_statistics(rbm, train=split["train"], test=split["test"], seed=4,
-                               **{**stats_cfg, "n_samples": 3000, "n_triplets": 5000})
+                               **{**gibbs_settings(cfg["statistics"]), "n_samples": 3000,
+                                  "n_triplets": 5000})
     assert stats.attrs["equilibrated"] == 1, stats.attrs["equilibration_reason"]
     # generated covariances well above the independent-site floor (CPU run of this: 0.74)
     assert stats.attrs["score_covariance"] > 0.3

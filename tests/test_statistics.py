@@ -570,3 +570,19 @@ def test_cuda_matches_cpu():
     eq = st.sample_equilibrium(rbm.to("cuda"), init_data=train, n_samples=4000, n_chains=400,
                                burn_in_sweeps=400, thin_sweeps=4, seed=7)
     assert eq.attrs["equilibrated"] == 1, eq.attrs["equilibration_reason"]
+
+
+def test_gibbs_settings_are_compute_statistics_arguments():
+    """The shipped ``statistics:`` section minus the workflow's sampler keys binds to
+    compute_statistics (what direct library callers pass); PTT is refused with the fix."""
+    import inspect
+    from pathlib import Path
+
+    import yaml
+
+    cfg = yaml.safe_load((Path(__file__).parents[1] / "config" / "config.yaml").read_text())
+    kwargs = st.gibbs_settings(cfg["statistics"])
+    assert set(st.SAMPLER_KEYS) <= set(cfg["statistics"]) and not set(st.SAMPLER_KEYS) & set(kwargs)
+    inspect.signature(st.compute_statistics).bind(None, train=None, test=None, seed=0, **kwargs)
+    with pytest.raises(ValueError, match="statistics.sampler: gibbs"):
+        st.gibbs_settings({**cfg["statistics"], "sampler": "ptt"})

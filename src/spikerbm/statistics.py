@@ -1001,6 +1001,28 @@ def _monte_carlo_error(sets: Mapping[str, np.ndarray], stats: Mapping[str, np.nd
     return out
 
 
+#: Keys of the ``statistics:`` config section that the workflow resolves before calling
+#: :func:`compute_statistics` (``sampler: ptt`` builds a ladder from the trajectory file, at
+#: most ``ptt_models`` checkpoints: scripts/statistics.py); not arguments of that function.
+SAMPLER_KEYS = ("sampler", "ptt_models")
+
+
+def gibbs_settings(section: Mapping[str, object]) -> dict[str, object]:
+    """The ``statistics:`` config section as keyword arguments of :func:`compute_statistics`
+    for a direct library call that samples with Gibbs (no PTT ladder).
+
+    Raises
+    ------
+    ValueError
+        When ``sampler`` is not ``gibbs``: PTT needs the workflow's trajectory input.
+    """
+    if section.get("sampler", "gibbs") != "gibbs":
+        raise ValueError(f"statistics.sampler: {section['sampler']!r} needs the workflow (its "
+                         "PTT ladder comes from the trajectory file); set statistics.sampler: "
+                         "gibbs for a direct library call")
+    return {k: v for k, v in section.items() if k not in SAMPLER_KEYS}
+
+
 def compute_statistics(rbm: RBM, *, train: np.ndarray, test: np.ndarray, n_samples: int,
                        n_chains: int, burn_in_sweeps: int, thin_sweeps: int, n_triplets: int,
                        heff_bins: int, energy_bins: int, seed: int, tau_factor: float = 20.0,
