@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -25,6 +25,10 @@ from spikerbm.areas import areas_of
 from spikerbm.rbm import rbm_from_dataset, resolve_device
 from spikerbm.selection import select_model, selected_dataset
 from spikerbm.statistics import compute_statistics
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from stage_timer import StageTimer  # noqa: E402
 
 
 def main() -> None:
@@ -43,17 +47,8 @@ def main() -> None:
     args = p.parse_args()
     device = resolve_device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    times: dict[str, float] = {}
-
-    def timed(stage: str, fn, *a, **kw):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        out = fn(*a, **kw)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times[stage] = times.get(stage, 0.0) + time.perf_counter() - t0
-        return out
+    timed = StageTimer(device)
+    times = timed.seconds
 
     spikes, truth = timed("synthetic session (CPU)", synthetic.generate_session,
                           n_neurons=args.n_neurons, duration_s=args.duration_s, seed=2,

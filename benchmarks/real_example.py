@@ -89,8 +89,6 @@ def run_library(cfg: dict, session: dict[str, str], out: Path,
     """Every stage of one raster session through the library, as scripts/*.py call it (same
     params, seeds and inputs); artifacts in the workflow's layout under ``out``. Returns the
     seconds per stage."""
-    import torch
-
     from spikerbm import findings, io, report
     from spikerbm.areas import areas_of
     from spikerbm.binarize import split_arrays, validate_raster
@@ -103,21 +101,13 @@ def run_library(cfg: dict, session: dict[str, str], out: Path,
     from spikerbm.statistics import compute_statistics, gibbs_settings
     from spikerbm.training import TrainConfig, train_to_files
 
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from stage_timer import StageTimer
+
     sid, base_seed = session["session_id"], cfg["seed"]
     device = resolve_device(device_arg)
     res = out / sid
-    times: dict[str, tuple[float, int]] = {}
-
-    def timed(stage: str, fn, *a, **kw):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        value = fn(*a, **kw)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        sec, n = times.get(stage, (0.0, 0))
-        times[stage] = (sec + time.perf_counter() - t0, n + 1)
-        return value
+    timed = StageTimer(device)
 
     path = REPO / dict(kv.split("=", 1) for kv in session["params"].split(";"))["path"]
     binz = cfg["binarize"]
@@ -163,7 +153,7 @@ def run_library(cfg: dict, session: dict[str, str], out: Path,
         {**artifacts, "models": {h: m.attrs for h, m in models.items()}})
     table = report.session_summary({k: v.attrs for k, v in artifacts.items()}, found)
     io.write_text(table.to_csv(sep="\t", index=False), res / "summary.tsv")
-    return times
+    return {stage: (sec, timed.calls[stage]) for stage, sec in timed.seconds.items()}
 
 
 def session_results(res: Path) -> dict[str, str]:

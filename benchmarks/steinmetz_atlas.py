@@ -30,6 +30,7 @@ import datetime as dt
 import importlib.util
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -49,6 +50,10 @@ from spikerbm.rbm import rbm_from_dataset, resolve_device
 from spikerbm.selection import select_model, selected_dataset
 from spikerbm.statistics import compute_statistics, gibbs_settings, score_statistics
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from stage_timer import StageTimer  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 CITATION = ("Data: Steinmetz, Zatka-Haas, Carandini & Harris, Nature 576, 266-273 (2019), "
             "doi:10.1038/s41586-019-1787-x, CC-BY-4.0")
@@ -66,17 +71,8 @@ def load_config(path: Path) -> dict:
 def run_session(path: Path, session: str, cfg: dict, device: torch.device,
                 tmp: Path) -> tuple[xr.Dataset, dict]:
     """Every stage of one session; returns the atlas input and the comparison row."""
-    times: dict[str, float] = {}
-
-    def timed(stage, fn, *a, **kw):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        out = fn(*a, **kw)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times[stage] = times.get(stage, 0.0) + time.perf_counter() - t0
-        return out
+    timed = StageTimer(device)
+    times = timed.seconds
 
     seed = cfg["seed"]
     b = cfg["binarize"]
