@@ -315,6 +315,14 @@ def test_compute_couplings_dataset_roundtrip_and_figures(tmp_path):
     fig5 = fig_areas(back)
     assert isinstance(fig5, Figure) and len(fig4.axes) >= 5
     assert len(fig5.axes[0].get_legend().get_texts()) == 3
+    # tiny couplings (a weakly coupled recording): the power of ten goes into the axis label and
+    # the J ticks stay short numbers (they ran together as 0.00000.0002... before)
+    small = fig_areas(back.assign(j_bin_edges=back["j_bin_edges"] * 1e-4))
+    fig_x, small_x = fig5.axes[0].get_xlabel(), small.axes[0].get_xlabel()
+    assert "10^{" not in fig_x and "10^{" in small_x, (fig_x, small_x)
+    ratio = np.asarray(small.axes[0].get_xlim()) / np.asarray(fig5.axes[0].get_xlim())
+    assert ratio[0] == pytest.approx(ratio[1], rel=1e-6)  # the same bins on a rescaled axis
+    assert 1e-3 <= np.max(np.abs(small.axes[0].get_xlim())) < 1e3  # plain tick numbers
     import matplotlib.pyplot as plt
 
     plt.close("all")

@@ -577,6 +577,10 @@ def fig_areas(ds: xr.Dataset, *, title: str | None = None) -> Figure:
                                              style.PANEL_SIZE[1] + 0.6))
     regions = [str(r) for r in ds["region"].values] if "region" in ds.dims else []
     colors = style.area_colors(regions)
+    # J in a power of ten named in the label (as Fig. 4): plain ticks however small J is
+    power, scale = _scale_power(float(np.nanmax(np.abs(ds["j_bin_edges"].values)))
+                                if regions else 1.0)
+    x_unit = {"area_J_counts": 10.0**power, "area_R_counts": 1.0}
     for reg in regions:
         sub = ds.sel(region=reg)
         n_a = int(sub["region_size"])
@@ -589,13 +593,14 @@ def fig_areas(ds: xr.Dataset, *, title: str | None = None) -> Figure:
             label += f", E/I={float(sub['area_ei_ratio']):.2f})" if var == "area_J_counts" else ")"
             if var == "area_J_counts":  # log axis: empty bins are gaps, not drops to 0
                 dens = np.where(dens > 0, dens, np.nan)
-            ax.stairs(dens, edges, color=colors[reg], label=label, lw=1.2, baseline=None)
+            ax.stairs(dens, edges / x_unit[var], color=colors[reg], label=label, lw=1.2,
+                      baseline=None)
     if regions:
         for ax, var, edge in ((axs[0], "area_J_counts", "j_bin_edges"),
                               (axs[1], "area_R_counts", "r_bin_edges")):
             occupied = np.flatnonzero(ds[var].values.sum(0) > 0)
             if occupied.size:
-                edges = ds[edge].values
+                edges = ds[edge].values / x_unit[var]
                 lo, hi = edges[occupied.min()], edges[occupied.max() + 1]
                 pad = 0.05 * (hi - lo)
                 ax.set_xlim(lo - pad, hi + pad)
@@ -603,7 +608,7 @@ def fig_areas(ds: xr.Dataset, *, title: str | None = None) -> Figure:
         for ax in axs:
             ax.text(0.5, 0.5, "no area with enough neurons", ha="center", va="center",
                     transform=ax.transAxes, fontsize=8)
-    axs[0].set(xlabel=f"$J_{{ij}}$, i and j in the area ({style.KT})",
+    axs[0].set(xlabel=f"$J_{{ij}}$, i and j in the area ({scale}{style.KT})",
                ylabel=f"density (1/{style.KT})", yscale="log")
     axs[1].set(xlabel=r"$R_{ij}$ (3-body share of |coupling|)", ylabel="density")
     for ax, letter in zip(axs, "ab", strict=True):
