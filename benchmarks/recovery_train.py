@@ -29,13 +29,13 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
 import xarray as xr
 
-from spikerbm.pcd import Gradient, Optimizer, pcd_gradient
+from spikerbm.pcd import Optimizer, pcd_gradient
 from spikerbm.provenance import derive_seed
 from spikerbm.rbm import RBM, hidden_probs, init_rbm, resolve_device
 from spikerbm.sampling import PersistentChains, random_states
@@ -189,8 +189,8 @@ def train_variant(train_data: np.ndarray, *, cfg: TrainConfig, seed: int,
         grad = pcd_gradient(v_data, hidden_probs(rbm, v_data), v_model, h_model,
                             centered=cfg.centered, w_data=w_data, w_model=w_model)
         if variant.l1 or variant.l2:
-            grad = Gradient(grad.W - variant.l1 * torch.sign(rbm.W) - 2 * variant.l2 * rbm.W,
-                            grad.a, grad.b)
+            grad = replace(grad, W=grad.W - variant.l1 * torch.sign(rbm.W)
+                           - 2 * variant.l2 * rbm.W)
         if variant.lr_schedule not in ("constant", "exp"):  # cosine / linear
             opt.lr, opt.lr_final = lr_at(variant, cfg.lr, update, cfg.n_updates), 1.0
         opt.step(rbm, grad, torch.tensor(update))

@@ -62,14 +62,40 @@ class TrainingDivergedError(RuntimeError):
 
 @dataclass(frozen=True)
 class Gradient:
-    """Log-likelihood ascent direction, same shapes as the RBM parameters."""
+    """Log-likelihood ascent direction, same shapes as the RBM parameters.
+
+    A centered direction (:func:`pcd_gradient`) also carries its offsets ``v_offset`` = v̄ (N,)
+    and ``h_offset`` = h̄ (M,), so that a step can be taken in the centered parametrisation
+    ``(W, a + W h̄, b + Wᵀ v̄)`` (:meth:`in_centered_coordinates`, :meth:`step_from_centered`);
+    both are ``None`` for the plain gradient.
+    """
 
     W: torch.Tensor
     a: torch.Tensor
     b: torch.Tensor
+    v_offset: torch.Tensor | None = None
+    h_offset: torch.Tensor | None = None
 
     def items(self) -> list[tuple[str, torch.Tensor]]:
         return [("W", self.W), ("a", self.a), ("b", self.b)]
+
+    def in_centered_coordinates(self) -> dict[str, torch.Tensor]:
+        """The gradient with respect to the centered parameters ``(W, a + W h̄, b + Wᵀ v̄)``:
+        ``(G_W, G_a + G_W h̄, G_b + G_Wᵀ v̄)`` (docs/methods.md §3); the gradient itself when it
+        has no offsets."""
+        if self.h_offset is None:
+            return dict(self.items())
+        return {"W": self.W, "a": self.a + self.W @ self.h_offset,
+                "b": self.b + self.W.T @ self.v_offset}
+
+    def step_from_centered(self, step: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Map a step of the centered parameters back to ``(W, a, b)``:
+        ``(ΔW, Δa' − ΔW h̄, Δb' − ΔWᵀ v̄)`` (the inverse of :meth:`in_centered_coordinates`);
+        the step itself when the gradient has no offsets."""
+        if self.h_offset is None:
+            return step
+        return {"W": step["W"], "a": step["a"] - step["W"] @ self.h_offset,
+                "b": step["b"] - step["W"].T @ self.v_offset}
 
 
 def _moments(v: torch.Tensor, h: torch.Tensor, w: torch.Tensor | None
@@ -114,7 +140,7 @@ def pcd_gradient(v_data: torch.Tensor, h_data: torch.Tensor, v_model: torch.Tens
     if not centered:
         return Gradient(g_w, g_a, g_b)
     gc_w = g_w - torch.outer(vd, g_b) - torch.outer(g_a, hd)
-    return Gradient(gc_w, g_a - gc_w @ hd, g_b - gc_w.T @ vd)
+    return Gradient(gc_w, g_a - gc_w @ hd, g_b - gc_w.T @ vd, v_offset=vd, h_offset=hd)
 
 
 def pcd_direction(rbm: RBM, batch: torch.Tensor, chains: Chains, *, k: int, centered: bool,
@@ -188,10 +214,15 @@ class Optimizer:
     SGD: ``theta += lr(u) * G``. Adam (Kingma & Ba, ICLR 2015, Algorithm 1, as ascent):
     ``m = b1 m + (1 - b1) G``, ``s = b2 s + (1 - b2) G^2``,
     ``theta += lr(u) * (m / (1 - b1^u)) / (sqrt(s / (1 - b2^u)) + eps)`` with
-    ``b1, b2, eps = 0.9, 0.999, 1e-8``, per parameter entry; ``G`` is the (centered) PCD
-    direction of :func:`pcd_gradient`. Every quantity that changes with the update number
-    lives on the device, so the step runs inside a captured CUDA graph. SGD at a constant rate
-    is exactly ``theta.add_(G, alpha=lr)`` (bitwise the step of earlier versions).
+    ``b1, b2, eps = 0.9, 0.999, 1e-8``, per parameter entry; ``G`` is the PCD direction of
+    :func:`pcd_gradient`. For a centered direction Adam runs in the centered parametrisation
+    ``(W, a + W h̄, b + Wᵀ v̄)``: its moments follow ``Gradient.in_centered_coordinates`` and
+    its step is mapped back by ``Gradient.step_from_centered`` (docs/methods.md §3: entrywise
+    Adam on the mapped-back direction breaks the bias compensation of centering and drifts
+    along flat directions; SGD is the same in both coordinates). Every quantity that changes
+    with the update number lives on the device, so the step runs inside a captured CUDA graph.
+    SGD at a constant rate is exactly ``theta.add_(G, alpha=lr)`` (bitwise the step of earlier
+    versions).
 
     Parameters
     ----------
@@ -235,12 +266,14 @@ class Optimizer:
         u = update.to(torch.float64)
         step = (lr / (1 - torch.pow(self.BETA1, u))).to(torch.float32)
         bias2 = (1 - torch.pow(self.BETA2, u)).to(torch.float32)
-        for name, t in params.items():
-            g = getattr(grad, name)
+        steps = {}
+        for name, g in grad.in_centered_coordinates().items():
             m, s = self.moments[f"m_{name}"], self.moments[f"s_{name}"]
             m.mul_(self.BETA1).add_(g, alpha=1 - self.BETA1)
             s.mul_(self.BETA2).addcmul_(g, g, value=1 - self.BETA2)
-            t.add_(m * step / ((s / bias2).sqrt() + self.EPS))
+            steps[name] = m * step / ((s / bias2).sqrt() + self.EPS)
+        for name, d in grad.step_from_centered(steps).items():
+            params[name].add_(d)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Copies of the Adam moments (empty for SGD: its state is the update number alone)."""
