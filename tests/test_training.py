@@ -355,7 +355,10 @@ def test_online_curve_gain_and_stop_rule() -> None:
 def test_decaying_rate_arms_early_stopping_after_decay_start_plus_patience() -> None:
     """With lr_final < 1 the stop rule is judged from decay_start * n_updates + patience on (the
     constant-rate phase's curve is noisy; docs/methods.md §3); the same curve that stops a
-    constant-rate run at update 400 does not stop one whose decay starts at update 1000."""
+    constant-rate run at update 400 does not stop one whose decay starts at update 1000, and
+    the decay phase is judged against itself: a lucky evaluation of the constant-rate phase
+    (update 300, 0.5 above the rest) neither stops a decay that still gains nor hides its
+    plateau."""
     rbm = R.RBM(torch.zeros(3, 2), torch.zeros(3), torch.zeros(2))
     const = OnlineCurve.for_config(TrainConfig(n_hidden=2, n_updates=2000, patience=200,
                                                min_delta=0.1))
@@ -368,6 +371,15 @@ def test_decaying_rate_arms_early_stopping_after_decay_start_plus_patience() -> 
                          log_z=0.0, log_z_std=0.0, rbm=rbm)
         assert const.should_stop() == (update >= 400)
         assert decay.should_stop() == (update >= 1200)
+    lucky = OnlineCurve.for_config(TrainConfig(n_hidden=2, n_updates=2000, patience=200,
+                                               min_delta=0.1, lr_final=0.01, decay_start=0.5))
+    assert lucky.decay_from == 1000
+    for update in range(0, 2100, 100):  # constant phase flat at -3 but for -2.5 at 300; the
+        # decay gains 0.1 per 100 updates up to 1600, then is flat
+        ll = -2.5 if update == 300 else -3.0 + 0.1 * min(max(update - 1000, 0), 600) / 100
+        lucky.record(update, ll_train=0.0, ll_test=ll, log_z=0.0, log_z_std=0.0, rbm=rbm)
+        assert lucky.should_stop() == (update >= 1800), update
+    assert lucky.still_improving() == 0 and lucky.gain() == pytest.approx(0.0)
 
 
 def test_divergence_names_update_and_parameter_and_keeps_checkpoint(tmp_path, planted_data):

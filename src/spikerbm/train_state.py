@@ -206,8 +206,9 @@ class OnlineCurve:
     uncertainty. The best evaluation (highest online test LL) keeps a copy of its parameters.
     :meth:`gain` is the improvement over the last ``window`` updates: the best test LL of the
     evaluations in ``(u - window, u]`` minus the best one up to ``u - window`` (``u``: the last
-    evaluated update; ``u - window`` is clamped at 0). Training stops early
-    (:meth:`should_stop`) once ``u >= armed_from`` and ``gain < min_delta``.
+    evaluated update; ``u - window`` is clamped at 0), counting only evaluations from
+    ``decay_from`` on. Training stops early (:meth:`should_stop`) once ``u >= armed_from`` and
+    ``gain < min_delta``.
 
     Attributes
     ----------
@@ -217,10 +218,14 @@ class OnlineCurve:
     window
         The window of :meth:`gain`: ``patience``, or a quarter of ``n_updates`` (at least
         ``eval_every``) when early stopping is off.
+    decay_from
+        With a decaying learning rate (``lr_final < 1``) the first update of the decay,
+        ``decay_start * n_updates``, else 0: :meth:`gain` compares only evaluations from
+        there on, so the decay (which averages out the noise of the constant-rate phase) is
+        judged against itself, never against a lucky evaluation of the noisier constant-rate
+        curve (docs/methods.md §3).
     armed_from
-        First update at which training may stop early: ``patience``, or, with a decaying
-        learning rate (``lr_final < 1``), ``decay_start * n_updates + patience``: a run is
-        not judged on the noisy curve of its constant-rate phase (docs/methods.md §3).
+        First update at which training may stop early: ``decay_from + patience``.
     updates, ll_train, ll_test, log_z, log_z_std
         The curve: evaluated updates and their values (NaN without trajectory AIS or test
         data).
@@ -234,6 +239,7 @@ class OnlineCurve:
     min_delta: float
     window: int
     armed_from: int = 0
+    decay_from: int = 0
     updates: list[int] = field(default_factory=list)
     ll_train: list[float] = field(default_factory=list)
     ll_test: list[float] = field(default_factory=list)
@@ -249,8 +255,8 @@ class OnlineCurve:
     @classmethod
     def for_config(cls, cfg: TrainConfig) -> OnlineCurve:
         window = cfg.patience or max(cfg.n_updates // 4, min(cfg.eval_every, cfg.n_updates))
-        armed = cfg.patience + (int(cfg.decay_start * cfg.n_updates) if cfg.lr_final < 1 else 0)
-        return cls(cfg.patience, float(cfg.min_delta), int(window), int(armed))
+        decay = int(cfg.decay_start * cfg.n_updates) if cfg.lr_final < 1 else 0
+        return cls(cfg.patience, float(cfg.min_delta), int(window), cfg.patience + decay, decay)
 
     def record(self, update: int, *, ll_train: float, ll_test: float, log_z: float,
                log_z_std: float, rbm: RBM) -> None:
@@ -267,11 +273,13 @@ class OnlineCurve:
 
     def gain(self) -> float:
         """Improvement of the best online test LL over the last ``window`` updates (nats per
-        sample; NaN before two evaluations or without finite values before the window)."""
-        if len(self.updates) < 2:
-            return math.nan
+        sample; NaN before two evaluations or without finite values before the window), among
+        the evaluations from ``decay_from`` on."""
         u = np.asarray(self.updates)
         ll = np.nan_to_num(np.asarray(self.ll_test, dtype=np.float64), nan=-np.inf)
+        ll, u = ll[u >= self.decay_from], u[u >= self.decay_from]
+        if len(u) < 2:
+            return math.nan
         start = max(int(u[-1]) - self.window, 0)
         inside, before = ll[u > start], ll[u <= start]
         if not before.size or not np.isfinite(before).any():
