@@ -6,6 +6,7 @@ import pandas as pd
 import torch
 
 from spikerbm import binarize, io, report
+from spikerbm.model import primary_replica
 from spikerbm.pairwise import energy, model_comparison, model_from_dataset
 from spikerbm.plotting import fig_pairwise_vs_rbm
 from spikerbm.rbm import free_energy, rbm_from_dataset
@@ -21,7 +22,7 @@ for k, session in enumerate(sessions):
     pw = io.read_netcdf(inp.pairwise[k])[["J"]].load()
     pw.attrs = io.read_attrs(inp.pairwise[k])
     # both models' energies of every test bin: the paired error of the LL difference
-    selected = io.read_netcdf(inp.selected[k])
+    selected = primary_replica(io.read_netcdf(inp.selected[k]))
     test = binarize.split_arrays(io.read_netcdf(inp.raster[k]))["test"]
     rbm = rbm_from_dataset(selected, device="cpu").to(dtype=torch.float64)
     ising = model_from_dataset(io.read_netcdf(inp.pairwise[k]))

@@ -1,10 +1,14 @@
 """Snakemake adapter: combine per-model log-likelihoods, select the best model -> selected.nc."""
 
+import functools
+
 import torch
+import xarray as xr
 
 from spikerbm import io
 from spikerbm.binarize import check_raster
-from spikerbm.likelihood import checkpoint_log_z, combine_loglik
+from spikerbm.likelihood import checkpoint_log_z, combine_loglik, replica_seed
+from spikerbm.model import with_replica_dim
 from spikerbm.partition import resolve_method
 from spikerbm.provenance import derive_seed, provenance_attrs
 from spikerbm.rbm import check_rbm_dataset, rbm_from_dataset, resolve_device
@@ -23,24 +27,33 @@ models = dict(zip(snakemake.params.n_hidden, snakemake.input.models, strict=True
 ll = combine_loglik([io.read_netcdf(p) for p in snakemake.input.logliks])
 
 
-def refine(n_hidden: int, checkpoint: int):
-    """The checkpoint estimator (exact or AIS, as method auto) of one trajectory-AIS entry,
-    seeded as the loglik job of that model would seed it."""
+def refine(n_hidden: int, checkpoint: int, replica: int = 0):
+    """The checkpoint estimator (exact or AIS, as method auto) of one trajectory-AIS entry of
+    one replica, seeded as the loglik job of that model would seed it."""
     model = io.read_checked(models[n_hidden], check_rbm_dataset, n_visible=n_neurons)
+    model = with_replica_dim(model).sel(replica=replica, drop=True)
     device = resolve_device(snakemake.params.device)
     method = resolve_method("auto", n_visible=n_neurons, n_hidden=n_hidden,
                             exact_max_units=params["exact_max_units"])
+    seed = derive_seed(snakemake.params.seed, "loglik", session, n_hidden)
     est = checkpoint_log_z(
         rbm_from_dataset(model, checkpoint=checkpoint, device=device), checkpoint=checkpoint,
-        method=method, seed=derive_seed(snakemake.params.seed, "loglik", session, n_hidden),
+        method=method, seed=replica_seed(seed, replica),
         **{k: params[k] for k in ("exact_max_units", "ais_chains", "ais_betas", "ais_repeats")})
-    log.info("n_hidden %d checkpoint %d: log Z %.4f +- %.2g (%s) replaces trajectory AIS",
-             n_hidden, checkpoint, est.log_z, est.log_z_std, est.method)
+    log.info("n_hidden %d checkpoint %d replica %d: log Z %.4f +- %.2g (%s) replaces "
+             "trajectory AIS", n_hidden, checkpoint, replica, est.log_z, est.log_z_std,
+             est.method)
     return est
 
 
 if (ll["log_z_method"] == "tais").any():
-    ll = refine_tais_ties(ll, refine)
+    reps = with_replica_dim(ll)
+    parts = [refine_tais_ties(reps.sel(replica=r, drop=True),
+                              functools.partial(refine, replica=int(r)))
+             for r in reps["replica"].values]
+    ll = parts[0] if "replica" not in ll.dims else xr.concat(
+        parts, dim="replica", combine_attrs="drop_conflicts").assign_coords(
+        replica=reps["replica"].values)
 selection = select_model(ll)  # logs ties, online/checkpoint disagreements, the floor banner
 n_hidden = int(selection.attrs["n_hidden"])
 model_path = models.get(n_hidden)
