@@ -810,9 +810,27 @@ def fig_loglik(ll: xr.Dataset, *, per_neuron: bool = False, title: str | None = 
         early) or a right-pointing triangle (maximum number of updates reached while the
         test LL was still rising). The horizontal line is the independent-site model's test
         LL (the floor; its train LL dotted).
+
+        With replicas (a ``replica`` dim, R > 1) every curve is the replica mean: the
+        checkpoint markers carry the standard error over the live replicas as error bars and a
+        shaded band (mean +- 1 s.e.), the online curve a shaded band from the lowest to the
+        highest replica; the stop markers are replica 0's (docs/methods.md §4).
     """
     fig, ax = style.subplots(1, 1, figsize=(style.PANEL_SIZE[0] * 2.2, style.PANEL_SIZE[1] * 1.2))
     n_vis = float(ll.attrs.get("n_neurons", 1)) if per_neuron else 1.0
+    bands = None
+    if "replica" in ll.dims:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            n_live = ll["ll_test"].notnull().sum("replica")
+            bands = {"se": ll["ll_test"].std("replica", ddof=1) / np.sqrt(n_live)}
+        if "ll_test_online" in ll:
+            bands["lo"] = ll["ll_test_online"].min("replica")
+            bands["hi"] = ll["ll_test_online"].max("replica")
+        means = [v for v in ("ll_test", "ll_train", "ll_test_online", "ll_train_online")
+                 if v in ll]
+        n_rep = ll.sizes["replica"]
+        ll = ll.isel(replica=0).assign({v: ll[v].mean("replica") for v in means})
+        ll["ll_test_std"] = bands["se"]
     sizes = [int(h) for h in ll["n_hidden"].values]
     pal = style.hidden_palette(len(sizes))
 
@@ -834,6 +852,10 @@ def fig_loglik(ll: xr.Dataset, *, per_neuron: bool = False, title: str | None = 
         if not ok.any():
             continue
         color = pal[i]
+        if bands is not None:
+            ax.fill_between(x_all[ok], test[ok] - np.nan_to_num(std[ok]),
+                            test[ok] + np.nan_to_num(std[ok]), color=color, alpha=0.2, lw=0,
+                            zorder=1)
         ax.errorbar(x_all[ok], test[ok], yerr=np.where(np.isfinite(std[ok]), std[ok], 0.0),
                     fmt="o", ms=3.5, color=color, elinewidth=0.8, capsize=1.5, zorder=4,
                     label=f"$N_h$ = {n_hidden}")
@@ -853,6 +875,10 @@ def fig_loglik(ll: xr.Dataset, *, per_neuron: bool = False, title: str | None = 
         after0 = sub["eval_update"].values > 0
         fin = np.isfinite(on_test) & after0
         ax.plot(x_eval[fin], on_test[fin], "-", color=color, lw=0.8, alpha=0.9, zorder=2)
+        if bands is not None and "lo" in bands:
+            ax.fill_between(x_eval[fin], bands["lo"].sel(n_hidden=n_hidden).values[fin] / n_vis,
+                            bands["hi"].sel(n_hidden=n_hidden).values[fin] / n_vis,
+                            color=color, alpha=0.12, lw=0, zorder=1)
         fin_tr = np.isfinite(on_train) & after0
         ax.plot(x_eval[fin_tr], on_train[fin_tr], "--", color=color, lw=0.7, alpha=0.8,
                 zorder=2)
@@ -882,7 +908,8 @@ def fig_loglik(ll: xr.Dataset, *, per_neuron: bool = False, title: str | None = 
         ax.plot([], [], "-", color="black", lw=0.8, label="online test (trajectory AIS)")
         ax.plot([], [], "--", color="black", lw=0.7, label="online train")
     ax.errorbar([], [], yerr=[], fmt="o", ms=3.5, color="black", elinewidth=0.8,
-                label="checkpoint test (exact/AIS) ± 1 s.d.")
+                label="checkpoint test (exact/AIS) ± 1 s.d." if bands is None else
+                f"replica mean of {n_rep} ± 1 s.e. (band; online: min-max)")
     ax.plot([], [], "o", ms=3.5, mfc="none", mec="black", label="checkpoint train")
     if online:
         ax.plot([], [], "D", color="white", mec="black", ms=5, label="best online update")
