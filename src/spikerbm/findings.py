@@ -21,6 +21,11 @@ code                      level           condition
 ``grid_edge``             caution         selected size is the largest (or smallest) of the
                                           grid, or the grid has one size
 ``grid_interior``         ok              otherwise
+``within_se``             caution         replicas (R > 1): another size's replica-mean test
+                                          LL within one standard error of the difference
+                                          of the selected one (``selected.nc`` ``within_se``)
+``replicas_agree``        ok              otherwise (R > 1; message: mean +- s.e., wins)
+``replica_dropped``       caution         a replica of the selected size diverged (dropped)
 ``not_converged``         problem/caution training still improving at its maximum
                                           (``still_improving`` = 1), or, without the online
                                           stopping state (absent or -1), best checkpoint =
@@ -254,6 +259,33 @@ def _grid(selected: xr.Dataset | Mapping[str, Any]) -> list[Finding]:
     return [Finding("ok", "grid_interior",
                     f"selected {chosen} hidden units, inside the grid {_fmt_sizes(grid)}"
                     f"{tie_note}")]
+
+
+def _replicas(sel: Mapping[str, Any]) -> list[Finding]:
+    """R > 1: is the selected size distinguishable from the others over the replicas?"""
+    if "replicas" not in sel or int(_num(sel, "replicas")) <= 1:
+        return []
+    chosen, n_rep = int(sel["n_hidden"]), int(_num(sel, "replicas"))
+    live, wins = int(_num(sel, "replicas_live")), int(_num(sel, "replica_wins"))
+    head = (f"selected {chosen} hidden units: replica-mean test LL {_num(sel, 'll_test'):.4g} "
+            f"+- {_num(sel, 'll_test_se'):.2g} (s.e. over {live} live replicas), best in "
+            f"{wins} of {n_rep} replicas")
+    out = []
+    close = _sizes(sel.get("within_se"))
+    if close:
+        out.append(Finding("caution", "within_se",
+                           f"{head}; n_hidden {_fmt_sizes(close)} within one standard error of "
+                           "it: the replicas do not distinguish these sizes (prefer the "
+                           "smallest, or add replicas: train.replicas)"))
+    else:
+        out.append(Finding("ok", "replicas_agree",
+                           f"{head}; no other size within one standard error"))
+    if sel.get("replicas_dropped"):
+        out.append(Finding("caution", "replica_dropped",
+                           f"replica(s) {sel['replicas_dropped']} of the selected size diverged "
+                           "and were dropped: the mean and its error use the live ones; lower "
+                           "train.lr"))
+    return out
 
 
 def _convergence(selected: xr.Dataset | Mapping[str, Any],
@@ -500,7 +532,8 @@ def session_findings(artifacts: Mapping[str, Any]) -> list[Finding]:
     models = {int(k): _attrs(v) for k, v in (artifacts.get("models") or {}).items()}
     found: list[Finding] = []
     if selected is not None:
-        found += _floor(sel) + _grid(selected) + _convergence(selected, models) + _online(sel)
+        found += (_floor(sel) + _grid(selected) + _replicas(sel) + _convergence(selected, models)
+                  + _online(sel))
     found += _splits(sel, stats, _attrs(artifacts.get("loglik")))
     found += _statistics(stats)
     found += _couplings(_attrs(artifacts.get("couplings")))
