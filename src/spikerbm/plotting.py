@@ -1079,3 +1079,61 @@ def fig_atlas(ds: xr.Dataset, *, quantity: str = "J") -> Figure:
         fig.suptitle("* interval from one session's neuron bootstrap (area pair recorded "
                      "together once)", fontsize=7)
     return fig
+
+
+def fig_replicas(coup: xr.Dataset, *, title: str | None = None) -> Figure:
+    """Reproducibility of the couplings across replicas (R > 1; docs/methods.md §6).
+
+    Parameters
+    ----------
+    coup
+        ``couplings.nc`` of a replica run (``replica_J``, ``replica_strong_J3``,
+        ``pair_pearson_*``, ``pair_slope_*``, ``replica_a``/``replica_b``, and, with areas,
+        ``area_J_mean_replica_std``).
+    title
+        Optional figure title.
+
+    Returns
+    -------
+    Figure
+        (a) ``J_ij`` of replica b against replica a for every replica pair (one colour per
+        pair, ``i < j``), identity line, legend with each pair's Pearson r and slope; (b) the
+        same for ``J_ijk`` of the primary replica's strongest triplets; (c) the across-replica
+        std of the area matrix (mean J per area pair), or a note without areas.
+    """
+    fig, axes = style.subplots(1, 3)
+    reps = coup["replica"].values
+    a_idx, b_idx = coup["replica_a"].values, coup["replica_b"].values
+    pal = style.hidden_palette(len(a_idx))
+    n = coup.sizes["neuron"]
+    iu = np.triu_indices(n, 1)
+    panels = (("J2", coup["replica_J"].values[:, iu[0], iu[1]], "$J_{ij}$"),
+              ("J3", coup["replica_strong_J3"].values, "$J_{ijk}$ (strongest)"))
+    for ax, (name, x, label) in zip(axes[:2], panels, strict=True):
+        for p, (a, b) in enumerate(zip(a_idx, b_idx, strict=True)):
+            r = float(coup[f"pair_pearson_{name}"].values[p])
+            slope = float(coup[f"pair_slope_{name}"].values[p])
+            ax.plot(x[a], x[b], ".", ms=2.5, color=pal[p], alpha=0.6,
+                    label=f"{reps[a]} vs {reps[b]}: r {r:.2f}, slope {slope:.2f}")
+        if x.size:
+            lim = float(np.nanmax(np.abs(x))) or 1.0
+            ax.plot([-lim, lim], [-lim, lim], "-", color=style.COLORS["independent"], lw=0.7)
+        ax.set_xlabel(f"{label}, replica a")
+        ax.set_ylabel(f"{label}, replica b")
+        ax.legend(fontsize=6, loc="upper left", frameon=False)
+    ax = axes[2]
+    if "area_J_mean_replica_std" in coup and coup.sizes.get("region", 0):
+        regions = [str(r) for r in coup["region"].values]
+        im = ax.imshow(coup["area_J_mean_replica_std"].values, cmap="viridis")
+        ax.set_xticks(range(len(regions)), regions, rotation=90, fontsize=7)
+        ax.set_yticks(range(len(regions)), regions, fontsize=7)
+        fig.colorbar(im, ax=ax, label="std of mean $J$ across replicas")
+    else:
+        ax.text(0.5, 0.5, "no area with enough neurons", ha="center", va="center",
+                transform=ax.transAxes)
+        ax.set_axis_off()
+    for ax, letter in zip(axes, "abc", strict=True):
+        style.panel_label(ax, letter)
+    if title:
+        style.title(fig, title)
+    return fig

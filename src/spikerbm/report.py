@@ -186,12 +186,32 @@ TABLE_FIELDS: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
 }
 
 
+#: Columns (couplings.nc attributes) of the replica table ``couplings_replicas`` (rule
+#: ``replica_table``, only with ``train.replicas`` > 1; docs/methods.md §6).
+REPLICA_TABLE_FIELDS: tuple[tuple[str, str], ...] = (
+    ("n_hidden", "hidden units"),
+    ("replicas", "replicas"),
+    ("primary_replica", "primary replica"),
+    ("J2_pearson_mean", "r J2 (mean)"),
+    ("J2_pearson_min", "r J2 (min)"),
+    ("J2_slope_mean", "slope J2 (mean)"),
+    ("J2_slope_min", "slope J2 (min)"),
+    ("J3_pearson_mean", "r J3 strongest (mean)"),
+    ("J3_pearson_min", "r J3 strongest (min)"),
+    ("J2_spread_median", "median std J2"),
+    ("J2_sign_consistent_fraction", "sign-consistent"),
+    ("J2_sign_n_pairs", "pairs judged"),
+    ("area_J_replica_std_max", "max std area J"),
+)
+
+
 #: Titles of the report tables (the HTML page heading).
 TABLE_TITLES: dict[str, str] = {
     "findings": "Findings of every session (green: ok, amber: caution, red: problem)",
     "selected_models": "Selected models: best checkpoint of every hidden size",
     "statistics_scores": "Generated vs real statistics of the selected models",
     "couplings_summary": "Effective couplings of the selected models",
+    "couplings_replicas": "Effective couplings across replicas (reproducibility)",
     "dynamics_summary": "Relaxation dynamics of the selected models",
 }
 

@@ -246,6 +246,9 @@ def get_final_outputs(wildcards):
         results("{session}/summary.html"),
     ]
     tables = expand(results("tables/{table}.html"), table=TABLE_NAMES)
+    if int(config["train"].get("replicas", 1)) > 1:  # reproducibility across replicas
+        per_session.append(results("{session}/figures/fig4_replicas.png"))
+        tables.append(results("tables/couplings_replicas.html"))
     return (
         expand(per_session, session=SESSIONS.index)
         + tables
