@@ -7,12 +7,13 @@ import xarray as xr
 
 from spikerbm import io
 from spikerbm.binarize import check_raster
-from spikerbm.likelihood import checkpoint_log_z, combine_loglik, replica_seed
+from spikerbm.likelihood import checkpoint_log_z, combine_loglik
 from spikerbm.model import with_replica_dim
 from spikerbm.partition import resolve_method
 from spikerbm.provenance import derive_seed, provenance_attrs
 from spikerbm.rbm import check_rbm_dataset, rbm_from_dataset, resolve_device
 from spikerbm.selection import refine_tais_ties, select_model, selected_dataset
+from spikerbm.train_state import replica_seeds
 
 snakemake = globals()["snakemake"]
 log = io.job_logger(snakemake.log[0], "select_model")
@@ -38,7 +39,7 @@ def refine(n_hidden: int, checkpoint: int, replica: int = 0):
     seed = derive_seed(snakemake.params.seed, "loglik", session, n_hidden)
     est = checkpoint_log_z(
         rbm_from_dataset(model, checkpoint=checkpoint, device=device), checkpoint=checkpoint,
-        method=method, seed=replica_seed(seed, replica),
+        method=method, seed=replica_seeds(seed, replica + 1)[replica],
         **{k: params[k] for k in ("exact_max_units", "ais_chains", "ais_betas", "ais_repeats")})
     log.info("n_hidden %d checkpoint %d replica %d: log Z %.4f +- %.2g (%s) replaces "
              "trajectory AIS", n_hidden, checkpoint, replica, est.log_z, est.log_z_std,

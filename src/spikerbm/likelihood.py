@@ -18,6 +18,7 @@ from spikerbm.model import with_replica_dim
 from spikerbm.partition import LogZEstimate, Method, estimate_log_z, resolve_method
 from spikerbm.provenance import derive_seed
 from spikerbm.rbm import RBM, free_energy, rbm_from_dataset
+from spikerbm.train_state import replica_seeds
 
 __all__ = [
     "ONLINE_VARS",
@@ -28,7 +29,6 @@ __all__ = [
     "checkpoint_loglik",
     "combine_loglik",
     "replica_loglik",
-    "replica_seed",
     "free_energies",
     "independent_site_loglik",
     "log_likelihood",
@@ -275,20 +275,14 @@ def checkpoint_loglik(model: xr.Dataset, train: np.ndarray, test: np.ndarray, *,
     )
 
 
-def replica_seed(seed: int, replica: int) -> int:
-    """The seed of replica ``replica`` of a job seeded ``seed``: ``seed`` itself for replica
-    0 (so an R = 1 run is today's run), ``derive_seed(seed, "replica", r)`` for ``r >= 1``
-    (the replicas contract, docs/data-model.md)."""
-    return int(seed) if int(replica) == 0 else derive_seed(seed, "replica", int(replica))
-
-
 def replica_loglik(model: xr.Dataset, train: np.ndarray, test: np.ndarray, *, seed: int = 0,
                    **kwargs) -> xr.Dataset:
     """:func:`checkpoint_loglik` of every replica of a ``model.nc`` (the ``hidden~{n}/loglik.nc``
     dataset).
 
-    Each replica ``r`` is evaluated on its own with the seed :func:`replica_seed` ``(seed,
-    r)``; a model without a ``replica`` dim (R = 1) gives exactly :func:`checkpoint_loglik`'s
+    Each replica ``r`` is evaluated on its own with its seed of
+    :func:`spikerbm.train_state.replica_seeds` (``seed`` itself for replica 0); a model
+    without a ``replica`` dim (R = 1) gives exactly :func:`checkpoint_loglik`'s
     dataset. With replicas, every checkpoint variable gains the ``replica`` dim (first) and the
     per-replica stop information (:data:`STOP_ATTRS`, ``diverged``) is a variable on
     ``replica``; a dropped replica's checkpoints after its divergence are NaN.
@@ -307,12 +301,13 @@ def replica_loglik(model: xr.Dataset, train: np.ndarray, test: np.ndarray, *, se
     reps = with_replica_dim(model)
     per_replica = [v for v in (*STOP_ATTRS, "diverged") if v in reps and "replica" in
                    reps[v].dims and reps[v].ndim == 1]
+    seeds = replica_seeds(seed, int(reps["replica"].values.max()) + 1)
     parts = []
     for r in reps["replica"].values:
         one = reps.sel(replica=r, drop=True)
         one = one.assign_attrs({v: one[v].item() for v in per_replica})
         ds = checkpoint_loglik(one.drop_vars(per_replica), train, test,
-                               seed=replica_seed(seed, int(r)), **kwargs)
+                               seed=seeds[int(r)], **kwargs)
         parts.append(ds.assign({v: ((), ds.attrs.pop(v)) for v in per_replica if v in ds.attrs}))
     if "replica" not in model.dims:
         return parts[0]
