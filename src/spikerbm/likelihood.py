@@ -302,21 +302,15 @@ def replica_loglik(model: xr.Dataset, train: np.ndarray, test: np.ndarray, *, se
     per_replica = [v for v in (*STOP_ATTRS, "diverged") if v in reps and "replica" in
                    reps[v].dims and reps[v].ndim == 1]
     seeds = replica_seeds(seed, int(reps["replica"].values.max()) + 1)
-    parts = []
-    for r in reps["replica"].values:
-        one = reps.sel(replica=r, drop=True)
-        one = one.assign_attrs({v: one[v].item() for v in per_replica})
-        ds = checkpoint_loglik(one.drop_vars(per_replica), train, test,
-                               seed=seeds[int(r)], **kwargs)
-        parts.append(ds.assign({v: ((), ds.attrs.pop(v)) for v in per_replica if v in ds.attrs}))
+    parts = [checkpoint_loglik(reps.sel(replica=r, drop=True).drop_vars(per_replica), train,
+                               test, seed=seeds[int(r)], **kwargs)
+             for r in reps["replica"].values]
     if "replica" not in model.dims:
         return parts[0]
     out = xr.concat(parts, dim="replica", data_vars="all", coords="different",
                     compat="equals", combine_attrs="drop_conflicts")
     out = out.assign_coords(replica=reps["replica"].values)
-    for v in per_replica:
-        if v in out and "replica" not in out[v].dims:
-            out[v] = out[v].expand_dims(replica=out.sizes["replica"])
+    out = out.assign({v: reps[v].variable for v in per_replica})
     return out.transpose("replica", ...)
 
 

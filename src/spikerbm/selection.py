@@ -323,6 +323,12 @@ def replica_stats(best: np.ndarray) -> dict[str, np.ndarray | int]:
             "winner": winner}
 
 
+def _nan_mean(x: np.ndarray) -> np.ndarray:
+    """Row means over the finite entries (NaN for a row without any)."""
+    ok = np.isfinite(x)
+    return np.where(ok.any(1), np.where(ok, x, 0).sum(1) / np.maximum(ok.sum(1), 1), np.nan)
+
+
 def _over_replicas(ll: xr.Dataset, tables: dict[int, xr.Dataset]) -> xr.Dataset:
     """The candidate table of R > 1 replicas from each replica's :func:`select_one` table
     (:func:`select_model`; columns in docs/data-model.md, ``selected.nc``)."""
@@ -359,10 +365,9 @@ def _over_replicas(ll: xr.Dataset, tables: dict[int, xr.Dataset]) -> xr.Dataset:
     primary = int(replicas[p])
     prim = tables[primary]
     prow = {int(h): i for i, h in enumerate(prim["n_hidden"].values)}
-    with np.errstate(invalid="ignore"):
-        train_mean = np.nanmean(per["ll_train"], axis=1)
-        train_se = replica_stats(per["ll_train"])["se"]
-        sem_mean = np.nanmean(per["ll_test_sem"], axis=1)
+    train_mean = replica_stats(per["ll_train"])["mean"]
+    train_se = replica_stats(per["ll_train"])["se"]
+    sem_mean = _nan_mean(per["ll_test_sem"])
     methods = ll["log_z_method"].sel(n_hidden=sizes).values.astype(str) if "log_z_method" in \
         ll else np.array(["unknown"] * len(sizes))
     nats = {"units": "nats per sample"}
