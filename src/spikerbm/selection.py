@@ -22,7 +22,6 @@ from collections.abc import Callable
 import numpy as np
 import xarray as xr
 
-from spikerbm.model import with_replica_dim
 from spikerbm.partition import LogZEstimate
 
 __all__ = ["DISAGREE_Z", "FLOOR_BANNER", "TIE_Z", "refine_tais_ties", "replica_stats",
@@ -132,12 +131,11 @@ def select_model(ll: xr.Dataset) -> xr.Dataset:
     size, its ties and online disagreements); a dataset without a ``replica`` dim gives exactly
     :func:`select_one`'s table (R = 1 is unchanged on disk).
     """
-    reps = with_replica_dim(ll)
-    tables = {int(r): select_one(reps.sel(replica=r, drop=True)) for r in reps["replica"].values
-              if np.isfinite(reps["ll_test"].sel(replica=r).values).any()}
     if "replica" not in ll.dims:
-        return tables[0]
-    return _over_replicas(reps, tables)
+        return select_one(ll)
+    tables = {int(r): select_one(ll.sel(replica=r, drop=True)) for r in ll["replica"].values
+              if np.isfinite(ll["ll_test"].sel(replica=r).values).any()}
+    return _over_replicas(ll, tables)
 
 
 def select_one(ll: xr.Dataset) -> xr.Dataset:
