@@ -251,10 +251,12 @@ def test_replicas_on_cuda_agree_with_single_runs_statistically(precision):
     """On CUDA (float32, and the fused bf16 kernels with their CUDA graph) an R = 3 run's
     replicas learn like the single runs of their seeds: the same initialisation (drawn on the
     CPU), the exact test LL (log Z by enumerating 2^5 hidden states) after 400 updates within
-    0.1 nats of the single run's (the CPU spread of that LL over seeds is 0.026 s.d., see
-    test_training.test_cpu_and_cuda_training_agree_statistically: 0.1 is ~4 s.d.), each
-    replica gaining > 0.5 nats over its initialisation, and trajectory AIS within 0.05 nats of
-    the exact log Z. Batched kernels may change the random streams, never these statistics."""
+    0.05 nats of the single run's, each replica gaining > 1.5 nats over its initialisation,
+    and trajectory AIS within 0.1 nats of the exact log Z. Measured on the CPU with this data
+    and config (6 seeds, 2026-12-01): final test LL -9.750 +- 0.007 (s.d.; range 0.018), so two
+    runs differ by ~0.01 s.d. and 0.05 is ~5 of it; gain 2.13-2.18 nats; |log_z_tais - exact|
+    <= 0.031 (0.1 is 3x that). Batched kernels may change the random streams (then replicas
+    and single runs differ bitwise), never these statistics."""
     from spikerbm.exact import binary_states
 
     data, test = _data(4001), _data(1999, seed=5)
@@ -274,6 +276,6 @@ def test_replicas_on_cuda_agree_with_single_runs_statistically(precision):
                                       one["W"].isel(checkpoint=0).values)
         ll_rep, log_z = exact_ll(rep, 400)
         ll_one, _ = exact_ll(one, 400)
-        assert abs(ll_rep - ll_one) < 0.1, (r, ll_rep, ll_one)
-        assert ll_rep > exact_ll(rep, 0)[0] + 0.5
-        assert abs(float(rep["log_z_tais"].sel(checkpoint=400)) - log_z) < 0.05
+        assert abs(ll_rep - ll_one) < 0.05, (r, ll_rep, ll_one)
+        assert ll_rep > exact_ll(rep, 0)[0] + 1.5
+        assert abs(float(rep["log_z_tais"].sel(checkpoint=400)) - log_z) < 0.1
