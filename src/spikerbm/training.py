@@ -253,10 +253,10 @@ def train(train_data: np.ndarray | torch.Tensor, *, cfg: TrainConfig, seed: int,
             _hold_bests(runs, update)
         hand_out()
         log.info("checkpoint written: update 0 (initialisation)")
+    data_on_device = torch.from_numpy(data).to(device)  # one copy for every replica
     for run in live:
         state = run.state
-        run.engine = PCDEngine(state.rbm, chains=state.chains,
-                               data=torch.from_numpy(data).to(device), k=cfg.k,
+        run.engine = PCDEngine(state.rbm, chains=state.chains, data=data_on_device, k=cfg.k,
                                optimizer=state.optimizer, centered=cfg.centered,
                                tf32=cfg.precision != "float32", guard=run.guard,
                                first_update=state.update + 1, batch_size=cfg.batch_size,
