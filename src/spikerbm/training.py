@@ -11,6 +11,13 @@ where it stopped (bitwise on CPU). Checkpoints are log-spaced in update count
 :func:`train_to_files` is the file-level driver used by ``scripts/train.py`` (``resume.nc``
 after every checkpoint, ``model.nc`` at the end, atomically, through :mod:`spikerbm.io`).
 
+Replicas (``train.replicas`` R > 1, docs/methods.md §3): the same loop runs R training states,
+one per seed (:func:`spikerbm.train_state.replica_seeds`), each with its own engine, guard and
+online evaluator, advancing them in turn to every common boundary (lockstep); the run stops
+when every live replica's stopping rule holds; a replica that blows up is dropped. A batched
+engine (one launch sweeping every replica's chains, :mod:`spikerbm.kernels`' replica grid axis)
+would replace only the inner loop over replicas marked in :func:`train`.
+
 The pieces live in their own modules: the configuration in :mod:`spikerbm.config`, the update
 and its runner in :mod:`spikerbm.pcd`, the state, its minibatch stream and its datasets in
 :mod:`spikerbm.train_state`.
@@ -134,6 +141,11 @@ def train(train_data: np.ndarray | torch.Tensor, *, cfg: TrainConfig, seed: int,
     """Train an RBM by PCD, with early stopping on the online test log-likelihood, and return
     its ``model.nc`` dataset (without provenance attrs).
 
+    With ``cfg.replicas`` R > 1 it trains R replicas in lockstep and returns them stacked on a
+    leading ``replica`` dim (docs/data-model.md; module docstring): replica 0 from ``seed``,
+    replica ``r`` from ``derive_seed(seed, "replica", r)``, each bitwise the single run of its
+    seed on CPU until the common stop.
+
     Every ``cfg.eval_every`` updates (and at the last one) the train and test log-likelihood
     are evaluated online (:class:`OnlineEvaluator`, trajectory-AIS log Z) at the loop's
     synchronisation points, outside the captured update; the best evaluation's parameters are
@@ -174,12 +186,16 @@ def train(train_data: np.ndarray | torch.Tensor, *, cfg: TrainConfig, seed: int,
         ``eval_update``); attrs ``n_hidden``, ``train_config`` (JSON), ``n_updates_done``,
         ``stop_reason``, ``best_update``, ``still_improving``, ``ll_test_online_gain``,
         ``stop_window``, ``best_ll_test_online``, hashes (docs/data-model.md, ``model.nc``).
+        R > 1: the same on a leading ``replica`` dim, the per-replica attrs as variables on
+        ``replica``, plus ``replica_seed`` and ``diverged``; attrs ``replicas``,
+        ``replicas_dropped``.
 
     Raises
     ------
     TrainingDivergedError
         When a parameter becomes NaN/inf or exceeds :data:`MAX_ABS_PARAMETER` (the last good
-        checkpoint state was already handed to ``on_checkpoint``).
+        checkpoint state was already handed to ``on_checkpoint``); with replicas, when every
+        replica has (one that blows up alone is dropped with a WARNING).
     """
     from tqdm.auto import tqdm
 
@@ -237,10 +253,10 @@ def train(train_data: np.ndarray | torch.Tensor, *, cfg: TrainConfig, seed: int,
             _hold_bests(runs, update)
         hand_out()
         log.info("checkpoint written: update 0 (initialisation)")
+    data_on_device = torch.from_numpy(data).to(device)  # one copy for every replica
     for run in live:
         state = run.state
-        run.engine = PCDEngine(state.rbm, chains=state.chains,
-                               data=torch.from_numpy(data).to(device), k=cfg.k,
+        run.engine = PCDEngine(state.rbm, chains=state.chains, data=data_on_device, k=cfg.k,
                                optimizer=state.optimizer, centered=cfg.centered,
                                tf32=cfg.precision != "float32", guard=run.guard,
                                first_update=state.update + 1, batch_size=cfg.batch_size,
