@@ -4,7 +4,7 @@ import time
 
 from spikerbm import binarize, io
 from spikerbm.binarize import check_raster
-from spikerbm.model import primary_replica
+from spikerbm.model import primary_replica, with_replica_dim
 from spikerbm.provenance import derive_seed, provenance_attrs
 from spikerbm.rbm import check_rbm_dataset, rbm_from_dataset, resolve_device
 from spikerbm.statistics import compute_statistics
@@ -36,6 +36,8 @@ if sampler == "ptt":  # the selected size's trajectory, up to the selected check
     files = dict(zip(snakemake.params.n_hidden, snakemake.input.trajectory, strict=True))
     traj = io.read_checked(files[n_hidden], check_rbm_dataset,
                            n_visible=raster.sizes["neuron"])
+    traj = with_replica_dim(traj).sel(replica=int(selected.attrs.get("primary_replica", 0)),
+                                      drop=True)
     cks = traj["checkpoint"].values
     idx = ladder_indices(cks, int(selected.attrs["checkpoint"]), max_models=ptt_models)
     if len(idx) < 2:

@@ -75,6 +75,8 @@ def test_selection_is_the_replica_mean_with_its_standard_error(replica_run):
                           keep_default_na=False)
     codes = set(summary.loc[summary["artifact"] == "finding", "quantity"])
     assert ("within_se" if within else "replicas_agree") in codes
+    # the training state of the primary replica is judged (per-replica variables in model.nc)
+    assert codes & {"not_converged", "converged", "stopped_on_plateau"}
 
 
 def test_couplings_reproducibility_and_primary_replica(replica_run):

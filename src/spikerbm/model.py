@@ -44,7 +44,7 @@ from spikerbm.provenance import derive_seed
 from spikerbm.rbm import RBM, check_rbm_dataset, free_energy, rbm_from_numpy, resolve_device
 from spikerbm.sampling import Sampler
 
-__all__ = ["Model", "Score", "load_model", "primary_replica", "with_replica_dim"]
+__all__ = ["Model", "Score", "load_model", "primary_replica", "replica_attrs", "with_replica_dim"]
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,24 @@ def primary_replica(ds: xr.Dataset) -> xr.Dataset:
         return ds
     r = int(ds.attrs.get("primary_replica", int(ds["replica"].values[0])))
     return ds.sel(replica=r, drop=True)
+
+
+def replica_attrs(ds: xr.Dataset, replica: int) -> dict[str, Any]:
+    """The attributes of one replica of a ``model.nc``: the shared attrs plus that replica's
+    per-replica values (the 0-d entries of its variables on ``replica`` alone, e.g.
+    ``stop_reason``, ``still_improving``), as a single-model file has them; a file without a
+    ``replica`` dim gives its attrs. A replica not in the file (dropped from another size)
+    falls back to the first live one."""
+    attrs = dict(ds.attrs)
+    if "replica" not in ds.dims:
+        return attrs
+    reps = [int(r) for r in ds["replica"].values]
+    if "diverged" in ds:
+        reps = [r for r, d in zip(reps, ds["diverged"].values, strict=True) if not d] or reps
+    one = ds.sel(replica=replica if replica in reps else reps[0])
+    attrs.update({k: one[k].values.item() for k in one.data_vars if one[k].ndim == 0
+                  and ds[k].dims == ("replica",)})
+    return attrs
 
 
 class ModelFileError(io.InputError):
