@@ -304,9 +304,8 @@ def replica_stats(best: np.ndarray) -> dict[str, np.ndarray | int]:
     n_live = live.sum(1)
     if not n_live.any():
         raise ValueError("no finite test log-likelihood in any replica; nothing to select")
+    mean = _nan_mean(best)
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(n_live > 0, np.where(live, best, 0).sum(1) / np.maximum(n_live, 1),
-                        np.nan)
         dev = np.where(live, best - mean[:, None], 0.0)
         se = np.where(n_live > 1, np.sqrt((dev ** 2).sum(1) / np.maximum(n_live - 1, 1))
                       / np.sqrt(n_live), np.nan)
@@ -363,8 +362,8 @@ def _over_replicas(ll: xr.Dataset, tables: dict[int, xr.Dataset]) -> xr.Dataset:
     primary = int(replicas[p])
     prim = tables[primary]
     prow = {int(h): i for i, h in enumerate(prim["n_hidden"].values)}
-    train_mean = replica_stats(per["ll_train"])["mean"]
-    train_se = replica_stats(per["ll_train"])["se"]
+    train = replica_stats(per["ll_train"])
+    train_mean, train_se = train["mean"], train["se"]
     sem_mean = _nan_mean(per["ll_test_sem"])
     methods = ll["log_z_method"].sel(n_hidden=sizes).values.astype(str) if "log_z_method" in \
         ll else np.array(["unknown"] * len(sizes))
