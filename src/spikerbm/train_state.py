@@ -620,30 +620,24 @@ _REPLICA_ATTRS: dict[str, Any] = {
 _RAGGED_DIMS = {"checkpoint": "checkpoint", "eval": "eval_update", "held": "held_update"}
 
 
-def _on_labels(ds: xr.Dataset, dim: str, coord: str, labels: np.ndarray,
-               templates: Mapping[str, Any]) -> xr.Dataset:
-    """``ds`` with every variable on ``dim`` placed on ``labels`` (a sorted superset of its
-    own): NaN where it has no entry; variables it lacks are NaN copies of ``templates``."""
-    import xarray as xr
-
-    own = ds[coord].values if coord in ds.coords else np.empty(0, np.int64)
-    pos = np.searchsorted(labels, own)
-    out = ds.drop_dims(dim) if dim in ds.dims else ds.copy()
-    for name, var in templates.items():
-        if dim not in var.dims or name == coord:
-            continue
-        axis = var.dims.index(dim)
-        shape = list(var.shape)
-        shape[axis] = len(labels)
-        if not np.issubdtype(var.dtype, np.floating):
-            raise TypeError(f"{name}: only float variables can be padded (got {var.dtype})")
-        arr = np.full(shape, np.nan, dtype=var.dtype)
-        if name in ds.data_vars:
-            index: list[Any] = [slice(None)] * var.ndim
-            index[axis] = pos
-            arr[tuple(index)] = ds[name].values
-        out[name] = xr.Variable(var.dims, arr, var.attrs)
-    return out.assign_coords({coord: (dim, labels, templates[coord].attrs)})
+def _on_labels(values: np.ndarray, dims: tuple[str, ...], own: Mapping[str, np.ndarray],
+               labels: Mapping[str, np.ndarray]) -> np.ndarray:
+    """``values`` (dims ``dims``) placed on the common ``labels`` of its ragged dims (``own``:
+    its own labels there, a sorted subset), NaN where it has no entry."""
+    ragged = [d for d in dims if d in labels and len(own[d]) != len(labels[d])]
+    if not ragged:
+        return values
+    if not np.issubdtype(values.dtype, np.floating):
+        raise TypeError(f"only float variables can be padded; got {values.dtype} on {dims}")
+    (dim,) = ragged  # checkpoint, eval and held never share a variable
+    axis = dims.index(dim)
+    shape = list(values.shape)
+    shape[axis] = len(labels[dim])
+    out = np.full(shape, np.nan, dtype=values.dtype)
+    index: list[Any] = [slice(None)] * len(dims)
+    index[axis] = np.searchsorted(labels[dim], own[dim])
+    out[tuple(index)] = values
+    return out
 
 
 def stack_replicas(datasets: list[xr.Dataset], seeds: list[int], *,
@@ -652,51 +646,59 @@ def stack_replicas(datasets: list[xr.Dataset], seeds: list[int], *,
     leading ``replica`` dim (docs/data-model.md, ``model.nc`` of a replicated run).
 
     Entries a replica lacks (a dropped replica's checkpoints and evaluations after it
-    diverged) are NaN; the per-replica attributes (:data:`_REPLICA_ATTRS`) become variables on
-    ``replica``; ``replica_seed(replica)`` is added, and the attrs ``replicas`` (R) and
-    ``replicas_dropped`` (comma-separated indices, ``""`` if none). ``model.nc``
-    (``for_resume=False``) has ``diverged(replica)`` (0/1) instead of ``diverged_update``, and
-    a dropped replica's ``n_updates_done`` is the last update before it blew up.
+    diverged, variables such as ``best__W`` it never had) are NaN; the per-replica attributes
+    (:data:`_REPLICA_ATTRS`) become variables on ``replica``; ``replica_seed(replica)`` is
+    added, and the attrs ``replicas`` (R) and ``replicas_dropped`` (comma-separated indices,
+    ``""`` if none). ``model.nc`` (``for_resume=False``) has ``diverged(replica)`` (0/1)
+    instead of ``diverged_update``, and a dropped replica's ``n_updates_done`` is the last
+    update before it blew up.
     """
     import xarray as xr
 
     templates: dict[str, Any] = {}
     for ds in datasets:
-        for name in (*ds.data_vars, *ds.coords):
+        for name in ds.data_vars:
             templates.setdefault(name, ds[name].variable)
-    aligned = []
-    for ds in datasets:
-        for dim, coord in _RAGGED_DIMS.items():
-            if coord in templates:
-                labels = np.unique(np.concatenate([d[coord].values for d in datasets
-                                                   if coord in d.coords]))
-                ds = _on_labels(ds, dim, coord, labels.astype(np.int64), templates)
-        for name, var in templates.items():  # others a replica lacks (e.g. best__*)
-            if name not in ds.variables and not set(var.dims) & set(_RAGGED_DIMS):
-                ds[name] = xr.Variable(var.dims, np.full(var.shape, np.nan, var.dtype),
-                                       var.attrs)
-        per = {k: ds.attrs.get(k, default) for k, default in _REPLICA_ATTRS.items()
-               if any(k in d.attrs for d in datasets) or k == "diverged_update"}
-        ds = ds.assign({k: ((), np.asarray(v)) for k, v in per.items()})
-        ds.attrs = {k: v for k, v in ds.attrs.items() if k not in _REPLICA_ATTRS}
-        aligned.append(ds)
-    out = xr.concat(aligned, dim="replica", data_vars="all", coords="minimal",
-                    compat="override", combine_attrs="override")
-    r = len(datasets)
-    dropped = [i for i in range(r) if int(out["diverged_update"].values[i])]
-    out = out.assign_coords(replica=("replica", np.arange(r, dtype=np.int64)))
-    out["replica_seed"] = ("replica", np.asarray(seeds, np.int64),
-                           {"long_name": "seed of the replica (replica 0: the job's seed)"})
+    labels = {dim: np.unique(np.concatenate([ds[coord].values for ds in datasets
+                                             if coord in ds.coords])).astype(np.int64)
+              for dim, coord in _RAGGED_DIMS.items()
+              if any(coord in ds.coords for ds in datasets)}
+    owns = [{dim: ds.variables[coord].values if coord in ds.coords else np.empty(0, np.int64)
+             for dim, coord in _RAGGED_DIMS.items() if dim in labels} for ds in datasets]
+    data_vars: dict[str, Any] = {}
+    for name, tpl in templates.items():
+        shape = [len(labels[d]) if d in labels else n for d, n in zip(tpl.dims, tpl.shape,
+                                                                       strict=True)]
+        parts = [_on_labels(ds.variables[name].values, tpl.dims, own, labels)
+                 if name in ds.variables else np.full(shape, np.nan, tpl.dtype)
+                 for ds, own in zip(datasets, owns, strict=True)]
+        data_vars[name] = (("replica", *tpl.dims), np.stack(parts), tpl.attrs)
+    for key, default in _REPLICA_ATTRS.items():
+        if any(key in ds.attrs for ds in datasets) or key == "diverged_update":
+            data_vars[key] = ("replica", np.asarray([ds.attrs.get(key, default)
+                                                     for ds in datasets]))
+    first_bad = np.asarray(data_vars["diverged_update"][1], np.int64)
+    data_vars["replica_seed"] = ("replica", np.asarray(seeds, np.int64),
+                                 {"long_name": "seed of the replica (replica 0: the job's seed)"})
     if not for_resume:
-        first_bad = out["diverged_update"].values
-        done = np.where(first_bad > 0, first_bad - 1, out["n_updates_done"].values)
-        out["n_updates_done"] = ("replica", done.astype(np.int64))
-        out["diverged"] = ("replica", (first_bad > 0).astype(np.int8), {
+        done = np.where(first_bad > 0, first_bad - 1, data_vars["n_updates_done"][1])
+        data_vars["n_updates_done"] = ("replica", done.astype(np.int64))
+        data_vars["diverged"] = ("replica", (first_bad > 0).astype(np.int8), {
             "long_name": "1: the replica blew up and was dropped (its entries from "
                          "n_updates_done + 1 on are NaN)"})
-        out = out.drop_vars("diverged_update")
-    out.attrs.update(replicas=r, replicas_dropped=",".join(map(str, dropped)))
-    return out
+        del data_vars["diverged_update"]
+    coords: dict[str, Any] = {"replica": ("replica", np.arange(len(datasets), dtype=np.int64))}
+    for name, var in datasets[0].coords.items():
+        dim = var.dims[0]
+        coords[name] = (dim, labels[dim], var.attrs) if dim in labels else var
+    for dim, coord in _RAGGED_DIMS.items():  # a ragged axis the first replica lacks
+        if dim in labels and coord not in coords:
+            ref = next(ds for ds in datasets if coord in ds.coords)
+            coords[coord] = (dim, labels[dim], ref[coord].attrs)
+    attrs = {k: v for k, v in datasets[0].attrs.items() if k not in _REPLICA_ATTRS}
+    attrs.update(replicas=len(datasets),
+                 replicas_dropped=",".join(str(r) for r in np.nonzero(first_bad)[0]))
+    return xr.Dataset(data_vars, coords=coords, attrs=attrs)
 
 
 def unstack_replica(ds: xr.Dataset, replica: int) -> xr.Dataset:
