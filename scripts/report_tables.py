@@ -8,7 +8,8 @@ from spikerbm import io, report
 snakemake = globals()["snakemake"]
 log = io.job_logger(snakemake.log[0], "report_tables")
 sessions = list(snakemake.params.sessions)
-CANDIDATE_VARS = ["ll_train", "ll_test", "ll_test_std", "log_z_method", "selected"]
+CANDIDATE_VARS = ["ll_train", "ll_test", "ll_test_std", "log_z_method", "selected",
+                  "replica_wins", "within_se"]
 
 # the findings were judged once, by the summary job (spikerbm.findings): read them back
 summaries = {s: pd.read_csv(p, sep="\t", dtype=str, keep_default_na=False)

@@ -26,7 +26,8 @@ def replica_run(tmp_path_factory):
         "train": {"replicas": 2}, "pairwise": {"enabled": False},
         "atlas": {"enabled": False}}, sessions=SESSIONS)
     targets = ["results/rep/summary.tsv", "results/rep/figures/fig2_loglik.png",
-               "results/rep/figures/fig4_replicas.png", "results/tables/couplings_replicas.tsv"]
+               "results/rep/figures/fig4_replicas.png", "results/tables/couplings_replicas.tsv",
+               "results/tables/selected_models.tsv"]
     proc = snakemake(wf, "--cores", "2", *targets)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     return wf / "results" / "rep"
@@ -75,6 +76,10 @@ def test_selection_is_the_replica_mean_with_its_standard_error(replica_run):
                           keep_default_na=False)
     codes = set(summary.loc[summary["artifact"] == "finding", "quantity"])
     assert ("within_se" if within else "replicas_agree") in codes
+    table = pd.read_csv(replica_run.parent / "tables" / "selected_models.tsv", sep="\t",
+                        dtype=str, keep_default_na=False)
+    assert table["replica wins"].tolist() == [f"{int((np.argmax(best, 0) == i).sum())}/2"
+                                              for i in range(len(sizes))]
     # the training state of the primary replica is judged (per-replica variables in model.nc)
     assert codes & {"not_converged", "converged", "stopped_on_plateau"}
 

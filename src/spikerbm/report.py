@@ -257,7 +257,9 @@ def selected_models_table(selected: Mapping[str, xr.Dataset]) -> pd.DataFrame:
     pandas.DataFrame
         Columns ``session``, ``hidden units``, ``best checkpoint``, ``LL train``, ``LL test``,
         ``LL test s.d.``, ``log Z method``, ``floor test``, ``LL test - floor``,
-        ``beats floor`` (strictly above the floor, as in the selection), ``selected``.
+        ``beats floor`` (strictly above the floor, as in the selection), ``selected``; with
+        replicas (R > 1) ``LL`` is the replica mean, its s.d. the standard error, plus
+        ``replica wins`` (``k/R``) and ``within 1 s.e.`` (docs/methods.md §4).
 
     Raises
     ------
@@ -290,6 +292,10 @@ def selected_models_table(selected: Mapping[str, xr.Dataset]) -> pd.DataFrame:
                 "beats floor": "yes" if ll_test > floor else "NO",
                 "selected": "selected" if is_selected else "",
             })
+            if "replica_wins" in ds:  # R > 1: the replica-mean selection (LL = mean, s.d. = s.e.)
+                rows[-1]["replica wins"] = (f"{int(ds['replica_wins'].values[c])}/"
+                                            f"{int(ds.attrs['replicas'])}")
+                rows[-1]["within 1 s.e."] = "yes" if int(ds["within_se"].values[c]) else ""
     return pd.DataFrame(rows)
 
 
