@@ -47,14 +47,17 @@ def refine(n_hidden: int, checkpoint: int, replica: int = 0):
     return est
 
 
-if (ll["log_z_method"] == "tais").any():
-    reps = with_replica_dim(ll)
-    parts = [refine_tais_ties(reps.sel(replica=r, drop=True),
+if (ll["log_z_method"] == "tais").any() and "replica" not in ll.dims:
+    ll = refine_tais_ties(ll, refine)
+elif (ll["log_z_method"] == "tais").any():  # each replica on its own, as it is selected
+    parts = [refine_tais_ties(ll.sel(replica=r, drop=True),
                               functools.partial(refine, replica=int(r)))
-             for r in reps["replica"].values]
-    ll = parts[0] if "replica" not in ll.dims else xr.concat(
-        parts, dim="replica", combine_attrs="drop_conflicts").assign_coords(
-        replica=reps["replica"].values)
+             for r in ll["replica"].values]
+    why = "; ".join(f"replica {r}: {p.attrs['tais_fallback']}"
+                    for r, p in zip(ll["replica"].values, parts, strict=True)
+                    if p.attrs["tais_fallback"])
+    ll = xr.concat(parts, dim="replica", combine_attrs="drop_conflicts").assign_coords(
+        replica=ll["replica"].values).assign_attrs(tais_fallback=why)
 selection = select_model(ll)  # logs ties, online/checkpoint disagreements, the floor banner
 n_hidden = int(selection.attrs["n_hidden"])
 model_path = models.get(n_hidden)

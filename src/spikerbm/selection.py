@@ -365,8 +365,8 @@ def _over_replicas(ll: xr.Dataset, tables: dict[int, xr.Dataset]) -> xr.Dataset:
     train = replica_stats(per["ll_train"])
     train_mean, train_se = train["mean"], train["se"]
     sem_mean = _nan_mean(per["ll_test_sem"])
-    methods = ll["log_z_method"].sel(n_hidden=sizes).values.astype(str) if "log_z_method" in \
-        ll else np.array(["unknown"] * len(sizes))
+    methods = np.array([str(prim["log_z_method"].values[prow[int(h)]]) if int(h) in prow
+                        else "unknown" for h in sizes])  # the primary's (refined) method
     nats = {"units": "nats per sample"}
     mean_of = "mean over the live replicas of each replica's best {} (docs/methods.md §4)"
     se_of = "standard error of {} over the live replicas, std(ddof=1) / sqrt(R_live)"
@@ -461,8 +461,7 @@ def _over_replicas(ll: xr.Dataset, tables: dict[int, xr.Dataset]) -> xr.Dataset:
             "online_disagrees": disagrees,
             "online_max_abs_z": float(np.nanmax(zs)) if np.isfinite(zs).any() else math.nan,
             "disagree_z": DISAGREE_Z,
-            "tais_fallback": "; ".join(str(t.attrs["tais_fallback"]) for t in tables.values()
-                                       if t.attrs["tais_fallback"]),
+            "tais_fallback": str(ll.attrs.get("tais_fallback", "")),
             **stop,
         },
     )
