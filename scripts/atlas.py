@@ -6,6 +6,7 @@ import numpy as np
 
 from spikerbm import io, report
 from spikerbm.atlas import atlas_by_model, atlas_tables, build_atlas
+from spikerbm.findings import atlas_findings
 from spikerbm.provenance import derive_seed, provenance_attrs
 
 snakemake = globals()["snakemake"]
@@ -31,16 +32,18 @@ for model, (artifact, quantities) in models.items():
     try:
         atlases[model] = build_atlas(data, quantities=quantities, **options)
     except ValueError as err:  # one line naming the config keys to change
-        raise io.InputError(f"atlas ({model}): {err} (config: atlas.min_area_neurons = "
-                         f"{params['min_area_neurons']}, atlas.ccf_level = "
-                         f"{params['ccf_level']!r}, atlas.exclude_areas = "
-                         f"{params['exclude_areas']}; or atlas.enabled: false)") from None
+        raise io.InputError(f"atlas ({model}): {err} (config: atlas.ccf_level = "
+                            f"{params['ccf_level']!r}, atlas.exclude_areas = "
+                            f"{params['exclude_areas']}; or atlas.enabled: false)") from None
     log.info("%s: %d regions over %d sessions", model, atlases[model].sizes["region"],
              len(sessions))
 atlas = atlas_by_model(atlases)
 pairs, areas = atlas_tables(atlas)
 note = atlas.attrs["interval_note"]
-if atlas.attrs["single_session"]:
+if atlas.attrs["empty_reason"]:  # small recordings: an empty atlas, judged by the findings
+    note = f"EMPTY ATLAS: {atlas.attrs['empty_reason']}"
+    log.warning("%s", atlas_findings(atlas)[0].message)
+elif atlas.attrs["single_session"]:
     log.warning("ONE SESSION in this run: %s", note)
 for model in atlas["model"].values:
     sub = atlas.sel(model=model, quantity="J")

@@ -259,6 +259,21 @@ def test_unassigned_areas_and_stage_warnings():
     assert found["stage_warning"].message == "dynamics: something the stage said"
 
 
+def test_areas_too_small_names_the_largest_area_and_the_key():
+    """The new-user NWB file: areas of 10, 10 and 5 neurons under the default threshold 30."""
+    small = {"n_area_regions": 0, "min_area_neurons": 30, "largest_area": "CA1",
+             "largest_area_neurons": 10}
+    found = {f.code: f for f in F.session_findings(_with(**{f"couplings__{k}": v
+                                                           for k, v in small.items()}))}
+    assert found["areas_too_small"].level == "caution"
+    msg = found["areas_too_small"].message
+    assert "couplings.min_area_neurons = 30" in msg and "CA1 with 10" in msg and "to 10" in msg
+    # an area at the threshold, or no neuron with an area at all (unassigned_areas says it)
+    for attrs in ({**small, "n_area_regions": 1}, {**small, "largest_area_neurons": 0}):
+        art = _with(**{f"couplings__{k}": v for k, v in attrs.items()})
+        assert "areas_too_small" not in _codes(F.session_findings(art))
+
+
 def test_order_is_most_severe_first_and_levels_are_checked():
     art = _with(statistics__equilibrated=0, loglik__n_test=10)
     levels = [f.level for f in F.session_findings(art)]

@@ -52,7 +52,19 @@ code                      level           condition
 ``rescale_at_bound``      caution         rescale fit at the end of its grid (only a bound)
 ``unassigned_areas``      ok              neurons without a brain area (e.g. ``root``) kept
                                           in the model, left out of area analyses
+``areas_too_small``       caution         no area has ``couplings.min_area_neurons``
+                                          neurons: the area matrix and Fig. 5 are empty
 ``stage_warning``         problem         a stage stored a ``warning`` attribute
+========================  ==============  ===================================================
+
+The cross-session atlas is judged on its own (:func:`atlas_findings`, session
+``atlas (all sessions)`` of ``tables/findings.tsv``):
+
+========================  ==============  ===================================================
+``atlas_empty``           caution         no area of any session has ``atlas.min_area_neurons``
+                                          neurons: the atlas is empty
+``atlas_one_session``     caution         one session: intervals resample its neurons only
+``atlas_pooled``          ok              otherwise
 ========================  ==============  ===================================================
 """
 
@@ -74,6 +86,7 @@ __all__ = [
     "Z_NOISE",
     "Z_SHIFT",
     "Finding",
+    "atlas_findings",
     "findings_table",
     "session_findings",
 ]
@@ -424,14 +437,25 @@ def _statistics(stats: Mapping[str, Any]) -> list[Finding]:
 
 
 def _couplings(coup: Mapping[str, Any]) -> list[Finding]:
+    out = []
+    largest = int(_num(coup, "largest_area_neurons")) if "largest_area_neurons" in coup else 0
+    if "n_area_regions" in coup and int(_num(coup, "n_area_regions")) == 0 and largest > 0:
+        m = int(_num(coup, "min_area_neurons"))
+        out.append(Finding("caution", "areas_too_small",
+                           f"no brain area has >= couplings.min_area_neurons = {m} neurons "
+                           f"(largest: {coup.get('largest_area')} with {largest}): the area "
+                           "matrix (Fig. 4d) and the per-area histograms (Fig. 5) are empty; "
+                           f"lower couplings.min_area_neurons (e.g. to {max(largest, 2)}) to "
+                           "see the area structure, knowing that small areas give noisy "
+                           "block means"))
     n = int(_num(coup, "n_unassigned_neurons")) if "n_unassigned_neurons" in coup else 0
-    if n <= 0:
-        return []
-    labels = ", ".join(json.loads(coup.get("unassigned_areas", "[]")))
-    return [Finding("ok", "unassigned_areas",
-                    f"{n} neurons carry a label that names no brain area (one of "
-                    f"couplings.unassigned_areas: {labels}): they are in the model and every "
-                    "statistic but left out of the area analyses")]
+    if n > 0:
+        labels = ", ".join(json.loads(coup.get("unassigned_areas", "[]")))
+        out.append(Finding("ok", "unassigned_areas",
+                           f"{n} neurons carry a label that names no brain area (one of "
+                           f"couplings.unassigned_areas: {labels}): they are in the model and "
+                           "every statistic but left out of the area analyses"))
+    return out
 
 
 def _dynamics(dyn: Mapping[str, Any]) -> list[Finding]:
@@ -508,6 +532,43 @@ def session_findings(artifacts: Mapping[str, Any]) -> list[Finding]:
     found += _stage_warnings({k: v for k, v in artifacts.items() if k != "models"})
     rank = {level: i for i, level in enumerate(reversed(LEVELS))}
     return sorted(found, key=lambda f: rank[f.level])  # stable: pipeline order within a level
+
+
+def atlas_findings(atlas: xr.Dataset | Mapping[str, Any]) -> list[Finding]:
+    """Judge the cross-session atlas (``atlas/atlas.nc``; docs/methods.md §12).
+
+    Parameters
+    ----------
+    atlas
+        The atlas dataset or its attributes (:func:`spikerbm.atlas.build_atlas`):
+        ``empty_reason``, ``largest_area_neurons``, ``min_area_neurons``, ``single_session``,
+        ``n_regions``, ``n_sessions``, ``interval_note``.
+
+    Returns
+    -------
+    list of Finding
+        One finding: ``atlas_empty`` (caution: no area reached ``atlas.min_area_neurons``; the
+        message names the key and a value that retains the largest area),
+        ``atlas_one_session`` (caution: intervals from one session's neurons) or
+        ``atlas_pooled`` (ok).
+    """
+    at = _attrs(atlas)
+    reason = str(at.get("empty_reason", "") or "")
+    if reason:
+        largest = int(_num(at, "largest_area_neurons")) if "largest_area_neurons" in at else 0
+        fix = (f"lower atlas.min_area_neurons (now {int(_num(at, 'min_area_neurons'))}; "
+               f"{max(largest, 2)} keeps the largest area) or group areas with "
+               "atlas.ccf_level" if largest >= 2 else "label the neurons' brain areas")
+        return [Finding("caution", "atlas_empty",
+                        f"the cross-session atlas is empty: {reason}; {fix} (small areas give "
+                        "noisy block means), or set atlas.enabled: false")]
+    k, n = _num(at, "n_regions"), _num(at, "n_sessions")
+    if _flag(at, "single_session"):
+        return [Finding("caution", "atlas_one_session",
+                        f"the atlas of {k:.0f} areas has one session: "
+                        f"{at.get('interval_note', '')}; add sessions for intervals over "
+                        "recordings")]
+    return [Finding("ok", "atlas_pooled", f"the atlas pools {k:.0f} areas over {n:.0f} sessions")]
 
 
 def findings_table(findings: Sequence[Finding]) -> list[dict[str, str]]:

@@ -301,14 +301,16 @@ TABLE_LABELS = {REPORT_LABEL: "all sessions, all sizes"}
 
 def get_table_inputs(wildcards):
     """The per-session artifacts the cross-session report tables are built from (the findings
-    table from each session's summary.tsv, where the summary job wrote them)."""
+    table from each session's summary.tsv, where the summary job wrote them), and the atlas
+    when it is on (its findings: spikerbm.findings.atlas_findings)."""
     tables = {
         name: expand(results(f"{{session}}/{name}.nc"), session=SESSIONS.index)
         for name in ("selected", "statistics", "couplings", "dynamics")
     }
-    return tables | {
-        "summary": expand(results("{session}/summary.tsv"), session=SESSIONS.index)
-    }
+    tables["summary"] = expand(results("{session}/summary.tsv"), session=SESSIONS.index)
+    if ATLAS_ENABLED:
+        tables["atlas"] = results("atlas/atlas.nc")
+    return tables
 
 
 # ----------------------------------------------------------------------------- issue 20
