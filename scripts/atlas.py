@@ -38,7 +38,8 @@ for model, (artifact, quantities) in models.items():
     log.info("%s: %d regions over %d sessions", model, atlases[model].sizes["region"],
              len(sessions))
 atlas = atlas_by_model(atlases)
-pairs, areas = atlas_tables(atlas)
+# the tables at the precision their uncertainties support (report.rounded)
+pairs, areas = (report.rounded(t, report.ATLAS_ERRORS) for t in atlas_tables(atlas))
 note = atlas.attrs["interval_note"]
 if atlas.attrs["empty_reason"]:  # small recordings: an empty atlas, judged by the findings
     note = f"EMPTY ATLAS: {atlas.attrs['empty_reason']}"
@@ -61,5 +62,6 @@ for table, out, title in (
          "pair of areas, pooled over sessions"),
         (areas, snakemake.output.within_across_html, "Area atlas: within-area minus "
          "across-area couplings per area")):
-    io.write_text(report.table_html(report.formatted(table), title=title, note=note), out)
+    io.write_text(report.table_html(report.formatted(table, digits=None), title=title,
+                                    note=note), out)
 log.info("atlas: %d area pairs, %d area rows", len(pairs), len(areas))

@@ -958,7 +958,7 @@ def fig_pairwise_vs_rbm(pairs: dict[str, tuple[np.ndarray, np.ndarray]],
                if model == "rbm" else model)
     ax.axhline(0, color=style.COLORS["independent"], lw=0.8)
     ax.set_xticks(pos, names, rotation=30, ha="right", fontsize=6)
-    ax.set(ylabel="test LL - independent\n(nats / neuron / bin)")
+    ax.set(ylabel="test LL - independent\n(nats / neuron / sample)")
     ax.legend()
     for a, letter in zip(axs, "abcdefghijklmnopqrstuvwxyz", strict=False):
         style.panel_label(a, letter)
