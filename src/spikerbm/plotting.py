@@ -898,7 +898,7 @@ def fig_loglik(ll: xr.Dataset, *, per_neuron: bool = False, title: str | None = 
     ax.set_xticks([m * t for t in ticks for m in range(2, 10) if m * t <= x_max * 1.3],
                   minor=True)  # no minor ticks between the "0" position and 1
     ax.set_xlim(LOGLIK_UPDATE0_X * 0.8, x_max * 1.3)
-    unit = "nats / neuron" if per_neuron else "nats / sample"
+    unit = "nats / neuron / sample" if per_neuron else "nats / sample"
     ax.set(xlabel="update", ylabel=f"log-likelihood ({unit})")
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=6, frameon=False)
     if title:
