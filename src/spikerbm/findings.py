@@ -19,7 +19,9 @@ code                      level           condition
                                           or 2 of its log Z error (``ll_test_std``)
 ``beats_floor``           ok              otherwise
 ``grid_edge``             caution         selected size is the largest (or smallest) of the
-                                          grid, or the grid has one size
+                                          grid, or the grid has one size (when the selected
+                                          model is ``not_converged`` it says so: the edge then
+                                          reflects training speed, not size)
 ``grid_interior``         ok              otherwise
 ``not_converged``         problem/caution training still improving at its maximum
                                           (``still_improving`` = 1), or, without the online
@@ -54,6 +56,9 @@ code                      level           condition
                                           in the model, left out of area analyses
 ``areas_too_small``       caution         no area has ``couplings.min_area_neurons``
                                           neurons: the area matrix and Fig. 5 are empty
+``truth_not_recovered``   caution         synthetic session: Pearson r of J_ij with the
+                                          planted J_ij below :data:`MIN_R_TRUTH`
+``truth_recovered``       ok              otherwise (with r of H_i and the time rescale)
 ``stage_warning``         problem         a stage stored a ``warning`` attribute
 ========================  ==============  ===================================================
 
@@ -82,6 +87,7 @@ import xarray as xr
 __all__ = [
     "LEVELS",
     "MIN_R_TRAIN_TEST",
+    "MIN_R_TRUTH",
     "MIN_TEST_BINS",
     "Z_NOISE",
     "Z_SHIFT",
@@ -118,6 +124,11 @@ MIN_GAIN = 0.01
 #: and differences between models drown in the noise (the data are too short, not the model
 #: too poor).
 MIN_R_TRAIN_TEST = 0.5
+
+#: Smallest Pearson r of the model's J_ij with the planted J_ij (synthetic sessions) reported
+#: as recovered: below 0.5 the model explains less than a quarter (r^2) of the variance of the
+#: planted couplings across pairs, i.e. most of what Figs. 4-5 would show is not the truth.
+MIN_R_TRUTH = 0.5
 
 #: Standard errors by which the test log-likelihood must exceed the train log-likelihood to
 #: be reported: a fitted model is expected to do worse on held-out data, so a significant
@@ -237,7 +248,10 @@ def _floor(sel: Mapping[str, Any]) -> list[Finding]:
                     f"(test LL {_num(sel, 'll_test'):.4g} vs {_num(sel, 'floor_test'):.4g})")]
 
 
-def _grid(selected: xr.Dataset | Mapping[str, Any]) -> list[Finding]:
+def _grid(selected: xr.Dataset | Mapping[str, Any], *, unconverged: bool = False
+          ) -> list[Finding]:
+    """``grid_edge`` / ``grid_interior``; ``unconverged``: the selected model is
+    ``not_converged``, so the edge says more about training length than about size."""
     sel = _attrs(selected)
     if "n_hidden" not in sel:
         return []
@@ -252,18 +266,24 @@ def _grid(selected: xr.Dataset | Mapping[str, Any]) -> list[Finding]:
                         f"only one hidden size ({chosen}) was trained: nothing was selected; "
                         f"add sizes around it to train.n_hidden (e.g. {max(chosen // 2, 1)}, "
                         f"{2 * chosen})")]
-    if chosen == grid[-1]:
-        nxt = int(round(grid[-1] * grid[-1] / grid[-2]))
+    def edge(which: str, where: str, nxt: int) -> list[Finding]:
+        text = f"selected the {which} hidden size of the grid {_fmt_sizes(grid)}{tie_note}"
+        if unconverged:  # the comparison of sizes is one of training speed, not of models
+            return [Finding("caution", "grid_edge",
+                            f"{text}, but that model did not converge (not_converged): at a "
+                            "fixed number of updates a larger RBM learns faster, not "
+                            "necessarily better, so the edge is not yet meaningful; raise "
+                            f"train.n_updates first, then add {nxt} to train.n_hidden if the "
+                            "edge remains")]
         return [Finding("caution", "grid_edge",
-                        f"selected the largest hidden size of the grid {_fmt_sizes(grid)}"
-                        f"{tie_note}: the optimum may lie beyond; add {nxt} to train.n_hidden")]
+                        f"{text}: the optimum may lie {where}; add {nxt} to train.n_hidden")]
+
+    if chosen == grid[-1]:
+        return edge("largest", "beyond", int(round(grid[-1] * grid[-1] / grid[-2])))
     if chosen == grid[0] and chosen > 1:
         nxt = max(1, int(round(grid[0] * grid[0] / grid[1])))
         if nxt < grid[0]:
-            return [Finding("caution", "grid_edge",
-                            f"selected the smallest hidden size of the grid {_fmt_sizes(grid)}"
-                            f"{tie_note}: the optimum may lie below; add {nxt} to "
-                            "train.n_hidden")]
+            return edge("smallest", "below", nxt)
     return [Finding("ok", "grid_interior",
                     f"selected {chosen} hidden units, inside the grid {_fmt_sizes(grid)}"
                     f"{tie_note}")]
@@ -458,6 +478,27 @@ def _couplings(coup: Mapping[str, Any]) -> list[Finding]:
     return out
 
 
+def _truth(coup: Mapping[str, Any], dyn: Mapping[str, Any]) -> list[Finding]:
+    """Recovery of the planted model (synthetic sessions: the stages score themselves)."""
+    r_j = _num(coup, "truth_pearson_J")
+    if not math.isfinite(r_j):
+        return []
+    parts = [f"Pearson r of the pairwise couplings J_ij with the planted ones {r_j:.2f}"]
+    if math.isfinite(r_h := _num(coup, "truth_pearson_H")):
+        parts.append(f"of the fields H_i {r_h:.2f}")
+    fit, true = _num(dyn, "ms_per_sweep"), _num(dyn, "truth_ms_per_sweep")
+    if math.isfinite(fit) and math.isfinite(true) and true > 0:
+        parts.append(f"time rescale {fit:.3g} ms per sweep vs planted {true:.3g} "
+                     f"({fit / true - 1:+.0%})")
+    text = "planted truth: " + "; ".join(parts)
+    if r_j < MIN_R_TRUTH:
+        return [Finding("caution", "truth_not_recovered",
+                        f"{text}: below {MIN_R_TRUTH}, most of the planted couplings' variance "
+                        "is not recovered; train longer (train.n_updates) or on more data "
+                        "(synthetic.duration_s) before trusting couplings on real data")]
+    return [Finding("ok", "truth_recovered", text)]
+
+
 def _dynamics(dyn: Mapping[str, Any]) -> list[Finding]:
     if not dyn:
         return []
@@ -524,10 +565,13 @@ def session_findings(artifacts: Mapping[str, Any]) -> list[Finding]:
     models = {int(k): _attrs(v) for k, v in (artifacts.get("models") or {}).items()}
     found: list[Finding] = []
     if selected is not None:
-        found += _floor(sel) + _grid(selected) + _convergence(selected, models) + _online(sel)
+        conv = _convergence(selected, models)
+        unconverged = any(f.code == "not_converged" and f.level == "problem" for f in conv)
+        found += _floor(sel) + _grid(selected, unconverged=unconverged) + conv + _online(sel)
     found += _splits(sel, stats, _attrs(artifacts.get("loglik")))
     found += _statistics(stats)
     found += _couplings(_attrs(artifacts.get("couplings")))
+    found += _truth(_attrs(artifacts.get("couplings")), _attrs(artifacts.get("dynamics")))
     found += _dynamics(_attrs(artifacts.get("dynamics")))
     found += _stage_warnings({k: v for k, v in artifacts.items() if k != "models"})
     rank = {level: i for i, level in enumerate(reversed(LEVELS))}
