@@ -30,10 +30,19 @@ def load_sessions(path):
     return table, synthetic
 
 
+from snakemake.exceptions import WorkflowError
+
 from spikerbm.config import check_config_consistency
 
-check_config_consistency(config)
-SESSIONS, SYNTHETIC_ROW_PARAMS = load_sessions(config["sessions"])
+# A bad config or sheet is one line (raised here, without the frames of our code below it; the
+# `File` line Snakemake adds points at this line). Other errors keep their traceback.
+try:
+    check_config_consistency(config, where=CONFIG_FILES)
+    SESSIONS, SYNTHETIC_ROW_PARAMS = load_sessions(config["sessions"])
+except ValueError as err:
+    if not getattr(err, "user_facing", False):
+        raise
+    raise WorkflowError(str(err)) from None
 N_HIDDEN = [int(n) for n in config["train"]["n_hidden"]]
 #: This run's namespace: every output, log and benchmark lies under it (config `results_dir`).
 RESULTS_DIR = config["results_dir"]
@@ -169,9 +178,14 @@ def _file_source_params(source):
     )
 
 
-FILE_ROW_PARAMS = {
-    source: _file_source_params(source) for source in ("raster", "nwb", "spikes")
-}
+try:
+    FILE_ROW_PARAMS = {
+        source: _file_source_params(source) for source in ("raster", "nwb", "spikes")
+    }
+except ValueError as err:  # a bad row: one line, as above
+    if not getattr(err, "user_facing", False):
+        raise
+    raise WorkflowError(str(err)) from None
 NWB_SESSIONS = _alternation(sessions_of("nwb"))
 SPIKES_FILE_SESSIONS = _alternation(sessions_of("spikes"))
 
