@@ -105,8 +105,11 @@ def get_import_raster_params(wildcards):
 
 def get_train_params(wildcards):
     """The train section for this model: its own size instead of the list of sizes, so adding
-    a size leaves the existing models' params unchanged."""
-    return {**_section("train", drop=["n_hidden"]), "n_hidden": int(wildcards.n_hidden)}
+    a size leaves the existing models' params unchanged; `replicas: 1` (the default) is left
+    out, so single-model jobs keep the params they had before replicas existed (no rerun).
+    """
+    drop = ["n_hidden"] + (["replicas"] if config["train"]["replicas"] == 1 else [])
+    return {**_section("train", drop=drop), "n_hidden": int(wildcards.n_hidden)}
 
 
 def get_likelihood_params(wildcards):
