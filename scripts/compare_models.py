@@ -41,11 +41,12 @@ for k, session in enumerate(sessions):
              "pairwise %.3f; r(J) %.3f slope %.3f", session, row["ll_test_rbm"],
              row["ll_test_pairwise"], row["ll_test_independent"], row["score_corr3_rbm"],
              row["score_corr3_pairwise"], row["j_pearson_r"], row["j_slope"])
-io.write_text(pd.DataFrame(rows).to_csv(sep="\t", index=False), snakemake.output.tsv)
+io.write_text(report.rounded(pd.DataFrame(rows), report.MODEL_COMPARISON_ERRORS)
+              .to_csv(sep="\t", index=False), snakemake.output.tsv)
 io.write_text(report.table_html(
     report.model_comparison_table(rows),
     title="What the RBM's hidden units buy: RBM vs pairwise (Ising) vs independent-site model",
-    note="Test log-likelihoods in nats per neuron per bin, ± the log Z uncertainty (1 s.d.; "
+    note="Test log-likelihoods in nats per neuron per sample, ± the log Z uncertainty (1 s.d.; "
          "exact log Z: none shown); the RBM - pairwise gain also has its test-set error "
          "(s.e. of the paired per-bin difference). Scores: 0 = independent-site model, 1 = as "
          "close to train as the test set (docs/methods.md §5). r and slope: the RBM's "

@@ -279,6 +279,8 @@ def test_compute_couplings_dataset_roundtrip_and_figures(tmp_path):
     # no neuron without an area here; the default labels that name none are recorded
     assert ds.attrs["n_unassigned_neurons"] == 0
     assert ds.attrs["unassigned_areas"] == '["root", "unknown"]'
+    assert ds.attrs["n_area_regions"] == 3 and ds.attrs["largest_area_neurons"] == 7
+    assert ds.attrs["largest_area"] == "A"  # the first of three areas of 7 (np.unique order)
     # stored subset and strongest agree with direct evaluation
     rbm32 = RBM(*(torch.tensor(sel[k].values, dtype=F64) for k in ("W", "a", "b")))
     tr = np.stack([ds.triplet_i, ds.triplet_j, ds.triplet_k], 1)
@@ -310,7 +312,7 @@ def test_compute_couplings_dataset_roundtrip_and_figures(tmp_path):
     np.testing.assert_array_equal(back.J.values, ds.J.values)
     assert isinstance(fig4 := __import__("spikerbm.plotting", fromlist=["x"]).fig_couplings(back),
                       Figure)
-    from spikerbm.plotting import fig_areas
+    from spikerbm.plotting import fig_areas, fig_couplings
 
     fig5 = fig_areas(back)
     assert isinstance(fig5, Figure) and len(fig4.axes) >= 5
@@ -323,6 +325,11 @@ def test_compute_couplings_dataset_roundtrip_and_figures(tmp_path):
     ratio = np.asarray(small.axes[0].get_xlim()) / np.asarray(fig5.axes[0].get_xlim())
     assert ratio[0] == pytest.approx(ratio[1], rel=1e-6)  # the same bins on a rescaled axis
     assert 1e-3 <= np.max(np.abs(small.axes[0].get_xlim())) < 1e3  # plain tick numbers
+    # no area with min_area_neurons neurons (a small recording): both figures still build
+    none = back.isel(region=slice(0, 0), region2=slice(0, 0))
+    for fig in (fig_areas(none), fig_couplings(none)):
+        assert any("no area with enough neurons" in t.get_text() for ax in fig.axes
+                   for t in ax.texts)
     import matplotlib.pyplot as plt
 
     plt.close("all")

@@ -227,7 +227,14 @@ class TrainConfig:
         return canonical_json(self.to_dict())
 
 
-def check_config_consistency(cfg: Mapping[str, Any]) -> None:
+class ConfigError(ValueError):
+    """A bad configuration: one line naming the config file(s), the keys and the fix."""
+
+    user_facing = True
+
+
+def check_config_consistency(cfg: Mapping[str, Any], *,
+                             where: str = "config/config.yaml") -> None:
     """Check the cross-key rules the JSON schema cannot express, before any job runs.
 
     Parameters
@@ -236,11 +243,13 @@ def check_config_consistency(cfg: Mapping[str, Any]) -> None:
         The whole Snakemake config, validated by ``workflow/schemas/config.schema.yaml`` with
         its defaults filled in (``validate(config, schema, set_default=True)``), so every key
         is present.
+    where
+        The config file(s) the values came from, named in the message.
 
     Raises
     ------
-    ValueError
-        One message listing every violated rule, naming the keys and the fix.
+    ConfigError
+        One message listing every violated rule, naming the file, the keys and the fix.
     """
     problems = []
     b = cfg["binarize"]
@@ -276,8 +285,4 @@ def check_config_consistency(cfg: Mapping[str, Any]) -> None:
             "train.patience: 0"
         )
     if problems:
-        raise ValueError(
-            "invalid configuration: "
-            + "; ".join(problems)
-            + " (fix config/config.yaml)"
-        )
+        raise ConfigError(f"{where}: invalid configuration: " + "; ".join(problems))

@@ -537,6 +537,16 @@ def _pairs(rbm: RBM, *, method: str, n_nodes: int, log_tol: float,
     raise ValueError(f"pair_method must be 'quadrature' or 'spectral'; got {method!r}")
 
 
+def _largest_area(areas: np.ndarray, unassigned: Sequence[str]) -> dict[str, int | str]:
+    """``largest_area`` (label) and ``largest_area_neurons`` among the assigned neurons ("", 0
+    when none): what the findings name when no area reaches ``min_area_neurons``."""
+    names, counts = np.unique(areas[~np.isin(areas, list(unassigned))], return_counts=True)
+    if not counts.size:
+        return {"largest_area": "", "largest_area_neurons": 0}
+    return {"largest_area": str(names[np.argmax(counts)]),
+            "largest_area_neurons": int(counts.max())}
+
+
 def compute_couplings(selected: xr.Dataset, *, areas: np.ndarray | None = None,
                       model: xr.Dataset | None = None, truth: xr.Dataset | None = None,
                       quadrature_nodes: int = 40, pair_method: str = "quadrature",
@@ -673,6 +683,8 @@ def compute_couplings(selected: xr.Dataset, *, areas: np.ndarray | None = None,
         "spectral_rank": f3.rank, "min_area_neurons": int(min_area_neurons),
         "unassigned_areas": json.dumps(unassigned),
         "n_unassigned_neurons": int(np.isin(areas, unassigned).sum()),
+        "n_area_regions": int(ds.sizes.get("region", 0)),
+        **_largest_area(areas, unassigned),
         "triplet_subset": "all" if len(sub) == st.n_triplets else f"seeded sample of {len(sub)}",
     }
     for key in ("H", "J2", "J3"):

@@ -10,6 +10,8 @@ on every figure, update 0 (the initialisation) drawn apart from update 1 on log 
 
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
@@ -923,7 +925,7 @@ def fig_loglik(ll: xr.Dataset, *, per_neuron: bool = False, title: str | None = 
     ax.set_xticks([m * t for t in ticks for m in range(2, 10) if m * t <= x_max * 1.3],
                   minor=True)  # no minor ticks between the "0" position and 1
     ax.set_xlim(LOGLIK_UPDATE0_X * 0.8, x_max * 1.3)
-    unit = "nats / neuron" if per_neuron else "nats / sample"
+    unit = "nats / neuron / sample" if per_neuron else "nats / sample"
     ax.set(xlabel="update", ylabel=f"log-likelihood ({unit})")
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=6, frameon=False)
     if title:
@@ -983,23 +985,34 @@ def fig_pairwise_vs_rbm(pairs: dict[str, tuple[np.ndarray, np.ndarray]],
                if model == "rbm" else model)
     ax.axhline(0, color=style.COLORS["independent"], lw=0.8)
     ax.set_xticks(pos, names, rotation=30, ha="right", fontsize=6)
-    ax.set(ylabel="test LL - independent\n(nats / neuron / bin)")
+    ax.set(ylabel="test LL - independent\n(nats / neuron / sample)")
     ax.legend()
     for a, letter in zip(axs, "abcdefghijklmnopqrstuvwxyz", strict=False):
         style.panel_label(a, letter)
     return fig
 
 
+#: the atlas figure writes each cell's interval into the cell up to this many areas (larger
+#: matrices have cells too small for it: the intervals are in tables/atlas_area_pairs)
+ATLAS_CELL_INTERVAL_MAX_AREAS = 3
+#: font size (pt) of the atlas cell annotations: 8 up to 4 areas, 7 up to 8 (at 150 dpi,
+#: 15-17 px; none are drawn beyond 8 areas)
+ATLAS_CELL_FONTSIZE = {4: 8.0, 8: 7.0}
+
+
 def fig_atlas(ds: xr.Dataset, *, quantity: str = "J") -> Figure:
     """Cross-session area atlas (docs/methods.md §12).
 
     Panels, per model (the RBM's effective couplings; the pairwise baseline's when present):
-    the area x area matrix of the pooled coarse-grained ``quantity`` (each cell annotated, with
-    few areas, with its value, interval and number of sessions; ``*`` marks an interval from one
-    session's neuron bootstrap); then per area the within-area minus across-area difference of
+    the area x area matrix of the pooled coarse-grained ``quantity`` in a power of ten named
+    in the colour-bar label (each cell annotated, with up to 8 areas, with its value and number
+    of sessions, and with up to :data:`ATLAS_CELL_INTERVAL_MAX_AREAS` areas also its interval;
+    ``*`` marks an interval from one session's neuron bootstrap; every interval is in the
+    table ``atlas_area_pairs``); then per area the within-area minus across-area difference of
     ``quantity`` with its interval, one point per model, labelled with the number of sessions
     and the p-value of the test over sessions (RBM); last, the effect sizes (mean per-session
-    Cohen's d) of ``J``, ``|J|`` and ``R`` per model, which share one scale.
+    Cohen's d) of ``J``, ``|J|`` and ``R`` per model, which share one scale. An empty atlas
+    (no area reached ``min_area_neurons``) gives one panel that says why.
 
     Parameters
     ----------
@@ -1009,35 +1022,55 @@ def fig_atlas(ds: xr.Dataset, *, quantity: str = "J") -> Figure:
     quantity
         The quantity of the matrices and of the within-vs-across panel.
     """
+    from matplotlib.ticker import MaxNLocator
+
     models = [str(m) for m in ds["model"].values]
     regions = [str(r) for r in ds["region"].values]
     k = len(regions)
-    annotate = k <= 8
+    if k == 0:
+        fig, ax = style.subplots(1, 1, figsize=(6.4, 2.2))
+        ax.set_axis_off()
+        reason = str(ds.attrs.get("empty_reason", "")) or "no area was retained"
+        ax.text(0.5, 0.5, textwrap.fill(f"Empty atlas: {reason}. The finding atlas_empty in "
+                                        "tables/findings.tsv names the key to change.", 70),
+                ha="center", va="center", fontsize=9, transform=ax.transAxes)
+        return fig
+    annotate = k <= max(ATLAS_CELL_FONTSIZE)
+    intervals = k <= ATLAS_CELL_INTERVAL_MAX_AREAS
+    font = next((f for n, f in sorted(ATLAS_CELL_FONTSIZE.items()) if k <= n), 0.0)
     side = max(4.2, 0.95 * k + 1.0) if annotate else max(3.2, 0.3 * k + 1.5)
     ncol = len(models) + 2
     fig, axs = style.subplots(1, ncol, figsize=(side * len(models) + 2 * 3.6, side),
                               squeeze=False)
     axs = axs[0]
     single = ds["area_ci_from_sessions"].values == 0
+    star = not int(ds.attrs.get("single_session", 0))  # one session: the title says it once
+    unit = style.KT if quantity in ("J", "J_abs") else ""
     for ax, model in zip(axs, models, strict=False):
         sub = ds.sel(model=model, quantity=quantity)
-        mat = sub["area_mean"].values
-        # one colour scale per model: the two models' couplings need not share a scale
-        lim = float(np.nanmax(np.abs(mat), initial=0.0)) or 1.0
+        # one colour scale per model: the two models' couplings need not share a scale; values
+        # in a power of ten named in the label (as Figs. 4-5), so cells show 2 digits
+        lim = float(np.nanmax(np.abs(sub["area_mean"].values), initial=0.0)) or 1.0
+        power, scale = _scale_power(lim)
+        mat, lim = sub["area_mean"].values / 10.0**power, lim / 10.0**power
         im = ax.imshow(mat, cmap="RdBu_r", vmin=-lim, vmax=lim)
-        ax.set_xticks(range(k), regions, rotation=90, fontsize=6)
-        ax.set_yticks(range(k), regions, fontsize=6)
+        ax.set_xticks(range(k), regions, rotation=90, fontsize=7 if annotate else 6)
+        ax.set_yticks(range(k), regions, fontsize=7 if annotate else 6)
         if annotate:
-            lo, hi = sub["area_ci_low"].values, sub["area_ci_high"].values
+            lo, hi = (sub[v].values / 10.0**power for v in ("area_ci_low", "area_ci_high"))
             ns = ds["area_n_sessions"].values
             for a in range(k):
                 for b in range(k):
-                    if np.isfinite(mat[a, b]):
-                        ax.text(b, a, f"{mat[a, b]:.2g}\n[{lo[a, b]:.2g}, {hi[a, b]:.2g}]\n"
-                                f"n={int(ns[a, b])}{'*' if single[a, b] else ''}",
-                                ha="center", va="center", fontsize=5,
-                                color="white" if abs(mat[a, b]) > 0.6 * lim else "black")
-        fig.colorbar(im, ax=ax, shrink=0.75, label=f"mean {quantity}" + r"$_{AB}$")
+                    if not np.isfinite(mat[a, b]):
+                        continue
+                    text = f"{mat[a, b]:.2g}\n"
+                    if intervals:
+                        text += f"[{lo[a, b]:.2g}, {hi[a, b]:.2g}]\n"
+                    text += f"n={int(ns[a, b])}{'*' if single[a, b] and star else ''}"
+                    ax.text(b, a, text, ha="center", va="center", fontsize=font,
+                            color="white" if abs(mat[a, b]) > 0.6 * lim else "black")
+        units = f" ({scale}{unit})" if scale or unit else ""
+        fig.colorbar(im, ax=ax, shrink=0.75, label=f"mean {quantity}" + r"$_{AB}$" + units)
         ax.set_title(f"{model}: mean {quantity} between areas")
     y = np.arange(k)
     pal = style.hidden_palette(max(len(models), 2))
@@ -1052,7 +1085,8 @@ def fig_atlas(ds: xr.Dataset, *, quantity: str = "J") -> Figure:
     rbm = ds.sel(model=models[0], quantity=quantity)
     ax.set_yticks(y, [f"{r} (n={int(ds['delta_n_sessions'].values[i])}, "
                       f"p={float(rbm['delta_p_value'].values[i]):.2g})"
-                      for i, r in enumerate(regions)], fontsize=6)
+                      for i, r in enumerate(regions)], fontsize=7 if annotate else 6)
+    ax.xaxis.set_major_locator(MaxNLocator(5))
     ax.invert_yaxis()
     ax.set(xlabel=f"within - across, {quantity}",
            title=f"within vs across ({100 * ds.attrs['ci_level']:.0f}% intervals)")
@@ -1066,18 +1100,26 @@ def fig_atlas(ds: xr.Dataset, *, quantity: str = "J") -> Figure:
                 y + (s - (len(shown) - 1) / 2) * 0.8 / max(len(shown), 1), "o", ms=3,
                 color=pal[s], label=f"{model} {q}")
     ax.axvline(0, color="0.3", lw=0.8, ls="--")
-    ax.set_yticks(y, regions, fontsize=6)
+    ax.set_yticks(y, regions, fontsize=7 if annotate else 6)
+    ax.xaxis.set_major_locator(MaxNLocator(5))
     ax.invert_yaxis()
     ax.set(xlabel="Cohen's d (within vs across)", title="effect sizes")
     ax.legend(fontsize=6)
     for a, letter in zip(axs, "abcdefgh", strict=False):
         style.panel_label(a, letter)
+    notes = []
+    if annotate and not intervals:
+        notes.append(f"cells: value (n = sessions); {100 * ds.attrs['ci_level']:.0f}% "
+                     "intervals in the table atlas_area_pairs")
     if int(ds.attrs.get("single_session", 0)):
-        fig.suptitle("ONE SESSION: " + str(ds.attrs.get("interval_note", "")), fontsize=7,
-                     color="#b00")
-    elif annotate and single.any():
-        fig.suptitle("* interval from one session's neuron bootstrap (area pair recorded "
-                     "together once)", fontsize=7)
+        fig.suptitle("ONE SESSION: " + str(ds.attrs.get("interval_note", "")) +
+                     "".join(f"\n{n}" for n in notes), fontsize=7, color="#b00")
+    else:
+        if annotate and single.any():
+            notes.append("* interval from one session's neuron bootstrap (area pair recorded "
+                         "together once)")
+        if notes:
+            fig.suptitle("\n".join(notes), fontsize=7)
     return fig
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import html
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -384,6 +385,23 @@ MODEL_COMPARISON_COLUMNS: tuple[tuple[str, str | None, str], ...] = (
 )
 
 
+#: Uncertainties that set the TSV precision of each column (:func:`rounded`): the log Z error
+#: and the test-set standard error of the log-likelihoods per neuron, the errors of the gains.
+MODEL_COMPARISON_ERRORS: dict[str, tuple[str, ...]] = {
+    "ll_test_rbm": ("ll_test_rbm_std", "ll_test_pairwise_sem"),
+    "ll_test_pairwise": ("ll_test_pairwise_std", "ll_test_pairwise_sem"),
+    "ll_test_independent": ("ll_test_pairwise_sem",),
+    "rbm_minus_pairwise": ("rbm_minus_pairwise_std", "rbm_minus_pairwise_sem"),
+    "pairwise_minus_independent": ("pairwise_minus_independent_std",),
+}
+#: The same for the atlas tables (:func:`spikerbm.atlas.atlas_tables`).
+ATLAS_ERRORS: dict[str, tuple[str, ...]] = {
+    "mean": ("se",), "ci_low": ("se",), "ci_high": ("se",),
+    "within": ("delta_se",), "across": ("delta_se",), "delta": ("delta_se",),
+    "delta_ci_low": ("delta_se",), "delta_ci_high": ("delta_se",),
+}
+
+
 def model_comparison_table(rows: list[Mapping[str, object]]) -> pd.DataFrame:
     """The RBM-vs-pairwise-vs-independent table, one row per session (formatted for display).
 
@@ -391,7 +409,7 @@ def model_comparison_table(rows: list[Mapping[str, object]]) -> pd.DataFrame:
     ----------
     rows
         :func:`spikerbm.pairwise.model_comparison` dicts. Log-likelihoods are nats per neuron
-        per bin; ``a ± b`` shows the log Z uncertainty (1 s.d.); the independent model scores 0
+        per sample; ``a ± b`` shows the log Z uncertainty (1 s.d.); the independent model scores 0
         by definition (docs/methods.md §5). ``equilibrated`` is 1/0 (-1: not checked).
 
     Returns
@@ -414,10 +432,72 @@ def model_comparison_table(rows: list[Mapping[str, object]]) -> pd.DataFrame:
     return pd.DataFrame(out, columns=["session", *(t for _, _, t in MODEL_COMPARISON_COLUMNS)])
 
 
-def formatted(table: pd.DataFrame) -> pd.DataFrame:
-    """A copy of ``table`` with its float columns formatted as in the summary (4 digits)."""
+#: Significant digits of an uncertainty in the TSV tables, and the fewest of any value.
+ERROR_DIGITS = 2
+VALUE_DIGITS = 4
+
+
+def round_to_error(value: float, error: float = math.nan, *, error_digits: int = ERROR_DIGITS,
+                   value_digits: int = VALUE_DIGITS) -> float:
+    """``value`` rounded to the decimal of the ``error_digits``-th significant digit of its
+    uncertainty ``error``, and to at least ``value_digits`` significant digits.
+
+    So a value keeps every digit its uncertainty resolves (``-0.313368612 +- 0.000081`` ->
+    ``-0.313369``) and no more; without a positive finite error it keeps ``value_digits``
+    (as the other report tables). Convention: two significant digits of the uncertainty
+    (Particle Data Group, *Review of Particle Physics*, "Rounding").
+
+    Parameters
+    ----------
+    value, error
+        Floats; NaN/inf values are returned unchanged.
+    """
+    v = float(value)
+    if not math.isfinite(v) or v == 0.0:
+        return v
+    decimals = value_digits - 1 - math.floor(math.log10(abs(v)))
+    e = float(error)
+    if math.isfinite(e) and e > 0:
+        decimals = max(decimals, error_digits - 1 - math.floor(math.log10(e)))
+    return round(v, decimals)
+
+
+def rounded(table: pd.DataFrame, errors: Mapping[str, Sequence[str]]) -> pd.DataFrame:
+    """A copy of ``table`` with its float columns rounded for a TSV (:func:`round_to_error`).
+
+    Parameters
+    ----------
+    table
+        Numbers at full precision.
+    errors
+        Column -> the columns of its uncertainties (the smallest positive one per row sets the
+        precision). Those uncertainty columns get :data:`ERROR_DIGITS` significant digits;
+        every other float column :data:`VALUE_DIGITS`.
+    """
+    out = table.copy()
+    error_columns = {c for cols in errors.values() for c in cols}
+    for col in out.columns:
+        if out[col].dtype.kind != "f":
+            continue
+        if col in error_columns:
+            out[col] = [round_to_error(v, value_digits=ERROR_DIGITS) for v in table[col]]
+        elif col in errors:
+            errs = np.array([[float(x) for x in table[c]] for c in errors[col] if c in table])
+            errs = (np.where(errs > 0, errs, np.inf).min(axis=0) if errs.size
+                    else np.full(len(table), np.nan))
+            out[col] = [round_to_error(v, e) for v, e in zip(table[col], errs, strict=True)]
+        else:
+            out[col] = [round_to_error(v) for v in table[col]]
+    return out
+
+
+def formatted(table: pd.DataFrame, *, digits: int | None = 4) -> pd.DataFrame:
+    """A copy of ``table`` with its float columns as text: ``digits`` significant digits (as in
+    the summary), or with ``None`` every digit of values already rounded (:func:`rounded`);
+    NaN as ``n/a``."""
     out = table.copy()
     for col in out.columns:
         if out[col].dtype.kind == "f":
-            out[col] = [_fmt(v) for v in out[col]]
+            out[col] = ["n/a" if not np.isfinite(v) else f"{v:.{digits or 15}g}"
+                        for v in out[col]]
     return out

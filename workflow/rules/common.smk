@@ -30,10 +30,19 @@ def load_sessions(path):
     return table, synthetic
 
 
+from snakemake.exceptions import WorkflowError
+
 from spikerbm.config import check_config_consistency
 
-check_config_consistency(config)
-SESSIONS, SYNTHETIC_ROW_PARAMS = load_sessions(config["sessions"])
+# A bad config or sheet is one line (raised here, without the frames of our code below it; the
+# `File` line Snakemake adds points at this line). Other errors keep their traceback.
+try:
+    check_config_consistency(config, where=CONFIG_FILES)
+    SESSIONS, SYNTHETIC_ROW_PARAMS = load_sessions(config["sessions"])
+except ValueError as err:
+    if not getattr(err, "user_facing", False):
+        raise
+    raise WorkflowError(str(err)) from None
 N_HIDDEN = [int(n) for n in config["train"]["n_hidden"]]
 #: This run's namespace: every output, log and benchmark lies under it (config `results_dir`).
 RESULTS_DIR = config["results_dir"]
@@ -172,9 +181,14 @@ def _file_source_params(source):
     )
 
 
-FILE_ROW_PARAMS = {
-    source: _file_source_params(source) for source in ("raster", "nwb", "spikes")
-}
+try:
+    FILE_ROW_PARAMS = {
+        source: _file_source_params(source) for source in ("raster", "nwb", "spikes")
+    }
+except ValueError as err:  # a bad row: one line, as above
+    if not getattr(err, "user_facing", False):
+        raise
+    raise WorkflowError(str(err)) from None
 NWB_SESSIONS = _alternation(sessions_of("nwb"))
 SPIKES_FILE_SESSIONS = _alternation(sessions_of("spikes"))
 
@@ -307,14 +321,16 @@ TABLE_LABELS = {REPORT_LABEL: "all sessions, all sizes"}
 
 def get_table_inputs(wildcards):
     """The per-session artifacts the cross-session report tables are built from (the findings
-    table from each session's summary.tsv, where the summary job wrote them)."""
+    table from each session's summary.tsv, where the summary job wrote them), and the atlas
+    when it is on (its findings: spikerbm.findings.atlas_findings)."""
     tables = {
         name: expand(results(f"{{session}}/{name}.nc"), session=SESSIONS.index)
         for name in ("selected", "statistics", "couplings", "dynamics")
     }
-    return tables | {
-        "summary": expand(results("{session}/summary.tsv"), session=SESSIONS.index)
-    }
+    tables["summary"] = expand(results("{session}/summary.tsv"), session=SESSIONS.index)
+    if ATLAS_ENABLED:
+        tables["atlas"] = results("atlas/atlas.nc")
+    return tables
 
 
 # ----------------------------------------------------------------------------- issue 20
