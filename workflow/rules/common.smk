@@ -37,7 +37,8 @@ from spikerbm.config import check_config_consistency
 # A bad config or sheet is one line (raised here, without the frames of our code below it; the
 # `File` line Snakemake adds points at this line). Other errors keep their traceback.
 try:
-    check_config_consistency(config, where=CONFIG_FILES)
+    # CONFIG_FILES: set by workflow/Snakefile; a Snakefile of its own (tests) may lack it
+    check_config_consistency(config, where=globals().get("CONFIG_FILES", "config/config.yaml"))
     SESSIONS, SYNTHETIC_ROW_PARAMS = load_sessions(config["sessions"])
 except ValueError as err:
     if not getattr(err, "user_facing", False):
