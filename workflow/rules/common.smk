@@ -38,7 +38,9 @@ from spikerbm.config import check_config_consistency
 # `File` line Snakemake adds points at this line). Other errors keep their traceback.
 try:
     # CONFIG_FILES: set by workflow/Snakefile; a Snakefile of its own (tests) may lack it
-    check_config_consistency(config, where=globals().get("CONFIG_FILES", "config/config.yaml"))
+    check_config_consistency(
+        config, where=globals().get("CONFIG_FILES", "config/config.yaml")
+    )
     SESSIONS, SYNTHETIC_ROW_PARAMS = load_sessions(config["sessions"])
 except ValueError as err:
     if not getattr(err, "user_facing", False):
