@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from spikerbm.config import PRECISIONS, TrainConfig  # noqa: F401 (re-exported)
+from spikerbm.partition import STAGE_CHECK_EVERY
 from spikerbm.pcd import (  # noqa: F401 (re-exported)
     DIVERGENCE_CHECK_EVERY,
     MAX_ABS_PARAMETER,
@@ -236,13 +237,15 @@ def train(train_data: np.ndarray | torch.Tensor, *, cfg: TrainConfig, seed: int,
             next_checkpoint = int(schedule[schedule > state.update][0])
             next_eval = min((state.update // cfg.eval_every + 1) * cfg.eval_every,
                             cfg.n_updates)
-            n = min(next_checkpoint, next_eval, state.update + DIVERGENCE_CHECK_EVERY) \
-                - state.update
+            every = DIVERGENCE_CHECK_EVERY if state.tais is None else STAGE_CHECK_EVERY
+            n = min(next_checkpoint, next_eval, state.update + every) - state.update
             for idx in state.batches.next_rows(n, device):
                 engine.step(idx)
                 bar.update(1)
             state.update += n
             guard.check(state.update, state.rbm, last_checkpoint=state.trajectory.updates[-1])
+            if state.tais is not None:
+                state.tais.adapt_stages()  # stages per update until the next sync (§4)
             at_checkpoint = state.update == next_checkpoint
             if state.update != next_eval and not at_checkpoint:
                 continue

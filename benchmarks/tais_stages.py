@@ -1,0 +1,117 @@
+"""Trajectory AIS along SGD and Adam trajectories, one stage per update vs adaptive stages
+(issue 17 item 3; docs/methods.md §4, docs/benchmarks.md "Uncertainty of log Z").
+
+The quick start's default synthetic session (``synth-a`` of ``config/config.yaml``: 160
+neurons, seeds as the workflow derives them), M = 16 hidden units (exact ``log Z`` by
+enumerating 2^16 hidden states), the quick-start training section with early stopping off, and
+either SGD (the shipped default) or Adam + decay (``lr 0.03, lr_final 0.01, decay_start 0.5``).
+Each run is trained twice in this process: ``before`` (``partition.MAX_STAGES = 1``: one sweep
+and one reweighting per update, the estimator of earlier versions) and ``after`` (adaptive
+stages, :meth:`spikerbm.partition.TrajectoryAIS.adapt_stages`). Printed per run: CPU ms per
+update, mean stages per update, and at every checkpoint ``log_z_tais - exact`` with
+``log_z_tais_std``; then a summary table (largest |error|, largest |error| / stated error,
+coverage at 2 stated errors).
+
+    OMP_NUM_THREADS=1 python benchmarks/tais_stages.py [--updates 2000] [--optimizer sgd adam]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from spikerbm import binarize, partition, synthetic
+from spikerbm.provenance import derive_seed
+from spikerbm.rbm import rbm_from_dataset
+from spikerbm.training import TrainConfig, train
+
+ROOT = Path(__file__).resolve().parents[1]
+ADAM = {"optimizer": "adam", "lr": 0.03, "lr_final": 0.01, "decay_start": 0.5}
+
+
+def session(cfg: dict, name: str = "synth-a") -> dict:
+    """Train and test splits of the quick start's synthetic session, seeded as the workflow."""
+    spikes, _ = synthetic.generate_session(
+        **cfg["synthetic"], seed=derive_seed(cfg["seed"], "synthetic", name, 1),
+        session_id=name)
+    b = cfg["binarize"]
+    raster = binarize.binarize(spikes, bin_ms=b["bin_ms"], epochs=b["epochs"],
+                               n_blocks=b["n_blocks"], n_test_blocks=b["n_test_blocks"],
+                               seed=derive_seed(cfg["seed"], "binarize", name), session_id=name)
+    return binarize.split_arrays(raster)
+
+
+def run(split: dict, train_cfg: dict, *, n_hidden: int, seed: int, max_stages: int) -> dict:
+    """One training run; trajectory-AIS errors against exact log Z at every checkpoint."""
+    stages: list[int] = []
+    adapt = partition.TrajectoryAIS.adapt_stages
+
+    def counting(self, **kw):  # record the stages chosen per chunk (and their chunk's length)
+        stages.append(adapt(self, **kw))
+        return stages[-1]
+
+    old_max = partition.MAX_STAGES
+    partition.MAX_STAGES, partition.TrajectoryAIS.adapt_stages = max_stages, counting
+    try:
+        cfg = TrainConfig.from_config(train_cfg, n_hidden=n_hidden, device="cpu")
+        t0 = time.process_time()
+        model = train(split["train"], cfg=cfg, seed=seed, test_data=split["test"])
+        cpu = time.process_time() - t0
+    finally:
+        partition.MAX_STAGES, partition.TrajectoryAIS.adapt_stages = old_max, adapt
+    ck = model["checkpoint"].values
+    exact = np.array([partition.exact_log_z(rbm_from_dataset(model, checkpoint=int(c)))
+                      for c in ck])
+    err = model["log_z_tais"].values - exact
+    std = model["log_z_tais_std"].values
+    return {"checkpoint": ck, "exact": exact, "err": err, "std": std,
+            "ms": 1e3 * cpu / int(model.attrs["n_updates_done"]),
+            "stages": float(np.mean(stages)), "stages_max": int(max(stages))}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--updates", type=int, default=2000)
+    ap.add_argument("--n-hidden", type=int, default=16)
+    ap.add_argument("--optimizer", nargs="+", default=["sgd", "adam"])
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    split = session(cfg)
+    seed = derive_seed(cfg["seed"], "train", "synth-a", args.n_hidden)
+    print(f"trajectory AIS vs exact log Z, {dt.date.today()}, CPU, torch {torch.__version__}, "
+          f"1 thread; synth-a: {split['train'].shape[0]} train bins x "
+          f"{split['train'].shape[1]} neurons, M = {args.n_hidden}, {args.updates} updates, "
+          f"{cfg['train']['tais_chains']} chains in {cfg['train']['tais_groups']} groups\n")
+    rows = []
+    for opt in args.optimizer:
+        tc = {**cfg["train"], "n_updates": args.updates, "n_checkpoints": 30, "patience": 0,
+              **(ADAM if opt == "adam" else {})}
+        for label, max_stages in (("before", 1), ("after", partition.MAX_STAGES)):
+            r = run(split, tc, n_hidden=args.n_hidden, seed=seed, max_stages=max_stages)
+            print(f"{opt} {label}: {r['ms']:.2f} ms/update, stages mean {r['stages']:.2f} "
+                  f"(per chunk), max {r['stages_max']}")
+            print("  update: log_z_tais - exact (log_z_tais_std)")
+            print("  " + "; ".join(f"{int(c)}: {e:+.3f} ({s:.3f})" for c, e, s in
+                                   zip(r["checkpoint"], r["err"], r["std"], strict=True)))
+            z = np.abs(r["err"][1:]) / r["std"][1:]
+            rows.append((opt, label, r["ms"], r["stages"], r["stages_max"],
+                         float(np.abs(r["err"]).max()), float(z.max()), float(np.mean(z <= 2)),
+                         float(r["std"][-1]), float(r["err"][-1])))
+    print("\n| optimizer | trajectory AIS | CPU ms/update | stages (mean per chunk, max) | "
+          "max abs error | max abs error / stated | within 2 stated | final stated | "
+          "final error |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for opt, label, ms, st, stm, emax, zmax, cov, sfin, efin in rows:
+        print(f"| {opt} | {label} | {ms:.2f} | {st:.2f}, {stm} | {emax:.3f} | {zmax:.1f} | "
+              f"{cov:.2f} | {sfin:.3f} | {efin:+.3f} |")
+
+
+if __name__ == "__main__":
+    main()
