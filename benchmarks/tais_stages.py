@@ -7,12 +7,13 @@ enumerating 2^16 hidden states), the quick-start training section with early sto
 either SGD (the shipped default) or Adam + decay (``lr 0.03, lr_final 0.01, decay_start 0.5``).
 Each run is trained twice in this process: ``before`` (``partition.MAX_STAGES = 1``: one sweep
 and one reweighting per update, the estimator of earlier versions) and ``after`` (adaptive
-stages, :meth:`spikerbm.partition.TrajectoryAIS.adapt_stages`). Printed per run: CPU ms per
-update, mean stages per update, and at every checkpoint ``log_z_tais - exact`` with
-``log_z_tais_std``; then a summary table (largest |error|, largest |error| / stated error,
-coverage at 2 stated errors).
+stages, :meth:`spikerbm.partition.TrajectoryAIS.adapt_stages`). Printed per run: CPU (and
+wall) ms per update, mean and largest stages per update, and at every checkpoint
+``log_z_tais - exact`` with ``log_z_tais_std``; then a summary table (largest |error|,
+largest |error| / stated error, coverage at 2 stated errors).
 
     OMP_NUM_THREADS=1 python benchmarks/tais_stages.py [--updates 2000] [--optimizer sgd adam]
+    python benchmarks/tais_stages.py --device cuda --precision bf16   # the fused GPU path
 """
 
 from __future__ import annotations
@@ -47,22 +48,23 @@ def session(cfg: dict, name: str = "synth-a") -> dict:
     return binarize.split_arrays(raster)
 
 
-def run(split: dict, train_cfg: dict, *, n_hidden: int, seed: int, max_stages: int) -> dict:
+def run(split: dict, train_cfg: dict, *, n_hidden: int, seed: int, max_stages: int,
+        device: str) -> dict:
     """One training run; trajectory-AIS errors against exact log Z at every checkpoint."""
-    stages: list[int] = []
+    chosen: list[tuple[int, int]] = [(0, 1)]  # (update, stages used from there on)
     adapt = partition.TrajectoryAIS.adapt_stages
 
-    def counting(self, **kw):  # record the stages chosen per chunk (and their chunk's length)
-        stages.append(adapt(self, **kw))
-        return stages[-1]
+    def counting(self, **kw):  # record the stages chosen at each synchronisation point
+        chosen.append((self.n_steps, adapt(self, **kw)))
+        return chosen[-1][1]
 
     old_max = partition.MAX_STAGES
     partition.MAX_STAGES, partition.TrajectoryAIS.adapt_stages = max_stages, counting
     try:
-        cfg = TrainConfig.from_config(train_cfg, n_hidden=n_hidden, device="cpu")
-        t0 = time.process_time()
+        cfg = TrainConfig.from_config(train_cfg, n_hidden=n_hidden, device=device)
+        t0, w0 = time.process_time(), time.perf_counter()
         model = train(split["train"], cfg=cfg, seed=seed, test_data=split["test"])
-        cpu = time.process_time() - t0
+        cpu, wall = time.process_time() - t0, time.perf_counter() - w0
     finally:
         partition.MAX_STAGES, partition.TrajectoryAIS.adapt_stages = old_max, adapt
     ck = model["checkpoint"].values
@@ -70,9 +72,12 @@ def run(split: dict, train_cfg: dict, *, n_hidden: int, seed: int, max_stages: i
                       for c in ck])
     err = model["log_z_tais"].values - exact
     std = model["log_z_tais_std"].values
+    n_done = int(model.attrs["n_updates_done"])
+    starts = [u for u, _ in chosen] + [n_done]
+    per_update = sum((b - a) * s for (a, s), b in zip(chosen, starts[1:], strict=True))
     return {"checkpoint": ck, "exact": exact, "err": err, "std": std,
-            "ms": 1e3 * cpu / int(model.attrs["n_updates_done"]),
-            "stages": float(np.mean(stages)), "stages_max": int(max(stages))}
+            "ms": 1e3 * cpu / n_done, "ms_wall": 1e3 * wall / n_done,
+            "stages": per_update / n_done, "stages_max": max(s for _, s in chosen)}
 
 
 def main() -> None:
@@ -80,23 +85,28 @@ def main() -> None:
     ap.add_argument("--updates", type=int, default=2000)
     ap.add_argument("--n-hidden", type=int, default=16)
     ap.add_argument("--optimizer", nargs="+", default=["sgd", "adam"])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--precision", default="float32", help="train.precision (bf16: fused "
+                    "CUDA kernels and graphs)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     split = session(cfg)
     seed = derive_seed(cfg["seed"], "train", "synth-a", args.n_hidden)
-    print(f"trajectory AIS vs exact log Z, {dt.date.today()}, CPU, torch {torch.__version__}, "
-          f"1 thread; synth-a: {split['train'].shape[0]} train bins x "
+    dev = (torch.cuda.get_device_name() if args.device == "cuda" else "CPU, 1 thread")
+    print(f"trajectory AIS vs exact log Z, {dt.date.today()}, {dev}, torch {torch.__version__}, "
+          f"{args.precision}; synth-a: {split['train'].shape[0]} train bins x "
           f"{split['train'].shape[1]} neurons, M = {args.n_hidden}, {args.updates} updates, "
           f"{cfg['train']['tais_chains']} chains in {cfg['train']['tais_groups']} groups\n")
     rows = []
     for opt in args.optimizer:
         tc = {**cfg["train"], "n_updates": args.updates, "n_checkpoints": 30, "patience": 0,
-              **(ADAM if opt == "adam" else {})}
+              "precision": args.precision, **(ADAM if opt == "adam" else {})}
         for label, max_stages in (("before", 1), ("after", partition.MAX_STAGES)):
-            r = run(split, tc, n_hidden=args.n_hidden, seed=seed, max_stages=max_stages)
-            print(f"{opt} {label}: {r['ms']:.2f} ms/update, stages mean {r['stages']:.2f} "
-                  f"(per chunk), max {r['stages_max']}")
+            r = run(split, tc, n_hidden=args.n_hidden, seed=seed, max_stages=max_stages,
+                    device=args.device)
+            print(f"{opt} {label}: {r['ms']:.2f} CPU ms/update ({r['ms_wall']:.2f} wall), "
+                  f"stages per update mean {r['stages']:.2f}, max {r['stages_max']}")
             print("  update: log_z_tais - exact (log_z_tais_std)")
             print("  " + "; ".join(f"{int(c)}: {e:+.3f} ({s:.3f})" for c, e, s in
                                    zip(r["checkpoint"], r["err"], r["std"], strict=True)))
@@ -104,7 +114,7 @@ def main() -> None:
             rows.append((opt, label, r["ms"], r["stages"], r["stages_max"],
                          float(np.abs(r["err"]).max()), float(z.max()), float(np.mean(z <= 2)),
                          float(r["std"][-1]), float(r["err"][-1])))
-    print("\n| optimizer | trajectory AIS | CPU ms/update | stages (mean per chunk, max) | "
+    print("\n| optimizer | trajectory AIS | CPU ms/update | stages per update (mean, max) | "
           "max abs error | max abs error / stated | within 2 stated | final stated | "
           "final error |")
     print("|---|---|---|---|---|---|---|---|---|")

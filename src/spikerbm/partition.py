@@ -12,8 +12,9 @@ docs/methods.md §4. Three estimators of ``log Z``:
   (:meth:`spikerbm.sampling.Chains.sweep` at ``beta``). Independent repeats give the mean and
   the spread.
 * :class:`TrajectoryAIS`: trajectory AIS run online inside training: chains carried along the
-  parameter trajectory, one sweep per update, log-weights updated by the free-energy difference,
-  resampled when the effective sample size drops below a threshold.
+  parameter trajectory, one sweep per update (or per stage, when a large update is split into
+  interpolated stages), log-weights updated by the free-energy difference, resampled when the
+  effective sample size drops below a threshold.
 
 :func:`resolve_method` is the one rule that picks exact or AIS (``auto``: exact when
 ``min(N, M) <= exact_max_units``); :func:`estimate_log_z` applies it.
@@ -388,7 +389,9 @@ class TrajectoryAIS:
     (systematic resampling, one uniform per group), its ``offset`` becomes its current
     estimate and its log-weights restart at 0. :meth:`estimate` pools the groups
     (:func:`combine_log_z`): ``log Z = logmeanexp_g log Ẑ_g`` with ``log_z_std`` from their
-    spread.
+    spread. A large parameter step is split into :attr:`n_stages` interpolated stages, one sweep
+    each (:meth:`advance`); :meth:`adapt_stages` chooses their number from the measured
+    log-weight increments (docs/methods.md §4, "Stages for large steps").
 
     The update is written without host synchronisation or data-dependent Python branches
     (resampling is applied through ``torch.where``, the G uniforms drawn by one call), with the

@@ -313,10 +313,12 @@ class PCDEngine:
     (``k`` sweeps, hidden means of chains and data, the centered gradient), the
     :class:`Optimizer` step in place, the divergence record and, with trajectory AIS, its
     sweep with the parameters before the step and its float64 reweighting to those after it
-    (resampling by ``torch.where``).
+    (resampling by ``torch.where``), in ``tais.n_stages`` interpolated stages when the step is
+    large (:meth:`~spikerbm.partition.TrajectoryAIS.advance`).
     Nothing in it synchronises with the host. With capturable chains the first update runs
     eagerly on a side stream (which compiles and autotunes the kernels) and is then captured
-    once as a CUDA graph that every later update replays.
+    once as a CUDA graph that every later update replays; each number of trajectory-AIS stages
+    (fixed between two synchronisation points) gets its own graph, captured the same way.
 
     Parameters
     ----------
