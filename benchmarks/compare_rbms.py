@@ -218,7 +218,7 @@ def engine_times(data: torch.Tensor, *, n_hidden: int, args: Any) -> dict[str, l
     ``training.train`` replays it) without and with online trajectory AIS (``tais_chains`` =
     chains), interleaved so that drifts hit both alike."""
     from spikerbm.partition import TrajectoryAIS, log_z_independent
-    from spikerbm.pcd import DivergenceGuard, PCDEngine
+    from spikerbm.pcd import DivergenceGuard, Optimizer, PCDEngine
     from spikerbm.rbm import independent_site
 
     dev, n = data.device, data.shape[1]
@@ -230,14 +230,16 @@ def engine_times(data: torch.Tensor, *, n_hidden: int, args: Any) -> dict[str, l
         rbm = RBM(args.weight_std * torch.randn(n, n_hidden, device=dev, generator=g),
                   torch.logit(mean), torch.zeros(n_hidden, device=dev))
         v0 = (torch.rand(args.chains, n, device=dev, generator=g) < 0.5).float()
-        chains = sampler.chains(v0, n_hidden=n_hidden, seed=11)
+        chains = sampler.chains(v0, n_hidden=n_hidden,
+                                generator=torch.Generator(device=dev).manual_seed(11))
         tais = None
         if tais_on:
             start = independent_site(rbm.a, n_hidden)
             tais = TrajectoryAIS(start, log_z=log_z_independent(start), n_chains=args.chains,
                                  generator=torch.Generator(device=dev).manual_seed(2),
                                  sampler=sampler, seed=12)
-        engine = PCDEngine(rbm, chains=chains, data=data, k=args.k, lr=args.lr, centered=True,
+        opt = Optimizer(rbm, kind="sgd", lr=args.lr, n_updates=1 << 30)  # constant rate
+        engine = PCDEngine(rbm, chains=chains, data=data, k=args.k, optimizer=opt, centered=True,
                            tf32=True, guard=DivergenceGuard(dev, lr=args.lr), first_update=1,
                            batch_size=args.chains, tais=tais)
         idx = torch.randint(0, data.shape[0], (args.chains,), device=dev, generator=g)
