@@ -80,6 +80,42 @@ def run(split: dict, train_cfg: dict, *, n_hidden: int, seed: int, max_stages: i
             "stages": per_update / n_done, "stages_max": max(s for _, s in chosen)}
 
 
+def stage_cost(split: dict, train_cfg: dict, *, n_hidden: int, seed: int, device: str,
+               n: int = 100, rounds: int = 3) -> dict[int, float]:
+    """ms per PCD update (``PCDEngine.step``, trajectory AIS included) with 1, 2, 4 and 8
+    trajectory-AIS stages held fixed, interleaved over ``rounds`` rounds of ``n`` updates,
+    best round each (robust to other jobs' load); the marginal cost of one stage is the slope."""
+    from spikerbm.pcd import DivergenceGuard, PCDEngine
+    from spikerbm.sampling import Sampler
+    from spikerbm.train_state import TrainingState
+
+    cfg = TrainConfig.from_config(train_cfg, n_hidden=n_hidden, device=device)
+    dev = torch.device(device)
+    state = TrainingState.start(split["train"], cfg=cfg, seed=seed,
+                                sampler=Sampler.from_precision(cfg.precision, dev),
+                                hashes={})
+    engine = PCDEngine(state.rbm, chains=state.chains, data=torch.from_numpy(
+        split["train"]).to(dev), k=cfg.k, optimizer=state.optimizer, centered=cfg.centered,
+        tf32=cfg.precision != "float32", guard=DivergenceGuard(dev, lr=cfg.lr),
+        first_update=1, batch_size=cfg.batch_size, tais=state.tais)
+    best: dict[int, float] = {}
+    for _ in range(rounds):
+        for stages in (1, 2, 4, 8):
+            state.tais.n_stages = stages
+            rows = state.batches.next_rows(n + 1, dev)
+            engine.step(rows[0])  # warm-up (captures a graph on the fused CUDA path)
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter() if dev.type == "cuda" else time.process_time()
+            for idx in rows[1:]:
+                engine.step(idx)
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            t = (time.perf_counter() if dev.type == "cuda" else time.process_time()) - t0
+            best[stages] = min(best.get(stages, np.inf), 1e3 * t / n)
+    return best
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--updates", type=int, default=2000)
@@ -98,6 +134,12 @@ def main() -> None:
           f"{args.precision}; synth-a: {split['train'].shape[0]} train bins x "
           f"{split['train'].shape[1]} neurons, M = {args.n_hidden}, {args.updates} updates, "
           f"{cfg['train']['tais_chains']} chains in {cfg['train']['tais_groups']} groups\n")
+    cost = stage_cost(split, {**cfg["train"], "precision": args.precision},
+                      n_hidden=args.n_hidden, seed=seed, device=args.device)
+    print("ms per update with s trajectory-AIS stages held fixed (best of 3 interleaved rounds "
+          "of 100 updates; CPU time on CPU, wall on CUDA): "
+          + ", ".join(f"s={k}: {v:.2f}" for k, v in cost.items())
+          + f"; one stage adds {(cost[8] - cost[1]) / 7:.2f} ms\n")
     rows = []
     for opt in args.optimizer:
         tc = {**cfg["train"], "n_updates": args.updates, "n_checkpoints": 30, "patience": 0,

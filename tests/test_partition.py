@@ -418,15 +418,17 @@ def test_trajectory_ais_stages_follow_one_abrupt_step() -> None:
     assert np.mean(errs[1]) < -0.5, errs[1]  # the test is informative
     assert np.max(np.abs(errs[16])) < 0.3, errs[16]
     assert abs(np.mean(errs[16])) <= np.mean(stds)
-    # the stage rule (STAGE_TARGET_SD 0.05, MAX_STAGES 32): s * sd_max / 0.05, capped; it
-    # falls by at most half per call
+    # the stage rule (STAGE_TARGET_SD 0.05, MAX_STAGES 32): s * sd_max / 0.05 rounded up to a
+    # power of two, capped; it falls by at most half per call
     one = TrajectoryAIS(start, log_z=log_z_independent(start), n_chains=200, n_groups=8,
                         generator=torch.Generator().manual_seed(0))
     one.step(target)  # per-stage increment s.d. ~3 nats
     assert one.adapt_stages() == 32 and float(one._inc_sd_max) == 0.0
     assert [one.adapt_stages() for _ in range(3)] == [16, 8, 4]
     one._inc_sd_max.fill_(0.06)
-    assert one.adapt_stages() == 5  # ceil(4 * 0.06 / 0.05)
+    assert one.adapt_stages() == 8  # 4 * 0.06 / 0.05 = 4.8
+    one._inc_sd_max.fill_(0.025)
+    assert one.adapt_stages() == 4  # 8 * 0.025 / 0.05 = 4: exactly on target
     one._inc_sd_max.fill_(math.nan)
     assert one.adapt_stages(max_stages=7) == 7
 

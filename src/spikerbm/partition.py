@@ -584,10 +584,12 @@ class TrajectoryAIS:
         log-weight increment s.d. since the last call (one host synchronisation; call it at
         the training loop's synchronisation points, docs/methods.md §4).
 
-        ``s = clip(max(ceil(s_now * sd_max / target_sd), s_now // 2), 1, max_stages)``: the
-        per-update increment s.d. is about ``s_now * sd_max`` (the stages split the parameter
-        step evenly), and ``s`` stages bring each stage's s.d. to about ``target_sd``; ``s``
-        rises at once and falls at most by half per call. Defaults: :data:`STAGE_TARGET_SD`,
+        ``s = clip(max(pow2(s_now * sd_max / target_sd), s_now // 2), 1, max_stages)`` with
+        ``pow2(x)`` the smallest power of two ``>= x``: the per-update increment s.d. is about
+        ``s_now * sd_max`` (the stages split the parameter step evenly), and ``s`` stages bring
+        each stage's s.d. to about ``target_sd`` or below; ``s`` rises at once and falls at
+        most by half per call. Powers of two keep the number of distinct ``s`` (one captured
+        CUDA graph each) at ``log2(max_stages) + 1``. Defaults: :data:`STAGE_TARGET_SD`,
         :data:`MAX_STAGES` (``max_stages = 1`` is the one-stage estimator of earlier versions).
         Returns the new ``s``."""
         target_sd = STAGE_TARGET_SD if target_sd is None else target_sd
@@ -595,7 +597,9 @@ class TrajectoryAIS:
         sd = float(self._inc_sd_max)
         self._inc_sd_max.zero_()
         s = self.n_stages
-        want = math.ceil(s * sd / target_sd - 1e-9) if math.isfinite(sd) else max_stages
+        ratio = s * sd / target_sd if math.isfinite(sd) else math.inf
+        want = 1 if ratio <= 1 else (max_stages if ratio > max_stages
+                                     else 2 ** math.ceil(math.log2(ratio) - 1e-12))
         self.n_stages = int(min(max(want, s // 2, 1), max_stages))
         return self.n_stages
 
