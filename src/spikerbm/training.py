@@ -3,8 +3,10 @@
 docs/methods.md §3. :func:`train` is the loop: it builds (or restores) the run's
 :class:`~spikerbm.train_state.TrainingState`, then advances it with a
 :class:`~spikerbm.pcd.PCDEngine` in chunks that end at every checkpoint and at most
-:data:`~spikerbm.pcd.DIVERGENCE_CHECK_EVERY` updates apart; after each chunk it checks for
-divergence, and at a checkpoint it records the parameters and hands the full state, as an
+:data:`~spikerbm.pcd.DIVERGENCE_CHECK_EVERY` updates apart (with trajectory AIS
+:data:`~spikerbm.partition.STAGE_CHECK_EVERY`); after each chunk it checks for divergence and
+lets trajectory AIS choose its stages per update for the next chunk (docs/methods.md §4),
+and at a checkpoint it records the parameters and hands the full state, as an
 ``xarray.Dataset``, to a callback. :func:`train` started with that dataset continues exactly
 where it stopped (bitwise on CPU). Checkpoints are log-spaced in update count
 (:func:`checkpoint_schedule`, update 0 = initialisation and the last update included).
