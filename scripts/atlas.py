@@ -6,6 +6,7 @@ import numpy as np
 
 from spikerbm import io, report
 from spikerbm.atlas import atlas_by_model, atlas_tables, build_atlas
+from spikerbm.findings import atlas_findings
 from spikerbm.provenance import derive_seed, provenance_attrs
 
 snakemake = globals()["snakemake"]
@@ -31,16 +32,19 @@ for model, (artifact, quantities) in models.items():
     try:
         atlases[model] = build_atlas(data, quantities=quantities, **options)
     except ValueError as err:  # one line naming the config keys to change
-        raise io.InputError(f"atlas ({model}): {err} (config: atlas.min_area_neurons = "
-                         f"{params['min_area_neurons']}, atlas.ccf_level = "
-                         f"{params['ccf_level']!r}, atlas.exclude_areas = "
-                         f"{params['exclude_areas']}; or atlas.enabled: false)") from None
+        raise io.InputError(f"atlas ({model}): {err} (config: atlas.ccf_level = "
+                            f"{params['ccf_level']!r}, atlas.exclude_areas = "
+                            f"{params['exclude_areas']}; or atlas.enabled: false)") from None
     log.info("%s: %d regions over %d sessions", model, atlases[model].sizes["region"],
              len(sessions))
 atlas = atlas_by_model(atlases)
-pairs, areas = atlas_tables(atlas)
+# the tables at the precision their uncertainties support (report.rounded)
+pairs, areas = (report.rounded(t, report.ATLAS_ERRORS) for t in atlas_tables(atlas))
 note = atlas.attrs["interval_note"]
-if atlas.attrs["single_session"]:
+if atlas.attrs["empty_reason"]:  # small recordings: an empty atlas, judged by the findings
+    note = f"EMPTY ATLAS: {atlas.attrs['empty_reason']}"
+    log.warning("%s", atlas_findings(atlas)[0].message)
+elif atlas.attrs["single_session"]:
     log.warning("ONE SESSION in this run: %s", note)
 for model in atlas["model"].values:
     sub = atlas.sel(model=model, quantity="J")
@@ -58,5 +62,6 @@ for table, out, title in (
          "pair of areas, pooled over sessions"),
         (areas, snakemake.output.within_across_html, "Area atlas: within-area minus "
          "across-area couplings per area")):
-    io.write_text(report.table_html(report.formatted(table), title=title, note=note), out)
+    io.write_text(report.table_html(report.formatted(table, digits=None), title=title,
+                                    note=note), out)
 log.info("atlas: %d area pairs, %d area rows", len(pairs), len(areas))

@@ -6,6 +6,7 @@ import pandas as pd
 import torch
 
 from spikerbm import binarize, io, report
+from spikerbm.model import primary_replica
 from spikerbm.pairwise import energy, model_comparison, model_from_dataset
 from spikerbm.plotting import fig_pairwise_vs_rbm
 from spikerbm.rbm import free_energy, rbm_from_dataset
@@ -21,7 +22,7 @@ for k, session in enumerate(sessions):
     pw = io.read_netcdf(inp.pairwise[k])[["J"]].load()
     pw.attrs = io.read_attrs(inp.pairwise[k])
     # both models' energies of every test bin: the paired error of the LL difference
-    selected = io.read_netcdf(inp.selected[k])
+    selected = primary_replica(io.read_netcdf(inp.selected[k]))
     test = binarize.split_arrays(io.read_netcdf(inp.raster[k]))["test"]
     rbm = rbm_from_dataset(selected, device="cpu").to(dtype=torch.float64)
     ising = model_from_dataset(io.read_netcdf(inp.pairwise[k]))
@@ -40,11 +41,12 @@ for k, session in enumerate(sessions):
              "pairwise %.3f; r(J) %.3f slope %.3f", session, row["ll_test_rbm"],
              row["ll_test_pairwise"], row["ll_test_independent"], row["score_corr3_rbm"],
              row["score_corr3_pairwise"], row["j_pearson_r"], row["j_slope"])
-io.write_text(pd.DataFrame(rows).to_csv(sep="\t", index=False), snakemake.output.tsv)
+io.write_text(report.rounded(pd.DataFrame(rows), report.MODEL_COMPARISON_ERRORS)
+              .to_csv(sep="\t", index=False), snakemake.output.tsv)
 io.write_text(report.table_html(
     report.model_comparison_table(rows),
     title="What the RBM's hidden units buy: RBM vs pairwise (Ising) vs independent-site model",
-    note="Test log-likelihoods in nats per neuron per bin, ± the log Z uncertainty (1 s.d.; "
+    note="Test log-likelihoods in nats per neuron per sample, ± the log Z uncertainty (1 s.d.; "
          "exact log Z: none shown); the RBM - pairwise gain also has its test-set error "
          "(s.e. of the paired per-bin difference). Scores: 0 = independent-site model, 1 = as "
          "close to train as the test set (docs/methods.md §5). r and slope: the RBM's "

@@ -5,7 +5,8 @@ import time
 from spikerbm import io
 from spikerbm.areas import areas_of
 from spikerbm.binarize import check_raster
-from spikerbm.couplings import compute_couplings
+from spikerbm.couplings import compute_couplings, replica_couplings
+from spikerbm.model import primary_replica, with_replica_dim
 from spikerbm.provenance import derive_seed, provenance_attrs
 from spikerbm.rbm import check_rbm_dataset, resolve_device
 
@@ -33,8 +34,28 @@ log.info("session %s: n_hidden %d, model %s, device %s, params %s", session, n_h
          model_path, device, params)
 
 start = time.perf_counter()
-ds = compute_couplings(selected, areas=areas, model=model,
+# statistics of one replica (primary_replica); every replica's couplings for reproducibility
+primary = primary_replica(selected)
+if model is not None:
+    model = with_replica_dim(model).sel(replica=int(selected.attrs.get("primary_replica", 0)),
+                                        drop=True)
+ds = compute_couplings(primary, areas=areas, model=model,
                        truth=truth, seed=seed, device=device, **params)
+if "replica" in selected.dims:
+    ds = replica_couplings(selected, ds, device=device, **{
+        k: params[k] for k in ("pair_method", "quadrature_nodes", "spectral_log_tol",
+                               "min_area_neurons", "memory_budget_mb") if k in params})
+    log.info("replicas %d (primary %d): J2 r mean %.4g min %.4g, slope mean %.4g; J3 r mean "
+             "%.4g; median spread %.3g; sign-consistent %.3g of %d pairs; area std max %.3g",
+             ds.attrs["replicas"], ds.attrs["primary_replica"],
+             ds.attrs.get("J2_pearson_mean", float("nan")),
+             ds.attrs.get("J2_pearson_min", float("nan")),
+             ds.attrs.get("J2_slope_mean", float("nan")),
+             ds.attrs.get("J3_pearson_mean", float("nan")),
+             ds.attrs.get("J2_spread_median", float("nan")),
+             ds.attrs.get("J2_sign_consistent_fraction", float("nan")),
+             ds.attrs.get("J2_sign_n_pairs", 0), ds.attrs.get("area_J_replica_std_max",
+                                                               float("nan")))
 log.info("done in %.1f s: norms H %.4g J2 %.4g J3 %.4g; area within %.4g cross %.4g; "
          "truth_pearson_J %s truth_pearson_H %s", time.perf_counter() - start,
          ds.attrs["norm_H"], ds.attrs["norm_J2"], ds.attrs["norm_J3"],

@@ -7,6 +7,7 @@ import torch
 from spikerbm import io
 from spikerbm.binarize import check_raster
 from spikerbm.dynamics import dynamics_dataset
+from spikerbm.model import primary_replica
 from spikerbm.provenance import derive_seed, provenance_attrs
 from spikerbm.rbm import check_rbm_dataset, resolve_device
 
@@ -20,6 +21,7 @@ params = dict(snakemake.params.dynamics)
 raster = io.read_checked(snakemake.input.raster, check_raster, needs_split=False, needs_area=False)
 selected = io.read_checked(snakemake.input.selected, check_rbm_dataset,
                            n_visible=raster.sizes["neuron"])
+selected = primary_replica(selected)  # statistics of one replica (selected.nc attrs)
 truth = io.read_netcdf(snakemake.input.truth) if snakemake.input.truth else None
 n_hidden = int(selected.attrs["n_hidden"])
 seed = derive_seed(snakemake.params.seed, "dynamics", session, n_hidden)

@@ -3,13 +3,14 @@ area (and against distance where the source keeps positions) and the hidden unit
 couplings.nc, selected.nc and raster.nc."""
 
 from spikerbm import io, style
+from spikerbm.model import primary_replica
 from spikerbm.plotting import fig_areas, fig_coupling_structure, fig_couplings, fig_hidden_units
 
 snakemake = globals()["snakemake"]
 log = io.job_logger(snakemake.log[0], "fig_couplings")
 
 ds = io.read_netcdf(snakemake.input.couplings)
-selected = io.read_netcdf(snakemake.input.selected)
+selected = primary_replica(io.read_netcdf(snakemake.input.selected))
 raster = io.read_netcdf(snakemake.input.raster)
 session = snakemake.wildcards.session
 figures = {

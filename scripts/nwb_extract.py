@@ -13,6 +13,7 @@ log.info("reading %s with %s", path, cfg)
 spikes = read_nwb(path, session_id=session, **cfg)
 io.write_netcdf(spikes, snakemake.output.spikes,
                 attrs=provenance_attrs(config={**cfg, "path": path}, session_id=session))
-log.info("%d units (of %d), %d spikes, epochs %s", spikes.sizes["unit"],
-         spikes.attrs["n_units_total"], spikes.sizes["spike"],
-         spikes["epoch_name"].values.tolist()[:10])
+names = spikes["epoch_name"].values.tolist()
+log.info("%d units (of %d), %d spikes, %d epoch(s): %s", spikes.sizes["unit"],
+         spikes.attrs["n_units_total"], spikes.sizes["spike"], len(names),
+         ", ".join(names[:10]) + (f", ... ({len(names) - 10} more)" if len(names) > 10 else ""))

@@ -1,14 +1,19 @@
 """Snakemake adapter: combine per-model log-likelihoods, select the best model -> selected.nc."""
 
+import functools
+
 import torch
+import xarray as xr
 
 from spikerbm import io
 from spikerbm.binarize import check_raster
 from spikerbm.likelihood import checkpoint_log_z, combine_loglik
+from spikerbm.model import with_replica_dim
 from spikerbm.partition import resolve_method
 from spikerbm.provenance import derive_seed, provenance_attrs
 from spikerbm.rbm import check_rbm_dataset, rbm_from_dataset, resolve_device
 from spikerbm.selection import refine_tais_ties, select_model, selected_dataset
+from spikerbm.train_state import replica_seeds
 
 snakemake = globals()["snakemake"]
 log = io.job_logger(snakemake.log[0], "select_model")
@@ -23,24 +28,36 @@ models = dict(zip(snakemake.params.n_hidden, snakemake.input.models, strict=True
 ll = combine_loglik([io.read_netcdf(p) for p in snakemake.input.logliks])
 
 
-def refine(n_hidden: int, checkpoint: int):
-    """The checkpoint estimator (exact or AIS, as method auto) of one trajectory-AIS entry,
-    seeded as the loglik job of that model would seed it."""
+def refine(n_hidden: int, checkpoint: int, replica: int = 0):
+    """The checkpoint estimator (exact or AIS, as method auto) of one trajectory-AIS entry of
+    one replica, seeded as the loglik job of that model would seed it."""
     model = io.read_checked(models[n_hidden], check_rbm_dataset, n_visible=n_neurons)
+    model = with_replica_dim(model).sel(replica=replica, drop=True)
     device = resolve_device(snakemake.params.device)
     method = resolve_method("auto", n_visible=n_neurons, n_hidden=n_hidden,
                             exact_max_units=params["exact_max_units"])
+    seed = derive_seed(snakemake.params.seed, "loglik", session, n_hidden)
     est = checkpoint_log_z(
         rbm_from_dataset(model, checkpoint=checkpoint, device=device), checkpoint=checkpoint,
-        method=method, seed=derive_seed(snakemake.params.seed, "loglik", session, n_hidden),
+        method=method, seed=replica_seeds(seed, replica + 1)[replica],
         **{k: params[k] for k in ("exact_max_units", "ais_chains", "ais_betas", "ais_repeats")})
-    log.info("n_hidden %d checkpoint %d: log Z %.4f +- %.2g (%s) replaces trajectory AIS",
-             n_hidden, checkpoint, est.log_z, est.log_z_std, est.method)
+    log.info("n_hidden %d checkpoint %d replica %d: log Z %.4f +- %.2g (%s) replaces "
+             "trajectory AIS", n_hidden, checkpoint, replica, est.log_z, est.log_z_std,
+             est.method)
     return est
 
 
-if (ll["log_z_method"] == "tais").any():
+if (ll["log_z_method"] == "tais").any() and "replica" not in ll.dims:
     ll = refine_tais_ties(ll, refine)
+elif (ll["log_z_method"] == "tais").any():  # each replica on its own, as it is selected
+    parts = [refine_tais_ties(ll.sel(replica=r, drop=True),
+                              functools.partial(refine, replica=int(r)))
+             for r in ll["replica"].values]
+    why = "; ".join(f"replica {r}: {p.attrs['tais_fallback']}"
+                    for r, p in zip(ll["replica"].values, parts, strict=True)
+                    if p.attrs["tais_fallback"])
+    ll = xr.concat(parts, dim="replica", combine_attrs="drop_conflicts").assign_coords(
+        replica=ll["replica"].values).assign_attrs(tais_fallback=why)
 selection = select_model(ll)  # logs ties, online/checkpoint disagreements, the floor banner
 n_hidden = int(selection.attrs["n_hidden"])
 model_path = models.get(n_hidden)

@@ -4,6 +4,7 @@ import time
 
 from spikerbm import binarize, io
 from spikerbm.binarize import check_raster
+from spikerbm.model import primary_replica, with_replica_dim
 from spikerbm.provenance import derive_seed, provenance_attrs
 from spikerbm.rbm import check_rbm_dataset, rbm_from_dataset, resolve_device
 from spikerbm.statistics import compute_statistics
@@ -18,6 +19,7 @@ ptt_models = int(params.pop("ptt_models", 0)) or None
 raster = io.read_checked(snakemake.input.raster, check_raster)
 selected = io.read_checked(snakemake.input.selected, check_rbm_dataset,
                            n_visible=raster.sizes["neuron"])
+selected = primary_replica(selected)  # statistics of one replica (selected.nc attrs)
 n_hidden = int(selected.attrs["n_hidden"])
 seed = derive_seed(snakemake.params.seed, "statistics", session, n_hidden)
 device = resolve_device(snakemake.params.device)
@@ -34,6 +36,8 @@ if sampler == "ptt":  # the selected size's trajectory, up to the selected check
     files = dict(zip(snakemake.params.n_hidden, snakemake.input.trajectory, strict=True))
     traj = io.read_checked(files[n_hidden], check_rbm_dataset,
                            n_visible=raster.sizes["neuron"])
+    traj = with_replica_dim(traj).sel(replica=int(selected.attrs.get("primary_replica", 0)),
+                                      drop=True)
     cks = traj["checkpoint"].values
     idx = ladder_indices(cks, int(selected.attrs["checkpoint"]), max_models=ptt_models)
     if len(idx) < 2:

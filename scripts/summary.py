@@ -3,6 +3,7 @@
 import xarray as xr
 
 from spikerbm import findings, io, report
+from spikerbm.model import replica_attrs
 
 snakemake = globals()["snakemake"]
 log = io.job_logger(snakemake.log[0], "summary")
@@ -12,8 +13,14 @@ artifacts = {"selected": io.read_netcdf(snakemake.input.selected)}
 for name in ("loglik", "statistics", "couplings", "dynamics"):
     artifacts[name] = xr.Dataset(attrs=io.read_attrs(snakemake.input[name]))
 # params.n_hidden lists the size of each input model, in order (common.smk get_model_files)
-models = {int(n): io.read_attrs(p)
-          for n, p in zip(snakemake.params.n_hidden, snakemake.input.models, strict=True)}
+# with replicas (R > 1) the stop state is per replica: the primary replica's is judged
+primary = int(artifacts["selected"].attrs.get("primary_replica", 0))
+models = {}
+for n, p in zip(snakemake.params.n_hidden, snakemake.input.models, strict=True):
+    attrs = io.read_attrs(p)
+    if int(attrs.get("replicas", 1)) > 1:
+        attrs = replica_attrs(io.read_netcdf(p), primary)
+    models[int(n)] = attrs
 artifacts["model"] = xr.Dataset(attrs=models[int(artifacts["selected"].attrs["n_hidden"])])
 found = findings.session_findings({**artifacts, "models": models})
 

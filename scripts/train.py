@@ -1,4 +1,5 @@
-"""Snakemake adapter: train one RBM (session, n_hidden) by PCD with exact resume -> model.nc."""
+"""Snakemake adapter: train one RBM (session, n_hidden) by PCD with exact resume -> model.nc
+(``train.replicas`` R > 1: R replicas from seeds derived from this job's, one model.nc)."""
 
 import sys
 from pathlib import Path
@@ -23,8 +24,8 @@ raster = io.read_checked(snakemake.input.raster, check_raster, n_hidden=n_hidden
 splits = split_arrays(raster)  # the test split decides when to stop; gradients never see it
 train_v = splits["train"]
 log.info("session %s, n_hidden %d: %d train bins x %d neurons (%d test bins for early "
-         "stopping), %d torch threads", session, n_hidden, *train_v.shape,
-         splits["test"].shape[0], torch.get_num_threads())
+         "stopping), %d replica(s), %d torch threads", session, n_hidden, *train_v.shape,
+         splits["test"].shape[0], cfg.replicas, torch.get_num_threads())
 attrs = provenance_attrs(config={"train": cfg.to_dict(), "seed": snakemake.params.seed},
                          seed=seed, device=resolve_device(cfg.device), session_id=session)
 coords = {k: raster[k].values for k in ("unit_id", "area") if k in raster.coords}

@@ -10,11 +10,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import xarray as xr
 
 from spikerbm import atlas as A
+from spikerbm import findings, plotting
+from spikerbm.io import write_netcdf
 
 #: planted area x area couplings (areas sorted by name, as the atlas sorts them)
 AREAS = ["LGd", "VISl", "VISp"]
@@ -288,6 +291,69 @@ def test_atlas_by_model_and_its_tables():
                                                                n_boot=200)})
 
 
+def test_too_small_areas_give_an_empty_atlas_that_says_why(tmp_path):
+    """The new-user case (one NWB session, areas of 10, 10 and 5 neurons, default threshold
+    30): an empty atlas, not an error, whose tables, figure and finding name the fix."""
+    rng = np.random.default_rng(11)
+    one = [planted_session(rng, "nwb1", [10, 12, 5], tau=0.0)]
+    for sessions in (one, one + [planted_session(rng, "nwb2", [9, 8, 13], tau=0.0)]):
+        at = A.atlas_by_model({m: A.build_atlas(sessions, quantities=["J"], n_boot=100)
+                               for m in ("rbm", "pairwise")})
+        assert at.sizes["region"] == at.sizes["region2"] == 0 and at.attrs["n_regions"] == 0
+        largest = 13 if len(sessions) == 2 else 12
+        assert at.attrs["largest_area_neurons"] == largest
+        assert f"with {largest} neurons in session" in at.attrs["empty_reason"]
+        back = xr.open_dataset(write_netcdf(at, tmp_path / f"a{len(sessions)}.nc"))
+        assert back.sizes["region"] == 0 and back.attrs["empty_reason"] == \
+            at.attrs["empty_reason"]
+        pairs, areas = A.atlas_tables(back)
+        assert list(pairs.columns) == A.AREA_PAIR_COLUMNS and pairs.empty
+        assert list(areas.columns) == A.WITHIN_ACROSS_COLUMNS and areas.empty
+        (found,) = findings.atlas_findings(back)
+        assert (found.level, found.code) == ("caution", "atlas_empty")
+        assert "atlas.min_area_neurons (now 30; " + f"{largest} keeps" in found.message
+        fig = plotting.fig_atlas(back)
+        assert "Empty atlas" in " ".join(t.get_text() for t in fig.axes[0].texts)
+        plt.close(fig)
+    # with areas retained: one session is a caution, several are ok
+    big = planted_session(rng, "s1", [31, 33, 35], tau=0.0)
+    one_at = A.build_atlas([big], quantities=["J"], n_boot=100)
+    assert findings.atlas_findings(one_at)[0].code == "atlas_one_session"
+    two = A.build_atlas([big, planted_session(rng, "s2", [30, 30, 30], tau=0.0)],
+                        quantities=["J"], n_boot=100)
+    (ok,) = findings.atlas_findings(two)
+    assert (ok.level, ok.code, ok.message) == ("ok", "atlas_pooled",
+                                              "the atlas pools 3 areas over 2 sessions")
+
+
+@pytest.mark.parametrize("n_areas", [3, 6])
+def test_atlas_figure_cells_are_readable(n_areas):
+    """Cell annotations at >= 7 pt (the trial's 5 pt were ~6 px in the PNG); intervals in the
+    cells only for small matrices (else they are in the table, and the figure says so); values
+    in the colour bar's power of ten, two significant digits."""
+    rng = np.random.default_rng(5)
+    names = [f"A{i}" for i in range(n_areas)]
+    mu = 1e-4 * (1 + np.eye(n_areas))  # weak couplings: the scale moves into the label
+    ss = [planted_session(rng, f"s{i}", [25] * n_areas, tau=0.0, areas=names, mu=mu,
+                          sig_row=1e-5, sig_pair=1e-5) for i in range(2)]
+    at = A.atlas_by_model({"rbm": A.build_atlas(ss, quantities=["J"], n_boot=100,
+                                                min_area_neurons=20)})
+    fig = plotting.fig_atlas(at)
+    cells = [t for t in fig.axes[0].texts if t.get_text().count("n=")]
+    assert len(cells) == n_areas**2
+    assert min(t.get_fontsize() for t in cells) >= 7
+    with_interval = [t for t in cells if "[" in t.get_text()]
+    assert len(with_interval) == (n_areas**2 if n_areas <= plotting.ATLAS_CELL_INTERVAL_MAX_AREAS
+                                  else 0)
+    # values shown as 1.0-2.0 (x 1e-4), never 0.0001
+    assert all(len(t.get_text().split("\n")[0]) <= 4 for t in cells), cells[0].get_text()
+    labels = [ax.get_ylabel() for ax in fig.axes]
+    assert any("10^{-4}" in lab for lab in labels), labels
+    note = fig._suptitle.get_text() if fig._suptitle else ""
+    assert ("atlas_area_pairs" in note) == (n_areas > plotting.ATLAS_CELL_INTERVAL_MAX_AREAS)
+    plt.close(fig)
+
+
 # ------------------------------------------------------------------ Allen CCF grouping
 
 
@@ -343,8 +409,7 @@ def test_atlas_groups_by_ccf_before_the_size_threshold():
     mu[2:, 2:] = 0.3  # visual cortex with itself
     ss = [planted_session(rng, f"s{i}", [20] * 4, tau=0.0, areas=areas, mu=mu, sig_row=0.02,
                           sig_pair=0.1) for i in range(3)]
-    with pytest.raises(ValueError, match="no area has >= min_area_neurons"):
-        A.build_atlas(ss, quantities=["J"], n_boot=100)
+    assert A.build_atlas(ss, quantities=["J"], n_boot=100).sizes["region"] == 0  # empty
     at = A.build_atlas(ss, quantities=["J"], n_boot=100, ccf_level=["VIS", "TH"])
     assert list(at.region.values) == ["TH", "VIS"] and at.attrs["ccf_level"] == "VIS,TH"
     np.testing.assert_array_equal(at.session_n_neurons.values, 40)

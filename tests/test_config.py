@@ -11,12 +11,15 @@ pytestmark = pytest.mark.workflow
 @pytest.mark.parametrize(
     ("section", "key", "value", "expected"),
     [
-        # one line: config: `<key>`: <problem> (<key>: <the schema's description>)
-        ("train", "k", -3, ["config: `train.k`: -3 is less than the minimum of 1 (train.k: "]),
-        ("train", "lr", "fast", ["config: `train.lr`: 'fast' is not of type 'number'"]),
-        (None, "device", "tpu", ["config: `device`: 'tpu' is not one of ['auto', 'cpu', 'cuda']"]),
+        # one line: <config file>: `<key>`: <problem> (<key>: <the schema's description>)
+        ("train", "k", -3,
+         ["config/config.yaml: `train.k`: -3 is less than the minimum of 1 (train.k: "]),
+        ("train", "lr", "fast",
+         ["config/config.yaml: `train.lr`: 'fast' is not of type 'number'"]),
+        (None, "device", "tpu",
+         ["config/config.yaml: `device`: 'tpu' is not one of ['auto', 'cpu', 'cuda']"]),
         ("binarize", "epochs", 5,
-         ["config: `binarize.epochs`: 5 is not valid", "(binarize.epochs: "]),
+         ["config/config.yaml: `binarize.epochs`: 5 is not valid", "(binarize.epochs: "]),
     ],
 )
 def test_bad_config_value_names_key_value_and_allowed(workflow_dir, section, key, value,
@@ -36,6 +39,19 @@ def test_unknown_config_key_is_rejected(workflow_dir):
     assert proc.returncode != 0
     assert "unknown key `train.n_hiden`" in proc.stdout + proc.stderr
     assert "did you mean `n_hidden`?" in proc.stdout + proc.stderr
+
+
+def test_config_errors_name_every_config_file(workflow_dir):
+    """The message names config/config.yaml, each --configfile and --config values: a typo
+    may sit in any of them (new-user trial: `config: unknown key ...` named none)."""
+    wf = workflow_dir()
+    (wf / "config" / "extra.yaml").write_text("train:\n  n_hiden: [4]\n")
+    proc = snakemake(wf, "-n", "--cores", "1", "--configfile", "config/extra.yaml",
+                     "--config", "seed=3")
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert ("config/config.yaml + config/extra.yaml + --config: unknown key `train.n_hiden`"
+            in text), text[-2000:]
 
 
 @pytest.mark.parametrize("bad_id", ["a/b", "..", "x..y", "a b", "a;rm", "$(id)", "-lead", "a|b"])

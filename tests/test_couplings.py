@@ -279,6 +279,8 @@ def test_compute_couplings_dataset_roundtrip_and_figures(tmp_path):
     # no neuron without an area here; the default labels that name none are recorded
     assert ds.attrs["n_unassigned_neurons"] == 0
     assert ds.attrs["unassigned_areas"] == '["root", "unknown"]'
+    assert ds.attrs["n_area_regions"] == 3 and ds.attrs["largest_area_neurons"] == 7
+    assert ds.attrs["largest_area"] == "A"  # the first of three areas of 7 (np.unique order)
     # stored subset and strongest agree with direct evaluation
     rbm32 = RBM(*(torch.tensor(sel[k].values, dtype=F64) for k in ("W", "a", "b")))
     tr = np.stack([ds.triplet_i, ds.triplet_j, ds.triplet_k], 1)
@@ -310,7 +312,7 @@ def test_compute_couplings_dataset_roundtrip_and_figures(tmp_path):
     np.testing.assert_array_equal(back.J.values, ds.J.values)
     assert isinstance(fig4 := __import__("spikerbm.plotting", fromlist=["x"]).fig_couplings(back),
                       Figure)
-    from spikerbm.plotting import fig_areas
+    from spikerbm.plotting import fig_areas, fig_couplings
 
     fig5 = fig_areas(back)
     assert isinstance(fig5, Figure) and len(fig4.axes) >= 5
@@ -323,6 +325,11 @@ def test_compute_couplings_dataset_roundtrip_and_figures(tmp_path):
     ratio = np.asarray(small.axes[0].get_xlim()) / np.asarray(fig5.axes[0].get_xlim())
     assert ratio[0] == pytest.approx(ratio[1], rel=1e-6)  # the same bins on a rescaled axis
     assert 1e-3 <= np.max(np.abs(small.axes[0].get_xlim())) < 1e3  # plain tick numbers
+    # no area with min_area_neurons neurons (a small recording): both figures still build
+    none = back.isel(region=slice(0, 0), region2=slice(0, 0))
+    for fig in (fig_areas(none), fig_couplings(none)):
+        assert any("no area with enough neurons" in t.get_text() for ax in fig.axes
+                   for t in ax.texts)
     import matplotlib.pyplot as plt
 
     plt.close("all")
@@ -342,3 +349,41 @@ def test_cuda_matches_cpu():
     assert a.sum_sq == pytest.approx(b.sum_sq, rel=1e-9)
     np.testing.assert_array_equal(a.top_index, b.top_index)
     np.testing.assert_allclose(a.pair_abs_sum, b.pair_abs_sum, rtol=1e-9, atol=1e-15)
+
+
+def test_reproducibility_metrics_on_constructed_replicas():
+    rng = np.random.default_rng(7)
+    n = 5
+    J0 = rng.normal(size=(n, n))
+    J0 = J0 + J0.T
+    np.fill_diagonal(J0, 0.0)
+    # replicas J0, 2 J0, -J0: r = +1 / -1 and slopes 2, -1, -1/2 exactly
+    ds, s = C.reproducibility(np.stack([J0, 2 * J0, -J0]))
+    np.testing.assert_allclose(ds["pair_pearson_J2"].values, [1, -1, -1], atol=1e-12)
+    np.testing.assert_allclose(ds["pair_slope_J2"].values, [2, -1, -0.5], atol=1e-12)
+    assert ds["replica_a"].values.tolist() == [0, 0, 1] and ds["replica_b"].values.tolist() == [
+        1, 2, 2]
+    assert s["J2_pearson_min"] == pytest.approx(-1) and s["J2_pearson_mean"] == pytest.approx(
+        -1 / 3)
+    # std(ddof=1) of (1, 2, -1) = sqrt(7/3): the spread is |J0| sqrt(7/3)
+    np.testing.assert_allclose(ds["J_replica_std"].values, np.abs(J0) * np.sqrt(7 / 3),
+                               atol=1e-12)
+    # sign rule on 10 pairs of two replicas (upper triangle of N = 5, row-major)
+    r0 = np.array([1, 1, -1, 0.1, 0.1, 0.01, 0.5, 0.3, 0.2, 2.0])
+    r1 = np.array([1.2, 0.8, -1.1, -0.1, 0.1, 0.03, 0.5, 0.3, 0.2, -0.5])
+    J = np.zeros((2, n, n))
+    iu = np.triu_indices(n, 1)
+    for k, vals in enumerate((r0, r1)):
+        J[k][iu] = vals
+        J[k] = J[k] + J[k].T
+    area = np.array([[[1.0, 0.5], [0.5, 2.0]], [[1.5, 0.5], [0.5, 1.0]]])
+    _, s = C.reproducibility(J, J3=np.array([[1.0, 2.0, 3.0], [2.0, 4.0, 6.0]]), area_J=area)
+    # spreads |r0 - r1| / sqrt(2): median (0.02 + 0.1) / 2 / sqrt(2); threshold 2x that =
+    # 0.0849: pairs 3 (mean 0) and 5 (0.02) are out, 8 judged, 7 agree (pair 9 flips)
+    assert s["J2_spread_median"] == pytest.approx(0.06 / np.sqrt(2), abs=1e-12)
+    assert s["J2_sign_n_pairs"] == 8
+    assert s["J2_sign_consistent_fraction"] == pytest.approx(7 / 8)
+    assert s["J3_pearson_mean"] == pytest.approx(1) and s["J3_slope_min"] == pytest.approx(2)
+    assert s["area_J_replica_std_max"] == pytest.approx(1 / np.sqrt(2), abs=1e-12)
+    with pytest.raises(ValueError, match="R >= 2"):
+        C.reproducibility(J[:1])

@@ -72,10 +72,10 @@ def test_scale_sheet_dry_run_needs_no_vbn_data(tmp_path):
                                                    out.split("Job stats:", 1)[1], re.M)}
     per_session = ["vbn_extract", "binarize", "select_model", "statistics", "couplings",
                    "dynamics", "fig_loglik", "fig_statistics", "fig_couplings", "fig_dynamics",
-                   "summary", "pairwise"]
+                   "summary", "pairwise", "fig_replicas"]  # vbn.yaml: train.replicas 4
     expected = {r: 7 for r in per_session} | {"train": 21, "loglik": 21, "report_tables": 1,
                                                "compare_models": 1, "atlas": 1, "fig_atlas": 1,
-                                               "all": 1}
+                                               "replica_table": 1, "all": 1}
     assert counts == expected | {"total": sum(expected.values())} and jobs == counts["total"]
     assert seconds < 60
     with pytest.raises(ValueError, match="n_sessions=0"):

@@ -106,6 +106,39 @@ def test_grid_edge_suggests_the_next_size():
     assert "only one hidden size" in F.session_findings(art)[0].message
 
 
+def test_grid_edge_of_an_unconverged_model_says_the_edge_is_not_meaningful():
+    """New-user trial: the quick start's largest size won while still improving, and
+    grid_edge asked for an even larger one (data planted with 15 hidden units)."""
+    art = _clean()
+    art["selected"] = _selected(chosen=17, checkpoints=(700, 600, 1000))
+    art["models"][17] = {"n_updates_done": 1000, "stop_reason": "max_updates",
+                         "best_update": 1000, "still_improving": 1}
+    found = {f.code: f for f in F.session_findings(art)}
+    assert found["not_converged"].level == "problem"
+    msg = found["grid_edge"].message
+    assert "did not converge (not_converged)" in msg and "raise train.n_updates first" in msg
+    assert "add 32 to train.n_hidden if the edge remains" in msg
+    # a converged edge keeps the plain advice; another size's non-convergence does not count
+    art["models"][17] = {"n_updates_done": 1000, "stop_reason": "early_stop",
+                         "best_update": 600, "still_improving": 0}
+    art["models"][5] = {"n_updates_done": 1000, "still_improving": 1, "best_update": 1000}
+    (f,) = [f for f in F.session_findings(art) if f.code == "grid_edge"]
+    assert "not_converged" not in f.message and "may lie beyond; add 32" in f.message
+
+
+def test_truth_recovery_of_synthetic_sessions():
+    art = _with(couplings__truth_pearson_J=0.79, couplings__truth_pearson_H=0.97,
+                dynamics__truth_ms_per_sweep=20.0, dynamics__ms_per_sweep=24.6)
+    (f,) = [f for f in F.session_findings(art) if f.code.startswith("truth_")]
+    assert (f.level, f.code) == ("ok", "truth_recovered")
+    assert "J_ij with the planted ones 0.79" in f.message and "H_i 0.97" in f.message
+    assert "24.6 ms per sweep vs planted 20 (+23%)" in f.message
+    (f,) = [f for f in F.session_findings(_with(couplings__truth_pearson_J=0.31))
+            if f.code.startswith("truth_")]
+    assert (f.level, f.code) == ("caution", "truth_not_recovered") and "0.31" in f.message
+    assert not [f for f in F.session_findings(_clean()) if f.code.startswith("truth_")]
+
+
 def test_not_converged_from_the_last_checkpoint_without_stopping_state():
     art = _clean()
     art["selected"] = _selected(checkpoints=(700, 1000, 1000))
@@ -257,6 +290,21 @@ def test_unassigned_areas_and_stage_warnings():
         "unassigned_areas"].message
     assert found["stage_warning"].level == "problem"
     assert found["stage_warning"].message == "dynamics: something the stage said"
+
+
+def test_areas_too_small_names_the_largest_area_and_the_key():
+    """The new-user NWB file: areas of 10, 10 and 5 neurons under the default threshold 30."""
+    small = {"n_area_regions": 0, "min_area_neurons": 30, "largest_area": "CA1",
+             "largest_area_neurons": 10}
+    found = {f.code: f for f in F.session_findings(_with(**{f"couplings__{k}": v
+                                                           for k, v in small.items()}))}
+    assert found["areas_too_small"].level == "caution"
+    msg = found["areas_too_small"].message
+    assert "couplings.min_area_neurons = 30" in msg and "CA1 with 10" in msg and "to 10" in msg
+    # an area at the threshold, or no neuron with an area at all (unassigned_areas says it)
+    for attrs in ({**small, "n_area_regions": 1}, {**small, "largest_area_neurons": 0}):
+        art = _with(**{f"couplings__{k}": v for k, v in attrs.items()})
+        assert "areas_too_small" not in _codes(F.session_findings(art))
 
 
 def test_order_is_most_severe_first_and_levels_are_checked():

@@ -160,3 +160,42 @@ def test_block_sem_sees_autocorrelation() -> None:
         ar[t] = 0.9 * ar[t - 1] + np.sqrt(1 - 0.81) * x[t]
     assert block_sem(ar) == pytest.approx(np.sqrt(19 / x.size), rel=0.35)
     assert np.isnan(block_sem(x[:39]))
+
+
+def test_replica_loglik_is_each_replica_on_its_own():
+    """A replicated model.nc gives, per replica, exactly checkpoint_loglik of that replica with
+    its own seed (replica 0: the job's seed); the R = 1 file is checkpoint_loglik unchanged."""
+    from spikerbm.config import TrainConfig
+    from spikerbm.likelihood import checkpoint_loglik, replica_loglik
+    from spikerbm.train_state import replica_seeds
+    from spikerbm.training import train
+
+    rng = np.random.default_rng(3)
+    data = (rng.random((300, 7)) < 0.3).astype(np.uint8)
+    cfg = TrainConfig(n_hidden=3, n_updates=40, n_checkpoints=3, n_chains=32, batch_size=32,
+                      k=2, tais_chains=20, device="cpu", replicas=2)
+    model = train(data[:200], cfg=cfg, seed=11, test_data=data[200:])
+    kw = dict(method="ais", ais_chains=16, ais_betas=50, ais_repeats=2)  # seeds matter for AIS
+    out = replica_loglik(model, data[:200], data[200:], seed=4, **kw)
+    assert out["ll_test"].dims == ("replica", "checkpoint")
+    assert out["stop_reason"].dims == ("replica",)
+    seeds = replica_seeds(4, 2)
+    for r in (0, 1):
+        one = model.sel(replica=r, drop=True)
+        ref = checkpoint_loglik(one, data[:200], data[200:], seed=seeds[r], **kw)
+        np.testing.assert_array_equal(out["ll_test"].sel(replica=r).values, ref["ll_test"].values)
+        np.testing.assert_array_equal(out["log_z"].sel(replica=r).values, ref["log_z"].values)
+    assert not np.array_equal(out["log_z"].values[0], out["log_z"].values[1])
+    single = model.isel(replica=0, drop=True).drop_vars(
+        [v for v in model.data_vars if model[v].dims == ("replica",)])
+    single.attrs = {k: v for k, v in model.attrs.items() if k not in ("replicas",
+                                                                      "replicas_dropped")}
+    assert replica_loglik(single, data[:200], data[200:], seed=4, **kw).identical(
+        checkpoint_loglik(single, data[:200], data[200:], seed=4, **kw))
+    # a dropped replica: NaN parameters from its divergence on give NaN log-likelihoods
+    broken = model.copy(deep=True)
+    broken["W"].values[1, -1] = np.nan
+    broken["diverged"].values[1] = 1
+    out = replica_loglik(broken, data[:200], data[200:], seed=4, method="exact")
+    assert np.isnan(out["ll_test"].values[1, -1]) and np.isfinite(out["ll_test"].values[0]).all()
+    assert out["diverged"].values.tolist() == [0, 1]

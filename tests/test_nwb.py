@@ -143,7 +143,8 @@ def test_written_spikes_nc_round_trips_and_binarizes(tmp_path):
 
 
 @pytest.mark.parametrize(("kwargs", "pieces"), [
-    ({"filters": ["qualty == good"]}, ["no column 'qualty'", "'quality'", "'presence_ratio'"]),
+    ({"filters": ["qualty == good"]}, ["no column 'qualty'", "'quality'", "'presence_ratio'",
+                                       "did you mean `quality`?"]),
     ({"filters": ["presence_ratio >> 0.9"]}, ["is not '<column> <op> <value>'"]),
     ({"filters": ["quality > 3"]}, ["column 'quality' holds text"]),
     ({"filters": ["presence_ratio > 1.5"]}, ["no unit passes", "presence_ratio > 1.5: 0"]),
@@ -152,6 +153,7 @@ def test_written_spikes_nc_round_trips_and_binarizes(tmp_path):
     ({"area": "electrodes.acronym"}, ["no column 'acronym'", "probe_vertical_position"]),
     ({"epochs": "stimulus"}, ["no interval table 'stimulus'", "spontaneous_presentations",
                               "trials"]),
+    ({"epochs": "trial"}, ["no interval table 'trial'", "did you mean `trials`?"]),
     ({"areas": "LGd"}, ["in areas ['LGd']", "'VISp'"]),
 ])
 def test_bad_options_name_what_exists(tmp_path, kwargs, pieces):

@@ -97,3 +97,22 @@ def test_init_rbm_and_shape_errors():
         R.RBM(torch.zeros(N), torch.zeros(N), torch.zeros(M))
     with pytest.raises(ValueError, match="auto, cpu, cuda"):
         R.resolve_device("gpu")
+
+
+def test_check_rbm_dataset_accepts_replicas_with_nan_only_in_dropped_ones():
+    import xarray as xr
+
+    from spikerbm.rbm import check_rbm_dataset
+
+    rng = np.random.default_rng(0)
+    ds = xr.Dataset({"W": (("replica", "checkpoint", "neuron", "hidden"),
+                           rng.normal(size=(3, 2, 5, 3)).astype(np.float32)),
+                     "a": (("replica", "checkpoint", "neuron"), np.zeros((3, 2, 5), np.float32)),
+                     "b": (("replica", "checkpoint", "hidden"), np.zeros((3, 2, 3), np.float32)),
+                     "diverged": ("replica", np.array([0, 1, 0], np.int8))},
+                    coords={"replica": [0, 1, 2], "checkpoint": [0, 10]})
+    ds["W"].values[1, 1] = np.nan  # replica 1 blew up after update 0: allowed
+    check_rbm_dataset(ds, n_visible=5)
+    ds["W"].values[2, 1, 0, 0] = np.nan  # a live replica with NaN: corrupted
+    with pytest.raises(ValueError, match=r"replica\(s\) \[2\] not marked diverged"):
+        check_rbm_dataset(ds)

@@ -37,8 +37,11 @@ SUBSET = {"VISpm": 70, "VISl": 70, "CA1": 60, "root": 30}
 #: sizes <= 22); lr 0.2 and weight_std 0.1 leave the independent-site plateau within ~100
 #: updates at this size (measured: with 0.05 / 0.01 the online test LL had moved by < 0.03
 #: nats after 400 updates and early stopping ended training there); dynamics with the
-#: default max_lag_bins (100), which the 40-bin trials cannot support.
+#: default max_lag_bins (100), which the 40-bin trials cannot support. The atlas is off: with
+#: it the findings table would wait for it and for the pairwise baseline it pools (minutes at
+#: N = 230 on 2 cores); the workflow tests cover both.
 CONFIG = {
+    "atlas": {"enabled": False},
     "binarize": {"n_blocks": 10, "n_test_blocks": 3},
     "train": {"n_hidden": [4, 12], "n_updates": 1500, "n_checkpoints": 8, "n_chains": 128,
               "batch_size": 256, "k": 5, "lr": 0.2, "weight_std": 0.1, "tais_chains": 128,

@@ -3,6 +3,9 @@ tables."""
 
 from __future__ import annotations
 
+import math
+
+import pandas as pd
 import pytest
 import xarray as xr
 
@@ -94,3 +97,29 @@ def test_table_html_escapes_and_marks_failed_checks_red():
     assert "s&lt;1&gt;" in page and "T &amp; U" in page and "n&lt;1" in page
     assert page.count('style="color:#b00;font-weight:bold">NO<') == 2
     assert page.count("<tr>") == 1 + len(table)
+
+
+def test_tables_keep_the_digits_their_uncertainty_resolves():
+    """model_comparison.tsv printed 17-digit floats (new-user trial): each value keeps the
+    decimal of its uncertainty's 2nd significant digit and at least 4 significant digits."""
+    assert report.round_to_error(-0.31336861200109706, 8.1e-5) == -0.313369
+    assert report.round_to_error(-0.31336861200109706) == -0.3134
+    assert report.round_to_error(1234.5678, 0.5) == 1234.57
+    assert report.round_to_error(1234.5678, 30.0) == 1235.0  # never below 4 digits
+    assert math.isnan(report.round_to_error(math.nan, 0.1))
+    table = pd.DataFrame({"session": ["a", "b"],
+                          "rbm_minus_pairwise": [1.53212e-4, 2.0e-3],
+                          "rbm_minus_pairwise_std": [8.12345e-5, 0.0],  # exact log Z: 0
+                          "rbm_minus_pairwise_sem": [3.3333e-6, math.nan],
+                          "j_slope": [1.23456789, math.nan], "n_neurons": [3, 4]})
+    out = report.rounded(table, report.MODEL_COMPARISON_ERRORS)
+    # the smaller positive error (3.3e-6) sets the precision; no error: 4 digits
+    assert list(out["rbm_minus_pairwise"]) == [1.532e-4, 2.0e-3]
+    assert list(out["rbm_minus_pairwise_std"]) == [8.1e-5, 0.0]
+    assert out["rbm_minus_pairwise_sem"][0] == 3.3e-6 and out["j_slope"][0] == 1.235
+    assert list(out["n_neurons"]) == [3, 4] and math.isnan(out["j_slope"][1])
+    assert "-0.313369" in report.rounded(
+        pd.DataFrame({"mean": [-0.31336861200109706], "se": [8.1e-5]}),
+        report.ATLAS_ERRORS).to_csv(sep="\t")
+    text = report.formatted(out, digits=None)
+    assert list(text["j_slope"]) == ["1.235", "n/a"]

@@ -345,3 +345,92 @@ def test_rules_run_in_snakemake(tmp_path) -> None:
     assert sel["rate_hz"].values.tolist() == raster["rate_hz"].values.tolist()
     assert (wf / "results/s1/figures/fig2_loglik.png").stat().st_size > 1000
     assert (wf / "results/logs/loglik/s1/hidden~3.log").exists()
+
+
+# ------------------------------------------------------------------------ replicas (R > 1)
+def test_replica_stats_on_a_constructed_table() -> None:
+    from spikerbm.selection import replica_stats
+
+    # rows: sizes; columns: replicas; NaN = not live (size 2 lost replica 1)
+    best = np.array([[-5.0, -5.2, -5.1], [-4.9, -5.3, -5.0], [-6.0, np.nan, -6.2]])
+    out = replica_stats(best)
+    np.testing.assert_allclose(out["mean"], [-5.1, -76 / 15, -6.1], rtol=0, atol=1e-12)
+    # by hand: s.e. = std(ddof=1) / sqrt(R_live): 0.1/sqrt(3); sqrt(39)/30/sqrt(3) = sqrt(13)/30
+    # (deviations 1/6, -7/30, 1/15); 0.1*sqrt(2)/sqrt(2) = 0.1
+    np.testing.assert_allclose(out["se"], [0.1 / np.sqrt(3), np.sqrt(13) / 30, 0.1],
+                               rtol=0, atol=1e-12)
+    assert out["winner"] == 1
+    np.testing.assert_array_equal(out["n_live"], [3, 3, 2])
+    np.testing.assert_array_equal(out["replica_wins"], [1, 2, 0])  # replica 1 prefers size 0
+    # size 0 is 1/30 below the winner, inside hypot(0.120, 0.058) = 0.133; size 2 is not
+    np.testing.assert_array_equal(out["within_se"], [True, False, False])
+    one = replica_stats(best[:, :1])  # one replica: no standard error, nothing within it
+    assert np.isnan(one["se"]).all() and not one["within_se"].any()
+    with pytest.raises(ValueError, match="no finite test log-likelihood"):
+        replica_stats(np.full((2, 2), np.nan))
+
+
+def _replica_ll(best_by_replica: list[list[list[float]]], diverged: list[list[int]]
+                ) -> xr.Dataset:
+    """Session loglik of sizes 3 and 5, replicas from the nested lists [size][replica][ck]."""
+    per = []
+    for i, h in enumerate((3, 5)):
+        reps = [fake_loglik(h, [0, 10, 30], vals) for vals in best_by_replica[i]]
+        ds = xr.concat(reps, dim="replica", combine_attrs="override").assign_coords(
+            replica=np.arange(len(reps)))
+        per.append(ds.assign(diverged=("replica", np.asarray(diverged[i], dtype=np.int8))))
+    return combine_loglik(per)
+
+
+def test_replica_selection_drops_diverged_and_picks_primary(caplog) -> None:
+    # size 5 wins on the replica mean (-4.0 vs -4.1); replica 0 of size 5 diverged (its -3.0
+    # must not count) so the primary replica is the best live one, replica 2 (-3.9)
+    ll = _replica_ll([[[-5, -4.1, -4.2], [-5, -4.0, -4.3], [-5, -4.2, -4.3]],
+                      [[-5, -3.0, np.nan], [-5, -4.2, -4.1], [-5, -3.9, -4.0]]],
+                     diverged=[[0, 0, 0], [1, 0, 0]])
+    assert ll["ll_test"].dims == ("n_hidden", "replica", "checkpoint")
+    with caplog.at_level(logging.INFO, logger="spikerbm.selection"):
+        sel = select_model(ll)
+    assert sel.attrs["n_hidden"] == 5 and sel.attrs["primary_replica"] == 2
+    assert sel.attrs["ll_test"] == pytest.approx(-4.0, abs=1e-12)  # mean(-4.1, -3.9)
+    assert sel.attrs["ll_test_se"] == pytest.approx(0.1, abs=1e-12)  # 0.2/sqrt(2)/sqrt(2)
+    assert sel.attrs["replicas_live"] == 2 and sel.attrs["replicas_dropped"] == "0"
+    # only replica 2 prefers size 5: replica 1 peaks at size 3 (-4.0 > -4.1), replica 0 has
+    # no live size 5
+    assert sel.attrs["replica_wins"] == 1
+    np.testing.assert_array_equal(sel["replica_wins"].values, [2, 1])
+    assert sel.attrs["checkpoint"] == 10  # the primary's best checkpoint
+    np.testing.assert_array_equal(sel["replica_checkpoint"].values, [[10, 10, 10], [-1, 30, 10]])
+    # size 3: mean -4.1 +- 0.0577; within hypot(0.1, 0.0577) = 0.115 of -4.0
+    assert sel.attrs["within_se"] == "3" and sel.attrs["tied_with"] == "3"
+    assert "best in 1 of 3 replicas" in caplog.text
+    # selected.nc: every live replica's parameters at its own best checkpoint
+    base = fake_model(5, [0, 10, 30], seed=1)
+    model = xr.concat([base, fake_model(5, [0, 10, 30], seed=2),
+                       fake_model(5, [0, 10, 30], seed=3)], dim="replica")
+    model = model.assign_coords(replica=[0, 1, 2])
+    out = selected_dataset(model, sel)
+    assert out["replica"].values.tolist() == [1, 2]
+    np.testing.assert_array_equal(out["W"].sel(replica=1).values,
+                                  model["W"].sel(replica=1, checkpoint=30).values)
+    np.testing.assert_array_equal(out["W"].sel(replica=2).values,
+                                  model["W"].sel(replica=2, checkpoint=10).values)
+    from spikerbm.model import primary_replica
+
+    np.testing.assert_array_equal(primary_replica(out)["W"].values, out["W"].sel(replica=2))
+
+
+def test_one_replica_dataset_selects_as_a_single_model() -> None:
+    from spikerbm.model import with_replica_dim
+
+    per = [fake_loglik(5, [0, 10, 30], [-5.1, -4.5, -4.0]),
+           fake_loglik(3, [0, 10, 30], [-5.1, -4.2, -4.3])]
+    ll = combine_loglik(per)
+    single = select_model(ll)
+    assert "replica" not in single.dims and "replicas" not in single.attrs
+    wrapped = with_replica_dim(ll)
+    assert wrapped["ll_test"].dims == ("replica", "n_hidden", "checkpoint")
+    assert with_replica_dim(wrapped) is wrapped
+    one = select_model(wrapped)  # R = 1 written with the dim: same pick, no s.e.
+    assert one.attrs["n_hidden"] == single.attrs["n_hidden"] == 5
+    assert one.attrs["ll_test"] == single.attrs["ll_test"] and np.isnan(one.attrs["ll_test_se"])

@@ -58,6 +58,30 @@ def test_spikes_file_round_trip_with_metadata_and_epochs(tmp_path):
     assert only["epoch_name"].values.tolist() == ["rest"]
 
 
+def test_a_workflow_spikes_nc_is_a_valid_spikes_input(tmp_path):
+    """results/{session}/spikes.nc (spike_time, spike_unit index, epoch_start/stop) read back
+    as a `source: spikes` file gives the same spikes, units, metadata and epochs (new-user
+    trial: it failed with "needs variable 'spike_time_s'")."""
+    trains = known_trains([5, 9, 23])
+    units = pd.DataFrame({"area": ["MOs", "MOs", "CA1"], "quality": ["good", "mua", "good"]},
+                         index=[5, 9, 23])
+    epochs = pd.DataFrame({"name": ["task", "rest"], "start": [1.0, 12.0], "stop": [9.0, 19.5]})
+    first = read_spikes_file(write_spikes_file(tmp_path / "mine.nc", trains, units,
+                                               epochs=epochs), session_id="mine")
+    io.write_netcdf(first, tmp_path / "spikes.nc")  # as the workflow writes it
+    again = read_spikes_file(tmp_path / "spikes.nc", session_id="mine")
+    for name in ("spike_time", "spike_unit", "unit_id", "area", "quality", "epoch_name",
+                 "epoch_start", "epoch_stop"):
+        np.testing.assert_array_equal(again[name].values, first[name].values, err_msg=name)
+    assert again.attrs["source"] == "spikes"
+    assert read_spikes_file(tmp_path / "spikes.nc", session_id="m", epochs="rest")[
+        "epoch_name"].values.tolist() == ["rest"]
+    bad = io.read_netcdf(tmp_path / "spikes.nc")
+    bad.assign(spike_unit=bad.spike_unit + 3).to_netcdf(tmp_path / "bad.nc")
+    with pytest.raises(SourceError, match="spike_unit must index the 3 entries of unit_id"):
+        read_spikes_file(tmp_path / "bad.nc", session_id="b")
+
+
 def test_hand_written_file_in_ms_without_epochs_unsorted_is_logged(tmp_path, caplog):
     trains = known_trains([1, 2])
     t = np.concatenate([trains[2][::-1], trains[1]]) * 1000.0  # unit 2 reversed, ms

@@ -291,6 +291,6 @@ def test_config_typo_is_one_line_in_the_real_dry_run(workflow_dir):
     assert proc.returncode != 0
     lines = [line for line in text.splitlines() if "unknown key" in line]
     assert len(lines) == 1, text
-    assert re.match(r"config: unknown key `(train\.n_udpates|nwb\.filter)`; allowed keys of ",
-                    lines[0]) and "did you mean" in lines[0], lines
+    assert re.match(r"config/config\.yaml: unknown key `(train\.n_udpates|nwb\.filter)`; "
+                    "allowed keys of ", lines[0]) and "did you mean" in lines[0], lines
     assert "Failed validating" not in text and "additionalProperties" not in text

@@ -163,7 +163,9 @@ def test_tiny_run_pairwise_baseline_and_atlas(tiny_run):
     assert set(table) == {"tiny-a", "tiny-b"}
     for session, row in table.items():
         pw = xr.open_dataset(res / session / "pairwise.nc").attrs
-        assert float(row["ll_test_pairwise"]) == pytest.approx(pw["ll_test_per_neuron"])
+        # rounded to its uncertainty's precision, at least 4 significant digits (rel 5e-4)
+        assert float(row["ll_test_pairwise"]) == pytest.approx(pw["ll_test_per_neuron"],
+                                                               rel=5e-4)
         assert -1 <= float(row["j_pearson_r"]) <= 1
     atlas = xr.open_dataset(res / "atlas" / "atlas.nc")
     assert list(atlas["model"].values) == ["rbm", "pairwise"]
@@ -369,12 +371,24 @@ def test_statistics_change_replans_statistics_and_downstream_only(tiny_run, tmp_
 
 def test_atlas_and_pairwise_switch_off(tiny_run, tmp_path):
     """`atlas.enabled: false` and `pairwise.enabled: false` drop exactly their rules; an atlas
-    setting reruns only the atlas and its figure."""
+    setting reruns only the atlas, its figure and the findings table (which judges it). An
+    atlas threshold no area reaches (the new-user trial: small areas) gives an empty atlas and
+    a caution, and the run ends with its tables and figure."""
     wf, _ = _changed_copy(tiny_run, tmp_path / "atlas",
-                          lambda c: c["atlas"].update(n_resamples=300))
+                          lambda c: c["atlas"].update(min_area_neurons=50))
     proc = snakemake(wf, "-n", "--cores", "1")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert job_counts(proc.stdout) == {"atlas": 1, "fig_atlas": 1, "all": 1, "total": 3}
+    assert job_counts(proc.stdout) == {"atlas": 1, "fig_atlas": 1, "report_tables": 1,
+                                       "all": 1, "total": 4}
+    proc = snakemake(wf, "--cores", "1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = wf / "results"
+    assert xr.open_dataset(res / "atlas" / "atlas.nc").sizes["region"] == 0
+    assert len((res / "tables" / "atlas_area_pairs.tsv").read_text().splitlines()) == 1
+    assert (res / "figures" / "atlas.png").stat().st_size > 5_000
+    rows = [r.split("\t") for r in (res / "tables" / "findings.tsv").read_text().splitlines()]
+    (atlas_row,) = [r for r in rows if r[0] == "atlas (all sessions)"]
+    assert atlas_row[1:3] == ["caution", "atlas_empty"] and "min_area_neurons" in atlas_row[3]
     off = tmp_path / "off"
     _changed_copy(tiny_run, off, lambda c: (c["atlas"].update(enabled=False),
                                             c["pairwise"].update(enabled=False)))

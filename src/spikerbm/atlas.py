@@ -49,7 +49,10 @@ Sham, *Am. J. Hum. Genet.* 71, 439, 2002), again conditional on that session.
 Areas: neurons labelled ``root`` (not assigned to an area; Steinmetz et al. 2019) are excluded
 by default (``exclude_areas``), and so are areas with fewer than ``min_area_neurons`` neurons in
 a session (in that session). Optionally areas are grouped by the Allen CCF hierarchy first
-(:func:`ccf_group`, the structure table shipped by ``iblatlas``).
+(:func:`ccf_group`, the structure table shipped by ``iblatlas``). When no area of any session
+reaches ``min_area_neurons`` (small recordings) the atlas is empty, ``region`` of size 0, and
+its attribute ``empty_reason`` names the largest area; the workflow goes on and the findings
+say which key to lower (:func:`spikerbm.findings.atlas_findings`).
 """
 
 from __future__ import annotations
@@ -79,6 +82,8 @@ __all__ = [
     "expanded_alpha",
     "atlas_by_model",
     "atlas_tables",
+    "AREA_PAIR_COLUMNS",
+    "WITHIN_ACROSS_COLUMNS",
 ]
 
 #: quantities of a session: name -> long name
@@ -87,6 +92,13 @@ QUANTITIES: dict[str, str] = {
     "J_abs": "|J_ij|",
     "R": "R_ij = sum_k|J_ijk| / (|J_ij| + sum_k|J_ijk|)",
 }
+
+#: columns of the two tables of :func:`atlas_tables` (also when the atlas is empty)
+AREA_PAIR_COLUMNS = ["model", "quantity", "region", "region2", "mean", "se", "ci_low",
+                     "ci_high", "n_sessions", "n_pairs", "ci_from_sessions"]
+WITHIN_ACROSS_COLUMNS = ["model", "quantity", "region", "within", "across", "delta",
+                         "delta_se", "delta_ci_low", "delta_ci_high", "cohen_d", "p_value",
+                         "n_sessions"]
 
 #: largest number of sessions for which the sign-flip test enumerates all 2^n patterns
 _EXACT_FLIPS = 16
@@ -522,12 +534,15 @@ def build_atlas(sessions: Mapping[str, xr.Dataset] | Sequence[SessionCouplings],
 
         Attributes: ``ci_level``, ``n_boot``, ``session_interval``, ``min_area_neurons``,
         ``excluded_areas``, ``ccf_level``, ``n_sessions``, ``single_session`` (0/1),
-        ``interval_note``, ``p_value_method``, ``seed``.
+        ``interval_note``, ``p_value_method``, ``seed``, ``n_regions``,
+        ``largest_area_neurons`` (the largest area of any session before the size threshold)
+        and ``empty_reason``: when no area reaches ``min_area_neurons`` the atlas is empty
+        (``region`` of size 0) and this says why, naming the largest area; else ``""``.
 
     Raises
     ------
     ValueError
-        On bad options, duplicate sessions, mismatched shapes or when no area is retained.
+        On bad options, duplicate sessions or mismatched shapes.
     """
     if not 0 < ci < 1:
         raise ValueError(f"ci must be in (0, 1); got {ci!r}")
@@ -560,6 +575,7 @@ def build_atlas(sessions: Mapping[str, xr.Dataset] | Sequence[SessionCouplings],
 
     excluded = {str(a) for a in exclude_areas}
     labels: list[np.ndarray] = []
+    largest = (0, "", "")  # (neurons, area, session) of the largest area before the threshold
     for s in items:
         lab = s.areas.astype(str).astype(object)  # "" = not retained
         drop = np.isin(lab, list(excluded)) | (lab == "")
@@ -567,13 +583,18 @@ def build_atlas(sessions: Mapping[str, xr.Dataset] | Sequence[SessionCouplings],
             lab[~drop] = ccf_group(lab[~drop], ccf_level)
         lab[drop] = ""
         names, cnt = np.unique(lab[~drop], return_counts=True)
+        if cnt.size and int(cnt.max()) > largest[0]:
+            largest = (int(cnt.max()), str(names[np.argmax(cnt)]), s.session)
         lab[np.isin(lab, names[cnt < min_area_neurons])] = ""
         labels.append(lab.astype(str))
     regions = sorted({a for lab in labels for a in lab if a})
-    if not regions:
-        raise ValueError(f"no area has >= min_area_neurons = {min_area_neurons} neurons in any "
-                         f"session (after excluding {sorted(excluded)}): lower "
-                         "min_area_neurons")
+    # no area retained: an empty atlas (region dims of size 0) that says why, not an error, so
+    # a run on small recordings still ends with its report (findings.atlas_findings judges it)
+    empty_reason = "" if regions else (
+        f"no area has >= min_area_neurons = {min_area_neurons} neurons in any session (after "
+        f"excluding {sorted(excluded)}" + ("" if ccf_level is None else " and grouping") +
+        "; largest: " + (f"{largest[1]} with {largest[0]} neurons in session {largest[2]})"
+                         if largest[0] else "none, every neuron excluded)"))
     k, n_s, n_q = len(regions), len(items), len(quantities)
     tables = [_session_tables(s, lab, regions, n_boot, seed) for s, lab in zip(items, labels,
                                                                                strict=True)]
@@ -708,6 +729,9 @@ def build_atlas(sessions: Mapping[str, xr.Dataset] | Sequence[SessionCouplings],
             "p_value_method": ("sign-flip permutation over sessions (exact for <= 16 "
                                "sessions); neuron bootstrap where one session"),
             "seed": int(seed),
+            "n_regions": int(k),
+            "largest_area_neurons": int(largest[0]),
+            "empty_reason": empty_reason,
         },
     )
     return ds
@@ -817,4 +841,5 @@ def atlas_tables(ds: xr.Dataset) -> tuple[pd.DataFrame, pd.DataFrame]:
                         "p_value": float(sub["delta_p_value"].values[a]),
                         "n_sessions": int(ds["delta_n_sessions"].values[a]),
                     })
-    return pd.DataFrame(pairs), pd.DataFrame(areas)
+    return (pd.DataFrame(pairs, columns=AREA_PAIR_COLUMNS),
+            pd.DataFrame(areas, columns=WITHIN_ACROSS_COLUMNS))

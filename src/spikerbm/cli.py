@@ -75,8 +75,9 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--quiet", action="store_true", help="no progress bar")
 
     sp = sub.add_parser("score", help="log-likelihood of a raster (TSV)",
-                        description="Average log-likelihood (nats per bin) of a raster's bins "
-                        "under the model, with the stored log Z and its uncertainty.")
+                        description="Average log-likelihood (nats/sample; a sample is one bin) "
+                        "of a raster's bins under the model, with the stored log Z and its "
+                        "uncertainty.")
     model_args(sp)
     sp.add_argument("raster", type=Path, metavar="RASTER.nc",
                     help="raster.nc (neurons matched by unit_id)")
@@ -166,7 +167,7 @@ def cmd_info(args: argparse.Namespace) -> None:
         ("checkpoints (updates)", " ".join(str(c) for c in model.checkpoints)),
         ("this checkpoint", f"{model.checkpoint} ({model.checkpoint_rule})"),
     ]
-    for key, label in (("ll_train", "LL train (nats/bin)"), ("ll_test", "LL test (nats/bin)"),
+    for key, label in (("ll_train", "LL train (nats/sample)"), ("ll_test", "LL test (nats/sample)"),
                        ("ll_test_std", "LL test s.d."), ("floor_test", "independent floor test"),
                        ("beats_floor", "beats floor"), ("stop_reason", "training stopped"),
                        ("best_update", "best update (online)")):
@@ -243,7 +244,7 @@ def cmd_score(args: argparse.Namespace) -> None:
         sys.stdout.write(text)
     else:
         io.write_text(text, args.out)
-        _print(f"wrote {args.out}: LL {score.ll:.6g} +- {score.ll_std:.3g} nats/bin "
+        _print(f"wrote {args.out}: LL {score.ll:.6g} +- {score.ll_std:.3g} nats/sample "
                f"({score.n_samples} bins, log Z {score.log_z_method})")
     if args.per_bin is not None:
         e = model.free_energy(raster, split=args.split)

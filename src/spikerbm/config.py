@@ -86,6 +86,12 @@ class TrainConfig:
         stopping (the workflow refuses ``patience > 0`` with ``tais_chains: 0``).
     min_delta
         Smallest improvement (nats per sample) that counts for early stopping.
+    replicas
+        Replicas trained per model from different seeds (replica 0 from the job's seed, replica
+        ``r`` from ``derive_seed(seed, "replica", r)``), in lockstep at evaluation granularity
+        (docs/methods.md §3, "Replicas"); 1 is a plain single-model run. Left out of
+        :meth:`to_dict` when 1, so a single-model run keeps its config hash, its recorded
+        config and its resume state of versions without replicas.
     device
         ``auto``, ``cpu`` or ``cuda``.
     """
@@ -109,11 +115,12 @@ class TrainConfig:
     eval_every: int = 100
     patience: int = 500
     min_delta: float = 0.01
+    replicas: int = 1
     device: str = "auto"
 
     def __post_init__(self) -> None:
         ints = ("n_hidden", "n_updates", "n_checkpoints", "n_chains", "batch_size", "k",
-                "tais_chains", "tais_groups", "eval_every", "patience")
+                "tais_chains", "tais_groups", "eval_every", "patience", "replicas")
         for name in ints:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | np.integer):
@@ -135,7 +142,7 @@ class TrainConfig:
                 raise ValueError(f"train.{name} must be finite; got {value!r}")
         minimum = {"n_hidden": 1, "n_updates": 1, "n_checkpoints": 2, "n_chains": 2,
                    "batch_size": 2, "k": 1, "tais_chains": 0, "tais_groups": 1,
-                   "eval_every": 1, "patience": 0}
+                   "eval_every": 1, "patience": 0, "replicas": 1}
         for name, low in minimum.items():
             if getattr(self, name) < low:
                 raise ValueError(f"train.{name} must be >= {low}; got {getattr(self, name)}")
@@ -208,15 +215,26 @@ class TrainConfig:
         return cls(n_hidden=int(n_hidden), device=str(device), **values)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict of the configuration (JSON-able)."""
-        return asdict(self)
+        """Plain dict of the configuration (JSON-able); without ``replicas`` when it is 1 (a
+        single-model run records, and hashes, exactly what it did before replicas existed)."""
+        out = asdict(self)
+        if out["replicas"] == 1:
+            del out["replicas"]
+        return out
 
     def to_json(self) -> str:
         """Deterministic JSON text of the configuration."""
         return canonical_json(self.to_dict())
 
 
-def check_config_consistency(cfg: Mapping[str, Any]) -> None:
+class ConfigError(ValueError):
+    """A bad configuration: one line naming the config file(s), the keys and the fix."""
+
+    user_facing = True
+
+
+def check_config_consistency(cfg: Mapping[str, Any], *,
+                             where: str = "config/config.yaml") -> None:
     """Check the cross-key rules the JSON schema cannot express, before any job runs.
 
     Parameters
@@ -225,11 +243,13 @@ def check_config_consistency(cfg: Mapping[str, Any]) -> None:
         The whole Snakemake config, validated by ``workflow/schemas/config.schema.yaml`` with
         its defaults filled in (``validate(config, schema, set_default=True)``), so every key
         is present.
+    where
+        The config file(s) the values came from, named in the message.
 
     Raises
     ------
-    ValueError
-        One message listing every violated rule, naming the keys and the fix.
+    ConfigError
+        One message listing every violated rule, naming the file, the keys and the fix.
     """
     problems = []
     b = cfg["binarize"]
@@ -265,8 +285,4 @@ def check_config_consistency(cfg: Mapping[str, Any]) -> None:
             "train.patience: 0"
         )
     if problems:
-        raise ValueError(
-            "invalid configuration: "
-            + "; ".join(problems)
-            + " (fix config/config.yaml)"
-        )
+        raise ConfigError(f"{where}: invalid configuration: " + "; ".join(problems))

@@ -66,7 +66,14 @@ __all__ = [
     "coupling_norms",
     "pick_checkpoints",
     "compute_couplings",
+    "SIGN_NOISE_FACTOR",
+    "replica_couplings",
+    "reproducibility",
 ]
+
+#: A pair enters the sign-consistency fraction when ``|mean_r J_ij|`` exceeds this many times the
+#: median across-replica spread of all pairs (``reproducibility``; docs/methods.md §6).
+SIGN_NOISE_FACTOR = 2.0
 
 #: exponent cap for the per-site spectral factors (float64 overflows at ~709)
 _EXP_CAP = 600.0
@@ -530,6 +537,16 @@ def _pairs(rbm: RBM, *, method: str, n_nodes: int, log_tol: float,
     raise ValueError(f"pair_method must be 'quadrature' or 'spectral'; got {method!r}")
 
 
+def _largest_area(areas: np.ndarray, unassigned: Sequence[str]) -> dict[str, int | str]:
+    """``largest_area`` (label) and ``largest_area_neurons`` among the assigned neurons ("", 0
+    when none): what the findings name when no area reaches ``min_area_neurons``."""
+    names, counts = np.unique(areas[~np.isin(areas, list(unassigned))], return_counts=True)
+    if not counts.size:
+        return {"largest_area": "", "largest_area_neurons": 0}
+    return {"largest_area": str(names[np.argmax(counts)]),
+            "largest_area_neurons": int(counts.max())}
+
+
 def compute_couplings(selected: xr.Dataset, *, areas: np.ndarray | None = None,
                       model: xr.Dataset | None = None, truth: xr.Dataset | None = None,
                       quadrature_nodes: int = 40, pair_method: str = "quadrature",
@@ -666,6 +683,8 @@ def compute_couplings(selected: xr.Dataset, *, areas: np.ndarray | None = None,
         "spectral_rank": f3.rank, "min_area_neurons": int(min_area_neurons),
         "unassigned_areas": json.dumps(unassigned),
         "n_unassigned_neurons": int(np.isin(areas, unassigned).sum()),
+        "n_area_regions": int(ds.sizes.get("region", 0)),
+        **_largest_area(areas, unassigned),
         "triplet_subset": "all" if len(sub) == st.n_triplets else f"seeded sample of {len(sub)}",
     }
     for key in ("H", "J2", "J3"):
@@ -724,3 +743,160 @@ def _trajectory_norms(model: xr.Dataset, *, n_nodes: int, log_tol: float, norm_c
         },
         coords={"checkpoint": ck, "order": order},
     )
+
+
+def reproducibility(J: np.ndarray, J3: np.ndarray | None = None,
+                    area_J: np.ndarray | None = None) -> tuple[xr.Dataset, dict[str, float]]:
+    """Reproducibility of the couplings across R replicas (docs/methods.md §6, "Replicas").
+
+    For every replica pair ``(a, b)``, ``a < b``: the Pearson r and the least-squares slope
+    of ``J2`` of replica b on that of replica a over the ``i < j`` pairs
+    (:func:`spikerbm.statistics.compare_statistic`; slope 1 and r 1 for identical couplings),
+    and the same for the 3-body couplings ``J3`` of the given triplets. Per neuron pair: the
+    across-replica spread ``std(ddof=1)``. Sign consistency: among the pairs whose
+    ``|mean J_ij|`` exceeds :data:`SIGN_NOISE_FACTOR` times the median spread over all pairs
+    (couplings clearly above the replica noise level; the pair's own spread would make the
+    rule a tautology at R = 2), the fraction whose sign is the same in every replica. The area
+    matrix's across-replica spread is ``std(ddof=1)`` per area pair.
+
+    Parameters
+    ----------
+    J
+        (R, N, N) pair couplings of each replica (symmetric; the diagonal is ignored), R >= 2.
+    J3
+        (R, K) 3-body couplings of the same K triplets in each replica, or None.
+    area_J
+        (R, A, A) area matrices (mean J per area pair) of each replica, or None.
+
+    Returns
+    -------
+    (xr.Dataset, dict)
+        Variables on dim ``replica_pair`` (coords ``replica_a``, ``replica_b``: positions in
+        the replica axis) ``pair_pearson_J2``, ``pair_slope_J2``, ``pair_pearson_J3``,
+        ``pair_slope_J3``; ``J_replica_std(neuron, neuron2)``; ``area_J_mean_replica_std
+        (region, region2)`` when ``area_J`` is given; and the summary (attrs): ``J2_pearson_mean``,
+        ``J2_pearson_min``, ``J2_slope_mean``, ``J2_slope_min`` (and ``J3_*``),
+        ``J2_spread_median``, ``J2_sign_consistent_fraction``, ``J2_sign_n_pairs``,
+        ``area_J_replica_std_max``.
+
+    Raises
+    ------
+    ValueError
+        With fewer than two replicas or mismatched shapes.
+    """
+    J = np.asarray(J, dtype=np.float64)
+    if J.ndim != 3 or J.shape[0] < 2 or J.shape[1] != J.shape[2]:
+        raise ValueError(f"J must have shape (R >= 2, N, N); got {J.shape}")
+    n_rep, n = J.shape[0], J.shape[1]
+    iu = np.triu_indices(n, 1)
+    pairs = [(a, b) for a in range(n_rep) for b in range(a + 1, n_rep)]
+    flat = J[:, iu[0], iu[1]]
+    out: dict[str, tuple] = {}
+    summary: dict[str, float] = {}
+    sets = {"J2": flat}
+    if J3 is not None:
+        J3 = np.asarray(J3, dtype=np.float64)
+        if J3.ndim != 2 or J3.shape[0] != n_rep:
+            raise ValueError(f"J3 must have shape ({n_rep}, K); got {J3.shape}")
+        sets["J3"] = J3
+    for name, x in sets.items():
+        cmp = [compare_statistic(x[a], x[b]) for a, b in pairs]
+        for stat in ("r", "slope"):
+            vals = np.array([c[stat] for c in cmp])
+            key = "pearson" if stat == "r" else "slope"
+            what = "Pearson r" if stat == "r" else "least-squares slope"
+            out[f"pair_{key}_{name}"] = ("replica_pair", vals, {
+                "units": "1", "long_name": f"{what} of {name} of replica b on replica a"})
+            finite = vals[np.isfinite(vals)]
+            summary[f"{name}_{key}_mean"] = float(finite.mean()) if finite.size else math.nan
+            summary[f"{name}_{key}_min"] = float(finite.min()) if finite.size else math.nan
+    spread = J.std(axis=0, ddof=1)
+    np.fill_diagonal(spread, 0.0)
+    out["J_replica_std"] = (("neuron", "neuron2"), spread, {
+        "units": "1", "long_name": "across-replica std (ddof=1) of J_ij"})
+    noise = float(np.median(spread[iu]))
+    strong = np.abs(flat.mean(0)) > SIGN_NOISE_FACTOR * noise
+    same = (np.all(flat > 0, axis=0) | np.all(flat < 0, axis=0))[strong]
+    summary["J2_spread_median"] = noise
+    summary["J2_sign_n_pairs"] = int(strong.sum())
+    summary["J2_sign_consistent_fraction"] = float(same.mean()) if same.size else math.nan
+    summary["J2_sign_rule"] = (f"pairs with |mean J| > {SIGN_NOISE_FACTOR:g} x median "
+                               "across-replica std; sign equal in every replica")
+    if area_J is not None:
+        area_J = np.asarray(area_J, dtype=np.float64)
+        a_std = area_J.std(axis=0, ddof=1)
+        out["area_J_mean_replica_std"] = (("region", "region2"), a_std, {
+            "units": "1", "long_name": "across-replica std (ddof=1) of area_J_mean"})
+        summary["area_J_replica_std_max"] = (float(np.nanmax(a_std)) if np.isfinite(a_std).any()
+                                             else math.nan)
+    ds = xr.Dataset(out, coords={
+        "replica_a": ("replica_pair", np.array([a for a, _ in pairs], dtype=np.int64)),
+        "replica_b": ("replica_pair", np.array([b for _, b in pairs], dtype=np.int64))})
+    return ds, summary
+
+
+def replica_couplings(selected: xr.Dataset, couplings: xr.Dataset, *, pair_method: str,
+                      quadrature_nodes: int = 40, spectral_log_tol: float = 34.0,
+                      min_area_neurons: int = 30, memory_budget_mb: float = 256.0,
+                      device: torch.device | str = "cpu") -> xr.Dataset:
+    """Add every replica's couplings and their reproducibility to the primary replica's
+    ``couplings.nc`` dataset (R > 1; docs/data-model.md, "Replicas").
+
+    ``J2`` of every live replica of ``selected.nc`` (the pair method of
+    :func:`compute_couplings`), ``J3`` of the primary replica's strongest triplets
+    (``strong_i/j/k``) in every replica (spectral form), each replica's area matrix on the
+    primary's regions, then :func:`reproducibility`.
+
+    Parameters
+    ----------
+    selected
+        ``selected.nc`` with a ``replica`` dim (attr ``primary_replica``).
+    couplings
+        :func:`compute_couplings` of the primary replica.
+    pair_method, quadrature_nodes, spectral_log_tol, min_area_neurons, memory_budget_mb, device
+        As in :func:`compute_couplings`.
+
+    Returns
+    -------
+    xr.Dataset
+        ``couplings`` plus ``replica_J(replica, neuron, neuron2)``,
+        ``replica_strong_J3(replica, strong)``, ``replica_area_J_mean(replica, region,
+        region2)`` and :func:`reproducibility`'s variables; attrs ``replicas``,
+        ``primary_replica`` and the reproducibility summary. With one live replica, only
+        ``replicas`` and ``primary_replica`` are added.
+    """
+    dev = torch.device(device)
+    budget = int(memory_budget_mb * 2**20)
+    reps = selected["replica"].values.astype(np.int64)
+    out = couplings.copy()
+    out.attrs.update(replicas=len(reps), primary_replica=int(selected.attrs["primary_replica"]))
+    if len(reps) < 2:
+        return out
+    strong = np.stack([couplings[k].values for k in ("strong_i", "strong_j", "strong_k")], 1)
+    areas = couplings["area"].values.astype(str)
+    regions = couplings["region"].values.astype(str) if "region" in couplings.dims else []
+    Js, J3s, areas_J = [], [], []
+    for r in reps:
+        rbm = rbm_from_dataset(selected.sel(replica=r), device=dev, dtype=torch.float64)
+        J = _pairs(rbm, method=pair_method, n_nodes=quadrature_nodes, log_tol=spectral_log_tol,
+                   memory_budget_bytes=budget).cpu().numpy()
+        Js.append(J)
+        J3s.append(triplet_couplings(spectral_factors(rbm, order=3, log_tol=spectral_log_tol),
+                                     strong).cpu().numpy() if len(strong) else np.zeros(0))
+        if len(regions):
+            am = area_matrix(J, areas, min_area_neurons=min_area_neurons,
+                             exclude=json.loads(couplings.attrs["unassigned_areas"]))
+            areas_J.append(am["area_J_mean"].sel(region=regions, region2=regions).values)
+    rep_ds, summary = reproducibility(np.stack(Js), np.stack(J3s) if len(strong) else None,
+                                      np.stack(areas_J) if len(regions) else None)
+    out["replica_J"] = (("replica", "neuron", "neuron2"), np.stack(Js), {
+        "units": "1", "long_name": "pairwise coupling J_ij of each replica"})
+    out["replica_strong_J3"] = (("replica", "strong"), np.stack(J3s), {
+        "units": "1", "long_name": "J_ijk of the primary replica's strongest triplets, in "
+        "each replica"})
+    if len(regions):
+        out["replica_area_J_mean"] = (("replica", "region", "region2"), np.stack(areas_J), {
+            "units": "1", "long_name": "area matrix (mean J) of each replica"})
+    out = out.assign_coords(replica=reps).merge(rep_ds)
+    out.attrs.update(summary)
+    return out

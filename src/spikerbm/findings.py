@@ -19,8 +19,15 @@ code                      level           condition
                                           or 2 of its log Z error (``ll_test_std``)
 ``beats_floor``           ok              otherwise
 ``grid_edge``             caution         selected size is the largest (or smallest) of the
-                                          grid, or the grid has one size
+                                          grid, or the grid has one size (when the selected
+                                          model is ``not_converged`` it says so: the edge then
+                                          reflects training speed, not size)
 ``grid_interior``         ok              otherwise
+``within_se``             caution         replicas (R > 1): another size's replica-mean test
+                                          LL within one standard error of the difference
+                                          of the selected one (``selected.nc`` ``within_se``)
+``replicas_agree``        ok              otherwise (R > 1; message: mean +- s.e., wins)
+``replica_dropped``       caution         a replica of the selected size diverged (dropped)
 ``not_converged``         problem/caution training still improving at its maximum
                                           (``still_improving`` = 1), or, without the online
                                           stopping state (absent or -1), best checkpoint =
@@ -52,7 +59,22 @@ code                      level           condition
 ``rescale_at_bound``      caution         rescale fit at the end of its grid (only a bound)
 ``unassigned_areas``      ok              neurons without a brain area (e.g. ``root``) kept
                                           in the model, left out of area analyses
+``areas_too_small``       caution         no area has ``couplings.min_area_neurons``
+                                          neurons: the area matrix and Fig. 5 are empty
+``truth_not_recovered``   caution         synthetic session: Pearson r of J_ij with the
+                                          planted J_ij below :data:`MIN_R_TRUTH`
+``truth_recovered``       ok              otherwise (with r of H_i and the time rescale)
 ``stage_warning``         problem         a stage stored a ``warning`` attribute
+========================  ==============  ===================================================
+
+The cross-session atlas is judged on its own (:func:`atlas_findings`, session
+``atlas (all sessions)`` of ``tables/findings.tsv``):
+
+========================  ==============  ===================================================
+``atlas_empty``           caution         no area of any session has ``atlas.min_area_neurons``
+                                          neurons: the atlas is empty
+``atlas_one_session``     caution         one session: intervals resample its neurons only
+``atlas_pooled``          ok              otherwise
 ========================  ==============  ===================================================
 """
 
@@ -70,10 +92,12 @@ import xarray as xr
 __all__ = [
     "LEVELS",
     "MIN_R_TRAIN_TEST",
+    "MIN_R_TRUTH",
     "MIN_TEST_BINS",
     "Z_NOISE",
     "Z_SHIFT",
     "Finding",
+    "atlas_findings",
     "findings_table",
     "session_findings",
 ]
@@ -105,6 +129,11 @@ MIN_GAIN = 0.01
 #: and differences between models drown in the noise (the data are too short, not the model
 #: too poor).
 MIN_R_TRAIN_TEST = 0.5
+
+#: Smallest Pearson r of the model's J_ij with the planted J_ij (synthetic sessions) reported
+#: as recovered: below 0.5 the model explains less than a quarter (r^2) of the variance of the
+#: planted couplings across pairs, i.e. most of what Figs. 4-5 would show is not the truth.
+MIN_R_TRUTH = 0.5
 
 #: Standard errors by which the test log-likelihood must exceed the train log-likelihood to
 #: be reported: a fitted model is expected to do worse on held-out data, so a significant
@@ -224,7 +253,10 @@ def _floor(sel: Mapping[str, Any]) -> list[Finding]:
                     f"(test LL {_num(sel, 'll_test'):.4g} vs {_num(sel, 'floor_test'):.4g})")]
 
 
-def _grid(selected: xr.Dataset | Mapping[str, Any]) -> list[Finding]:
+def _grid(selected: xr.Dataset | Mapping[str, Any], *, unconverged: bool = False
+          ) -> list[Finding]:
+    """``grid_edge`` / ``grid_interior``; ``unconverged``: the selected model is
+    ``not_converged``, so the edge says more about training length than about size."""
     sel = _attrs(selected)
     if "n_hidden" not in sel:
         return []
@@ -239,21 +271,54 @@ def _grid(selected: xr.Dataset | Mapping[str, Any]) -> list[Finding]:
                         f"only one hidden size ({chosen}) was trained: nothing was selected; "
                         f"add sizes around it to train.n_hidden (e.g. {max(chosen // 2, 1)}, "
                         f"{2 * chosen})")]
-    if chosen == grid[-1]:
-        nxt = int(round(grid[-1] * grid[-1] / grid[-2]))
+    def edge(which: str, where: str, nxt: int) -> list[Finding]:
+        text = f"selected the {which} hidden size of the grid {_fmt_sizes(grid)}{tie_note}"
+        if unconverged:  # the comparison of sizes is one of training speed, not of models
+            return [Finding("caution", "grid_edge",
+                            f"{text}, but that model did not converge (not_converged): at a "
+                            "fixed number of updates a larger RBM learns faster, not "
+                            "necessarily better, so the edge is not yet meaningful; raise "
+                            f"train.n_updates first, then add {nxt} to train.n_hidden if the "
+                            "edge remains")]
         return [Finding("caution", "grid_edge",
-                        f"selected the largest hidden size of the grid {_fmt_sizes(grid)}"
-                        f"{tie_note}: the optimum may lie beyond; add {nxt} to train.n_hidden")]
+                        f"{text}: the optimum may lie {where}; add {nxt} to train.n_hidden")]
+
+    if chosen == grid[-1]:
+        return edge("largest", "beyond", int(round(grid[-1] * grid[-1] / grid[-2])))
     if chosen == grid[0] and chosen > 1:
         nxt = max(1, int(round(grid[0] * grid[0] / grid[1])))
         if nxt < grid[0]:
-            return [Finding("caution", "grid_edge",
-                            f"selected the smallest hidden size of the grid {_fmt_sizes(grid)}"
-                            f"{tie_note}: the optimum may lie below; add {nxt} to "
-                            "train.n_hidden")]
+            return edge("smallest", "below", nxt)
     return [Finding("ok", "grid_interior",
                     f"selected {chosen} hidden units, inside the grid {_fmt_sizes(grid)}"
                     f"{tie_note}")]
+
+
+def _replicas(sel: Mapping[str, Any]) -> list[Finding]:
+    """R > 1: is the selected size distinguishable from the others over the replicas?"""
+    if "replicas" not in sel or int(_num(sel, "replicas")) <= 1:
+        return []
+    chosen, n_rep = int(sel["n_hidden"]), int(_num(sel, "replicas"))
+    live, wins = int(_num(sel, "replicas_live")), int(_num(sel, "replica_wins"))
+    head = (f"selected {chosen} hidden units: replica-mean test LL {_num(sel, 'll_test'):.4g} "
+            f"+- {_num(sel, 'll_test_se'):.2g} (s.e. over {live} live replicas), best in "
+            f"{wins} of {n_rep} replicas")
+    out = []
+    close = _sizes(sel.get("within_se"))
+    if close:
+        out.append(Finding("caution", "within_se",
+                           f"{head}; n_hidden {_fmt_sizes(close)} within one standard error of "
+                           "it: the replicas do not distinguish these sizes (prefer the "
+                           "smallest, or add replicas: train.replicas)"))
+    else:
+        out.append(Finding("ok", "replicas_agree",
+                           f"{head}; no other size within one standard error"))
+    if sel.get("replicas_dropped"):
+        out.append(Finding("caution", "replica_dropped",
+                           f"replica(s) {sel['replicas_dropped']} of the selected size diverged "
+                           "and were dropped: the mean and its error use the live ones; lower "
+                           "train.lr"))
+    return out
 
 
 def _convergence(selected: xr.Dataset | Mapping[str, Any],
@@ -424,14 +489,46 @@ def _statistics(stats: Mapping[str, Any]) -> list[Finding]:
 
 
 def _couplings(coup: Mapping[str, Any]) -> list[Finding]:
+    out = []
+    largest = int(_num(coup, "largest_area_neurons")) if "largest_area_neurons" in coup else 0
+    if "n_area_regions" in coup and int(_num(coup, "n_area_regions")) == 0 and largest > 0:
+        m = int(_num(coup, "min_area_neurons"))
+        out.append(Finding("caution", "areas_too_small",
+                           f"no brain area has >= couplings.min_area_neurons = {m} neurons "
+                           f"(largest: {coup.get('largest_area')} with {largest}): the area "
+                           "matrix (Fig. 4d) and the per-area histograms (Fig. 5) are empty; "
+                           f"lower couplings.min_area_neurons (e.g. to {max(largest, 2)}) to "
+                           "see the area structure, knowing that small areas give noisy "
+                           "block means"))
     n = int(_num(coup, "n_unassigned_neurons")) if "n_unassigned_neurons" in coup else 0
-    if n <= 0:
+    if n > 0:
+        labels = ", ".join(json.loads(coup.get("unassigned_areas", "[]")))
+        out.append(Finding("ok", "unassigned_areas",
+                           f"{n} neurons carry a label that names no brain area (one of "
+                           f"couplings.unassigned_areas: {labels}): they are in the model and "
+                           "every statistic but left out of the area analyses"))
+    return out
+
+
+def _truth(coup: Mapping[str, Any], dyn: Mapping[str, Any]) -> list[Finding]:
+    """Recovery of the planted model (synthetic sessions: the stages score themselves)."""
+    r_j = _num(coup, "truth_pearson_J")
+    if not math.isfinite(r_j):
         return []
-    labels = ", ".join(json.loads(coup.get("unassigned_areas", "[]")))
-    return [Finding("ok", "unassigned_areas",
-                    f"{n} neurons carry a label that names no brain area (one of "
-                    f"couplings.unassigned_areas: {labels}): they are in the model and every "
-                    "statistic but left out of the area analyses")]
+    parts = [f"Pearson r of the pairwise couplings J_ij with the planted ones {r_j:.2f}"]
+    if math.isfinite(r_h := _num(coup, "truth_pearson_H")):
+        parts.append(f"of the fields H_i {r_h:.2f}")
+    fit, true = _num(dyn, "ms_per_sweep"), _num(dyn, "truth_ms_per_sweep")
+    if math.isfinite(fit) and math.isfinite(true) and true > 0:
+        parts.append(f"time rescale {fit:.3g} ms per sweep vs planted {true:.3g} "
+                     f"({fit / true - 1:+.0%})")
+    text = "planted truth: " + "; ".join(parts)
+    if r_j < MIN_R_TRUTH:
+        return [Finding("caution", "truth_not_recovered",
+                        f"{text}: below {MIN_R_TRUTH}, most of the planted couplings' variance "
+                        "is not recovered; train longer (train.n_updates) or on more data "
+                        "(synthetic.duration_s) before trusting couplings on real data")]
+    return [Finding("ok", "truth_recovered", text)]
 
 
 def _dynamics(dyn: Mapping[str, Any]) -> list[Finding]:
@@ -500,14 +597,55 @@ def session_findings(artifacts: Mapping[str, Any]) -> list[Finding]:
     models = {int(k): _attrs(v) for k, v in (artifacts.get("models") or {}).items()}
     found: list[Finding] = []
     if selected is not None:
-        found += _floor(sel) + _grid(selected) + _convergence(selected, models) + _online(sel)
+        conv = _convergence(selected, models)
+        unconverged = any(f.code == "not_converged" and f.level == "problem" for f in conv)
+        found += (_floor(sel) + _grid(selected, unconverged=unconverged) + _replicas(sel) + conv
+                  + _online(sel))
     found += _splits(sel, stats, _attrs(artifacts.get("loglik")))
     found += _statistics(stats)
     found += _couplings(_attrs(artifacts.get("couplings")))
+    found += _truth(_attrs(artifacts.get("couplings")), _attrs(artifacts.get("dynamics")))
     found += _dynamics(_attrs(artifacts.get("dynamics")))
     found += _stage_warnings({k: v for k, v in artifacts.items() if k != "models"})
     rank = {level: i for i, level in enumerate(reversed(LEVELS))}
     return sorted(found, key=lambda f: rank[f.level])  # stable: pipeline order within a level
+
+
+def atlas_findings(atlas: xr.Dataset | Mapping[str, Any]) -> list[Finding]:
+    """Judge the cross-session atlas (``atlas/atlas.nc``; docs/methods.md §12).
+
+    Parameters
+    ----------
+    atlas
+        The atlas dataset or its attributes (:func:`spikerbm.atlas.build_atlas`):
+        ``empty_reason``, ``largest_area_neurons``, ``min_area_neurons``, ``single_session``,
+        ``n_regions``, ``n_sessions``, ``interval_note``.
+
+    Returns
+    -------
+    list of Finding
+        One finding: ``atlas_empty`` (caution: no area reached ``atlas.min_area_neurons``; the
+        message names the key and a value that retains the largest area),
+        ``atlas_one_session`` (caution: intervals from one session's neurons) or
+        ``atlas_pooled`` (ok).
+    """
+    at = _attrs(atlas)
+    reason = str(at.get("empty_reason", "") or "")
+    if reason:
+        largest = int(_num(at, "largest_area_neurons")) if "largest_area_neurons" in at else 0
+        fix = (f"lower atlas.min_area_neurons (now {int(_num(at, 'min_area_neurons'))}; "
+               f"{max(largest, 2)} keeps the largest area) or group areas with "
+               "atlas.ccf_level" if largest >= 2 else "label the neurons' brain areas")
+        return [Finding("caution", "atlas_empty",
+                        f"the cross-session atlas is empty: {reason}; {fix} (small areas give "
+                        "noisy block means), or set atlas.enabled: false")]
+    k, n = _num(at, "n_regions"), _num(at, "n_sessions")
+    if _flag(at, "single_session"):
+        return [Finding("caution", "atlas_one_session",
+                        f"the atlas of {k:.0f} areas has one session: "
+                        f"{at.get('interval_note', '')}; add sessions for intervals over "
+                        "recordings")]
+    return [Finding("ok", "atlas_pooled", f"the atlas pools {k:.0f} areas over {n:.0f} sessions")]
 
 
 def findings_table(findings: Sequence[Finding]) -> list[dict[str, str]]:

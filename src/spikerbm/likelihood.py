@@ -14,9 +14,11 @@ import numpy as np
 import torch
 import xarray as xr
 
+from spikerbm.model import with_replica_dim
 from spikerbm.partition import LogZEstimate, Method, estimate_log_z, resolve_method
 from spikerbm.provenance import derive_seed
 from spikerbm.rbm import RBM, free_energy, rbm_from_dataset
+from spikerbm.train_state import replica_seeds
 
 __all__ = [
     "ONLINE_VARS",
@@ -26,6 +28,7 @@ __all__ = [
     "checkpoint_log_z",
     "checkpoint_loglik",
     "combine_loglik",
+    "replica_loglik",
     "free_energies",
     "independent_site_loglik",
     "log_likelihood",
@@ -192,6 +195,8 @@ def checkpoint_loglik(model: xr.Dataset, train: np.ndarray, test: np.ndarray, *,
         "log_z", "log_z_std", "fe_train", "fe_test", "sem_train", "sem_test")}
     for i, ckpt in enumerate(checkpoints):
         rbm = rbm_from_dataset(model, checkpoint=int(ckpt), device=device)
+        if not all(bool(torch.isfinite(x).all()) for x in (rbm.W, rbm.a, rbm.b)):
+            continue  # a dropped replica after its divergence (docs/data-model.md): NaN
         for name, data in (("train", train_t), ("test", test_t)):
             fe = free_energies(rbm, data, batch_size=batch_size)
             out[f"fe_{name}"][i], out[f"sem_{name}"][i] = fe.mean(), block_sem(fe)
@@ -270,6 +275,45 @@ def checkpoint_loglik(model: xr.Dataset, train: np.ndarray, test: np.ndarray, *,
     )
 
 
+def replica_loglik(model: xr.Dataset, train: np.ndarray, test: np.ndarray, *, seed: int = 0,
+                   **kwargs) -> xr.Dataset:
+    """:func:`checkpoint_loglik` of every replica of a ``model.nc`` (the ``hidden~{n}/loglik.nc``
+    dataset).
+
+    Each replica ``r`` is evaluated on its own with its seed of
+    :func:`spikerbm.train_state.replica_seeds` (``seed`` itself for replica 0); a model
+    without a ``replica`` dim (R = 1) gives exactly :func:`checkpoint_loglik`'s
+    dataset. With replicas, every checkpoint variable gains the ``replica`` dim (first) and the
+    per-replica stop information (:data:`STOP_ATTRS`, ``diverged``) is a variable on
+    ``replica``; a dropped replica's checkpoints after its divergence are NaN.
+
+    Parameters
+    ----------
+    model
+        A ``model.nc`` dataset, with or without a ``replica`` dim.
+    train, test
+        Binary data (n_samples, n_neurons) of the two splits.
+    seed
+        The job's base seed.
+    **kwargs
+        Passed to :func:`checkpoint_loglik` (method, estimator settings, device, batch size).
+    """
+    reps = with_replica_dim(model)
+    per_replica = [v for v in (*STOP_ATTRS, "diverged") if v in reps and "replica" in
+                   reps[v].dims and reps[v].ndim == 1]
+    seeds = replica_seeds(seed, int(reps["replica"].values.max()) + 1)
+    parts = [checkpoint_loglik(reps.sel(replica=r, drop=True).drop_vars(per_replica), train,
+                               test, seed=seeds[int(r)], **kwargs)
+             for r in reps["replica"].values]
+    if "replica" not in model.dims:
+        return parts[0]
+    out = xr.concat(parts, dim="replica", data_vars="all", coords="different",
+                    compat="equals", combine_attrs="drop_conflicts")
+    out = out.assign_coords(replica=reps["replica"].values)
+    out = out.assign({v: reps[v].variable for v in per_replica})
+    return out.transpose("replica", ...)
+
+
 def checkpoint_log_z(rbm: RBM, *, checkpoint: int, method: str, seed: int,
                      exact_max_units: int = 22, ais_chains: int = 50, ais_betas: int = 1000,
                      ais_repeats: int = 4) -> LogZEstimate:
@@ -322,7 +366,8 @@ def combine_loglik(per_model: list[xr.Dataset]) -> xr.Dataset:
             ds = ds.swap_dims(eval="eval_update")
         extra = {"log_z_method": ("n_hidden", [str(ds.attrs["log_z_method"])])}
         for key, default in stop_defaults.items():
-            extra[key] = ("n_hidden", [ds.attrs.get(key, default)])
+            if key not in ds:  # R > 1: a variable on replica already (replica_loglik)
+                extra[key] = ("n_hidden", [ds.attrs.get(key, default)])
         parts.append(ds.drop_attrs(deep=False).expand_dims(n_hidden=[sizes[i]]).assign(
             **extra))
     combined = xr.concat(parts, dim="n_hidden", join="outer", data_vars="all",

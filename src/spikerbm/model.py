@@ -44,7 +44,7 @@ from spikerbm.provenance import derive_seed
 from spikerbm.rbm import RBM, check_rbm_dataset, free_energy, rbm_from_numpy, resolve_device
 from spikerbm.sampling import Sampler
 
-__all__ = ["Model", "Score", "load_model"]
+__all__ = ["Model", "Score", "load_model", "primary_replica", "replica_attrs", "with_replica_dim"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,53 @@ EXACT_LOG_Z_UNITS = 20
 #: Most 3-body couplings :meth:`Model.couplings` returns (order 3 lists every i<j<k).
 MAX_TRIPLETS = 5_000_000
 SAMPLERS = ("gibbs", "ptt")
+
+
+def with_replica_dim(ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` with a ``replica`` dimension: unchanged when it has one, else a length-1
+    ``replica`` dim (coordinate ``[0]``) on every variable that has ``neuron``, ``hidden``,
+    ``checkpoint`` or ``eval`` among its dims (an R = 1 file, written without the dim;
+    docs/data-model.md, "Replicas").
+
+    Readers of ``model.nc``, ``loglik.nc`` and ``selected.nc`` normalise with this so that the
+    code downstream has one path for R = 1 and R > 1.
+    """
+    if "replica" in ds.dims:
+        return ds
+    axes = {"neuron", "hidden", "checkpoint", "eval"}
+    out = ds.copy()
+    for name in list(out.data_vars):
+        if axes & set(out[name].dims):
+            out[name] = out[name].expand_dims(replica=1)
+    return out.assign_coords(replica=("replica", np.array([0], dtype=np.int64)))
+
+
+def primary_replica(ds: xr.Dataset) -> xr.Dataset:
+    """The replica of ``selected.nc`` that statistics and dynamics use (attr
+    ``primary_replica``: replica 0, or the best live one when 0 was dropped), without the
+    ``replica`` dim; a dataset without that dim (R = 1) is returned unchanged."""
+    if "replica" not in ds.dims:
+        return ds
+    r = int(ds.attrs.get("primary_replica", int(ds["replica"].values[0])))
+    return ds.sel(replica=r, drop=True)
+
+
+def replica_attrs(ds: xr.Dataset, replica: int) -> dict[str, Any]:
+    """The attributes of one replica of a ``model.nc``: the shared attrs plus that replica's
+    per-replica values (the 0-d entries of its variables on ``replica`` alone, e.g.
+    ``stop_reason``, ``still_improving``), as a single-model file has them; a file without a
+    ``replica`` dim gives its attrs. A replica not in the file (dropped from another size)
+    falls back to the first live one."""
+    attrs = dict(ds.attrs)
+    if "replica" not in ds.dims:
+        return attrs
+    reps = [int(r) for r in ds["replica"].values]
+    if "diverged" in ds:
+        reps = [r for r, d in zip(reps, ds["diverged"].values, strict=True) if not d] or reps
+    one = ds.sel(replica=replica if replica in reps else reps[0])
+    attrs.update({k: one[k].values.item() for k in one.data_vars if one[k].ndim == 0
+                  and ds[k].dims == ("replica",)})
+    return attrs
 
 
 class ModelFileError(io.InputError):
@@ -136,7 +183,7 @@ def load_model(path: str | os.PathLike, checkpoint: str | int = "selected", *,
             "with `spikerbm import`")
     with io.about_input(path, rebuild_hint=False):
         check_rbm_dataset(ds)
-    return Model(path, ds, checkpoint=checkpoint, device=device)
+    return Model(path, primary_replica(ds), checkpoint=checkpoint, device=device)
 
 
 def _sibling(path: Path, *parts: str) -> Path | None:

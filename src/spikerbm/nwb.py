@@ -50,6 +50,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from spikerbm.sessions import did_you_mean
 from spikerbm.sources import (
     SourceError,
     check_unit_spikes,
@@ -127,7 +128,8 @@ def apply_filters(table: pd.DataFrame, filters: Sequence[str], *, what: str) -> 
             raise SourceError(f"{what}: {err}") from err
         if column not in table.columns:
             raise SourceError(f"{what}: filter {text!r}: the units table has no column "
-                              f"{column!r}; its columns: {sorted(table.columns)}")
+                              f"{column!r}; its columns: {sorted(table.columns)}"
+                              f"{did_you_mean(column, table.columns)}")
         col = table[column]
         if isinstance(value, bool | str) or value is None:
             if op not in ("==", "!="):
@@ -209,7 +211,8 @@ def _unit_electrodes(nwb, units, scalars: pd.DataFrame, how: str,
     if column not in ("auto", "electrodes"):
         if column not in scalars.columns:
             raise SourceError(f"{what}: unit_electrode {column!r} is not a units column; units "
-                              f"columns: {sorted(scalars.columns)}")
+                              f"columns: {sorted(scalars.columns)}"
+                              f"{did_you_mean(column, scalars.columns)}")
         lookup = pd.Series(np.arange(ids.size), index=ids)
         values = scalars[column].to_numpy()
         missing = ~np.isin(values, ids)
@@ -355,7 +358,8 @@ def _unit_ids(scalars: pd.DataFrame, unit_id: str, what: str) -> np.ndarray:
            scalars[unit_id].to_numpy() if unit_id in scalars.columns else None)
     if ids is None:
         raise SourceError(f"{what}: unit_id {unit_id!r} is not a units column; use 'id' or one "
-                          f"of {sorted(scalars.columns)}")
+                          f"of {sorted(scalars.columns)}"
+                          f"{did_you_mean(unit_id, [*scalars.columns, 'id'])}")
     if ids.dtype.kind not in "iu" or np.unique(ids).size != ids.size:
         raise SourceError(f"{what}: unit ids from {unit_id!r} must be unique integers (dtype "
                           f"{ids.dtype}, {ids.size - np.unique(ids).size} duplicate(s)); choose "
@@ -392,7 +396,8 @@ def _areas(nwb, units, scalars: pd.DataFrame, area: str, unit_electrode: str,
         if column not in electrode_cols:
             raise SourceError(f"{what}: area {area!r}: the electrodes table has no column "
                               f"{column!r}; electrodes columns: {electrode_cols}; units "
-                              f"columns: {sorted(scalars.columns)}")
+                              f"columns: {sorted(scalars.columns)}"
+                              f"{did_you_mean(column, electrode_cols)}")
         labels = _scalar_columns(nwb.electrodes)[column].to_numpy(str)
         if regions is not None:
             mixed = [k for k, r in enumerate(regions) if len(set(labels[r])) > 1]
@@ -408,7 +413,8 @@ def _areas(nwb, units, scalars: pd.DataFrame, area: str, unit_electrode: str,
     if area not in scalars.columns:
         raise SourceError(f"{what}: area {area!r} is not a units column; units columns: "
                           f"{sorted(scalars.columns)}; electrodes columns: {electrode_cols} "
-                          "(use electrodes.<column>, e.g. electrodes.location)")
+                          "(use electrodes.<column>, e.g. electrodes.location)"
+                          f"{did_you_mean(area, scalars.columns)}")
     return scalars[area].to_numpy(str), area, coords
 
 
@@ -432,7 +438,7 @@ def _epoch_rows(nwb, specs, spikes, obs, what: str) -> list[tuple[str, float, fl
         if name not in tables:
             raise SourceError(f"{what}: no interval table {name!r}; the file has "
                               f"{sorted(tables)} (nwbfile.intervals), or give windows "
-                              "{name, start_s, stop_s}")
+                              "{name, start_s, stop_s}" + did_you_mean(name, tables))
         table = tables[name]
         start = np.asarray(table["start_time"].data[:], dtype=np.float64)
         stop = np.asarray(table["stop_time"].data[:], dtype=np.float64)
@@ -442,7 +448,8 @@ def _epoch_rows(nwb, specs, spikes, obs, what: str) -> list[tuple[str, float, fl
         else:
             if label not in table.colnames:
                 raise SourceError(f"{what}: interval table {name!r} has no column {label!r}; "
-                                  f"its columns: {list(table.colnames)}")
+                                  f"its columns: {list(table.colnames)}"
+                                  f"{did_you_mean(label, table.colnames)}")
             values = [str(v) for v in _scalar_columns(table)[label]]
             seen: dict[str, int] = {}
             names = []

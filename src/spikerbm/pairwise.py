@@ -1031,7 +1031,7 @@ def model_comparison(*, session: str, selected: dict, statistics: dict, coupling
     -------
     dict
         ``session``, ``n_neurons``, ``n_hidden``; test log-likelihoods per neuron (nats per
-        neuron per bin) ``ll_test_rbm``, ``ll_test_pairwise``, ``ll_test_independent`` with
+        neuron per sample) ``ll_test_rbm``, ``ll_test_pairwise``, ``ll_test_independent`` with
         ``*_std`` (the log Z uncertainty per neuron; 0 for the independent model, whose
         ``log Z`` is exact), ``ll_test_pairwise_sem`` (standard error of the mean test energy,
         per neuron), the gains ``rbm_minus_pairwise`` and ``pairwise_minus_independent`` (with

@@ -283,11 +283,12 @@ class DivergenceGuard:
         # in place, so that a CUDA graph that captured this call keeps updating the flag
         self.first_bad.copy_(torch.where(ok | (self.first_bad > 0), self.first_bad, update))
 
-    def check(self, update: int, rbm: RBM, *, last_checkpoint: int) -> None:
-        """Raise :class:`TrainingDivergedError` if any recorded update blew up (one sync)."""
-        bad = int(self.first_bad)
-        if bad == 0:
-            return
+    def first_bad_update(self) -> int:
+        """The first recorded update that blew up, 0 if none (one sync)."""
+        return int(self.first_bad)
+
+    def describe(self, rbm: RBM) -> str:
+        """Which parameters of ``rbm`` are NaN/inf or too large, and the largest finite one."""
         parts = []
         for name, t in rbm.parameters().items():
             t = t.detach()
@@ -298,8 +299,15 @@ class DivergenceGuard:
                 parts.append(f"parameter {name} has {n_bad} value(s) NaN/inf or beyond "
                              f"{MAX_ABS_PARAMETER:g} in absolute value (largest finite "
                              f"|{name}| = {peak:.3g})")
+        return "; ".join(parts)
+
+    def check(self, update: int, rbm: RBM, *, last_checkpoint: int) -> None:
+        """Raise :class:`TrainingDivergedError` if any recorded update blew up (one sync)."""
+        bad = self.first_bad_update()
+        if bad == 0:
+            return
         raise TrainingDivergedError(
-            f"training diverged at update {bad}: {'; '.join(parts)} (found at the check after "
+            f"training diverged at update {bad}: {self.describe(rbm)} (found at the check after "
             f"update {update}). train.lr = {self.lr:g} is too large for this data: lower it "
             f"(e.g. train.lr: {self.lr / 100:g}) and rerun. The last good checkpoint (update "
             f"{last_checkpoint}) is kept in resume.nc; no model.nc is written"

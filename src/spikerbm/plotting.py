@@ -10,6 +10,8 @@ on every figure, update 0 (the initialisation) drawn apart from update 1 on log 
 
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
@@ -810,9 +812,27 @@ def fig_loglik(ll: xr.Dataset, *, per_neuron: bool = False, title: str | None = 
         early) or a right-pointing triangle (maximum number of updates reached while the
         test LL was still rising). The horizontal line is the independent-site model's test
         LL (the floor; its train LL dotted).
+
+        With replicas (a ``replica`` dim, R > 1) every curve is the replica mean: the
+        checkpoint markers carry the standard error over the live replicas as error bars and a
+        shaded band (mean +- 1 s.e.), the online curve a shaded band from the lowest to the
+        highest replica; the stop markers are replica 0's (docs/methods.md §4).
     """
     fig, ax = style.subplots(1, 1, figsize=(style.PANEL_SIZE[0] * 2.2, style.PANEL_SIZE[1] * 1.2))
     n_vis = float(ll.attrs.get("n_neurons", 1)) if per_neuron else 1.0
+    bands = None
+    if "replica" in ll.dims:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            n_live = ll["ll_test"].notnull().sum("replica")
+            bands = {"se": ll["ll_test"].std("replica", ddof=1) / np.sqrt(n_live)}
+        if "ll_test_online" in ll:
+            bands["lo"] = ll["ll_test_online"].min("replica")
+            bands["hi"] = ll["ll_test_online"].max("replica")
+        means = [v for v in ("ll_test", "ll_train", "ll_test_online", "ll_train_online")
+                 if v in ll]
+        n_rep = ll.sizes["replica"]
+        ll = ll.isel(replica=0).assign({v: ll[v].mean("replica") for v in means})
+        ll["ll_test_std"] = bands["se"]
     sizes = [int(h) for h in ll["n_hidden"].values]
     pal = style.hidden_palette(len(sizes))
 
@@ -834,6 +854,10 @@ def fig_loglik(ll: xr.Dataset, *, per_neuron: bool = False, title: str | None = 
         if not ok.any():
             continue
         color = pal[i]
+        if bands is not None:
+            ax.fill_between(x_all[ok], test[ok] - np.nan_to_num(std[ok]),
+                            test[ok] + np.nan_to_num(std[ok]), color=color, alpha=0.2, lw=0,
+                            zorder=1)
         ax.errorbar(x_all[ok], test[ok], yerr=np.where(np.isfinite(std[ok]), std[ok], 0.0),
                     fmt="o", ms=3.5, color=color, elinewidth=0.8, capsize=1.5, zorder=4,
                     label=f"$N_h$ = {n_hidden}")
@@ -853,6 +877,10 @@ def fig_loglik(ll: xr.Dataset, *, per_neuron: bool = False, title: str | None = 
         after0 = sub["eval_update"].values > 0
         fin = np.isfinite(on_test) & after0
         ax.plot(x_eval[fin], on_test[fin], "-", color=color, lw=0.8, alpha=0.9, zorder=2)
+        if bands is not None and "lo" in bands:
+            ax.fill_between(x_eval[fin], bands["lo"].sel(n_hidden=n_hidden).values[fin] / n_vis,
+                            bands["hi"].sel(n_hidden=n_hidden).values[fin] / n_vis,
+                            color=color, alpha=0.12, lw=0, zorder=1)
         fin_tr = np.isfinite(on_train) & after0
         ax.plot(x_eval[fin_tr], on_train[fin_tr], "--", color=color, lw=0.7, alpha=0.8,
                 zorder=2)
@@ -882,7 +910,8 @@ def fig_loglik(ll: xr.Dataset, *, per_neuron: bool = False, title: str | None = 
         ax.plot([], [], "-", color="black", lw=0.8, label="online test (trajectory AIS)")
         ax.plot([], [], "--", color="black", lw=0.7, label="online train")
     ax.errorbar([], [], yerr=[], fmt="o", ms=3.5, color="black", elinewidth=0.8,
-                label="checkpoint test (exact/AIS) ± 1 s.d.")
+                label="checkpoint test (exact/AIS) ± 1 s.d." if bands is None else
+                f"replica mean of {n_rep} ± 1 s.e. (band; online: min-max)")
     ax.plot([], [], "o", ms=3.5, mfc="none", mec="black", label="checkpoint train")
     if online:
         ax.plot([], [], "D", color="white", mec="black", ms=5, label="best online update")
@@ -896,7 +925,7 @@ def fig_loglik(ll: xr.Dataset, *, per_neuron: bool = False, title: str | None = 
     ax.set_xticks([m * t for t in ticks for m in range(2, 10) if m * t <= x_max * 1.3],
                   minor=True)  # no minor ticks between the "0" position and 1
     ax.set_xlim(LOGLIK_UPDATE0_X * 0.8, x_max * 1.3)
-    unit = "nats / neuron" if per_neuron else "nats / sample"
+    unit = "nats / neuron / sample" if per_neuron else "nats / sample"
     ax.set(xlabel="update", ylabel=f"log-likelihood ({unit})")
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=6, frameon=False)
     if title:
@@ -956,23 +985,34 @@ def fig_pairwise_vs_rbm(pairs: dict[str, tuple[np.ndarray, np.ndarray]],
                if model == "rbm" else model)
     ax.axhline(0, color=style.COLORS["independent"], lw=0.8)
     ax.set_xticks(pos, names, rotation=30, ha="right", fontsize=6)
-    ax.set(ylabel="test LL - independent\n(nats / neuron / bin)")
+    ax.set(ylabel="test LL - independent\n(nats / neuron / sample)")
     ax.legend()
     for a, letter in zip(axs, "abcdefghijklmnopqrstuvwxyz", strict=False):
         style.panel_label(a, letter)
     return fig
 
 
+#: the atlas figure writes each cell's interval into the cell up to this many areas (larger
+#: matrices have cells too small for it: the intervals are in tables/atlas_area_pairs)
+ATLAS_CELL_INTERVAL_MAX_AREAS = 3
+#: font size (pt) of the atlas cell annotations: 8 up to 4 areas, 7 up to 8 (at 150 dpi,
+#: 15-17 px; none are drawn beyond 8 areas)
+ATLAS_CELL_FONTSIZE = {4: 8.0, 8: 7.0}
+
+
 def fig_atlas(ds: xr.Dataset, *, quantity: str = "J") -> Figure:
     """Cross-session area atlas (docs/methods.md §12).
 
     Panels, per model (the RBM's effective couplings; the pairwise baseline's when present):
-    the area x area matrix of the pooled coarse-grained ``quantity`` (each cell annotated, with
-    few areas, with its value, interval and number of sessions; ``*`` marks an interval from one
-    session's neuron bootstrap); then per area the within-area minus across-area difference of
+    the area x area matrix of the pooled coarse-grained ``quantity`` in a power of ten named
+    in the colour-bar label (each cell annotated, with up to 8 areas, with its value and number
+    of sessions, and with up to :data:`ATLAS_CELL_INTERVAL_MAX_AREAS` areas also its interval;
+    ``*`` marks an interval from one session's neuron bootstrap; every interval is in the
+    table ``atlas_area_pairs``); then per area the within-area minus across-area difference of
     ``quantity`` with its interval, one point per model, labelled with the number of sessions
     and the p-value of the test over sessions (RBM); last, the effect sizes (mean per-session
-    Cohen's d) of ``J``, ``|J|`` and ``R`` per model, which share one scale.
+    Cohen's d) of ``J``, ``|J|`` and ``R`` per model, which share one scale. An empty atlas
+    (no area reached ``min_area_neurons``) gives one panel that says why.
 
     Parameters
     ----------
@@ -982,35 +1022,55 @@ def fig_atlas(ds: xr.Dataset, *, quantity: str = "J") -> Figure:
     quantity
         The quantity of the matrices and of the within-vs-across panel.
     """
+    from matplotlib.ticker import MaxNLocator
+
     models = [str(m) for m in ds["model"].values]
     regions = [str(r) for r in ds["region"].values]
     k = len(regions)
-    annotate = k <= 8
+    if k == 0:
+        fig, ax = style.subplots(1, 1, figsize=(6.4, 2.2))
+        ax.set_axis_off()
+        reason = str(ds.attrs.get("empty_reason", "")) or "no area was retained"
+        ax.text(0.5, 0.5, textwrap.fill(f"Empty atlas: {reason}. The finding atlas_empty in "
+                                        "tables/findings.tsv names the key to change.", 70),
+                ha="center", va="center", fontsize=9, transform=ax.transAxes)
+        return fig
+    annotate = k <= max(ATLAS_CELL_FONTSIZE)
+    intervals = k <= ATLAS_CELL_INTERVAL_MAX_AREAS
+    font = next((f for n, f in sorted(ATLAS_CELL_FONTSIZE.items()) if k <= n), 0.0)
     side = max(4.2, 0.95 * k + 1.0) if annotate else max(3.2, 0.3 * k + 1.5)
     ncol = len(models) + 2
     fig, axs = style.subplots(1, ncol, figsize=(side * len(models) + 2 * 3.6, side),
                               squeeze=False)
     axs = axs[0]
     single = ds["area_ci_from_sessions"].values == 0
+    star = not int(ds.attrs.get("single_session", 0))  # one session: the title says it once
+    unit = style.KT if quantity in ("J", "J_abs") else ""
     for ax, model in zip(axs, models, strict=False):
         sub = ds.sel(model=model, quantity=quantity)
-        mat = sub["area_mean"].values
-        # one colour scale per model: the two models' couplings need not share a scale
-        lim = float(np.nanmax(np.abs(mat), initial=0.0)) or 1.0
+        # one colour scale per model: the two models' couplings need not share a scale; values
+        # in a power of ten named in the label (as Figs. 4-5), so cells show 2 digits
+        lim = float(np.nanmax(np.abs(sub["area_mean"].values), initial=0.0)) or 1.0
+        power, scale = _scale_power(lim)
+        mat, lim = sub["area_mean"].values / 10.0**power, lim / 10.0**power
         im = ax.imshow(mat, cmap="RdBu_r", vmin=-lim, vmax=lim)
-        ax.set_xticks(range(k), regions, rotation=90, fontsize=6)
-        ax.set_yticks(range(k), regions, fontsize=6)
+        ax.set_xticks(range(k), regions, rotation=90, fontsize=7 if annotate else 6)
+        ax.set_yticks(range(k), regions, fontsize=7 if annotate else 6)
         if annotate:
-            lo, hi = sub["area_ci_low"].values, sub["area_ci_high"].values
+            lo, hi = (sub[v].values / 10.0**power for v in ("area_ci_low", "area_ci_high"))
             ns = ds["area_n_sessions"].values
             for a in range(k):
                 for b in range(k):
-                    if np.isfinite(mat[a, b]):
-                        ax.text(b, a, f"{mat[a, b]:.2g}\n[{lo[a, b]:.2g}, {hi[a, b]:.2g}]\n"
-                                f"n={int(ns[a, b])}{'*' if single[a, b] else ''}",
-                                ha="center", va="center", fontsize=5,
-                                color="white" if abs(mat[a, b]) > 0.6 * lim else "black")
-        fig.colorbar(im, ax=ax, shrink=0.75, label=f"mean {quantity}" + r"$_{AB}$")
+                    if not np.isfinite(mat[a, b]):
+                        continue
+                    text = f"{mat[a, b]:.2g}\n"
+                    if intervals:
+                        text += f"[{lo[a, b]:.2g}, {hi[a, b]:.2g}]\n"
+                    text += f"n={int(ns[a, b])}{'*' if single[a, b] and star else ''}"
+                    ax.text(b, a, text, ha="center", va="center", fontsize=font,
+                            color="white" if abs(mat[a, b]) > 0.6 * lim else "black")
+        units = f" ({scale}{unit})" if scale or unit else ""
+        fig.colorbar(im, ax=ax, shrink=0.75, label=f"mean {quantity}" + r"$_{AB}$" + units)
         ax.set_title(f"{model}: mean {quantity} between areas")
     y = np.arange(k)
     pal = style.hidden_palette(max(len(models), 2))
@@ -1025,7 +1085,8 @@ def fig_atlas(ds: xr.Dataset, *, quantity: str = "J") -> Figure:
     rbm = ds.sel(model=models[0], quantity=quantity)
     ax.set_yticks(y, [f"{r} (n={int(ds['delta_n_sessions'].values[i])}, "
                       f"p={float(rbm['delta_p_value'].values[i]):.2g})"
-                      for i, r in enumerate(regions)], fontsize=6)
+                      for i, r in enumerate(regions)], fontsize=7 if annotate else 6)
+    ax.xaxis.set_major_locator(MaxNLocator(5))
     ax.invert_yaxis()
     ax.set(xlabel=f"within - across, {quantity}",
            title=f"within vs across ({100 * ds.attrs['ci_level']:.0f}% intervals)")
@@ -1039,16 +1100,82 @@ def fig_atlas(ds: xr.Dataset, *, quantity: str = "J") -> Figure:
                 y + (s - (len(shown) - 1) / 2) * 0.8 / max(len(shown), 1), "o", ms=3,
                 color=pal[s], label=f"{model} {q}")
     ax.axvline(0, color="0.3", lw=0.8, ls="--")
-    ax.set_yticks(y, regions, fontsize=6)
+    ax.set_yticks(y, regions, fontsize=7 if annotate else 6)
+    ax.xaxis.set_major_locator(MaxNLocator(5))
     ax.invert_yaxis()
     ax.set(xlabel="Cohen's d (within vs across)", title="effect sizes")
     ax.legend(fontsize=6)
     for a, letter in zip(axs, "abcdefgh", strict=False):
         style.panel_label(a, letter)
+    notes = []
+    if annotate and not intervals:
+        notes.append(f"cells: value (n = sessions); {100 * ds.attrs['ci_level']:.0f}% "
+                     "intervals in the table atlas_area_pairs")
     if int(ds.attrs.get("single_session", 0)):
-        fig.suptitle("ONE SESSION: " + str(ds.attrs.get("interval_note", "")), fontsize=7,
-                     color="#b00")
-    elif annotate and single.any():
-        fig.suptitle("* interval from one session's neuron bootstrap (area pair recorded "
-                     "together once)", fontsize=7)
+        fig.suptitle("ONE SESSION: " + str(ds.attrs.get("interval_note", "")) +
+                     "".join(f"\n{n}" for n in notes), fontsize=7, color="#b00")
+    else:
+        if annotate and single.any():
+            notes.append("* interval from one session's neuron bootstrap (area pair recorded "
+                         "together once)")
+        if notes:
+            fig.suptitle("\n".join(notes), fontsize=7)
+    return fig
+
+
+def fig_replicas(coup: xr.Dataset, *, title: str | None = None) -> Figure:
+    """Reproducibility of the couplings across replicas (R > 1; docs/methods.md §6).
+
+    Parameters
+    ----------
+    coup
+        ``couplings.nc`` of a replica run (``replica_J``, ``replica_strong_J3``,
+        ``pair_pearson_*``, ``pair_slope_*``, ``replica_a``/``replica_b``, and, with areas,
+        ``area_J_mean_replica_std``).
+    title
+        Optional figure title.
+
+    Returns
+    -------
+    Figure
+        (a) ``J_ij`` of replica b against replica a for every replica pair (one colour per
+        pair, ``i < j``), identity line, legend with each pair's Pearson r and slope; (b) the
+        same for ``J_ijk`` of the primary replica's strongest triplets; (c) the across-replica
+        std of the area matrix (mean J per area pair), or a note without areas.
+    """
+    fig, axes = style.subplots(1, 3)
+    reps = coup["replica"].values
+    a_idx, b_idx = coup["replica_a"].values, coup["replica_b"].values
+    pal = style.hidden_palette(len(a_idx))
+    n = coup.sizes["neuron"]
+    iu = np.triu_indices(n, 1)
+    panels = (("J2", coup["replica_J"].values[:, iu[0], iu[1]], "$J_{ij}$"),
+              ("J3", coup["replica_strong_J3"].values, "$J_{ijk}$ (strongest)"))
+    for ax, (name, x, label) in zip(axes[:2], panels, strict=True):
+        for p, (a, b) in enumerate(zip(a_idx, b_idx, strict=True)):
+            r = float(coup[f"pair_pearson_{name}"].values[p])
+            slope = float(coup[f"pair_slope_{name}"].values[p])
+            ax.plot(x[a], x[b], ".", ms=2.5, color=pal[p], alpha=0.6,
+                    label=f"{reps[a]} vs {reps[b]}: r {r:.2f}, slope {slope:.2f}")
+        if x.size:
+            lim = float(np.nanmax(np.abs(x))) or 1.0
+            ax.plot([-lim, lim], [-lim, lim], "-", color=style.COLORS["independent"], lw=0.7)
+        ax.set_xlabel(f"{label}, replica a")
+        ax.set_ylabel(f"{label}, replica b")
+        ax.legend(fontsize=6, loc="upper left", frameon=False)
+    ax = axes[2]
+    if "area_J_mean_replica_std" in coup and coup.sizes.get("region", 0):
+        regions = [str(r) for r in coup["region"].values]
+        im = ax.imshow(coup["area_J_mean_replica_std"].values, cmap="viridis")
+        ax.set_xticks(range(len(regions)), regions, rotation=90, fontsize=7)
+        ax.set_yticks(range(len(regions)), regions, fontsize=7)
+        fig.colorbar(im, ax=ax, label="std of mean $J$ across replicas")
+    else:
+        ax.text(0.5, 0.5, "no area with enough neurons", ha="center", va="center",
+                transform=ax.transAxes)
+        ax.set_axis_off()
+    for ax, letter in zip(axes, "abc", strict=True):
+        style.panel_label(ax, letter)
+    if title:
+        style.title(fig, title)
     return fig

@@ -229,9 +229,11 @@ def rbm_from_dataset(ds, *, checkpoint: int | None = None, device: torch.device 
 def check_rbm_dataset(ds, *, n_visible: int | None = None) -> None:
     """Check the parameters of a ``model.nc`` / ``selected.nc`` dataset before using them.
 
-    ``W`` must have dims (``checkpoint``,) ``neuron``, ``hidden``, ``a`` (``checkpoint``,)
-    ``neuron`` and ``b`` (``checkpoint``,) ``hidden``, all floating point and finite (training
-    stops on divergence, so a model file never holds NaN/inf). With ``n_visible``, the model must
+    ``W`` must have dims (``replica``,) (``checkpoint``,) ``neuron``, ``hidden``, ``a``
+    (``replica``,) (``checkpoint``,) ``neuron`` and ``b`` (``replica``,) (``checkpoint``,)
+    ``hidden``, all floating point and finite (training stops on divergence, so a model file
+    never holds NaN/inf), except in a replica marked ``diverged`` (R > 1: a dropped replica's
+    entries from its divergence on are NaN; docs/data-model.md). With ``n_visible``, the model must
     have that many visible units (the neurons of the session's raster; visible unit ``i`` is
     neuron ``i``).
 
@@ -242,7 +244,9 @@ def check_rbm_dataset(ds, *, n_visible: int | None = None) -> None:
     """
     import numpy as np
 
-    lead = ("checkpoint",) if "checkpoint" in ds.dims else ()
+    lead = tuple(d for d in ("replica", "checkpoint") if d in ds.dims)
+    dropped = (np.asarray(ds["diverged"].values, dtype=bool)
+               if "replica" in lead and "diverged" in ds else None)
     for name, dims in (("W", ("neuron", "hidden")), ("a", ("neuron",)), ("b", ("hidden",))):
         if name not in ds.data_vars:
             raise ValueError(f"model: no parameter variable {name!r} (found "
@@ -256,9 +260,14 @@ def check_rbm_dataset(ds, *, n_visible: int | None = None) -> None:
             raise ValueError(f"model: parameter {name!r} has dtype {values.dtype}; expected "
                              "float32 (rebuild the model file)")
         bad = ~np.isfinite(values)
+        if dropped is not None:  # a diverged replica's entries from the divergence on are NaN
+            bad[dropped] = False
         if bad.any():
             where = ""
-            if lead:
+            if "replica" in lead:
+                rep = ds["replica"].values[bad.reshape(bad.shape[0], -1).any(axis=1)]
+                where = f" in replica(s) {rep[:10].tolist()} not marked diverged"
+            elif lead:
                 ck = ds["checkpoint"].values[bad.reshape(bad.shape[0], -1).any(axis=1)]
                 where = f" at checkpoint(s) {ck[:10].tolist()}"
             raise ValueError(

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import html
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -186,12 +187,32 @@ TABLE_FIELDS: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
 }
 
 
+#: Columns (couplings.nc attributes) of the replica table ``couplings_replicas`` (rule
+#: ``replica_table``, only with ``train.replicas`` > 1; docs/methods.md §6).
+REPLICA_TABLE_FIELDS: tuple[tuple[str, str], ...] = (
+    ("n_hidden", "hidden units"),
+    ("replicas", "replicas"),
+    ("primary_replica", "primary replica"),
+    ("J2_pearson_mean", "r J2 (mean)"),
+    ("J2_pearson_min", "r J2 (min)"),
+    ("J2_slope_mean", "slope J2 (mean)"),
+    ("J2_slope_min", "slope J2 (min)"),
+    ("J3_pearson_mean", "r J3 strongest (mean)"),
+    ("J3_pearson_min", "r J3 strongest (min)"),
+    ("J2_spread_median", "median std J2"),
+    ("J2_sign_consistent_fraction", "sign-consistent"),
+    ("J2_sign_n_pairs", "pairs judged"),
+    ("area_J_replica_std_max", "max std area J"),
+)
+
+
 #: Titles of the report tables (the HTML page heading).
 TABLE_TITLES: dict[str, str] = {
     "findings": "Findings of every session (green: ok, amber: caution, red: problem)",
     "selected_models": "Selected models: best checkpoint of every hidden size",
     "statistics_scores": "Generated vs real statistics of the selected models",
     "couplings_summary": "Effective couplings of the selected models",
+    "couplings_replicas": "Effective couplings across replicas (reproducibility)",
     "dynamics_summary": "Relaxation dynamics of the selected models",
 }
 
@@ -237,7 +258,9 @@ def selected_models_table(selected: Mapping[str, xr.Dataset]) -> pd.DataFrame:
     pandas.DataFrame
         Columns ``session``, ``hidden units``, ``best checkpoint``, ``LL train``, ``LL test``,
         ``LL test s.d.``, ``log Z method``, ``floor test``, ``LL test - floor``,
-        ``beats floor`` (strictly above the floor, as in the selection), ``selected``.
+        ``beats floor`` (strictly above the floor, as in the selection), ``selected``; with
+        replicas (R > 1) ``LL`` is the replica mean, its s.d. the standard error, plus
+        ``replica wins`` (``k/R``) and ``within 1 s.e.`` (docs/methods.md §4).
 
     Raises
     ------
@@ -270,6 +293,10 @@ def selected_models_table(selected: Mapping[str, xr.Dataset]) -> pd.DataFrame:
                 "beats floor": "yes" if ll_test > floor else "NO",
                 "selected": "selected" if is_selected else "",
             })
+            if "replica_wins" in ds:  # R > 1: the replica-mean selection (LL = mean, s.d. = s.e.)
+                rows[-1]["replica wins"] = (f"{int(ds['replica_wins'].values[c])}/"
+                                            f"{int(ds.attrs['replicas'])}")
+                rows[-1]["within 1 s.e."] = "yes" if int(ds["within_se"].values[c]) else ""
     return pd.DataFrame(rows)
 
 
@@ -358,6 +385,23 @@ MODEL_COMPARISON_COLUMNS: tuple[tuple[str, str | None, str], ...] = (
 )
 
 
+#: Uncertainties that set the TSV precision of each column (:func:`rounded`): the log Z error
+#: and the test-set standard error of the log-likelihoods per neuron, the errors of the gains.
+MODEL_COMPARISON_ERRORS: dict[str, tuple[str, ...]] = {
+    "ll_test_rbm": ("ll_test_rbm_std", "ll_test_pairwise_sem"),
+    "ll_test_pairwise": ("ll_test_pairwise_std", "ll_test_pairwise_sem"),
+    "ll_test_independent": ("ll_test_pairwise_sem",),
+    "rbm_minus_pairwise": ("rbm_minus_pairwise_std", "rbm_minus_pairwise_sem"),
+    "pairwise_minus_independent": ("pairwise_minus_independent_std",),
+}
+#: The same for the atlas tables (:func:`spikerbm.atlas.atlas_tables`).
+ATLAS_ERRORS: dict[str, tuple[str, ...]] = {
+    "mean": ("se",), "ci_low": ("se",), "ci_high": ("se",),
+    "within": ("delta_se",), "across": ("delta_se",), "delta": ("delta_se",),
+    "delta_ci_low": ("delta_se",), "delta_ci_high": ("delta_se",),
+}
+
+
 def model_comparison_table(rows: list[Mapping[str, object]]) -> pd.DataFrame:
     """The RBM-vs-pairwise-vs-independent table, one row per session (formatted for display).
 
@@ -365,7 +409,7 @@ def model_comparison_table(rows: list[Mapping[str, object]]) -> pd.DataFrame:
     ----------
     rows
         :func:`spikerbm.pairwise.model_comparison` dicts. Log-likelihoods are nats per neuron
-        per bin; ``a ± b`` shows the log Z uncertainty (1 s.d.); the independent model scores 0
+        per sample; ``a ± b`` shows the log Z uncertainty (1 s.d.); the independent model scores 0
         by definition (docs/methods.md §5). ``equilibrated`` is 1/0 (-1: not checked).
 
     Returns
@@ -388,10 +432,72 @@ def model_comparison_table(rows: list[Mapping[str, object]]) -> pd.DataFrame:
     return pd.DataFrame(out, columns=["session", *(t for _, _, t in MODEL_COMPARISON_COLUMNS)])
 
 
-def formatted(table: pd.DataFrame) -> pd.DataFrame:
-    """A copy of ``table`` with its float columns formatted as in the summary (4 digits)."""
+#: Significant digits of an uncertainty in the TSV tables, and the fewest of any value.
+ERROR_DIGITS = 2
+VALUE_DIGITS = 4
+
+
+def round_to_error(value: float, error: float = math.nan, *, error_digits: int = ERROR_DIGITS,
+                   value_digits: int = VALUE_DIGITS) -> float:
+    """``value`` rounded to the decimal of the ``error_digits``-th significant digit of its
+    uncertainty ``error``, and to at least ``value_digits`` significant digits.
+
+    So a value keeps every digit its uncertainty resolves (``-0.313368612 +- 0.000081`` ->
+    ``-0.313369``) and no more; without a positive finite error it keeps ``value_digits``
+    (as the other report tables). Convention: two significant digits of the uncertainty
+    (Particle Data Group, *Review of Particle Physics*, "Rounding").
+
+    Parameters
+    ----------
+    value, error
+        Floats; NaN/inf values are returned unchanged.
+    """
+    v = float(value)
+    if not math.isfinite(v) or v == 0.0:
+        return v
+    decimals = value_digits - 1 - math.floor(math.log10(abs(v)))
+    e = float(error)
+    if math.isfinite(e) and e > 0:
+        decimals = max(decimals, error_digits - 1 - math.floor(math.log10(e)))
+    return round(v, decimals)
+
+
+def rounded(table: pd.DataFrame, errors: Mapping[str, Sequence[str]]) -> pd.DataFrame:
+    """A copy of ``table`` with its float columns rounded for a TSV (:func:`round_to_error`).
+
+    Parameters
+    ----------
+    table
+        Numbers at full precision.
+    errors
+        Column -> the columns of its uncertainties (the smallest positive one per row sets the
+        precision). Those uncertainty columns get :data:`ERROR_DIGITS` significant digits;
+        every other float column :data:`VALUE_DIGITS`.
+    """
+    out = table.copy()
+    error_columns = {c for cols in errors.values() for c in cols}
+    for col in out.columns:
+        if out[col].dtype.kind != "f":
+            continue
+        if col in error_columns:
+            out[col] = [round_to_error(v, value_digits=ERROR_DIGITS) for v in table[col]]
+        elif col in errors:
+            errs = np.array([[float(x) for x in table[c]] for c in errors[col] if c in table])
+            errs = (np.where(errs > 0, errs, np.inf).min(axis=0) if errs.size
+                    else np.full(len(table), np.nan))
+            out[col] = [round_to_error(v, e) for v, e in zip(table[col], errs, strict=True)]
+        else:
+            out[col] = [round_to_error(v) for v in table[col]]
+    return out
+
+
+def formatted(table: pd.DataFrame, *, digits: int | None = 4) -> pd.DataFrame:
+    """A copy of ``table`` with its float columns as text: ``digits`` significant digits (as in
+    the summary), or with ``None`` every digit of values already rounded (:func:`rounded`);
+    NaN as ``n/a``."""
     out = table.copy()
     for col in out.columns:
         if out[col].dtype.kind == "f":
-            out[col] = [_fmt(v) for v in out[col]]
+            out[col] = ["n/a" if not np.isfinite(v) else f"{v:.{digits or 15}g}"
+                        for v in out[col]]
     return out

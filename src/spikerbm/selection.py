@@ -24,8 +24,8 @@ import xarray as xr
 
 from spikerbm.partition import LogZEstimate
 
-__all__ = ["DISAGREE_Z", "FLOOR_BANNER", "TIE_Z", "refine_tais_ties", "select_model",
-           "selected_dataset"]
+__all__ = ["DISAGREE_Z", "FLOOR_BANNER", "TIE_Z", "refine_tais_ties", "replica_stats",
+           "select_model", "select_one", "selected_dataset"]
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +124,23 @@ def refine_tais_ties(ll: xr.Dataset, refine: Callable[[int, int], LogZEstimate]
 
 
 def select_model(ll: xr.Dataset) -> xr.Dataset:
-    """Pick the ``(n_hidden, checkpoint)`` with the highest test log-likelihood.
+    """The candidate table of a session: :func:`select_one` for one model per size, and with
+    replicas (a ``replica`` dim, R > 1) the replica-mean selection of :func:`_over_replicas`.
+
+    Each replica is first selected on its own (:func:`select_one`: its best checkpoint per
+    size, its ties and online disagreements); a dataset without a ``replica`` dim gives exactly
+    :func:`select_one`'s table (R = 1 is unchanged on disk).
+    """
+    if "replica" not in ll.dims:
+        return select_one(ll)
+    tables = {int(r): select_one(ll.sel(replica=r, drop=True)) for r in ll["replica"].values
+              if np.isfinite(ll["ll_test"].sel(replica=r).values).any()}
+    return _over_replicas(ll, tables)
+
+
+def select_one(ll: xr.Dataset) -> xr.Dataset:
+    """Pick the ``(n_hidden, checkpoint)`` with the highest test log-likelihood (one model per
+    hidden size).
 
     Ties go to the earliest checkpoint, then to the smallest hidden size; NaN values are
     skipped. The uncertainty does not change the pick, but the result says which sizes are
@@ -256,6 +272,214 @@ def select_model(ll: xr.Dataset) -> xr.Dataset:
     return cand
 
 
+def replica_stats(best: np.ndarray) -> dict[str, np.ndarray | int]:
+    """Replica-mean selection from each replica's best test log-likelihood per hidden size.
+
+    docs/methods.md §4 ("Selection with replicas"). ``best[i, r]`` is replica ``r``'s best
+    test LL at size ``i`` (NaN: replica not live at that size). Per size: the mean over its
+    live replicas, the standard error ``std(ddof=1) / sqrt(R_live)`` (NaN with one live
+    replica), ``R_live``. The winner is the size with the highest mean (first of equal maxima:
+    the smallest size). ``replica_wins[i]``: for how many replicas ``r`` size ``i`` has the
+    highest ``best[:, r]``; ``within_se[i]``: size ``i`` is not the winner and its mean is
+    within one standard error of the difference, ``mean_w - mean_i <= hypot(se_w, se_i)``.
+
+    Parameters
+    ----------
+    best
+        (n_sizes, n_replicas) nats per sample.
+
+    Returns
+    -------
+    dict
+        ``mean``, ``se``, ``n_live``, ``replica_wins``, ``within_se`` (arrays over sizes) and
+        ``winner`` (index).
+
+    Raises
+    ------
+    ValueError
+        When no size has a finite value.
+    """
+    best = np.asarray(best, dtype=np.float64)
+    live = np.isfinite(best)
+    n_live = live.sum(1)
+    if not n_live.any():
+        raise ValueError("no finite test log-likelihood in any replica; nothing to select")
+    mean = _nan_mean(best)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dev = np.where(live, best - mean[:, None], 0.0)
+        se = np.where(n_live > 1, np.sqrt((dev ** 2).sum(1) / np.maximum(n_live - 1, 1))
+                      / np.sqrt(n_live), np.nan)
+    winner = int(np.argmax(np.where(np.isfinite(mean), mean, -np.inf)))
+    col_ok = live.any(0)
+    wins_of = np.argmax(np.where(live, best, -np.inf), axis=0)[col_ok]
+    replica_wins = np.bincount(wins_of, minlength=best.shape[0]).astype(np.int64)
+    within = (mean[winner] - mean) <= np.hypot(se[winner], se)  # NaN s.e.: never within
+    within[winner] = False
+    return {"mean": mean, "se": se, "n_live": n_live.astype(np.int64),
+            "replica_wins": replica_wins, "within_se": within & np.isfinite(mean),
+            "winner": winner}
+
+
+def _nan_mean(x: np.ndarray) -> np.ndarray:
+    """Row means over the finite entries (NaN for a row without any)."""
+    ok = np.isfinite(x)
+    return np.where(ok.any(1), np.where(ok, x, 0).sum(1) / np.maximum(ok.sum(1), 1), np.nan)
+
+
+def _over_replicas(ll: xr.Dataset, tables: dict[int, xr.Dataset]) -> xr.Dataset:
+    """The candidate table of R > 1 replicas from each replica's :func:`select_one` table
+    (:func:`select_model`; columns in docs/data-model.md, ``selected.nc``)."""
+    sizes = ll["n_hidden"].values.astype(np.int64)
+    replicas = ll["replica"].values.astype(np.int64)
+    shape = (len(sizes), len(replicas))
+    per = {v: np.full(shape, np.nan) for v in ("ll_test", "ll_train", "ll_test_std",
+                                               "ll_test_sem", "log_z", "log_z_std")}
+    ck = np.full(shape, -1, dtype=np.int64)
+    for j, r in enumerate(replicas):
+        t = tables.get(int(r))
+        if t is None:
+            continue
+        row = {int(h): i for i, h in enumerate(t["n_hidden"].values)}
+        for i, h in enumerate(sizes):
+            if int(h) in row:
+                for v in per:
+                    per[v][i, j] = float(t[v].values[row[int(h)]])
+                ck[i, j] = int(t["checkpoint"].values[row[int(h)]])
+    if "diverged" in ll:  # a dropped replica is not live at that size, whatever it reached
+        dropped = ll["diverged"].transpose("n_hidden", "replica").values.astype(bool)
+        for v in per:
+            per[v][dropped] = np.nan
+        ck[dropped] = -1
+    stats = replica_stats(per["ll_test"])
+    keep = np.isfinite(stats["mean"])
+    win = int(np.flatnonzero(keep).tolist().index(stats["winner"]))
+    sizes, ck = sizes[keep], ck[keep]
+    per = {v: x[keep] for v, x in per.items()}
+    stats = {k: (v[keep] if isinstance(v, np.ndarray) else v) for k, v in stats.items()}
+    live = np.isfinite(per["ll_test"][win])
+    # primary replica: 0 when it is live at the winner, else the live one with the best test LL
+    p = 0 if live[0] else int(np.nanargmax(np.where(live, per["ll_test"][win], -np.inf)))
+    primary = int(replicas[p])
+    prim = tables[primary]
+    prow = {int(h): i for i, h in enumerate(prim["n_hidden"].values)}
+    train = replica_stats(per["ll_train"])
+    train_mean, train_se = train["mean"], train["se"]
+    sem_mean = _nan_mean(per["ll_test_sem"])
+    methods = np.array([str(prim["log_z_method"].values[prow[int(h)]]) if int(h) in prow
+                        else "unknown" for h in sizes])  # the primary's (refined) method
+    nats = {"units": "nats per sample"}
+    mean_of = "mean over the live replicas of each replica's best {} (docs/methods.md §4)"
+    se_of = "standard error of {} over the live replicas, std(ddof=1) / sqrt(R_live)"
+    prim_of = "{} of the primary replica's best checkpoint"
+    within = stats["within_se"]
+    data_vars = {
+        "ll_train": ("candidate", train_mean, {**nats, "long_name": mean_of.format(
+            "checkpoint's train LL")}),
+        "ll_test": ("candidate", stats["mean"], {**nats, "long_name": mean_of.format(
+            "test LL")}),
+        "ll_train_std": ("candidate", train_se, {**nats, "long_name": se_of.format(
+            "ll_train")}),
+        "ll_test_std": ("candidate", stats["se"], {**nats, "long_name": se_of.format(
+            "ll_test") + " (the replicas' scatter includes each one's log Z estimator noise)"}),
+        "ll_test_se": ("candidate", stats["se"], {**nats, "long_name": se_of.format(
+            "ll_test")}),
+        "ll_test_sem": ("candidate", sem_mean, {
+            **nats, "long_name": "standard error of ll_test over the test bins (data noise), "
+            "mean over the live replicas"}),
+        "log_z": ("candidate", np.array([float(prim["log_z"].values[prow[int(h)]])
+                                         if int(h) in prow else np.nan for h in sizes]),
+                  {"units": "nats", "long_name": prim_of.format("log Z")}),
+        "log_z_std": ("candidate", np.array([float(prim["log_z_std"].values[prow[int(h)]])
+                                             if int(h) in prow else np.nan for h in sizes]),
+                      {"units": "nats", "long_name": prim_of.format("log_z_std")}),
+        "log_z_method": ("candidate", methods),
+        "tied": ("candidate", within.astype(np.uint8), {
+            "long_name": "mean test LL within one standard error of the selected one "
+            "(= within_se)"}),
+        "within_se": ("candidate", within.astype(np.uint8), {
+            "long_name": "mean test LL within one standard error of the difference, "
+            "hypot(se_selected, se), of the selected size"}),
+        "selected": ("candidate", (np.arange(len(sizes)) == win).astype(np.uint8)),
+        "replica_wins": ("candidate", stats["replica_wins"], {
+            "long_name": "number of replicas whose best test LL is highest at this size"}),
+        "replicas_live": ("candidate", stats["n_live"], {
+            "long_name": "replicas live at this size (not dropped by divergence)"}),
+        "replica_checkpoint": (("candidate", "replica"), ck, {
+            "units": "updates", "long_name": "each replica's best checkpoint (-1: not live)"}),
+        "replica_ll_test": (("candidate", "replica"), per["ll_test"], {
+            **nats, "long_name": "each replica's best test LL (NaN: not live)"}),
+        "replica_ll_train": (("candidate", "replica"), per["ll_train"], {
+            **nats, "long_name": "each replica's train LL at its best checkpoint"}),
+        "replica_ll_test_std": (("candidate", "replica"), per["ll_test_std"], {
+            **nats, "long_name": "each replica's estimator uncertainty of its best test LL"}),
+    }
+    stop = {}
+    for var in STOP_VARS:
+        if var in prim:
+            values = np.array([prim[var].values[prow[int(h)]] if int(h) in prow else
+                               ("" if var == "stop_reason" else -1) for h in sizes])
+            data_vars[var] = ("candidate", values.astype(str) if var == "stop_reason"
+                              else values.astype(np.int64))
+            stop[var] = str(values[win]) if var == "stop_reason" else int(values[win])
+    p_ck = np.array([int(prim["checkpoint"].values[prow[int(h)]]) if int(h) in prow else -1
+                     for h in sizes], dtype=np.int64)
+    disagrees = ";".join(f"r{r}:{e}" for r, t in tables.items()
+                         for e in str(t.attrs["online_disagrees"]).split(";") if e)
+    zs = [float(t.attrs["online_max_abs_z"]) for t in tables.values()]
+    floor_test = float(ll.attrs["floor_test"])
+    beats = bool(stats["mean"][win] > floor_test)
+    within_se = ",".join(str(h) for h in sizes[within])
+    dropped = ",".join(str(r) for r, ok in zip(replicas, live, strict=True) if not ok)
+    cand = xr.Dataset(
+        data_vars,
+        coords={"n_hidden": ("candidate", sizes, {"units": "hidden units"}),
+                "checkpoint": ("candidate", p_ck, {
+                    "units": "updates", "long_name": "the primary replica's best checkpoint"}),
+                "replica": ("replica", replicas)},
+        attrs={
+            "n_hidden": int(sizes[win]),
+            "checkpoint": int(p_ck[win]),
+            "ll_train": float(train_mean[win]),
+            "ll_test": float(stats["mean"][win]),
+            "ll_test_std": float(stats["se"][win]),
+            "ll_test_se": float(stats["se"][win]),
+            "log_z": float(data_vars["log_z"][1][win]),
+            "log_z_std": float(data_vars["log_z_std"][1][win]),
+            "floor_train": float(ll.attrs["floor_train"]),
+            "floor_test": floor_test,
+            "beats_floor": int(beats),
+            "log_z_method": str(methods[win]),
+            "tied_with": within_se,
+            "within_se": within_se,
+            "tie_z": 1.0,
+            "replicas": len(replicas),
+            "replicas_live": int(stats["n_live"][win]),
+            "replicas_dropped": dropped,
+            "replica_wins": int(stats["replica_wins"][win]),
+            "primary_replica": primary,
+            "selection_rule": "highest replica-mean of each replica's best test LL",
+            "online_disagrees": disagrees,
+            "online_max_abs_z": float(np.nanmax(zs)) if np.isfinite(zs).any() else math.nan,
+            "disagree_z": DISAGREE_Z,
+            "tais_fallback": str(ll.attrs.get("tais_fallback", "")),
+            **stop,
+        },
+    )
+    logger.info("replicas: selected n_hidden %d, mean test LL %.4f +- %.2g (s.e. over %d "
+                "live replicas), best in %d of %d replicas; within one s.e.: [%s]",
+                sizes[win], stats["mean"][win], stats["se"][win], stats["n_live"][win],
+                stats["replica_wins"][win], len(replicas), within_se)
+    if not beats:
+        cand.attrs["warning"] = (
+            f"no model beats the independent-site floor on test data: best replica-mean test "
+            f"LL {stats['mean'][win]:.4f} (n_hidden={sizes[win]}) <= floor {floor_test:.4f} "
+            "nats/sample; the selected model is kept only so downstream stages run, its "
+            "results are not evidence of structure beyond firing rates")
+        logger.warning("\n%s\n!!! WARNING: %s\n%s", FLOOR_BANNER, cand.attrs["warning"],
+                       FLOOR_BANNER)
+    return cand
+
+
 def _online_disagreements(ll: xr.Dataset) -> tuple[str, float]:
     """``n_hidden@checkpoint`` entries where ``|online_z| > DISAGREE_Z`` (logged), and the
     largest ``|online_z|`` (NaN without comparisons)."""
@@ -302,7 +526,16 @@ def selected_dataset(model: xr.Dataset, selection: xr.Dataset, *,
         )
     if ckpt not in set(model["checkpoint"].values.tolist()):
         raise ValueError(f"checkpoint {ckpt} is not in the model's checkpoints")
-    sel = model[["W", "a", "b"]].sel(checkpoint=ckpt, drop=True)
+    if "replica" in selection.dims:  # every live replica at its own best checkpoint
+        row = int(np.flatnonzero(selection["n_hidden"].values == n_hidden)[0])
+        cks = selection["replica_checkpoint"].isel(candidate=row)
+        live = [int(r) for r, c in zip(selection["replica"].values, cks.values, strict=True)
+                if c >= 0]
+        sel = xr.concat([model[["W", "a", "b"]].sel(replica=r, checkpoint=int(cks.sel(
+            replica=r)), drop=True) for r in live], dim="replica").assign_coords(replica=live)
+        selection = selection.sel(replica=live)
+    else:
+        sel = model[["W", "a", "b"]].sel(checkpoint=ckpt, drop=True)
     sel = sel.astype(np.float32)
     if rate_hz is not None:
         rate = np.asarray(rate_hz, dtype=np.float64)

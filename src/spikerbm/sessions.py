@@ -135,7 +135,7 @@ def read_sessions(path: str | Path, *, sources: Iterable[str] | None = None) -> 
         first_line[session] = number
         if allowed is not None and rec["source"] not in allowed:
             raise SheetError(f"{where}: source {rec['source']!r} is not one of {allowed}"
-                             f"{_did_you_mean(rec['source'], allowed)}")
+                             f"{did_you_mean(rec['source'], allowed)}")
         rec["params"] = parse_params(rec.get("params", ""), where=where)
         rec["line"] = number
         records.append(rec)
@@ -154,7 +154,7 @@ def _check_header(header: list[str], path: Path, number: int) -> None:
     unknown = [c for c in header if c not in COLUMNS]
     if unknown:
         raise SheetError(f"{where}: unknown column(s) {unknown} in the header; the columns are "
-                         f"{list(COLUMNS)} (params optional){_did_you_mean(unknown[0], COLUMNS)}")
+                         f"{list(COLUMNS)} (params optional){did_you_mean(unknown[0], COLUMNS)}")
     missing = [c for c in REQUIRED if c not in header]
     if missing or len(set(header)) != len(header):
         raise SheetError(f"{where}: the header {header} must name each of {list(REQUIRED)} "
@@ -174,7 +174,9 @@ def _column_problem(fields: list[str], header: list[str]) -> str:
             "inside a value? Separate params items with ';'")
 
 
-def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """``"; did you mean `x`?"`` for the closest of ``choices`` to ``word`` (difflib), or ``""``
+    when none is close: the tail of a one-line error about an unknown name."""
     close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1)
     return f"; did you mean `{close[0]}`?" if close else ""
 
@@ -254,7 +256,7 @@ def config_error_message(config: Mapping[str, Any], schema: Mapping[str, Any], *
         key = f"{section}.{extra[0]}" if section else str(extra[0])
         where = f"`{section}`" if section else "the top level"
         return (f"{source}: unknown key `{key}`; allowed keys of {where}: "
-                f"{', '.join(allowed)}{_did_you_mean(extra[0], allowed)}")
+                f"{', '.join(allowed)}{did_you_mean(extra[0], allowed)}")
     key = section or "(top level)"
     description = " ".join(str(error.schema.get("description", "")).split())
     about = f" ({key}: {description})" if description else ""
@@ -309,7 +311,7 @@ def check_file_sessions(sessions: pd.DataFrame, source: str,
             unknown = sorted(set(params) - set(allowed))
             if unknown:
                 raise ValueError(f"unknown {source} parameter(s) {unknown}; allowed: "
-                                 f"{', '.join(allowed)}{_did_you_mean(unknown[0], allowed)}")
+                                 f"{', '.join(allowed)}{did_you_mean(unknown[0], allowed)}")
             if params.get("path") in (None, ""):
                 raise ValueError(f"{source}: params need path=FILE, the {FILE_SOURCES[source]} "
                                  "(relative to the working directory, or absolute)")

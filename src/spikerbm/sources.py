@@ -252,8 +252,29 @@ SPIKE_VARS = ("spike_time_s", "spike_unit_id")
 EPOCH_VARS = ("epoch_name", "epoch_start_s", "epoch_stop_s")
 
 
+def _from_workflow_spikes(ds: xr.Dataset, what: str) -> xr.Dataset:
+    """A ``spikes.nc`` the workflow wrote (``results/{session}/spikes.nc``: ``spike_time``,
+    ``spike_unit`` = index into the unit dim, epochs ``epoch_start``/``epoch_stop``) in the
+    names of the spikes file, so an extraction can be reused as a ``source: spikes`` input."""
+    idx = np.asarray(ds["spike_unit"].values)
+    n = ds.sizes.get("unit", 0)
+    if "unit_id" not in ds.variables or idx.dtype.kind not in "iu" or (
+            idx.size and (idx.min() < 0 or idx.max() >= n)):
+        raise SourceError(f"{what}: spike_unit must index the {n} entries of unit_id (a "
+                          "workflow spikes.nc); a spikes file of your own names the unit of each "
+                          "spike in spike_unit_id (docs/data-model.md, 'Spikes file')")
+    out = ds.drop_vars(["spike_time", "spike_unit"]).assign(
+        spike_time_s=ds["spike_time"],
+        spike_unit_id=("spike", np.asarray(ds["unit_id"].values)[idx]))
+    return out.rename({k: f"{k}_s" for k in ("epoch_start", "epoch_stop") if k in out.variables})
+
+
 def read_spikes_file(path: str | Path, *, session_id: str, epochs: Any = "all") -> xr.Dataset:
     """A user's spikes file (format in the module docstring) -> the ``spikes.nc`` dataset.
+
+    A ``spikes.nc`` written by the workflow (``results/{session}/spikes.nc``, whose names
+    differ: ``spike_time``, ``spike_unit`` as an index, ``epoch_start``/``epoch_stop``) is read
+    too, so an extraction (NWB, VBN, synthetic) can be reused as a ``source: spikes`` row.
 
     Parameters
     ----------
@@ -275,6 +296,8 @@ def read_spikes_file(path: str | Path, *, session_id: str, epochs: Any = "all") 
     path = Path(path)
     what = str(path)
     ds = io.read_netcdf(path, raw=True)
+    if "spike_time_s" not in ds.variables and {"spike_time", "spike_unit"} <= set(ds.variables):
+        ds = _from_workflow_spikes(ds, what)
     for name, dim in (("spike_time_s", "spike"), ("spike_unit_id", "spike"), ("unit_id", "unit"),
                       ("area", "unit")):
         if name not in ds.variables or ds[name].dims != (dim,):

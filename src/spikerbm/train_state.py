@@ -9,6 +9,11 @@ trajectory only; ``resume.nc`` adds every component's ``state_dict()``), and
 :meth:`TrainingState.start` restores it from such a dataset when the hashes match (continuing
 bitwise on CPU) or builds a fresh one (docs/data-model.md: ``model.nc``, ``resume.nc``).
 
+Replicas (``train.replicas`` R > 1, docs/methods.md §3): R states advanced in lockstep, one
+per seed (:func:`replica_seeds`); :func:`stack_replicas` writes them as one dataset with a
+leading ``replica`` dim (``model.nc`` and ``resume.nc`` of a replicated run) and
+:func:`unstack_replica` gives back one replica's dataset in the single-model layout.
+
 Seeds: the run's ``seed`` derives independent generators for the initial weights, the chains,
 the minibatch order and trajectory AIS (``derive_seed(seed, "init" | "chains" | "shuffle" |
 "tais")``) and the Philox keys of fused chains (``"philox-chains"``, ``"philox-tais"``).
@@ -50,7 +55,10 @@ __all__ = [
     "TrainingState",
     "config_hash",
     "data_hash",
+    "replica_seeds",
     "resume_mismatch",
+    "stack_replicas",
+    "unstack_replica",
 ]
 
 #: Version of the resume-state layout; a resume file of another version is ignored.
@@ -193,8 +201,9 @@ class Trajectory:
         }
 
 
-#: Stop reasons (``model.nc`` attr ``stop_reason``; docs/methods.md §3).
-STOP_REASONS = ("early_stop", "max_updates")
+#: Stop reasons (``model.nc`` attr ``stop_reason``; docs/methods.md §3); ``diverged``: a
+#: replica dropped while the others continued (replicated runs only).
+STOP_REASONS = ("early_stop", "max_updates", "diverged")
 
 
 @dataclass
@@ -418,6 +427,13 @@ class TrainingState:
         Updates done.
     online
         The online log-likelihood curve and the early-stopping state.
+    held
+        Replicated runs: this replica's parameters (CPU copies) and online ``log Z`` with its
+        uncertainty at the updates that are some replica's best evaluation, so that every
+        replica's ``model.nc`` entry holds every replica's best update (empty for R = 1).
+    diverged_update
+        Replicated runs: the first update at which this replica's parameters blew up (it was
+        dropped; 0 while it trains).
     """
 
     cfg: TrainConfig
@@ -430,6 +446,9 @@ class TrainingState:
     trajectory: Trajectory
     update: int
     online: OnlineCurve
+    held: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, float, float]] = field(
+        default_factory=dict)
+    diverged_update: int = 0
 
     @classmethod
     def start(cls, data: np.ndarray, *, cfg: TrainConfig, seed: int, sampler: Sampler,
@@ -515,8 +534,15 @@ class TrainingState:
         rbm = trajectory.rbm(-1, device)
         optimizer = _optimizer(rbm, cfg)
         optimizer.load_state_dict(_state_dict(ds, "optimizer"))
+        held = {}
+        if "held_update" in ds.coords:
+            for i, u in enumerate(ds["held_update"].values):
+                held[int(u)] = (*(ds[f"held_{k}"].values[i].copy() for k in ("W", "a", "b")),
+                                float(ds["held_log_z"].values[i]),
+                                float(ds["held_log_z_std"].values[i]))
         return cls(cfg, dict(hashes), rbm, chains, batches, optimizer, tais, trajectory,
-                   int(ds.attrs["n_updates_done"]), OnlineCurve.from_dataset(ds, cfg))
+                   int(ds.attrs["n_updates_done"]), OnlineCurve.from_dataset(ds, cfg), held,
+                   int(ds.attrs.get("diverged_update", 0)))
 
     def record_checkpoint(self, log_z: float, log_z_std: float) -> None:
         """Add the current parameters (and trajectory-AIS ``log_z`` with its uncertainty) as
@@ -536,9 +562,25 @@ class TrainingState:
         if not for_resume and online.best_params is not None:
             trajectory = trajectory.with_checkpoint(online.best_update, online.best_params,
                                                     online.best_log_z, online.best_log_z_std)
+        if not for_resume:
+            for u, (*params, log_z, log_z_std) in self.held.items():
+                trajectory = trajectory.with_checkpoint(u, tuple(params), log_z, log_z_std)
         data_vars = {**trajectory.data_vars(), **online.data_vars()}
         attrs = {"n_hidden": self.cfg.n_hidden, "train_config": self.cfg.to_json(),
                  "n_updates_done": self.update, "resume_format": RESUME_FORMAT, **self.hashes}
+        coords: dict[str, Any] = {}
+        if self.diverged_update:
+            attrs["diverged_update"] = self.diverged_update
+        if for_resume and self.held:
+            held = sorted(self.held)
+            coords["held_update"] = ("held", np.asarray(held, np.int64), {"units": "updates"})
+            for i, (k, dims) in enumerate((("W", ("neuron", "hidden")), ("a", ("neuron",)),
+                                          ("b", ("hidden",)))):
+                data_vars[f"held_{k}"] = (("held", *dims),
+                                          np.stack([self.held[u][i] for u in held]))
+            for i, k in ((3, "log_z"), (4, "log_z_std")):
+                data_vars[f"held_{k}"] = ("held", np.asarray([self.held[u][i] for u in held],
+                                                             np.float64))
         if for_resume:
             data_vars.update(_state_vars("chains", self.chains.state_dict()))
             data_vars.update(_state_vars("batches", self.batches.state_dict()))
@@ -549,10 +591,136 @@ class TrainingState:
             attrs.update(online.resume_attrs())
         else:
             attrs.update(online.attrs())
-        coords: dict[str, Any] = {"checkpoint": ("checkpoint",
-                                                 np.asarray(trajectory.updates, np.int64),
-                                                 {"units": "updates"}),
-                                  **online.coords()}
+        coords.update({"checkpoint": ("checkpoint", np.asarray(trajectory.updates, np.int64),
+                                      {"units": "updates"}),
+                       **online.coords()})
         for name, values in (neuron_coords or {}).items():
             coords[name] = ("neuron", np.asarray(values))
         return xr.Dataset(data_vars, coords=coords, attrs=attrs)
+
+
+# --------------------------------------------------------------------------------------------
+# Replicas (train.replicas > 1): R states in one dataset with a leading ``replica`` dim
+# --------------------------------------------------------------------------------------------
+def replica_seeds(seed: int, n_replicas: int) -> list[int]:
+    """Seeds of the replicas of a run: ``seed`` itself for replica 0 (a single-model run is
+    replica 0) and ``derive_seed(seed, "replica", r)`` for replica ``r >= 1``."""
+    return [int(seed)] + [derive_seed(seed, "replica", r) for r in range(1, n_replicas)]
+
+
+#: Attributes of a single-model dataset that become variables on ``replica`` in a replicated
+#: one, with the value of a replica whose dataset lacks them (docs/data-model.md).
+_REPLICA_ATTRS: dict[str, Any] = {
+    "n_updates_done": -1, "stop_reason": "", "best_update": -1, "still_improving": -1,
+    "ll_test_online_gain": math.nan, "best_ll_test_online": math.nan,
+    "best_log_z_online": math.nan, "best_log_z_online_std": math.nan, "diverged_update": 0}
+
+#: The dims along which replicas can hold different entries (a dropped replica stops early),
+#: with the coordinate that labels them.
+_RAGGED_DIMS = {"checkpoint": "checkpoint", "eval": "eval_update", "held": "held_update"}
+
+
+def _on_labels(values: np.ndarray, dims: tuple[str, ...], own: Mapping[str, np.ndarray],
+               labels: Mapping[str, np.ndarray]) -> np.ndarray:
+    """``values`` (dims ``dims``) placed on the common ``labels`` of its ragged dims (``own``:
+    its own labels there, a sorted subset), NaN where it has no entry."""
+    ragged = [d for d in dims if d in labels and len(own[d]) != len(labels[d])]
+    if not ragged:
+        return values
+    if not np.issubdtype(values.dtype, np.floating):
+        raise TypeError(f"only float variables can be padded; got {values.dtype} on {dims}")
+    (dim,) = ragged  # checkpoint, eval and held never share a variable
+    axis = dims.index(dim)
+    shape = list(values.shape)
+    shape[axis] = len(labels[dim])
+    out = np.full(shape, np.nan, dtype=values.dtype)
+    index: list[Any] = [slice(None)] * len(dims)
+    index[axis] = np.searchsorted(labels[dim], own[dim])
+    out[tuple(index)] = values
+    return out
+
+
+def stack_replicas(datasets: list[xr.Dataset], seeds: list[int], *,
+                   for_resume: bool) -> xr.Dataset:
+    """The datasets of R replicas (:meth:`TrainingState.to_dataset`) as one dataset with a
+    leading ``replica`` dim (docs/data-model.md, ``model.nc`` of a replicated run).
+
+    Entries a replica lacks (a dropped replica's checkpoints and evaluations after it
+    diverged, variables such as ``best__W`` it never had) are NaN; the per-replica attributes
+    (:data:`_REPLICA_ATTRS`) become variables on ``replica``; ``replica_seed(replica)`` is
+    added, and the attrs ``replicas`` (R) and ``replicas_dropped`` (comma-separated indices,
+    ``""`` if none). ``model.nc`` (``for_resume=False``) has ``diverged(replica)`` (0/1)
+    instead of ``diverged_update``, and a dropped replica's ``n_updates_done`` is the last
+    update before it blew up.
+    """
+    import xarray as xr
+
+    templates: dict[str, Any] = {}
+    for ds in datasets:
+        for name in ds.data_vars:
+            templates.setdefault(name, ds[name].variable)
+    labels = {dim: np.unique(np.concatenate([ds[coord].values for ds in datasets
+                                             if coord in ds.coords])).astype(np.int64)
+              for dim, coord in _RAGGED_DIMS.items()
+              if any(coord in ds.coords for ds in datasets)}
+    owns = [{dim: ds.variables[coord].values if coord in ds.coords else np.empty(0, np.int64)
+             for dim, coord in _RAGGED_DIMS.items() if dim in labels} for ds in datasets]
+    data_vars: dict[str, Any] = {}
+    for name, tpl in templates.items():
+        shape = [len(labels[d]) if d in labels else n for d, n in zip(tpl.dims, tpl.shape,
+                                                                       strict=True)]
+        parts = [_on_labels(ds.variables[name].values, tpl.dims, own, labels)
+                 if name in ds.variables else np.full(shape, np.nan, tpl.dtype)
+                 for ds, own in zip(datasets, owns, strict=True)]
+        data_vars[name] = (("replica", *tpl.dims), np.stack(parts), tpl.attrs)
+    for key, default in _REPLICA_ATTRS.items():
+        if any(key in ds.attrs for ds in datasets) or key == "diverged_update":
+            data_vars[key] = ("replica", np.asarray([ds.attrs.get(key, default)
+                                                     for ds in datasets]))
+    first_bad = np.asarray(data_vars["diverged_update"][1], np.int64)
+    data_vars["replica_seed"] = ("replica", np.asarray(seeds, np.int64),
+                                 {"long_name": "seed of the replica (replica 0: the job's seed)"})
+    if not for_resume:
+        done = np.where(first_bad > 0, first_bad - 1, data_vars["n_updates_done"][1])
+        data_vars["n_updates_done"] = ("replica", done.astype(np.int64))
+        data_vars["diverged"] = ("replica", (first_bad > 0).astype(np.int8), {
+            "long_name": "1: the replica blew up and was dropped (its entries from "
+                         "n_updates_done + 1 on are NaN)"})
+        del data_vars["diverged_update"]
+    coords: dict[str, Any] = {"replica": ("replica", np.arange(len(datasets), dtype=np.int64))}
+    for name, var in datasets[0].coords.items():
+        dim = var.dims[0]
+        coords[name] = (dim, labels[dim], var.attrs) if dim in labels else var
+    for dim, coord in _RAGGED_DIMS.items():  # a ragged axis the first replica lacks
+        if dim in labels and coord not in coords:
+            ref = next(ds for ds in datasets if coord in ds.coords)
+            coords[coord] = (dim, labels[dim], ref[coord].attrs)
+    attrs = {k: v for k, v in datasets[0].attrs.items() if k not in _REPLICA_ATTRS}
+    attrs.update(replicas=len(datasets),
+                 replicas_dropped=",".join(str(r) for r in np.nonzero(first_bad)[0]))
+    return xr.Dataset(data_vars, coords=coords, attrs=attrs)
+
+
+def unstack_replica(ds: xr.Dataset, replica: int) -> xr.Dataset:
+    """Replica ``replica`` of a :func:`stack_replicas` resume dataset, in the single-model
+    layout that :meth:`TrainingState.start` reads (without the padding of a dropped one)."""
+    one = ds.isel(replica=replica).drop_vars(["replica", "replica_seed"])
+    attrs = {k: v for k, v in one.attrs.items() if k not in ("replicas", "replicas_dropped")}
+    for name in _REPLICA_ATTRS:
+        if name in one.data_vars:
+            attrs[name] = one[name].values.item()
+            one = one.drop_vars(name)
+    first_bad = int(attrs.get("diverged_update", 0))
+    if not first_bad:
+        attrs.pop("diverged_update", None)
+    for dim, coord in _RAGGED_DIMS.items():
+        if coord not in one.coords:
+            continue
+        keep = (one[coord].values < first_bad) if first_bad else np.ones(one.sizes[dim], bool)
+        one = one.isel({dim: np.nonzero(keep)[0]})
+        if dim == "held" and not one.sizes["held"]:
+            one = one.drop_dims("held")
+    if int(attrs.get("best_update", -1)) < 0:
+        one = one.drop_vars([n for n in one.data_vars if n.startswith("best__")])
+    one.attrs = attrs
+    return one

@@ -13,6 +13,13 @@ where it stopped (bitwise on CPU). Checkpoints are log-spaced in update count
 :func:`train_to_files` is the file-level driver used by ``scripts/train.py`` (``resume.nc``
 after every checkpoint, ``model.nc`` at the end, atomically, through :mod:`spikerbm.io`).
 
+Replicas (``train.replicas`` R > 1, docs/methods.md §3): the same loop runs R training states,
+one per seed (:func:`spikerbm.train_state.replica_seeds`), each with its own engine, guard and
+online evaluator, advancing them in turn to every common boundary (lockstep); the run stops
+when every live replica's stopping rule holds; a replica that blows up is dropped. A batched
+engine (one launch sweeping every replica's chains, :mod:`spikerbm.kernels`' replica grid axis)
+would replace only the inner loop over replicas marked in :func:`train`.
+
 The pieces live in their own modules: the configuration in :mod:`spikerbm.config`, the update
 and its runner in :mod:`spikerbm.pcd`, the state, its minibatch stream and its datasets in
 :mod:`spikerbm.train_state`.
@@ -35,6 +42,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -51,7 +59,16 @@ from spikerbm.pcd import (  # noqa: F401 (re-exported)
 )
 from spikerbm.rbm import RBM, resolve_device
 from spikerbm.sampling import Sampler
-from spikerbm.train_state import OnlineCurve, TrainingState, config_hash, data_hash
+from spikerbm.train_state import (
+    OnlineCurve,
+    TrainingState,
+    config_hash,
+    data_hash,
+    replica_seeds,
+    resume_mismatch,
+    stack_replicas,
+    unstack_replica,
+)
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -127,6 +144,11 @@ def train(train_data: np.ndarray | torch.Tensor, *, cfg: TrainConfig, seed: int,
     """Train an RBM by PCD, with early stopping on the online test log-likelihood, and return
     its ``model.nc`` dataset (without provenance attrs).
 
+    With ``cfg.replicas`` R > 1 it trains R replicas in lockstep and returns them stacked on a
+    leading ``replica`` dim (docs/data-model.md; module docstring): replica 0 from ``seed``,
+    replica ``r`` from ``derive_seed(seed, "replica", r)``, each bitwise the single run of its
+    seed on CPU until the common stop.
+
     Every ``cfg.eval_every`` updates (and at the last one) the train and test log-likelihood
     are evaluated online (:class:`OnlineEvaluator`, trajectory-AIS log Z) at the loop's
     synchronisation points, outside the captured update; the best evaluation's parameters are
@@ -167,12 +189,16 @@ def train(train_data: np.ndarray | torch.Tensor, *, cfg: TrainConfig, seed: int,
         ``eval_update``); attrs ``n_hidden``, ``train_config`` (JSON), ``n_updates_done``,
         ``stop_reason``, ``best_update``, ``still_improving``, ``ll_test_online_gain``,
         ``stop_window``, ``best_ll_test_online``, hashes (docs/data-model.md, ``model.nc``).
+        R > 1: the same on a leading ``replica`` dim, the per-replica attrs as variables on
+        ``replica``, plus ``replica_seed`` and ``diverged``; attrs ``replicas``,
+        ``replicas_dropped``.
 
     Raises
     ------
     TrainingDivergedError
         When a parameter becomes NaN/inf or exceeds :data:`MAX_ABS_PARAMETER` (the last good
-        checkpoint state was already handed to ``on_checkpoint``).
+        checkpoint state was already handed to ``on_checkpoint``); with replicas, when every
+        replica has (one that blows up alone is dropped with a WARNING).
     """
     from tqdm.auto import tqdm
 
@@ -190,119 +216,238 @@ def train(train_data: np.ndarray | torch.Tensor, *, cfg: TrainConfig, seed: int,
              torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
              seed, *data.shape, "no" if test is None else test.shape[0])
     sampler = Sampler.from_precision(cfg.precision, device)
-    state = TrainingState.start(data, cfg=cfg, seed=seed, sampler=sampler, hashes=hashes,
-                                resume=resume)
-    online = state.online
+    seeds = replica_seeds(seed, cfg.replicas)
+    replicated = cfg.replicas > 1
+    runs = []
+    for r, (seed_r, resume_r) in enumerate(zip(seeds, _replica_resumes(resume, hashes, cfg),
+                                               strict=True)):
+        state = TrainingState.start(data, cfg=cfg, seed=seed_r, sampler=sampler, hashes=hashes,
+                                    resume=resume_r)
+        evaluator = (OnlineEvaluator(data, test, seed=seed_r, device=device)
+                     if test is not None and state.tais is not None else None)
+        runs.append(_Replica(r, seed_r, state, evaluator, DivergenceGuard(device, lr=cfg.lr),
+                             f"replica {r}: " if replicated else ""))
     schedule = checkpoint_schedule(cfg.n_updates, cfg.n_checkpoints)
-    evaluator = (OnlineEvaluator(data, test, seed=seed, device=device)
-                 if test is not None and state.tais is not None else None)
-    if evaluator is None:
+    if runs[0].evaluator is None:
         log.info("no online log-likelihood (%s): no early stopping",
                  "no test data" if test is None else "trajectory AIS is off")
+    live = [run for run in runs if not run.state.diverged_update]
+    update = live[0].state.update  # in lockstep: every live replica has done as many
 
     def hand_out() -> None:
         if on_checkpoint is not None:
-            on_checkpoint(state.to_dataset(neuron_coords=neuron_coords, for_resume=True))
+            on_checkpoint(_dataset(runs, seeds, neuron_coords, for_resume=True))
 
-    def evaluate(log_z: float, log_z_std: float) -> None:
-        ll_train, ll_test = evaluator(state.rbm, log_z) if evaluator else (math.nan, math.nan)
+    def evaluate(run: _Replica, log_z: float, log_z_std: float) -> None:
+        state, online = run.state, run.state.online
+        ll_train, ll_test = (run.evaluator(state.rbm, log_z) if run.evaluator
+                             else (math.nan, math.nan))
         online.record(state.update, ll_train=ll_train, ll_test=ll_test, log_z=log_z,
                       log_z_std=log_z_std, rbm=state.rbm)
-        log.info("online update %d: ll_test %.4f ll_train %.4f (+- %.2g) nats/sample; best "
-                 "%.4f at update %d; gain over the last %d updates %.4f", state.update,
-                 ll_test, ll_train, log_z_std, online.best_ll, online.best_update,
-                 online.window, online.gain())
+        log.info("%sonline update %d: ll_test %.4f ll_train %.4f (+- %.2g) nats/sample; best "
+                 "%.4f at update %d; gain over the last %d updates %.4f", run.tag,
+                 state.update, ll_test, ll_train, log_z_std, online.best_ll,
+                 online.best_update, online.window, online.gain())
 
-    if state.update == 0:
-        evaluate(state.trajectory.log_z[0], state.trajectory.log_z_std[0])
+    if update == 0:
+        for run in live:
+            evaluate(run, run.state.trajectory.log_z[0], run.state.trajectory.log_z_std[0])
+        if replicated:
+            _hold_bests(runs, update)
         hand_out()
         log.info("checkpoint written: update 0 (initialisation)")
-    guard = DivergenceGuard(device, lr=cfg.lr)
-    engine = PCDEngine(state.rbm, chains=state.chains, data=torch.from_numpy(data).to(device),
-                       k=cfg.k, optimizer=state.optimizer, centered=cfg.centered,
-                       tf32=cfg.precision != "float32", guard=guard,
-                       first_update=state.update + 1, batch_size=cfg.batch_size,
-                       tais=state.tais)
+    data_on_device = torch.from_numpy(data).to(device)  # one copy for every replica
+    for run in live:
+        state = run.state
+        run.engine = PCDEngine(state.rbm, chains=state.chains, data=data_on_device, k=cfg.k,
+                               optimizer=state.optimizer, centered=cfg.centered,
+                               tf32=cfg.precision != "float32", guard=run.guard,
+                               first_update=state.update + 1, batch_size=cfg.batch_size,
+                               tais=state.tais)
 
-    def log_z_now() -> tuple[float, float]:
-        if state.tais is None:
-            return math.nan, math.nan
-        est = state.tais.estimate(engine.log_z)
-        return est.log_z, est.log_z_std
-
-    t_loop, start_update = time.perf_counter(), state.update
-    bar = tqdm(total=cfg.n_updates, initial=state.update, unit="update", disable=not progress,
-               mininterval=1.0 if sys.stderr.isatty() else 30.0, smoothing=0.1,
-               desc=f"train n_hidden={cfg.n_hidden}")
+    t_loop, start_update = time.perf_counter(), update
+    bar = tqdm(total=cfg.n_updates * len(runs), initial=update * len(live), unit="update",
+               disable=not progress, mininterval=1.0 if sys.stderr.isatty() else 30.0,
+               smoothing=0.1, desc=f"train n_hidden={cfg.n_hidden}"
+               + (f" x {cfg.replicas} replicas" if replicated else ""))
     try:
-        while not online.stop_reason:
-            next_checkpoint = int(schedule[schedule > state.update][0])
-            next_eval = min((state.update // cfg.eval_every + 1) * cfg.eval_every,
-                            cfg.n_updates)
-            every = DIVERGENCE_CHECK_EVERY if state.tais is None else STAGE_CHECK_EVERY
-            n = min(next_checkpoint, next_eval, state.update + every) - state.update
-            for idx in state.batches.next_rows(n, device):
-                engine.step(idx)
-                bar.update(1)
-            state.update += n
-            guard.check(state.update, state.rbm, last_checkpoint=state.trajectory.updates[-1])
-            if state.tais is not None:
-                state.tais.adapt_stages()  # stages per update until the next sync (§4)
-            at_checkpoint = state.update == next_checkpoint
-            if state.update != next_eval and not at_checkpoint:
+        while not live[0].state.online.stop_reason:
+            next_checkpoint = int(schedule[schedule > update][0])
+            next_eval = min((update // cfg.eval_every + 1) * cfg.eval_every, cfg.n_updates)
+            every = DIVERGENCE_CHECK_EVERY if live[0].state.tais is None else STAGE_CHECK_EVERY
+            n = min(next_checkpoint, next_eval, update + every) - update
+            # The replicas advance in turn, n updates each (lockstep at the boundaries of
+            # evaluation, checkpoint and divergence check). Seam for a batched engine that
+            # sweeps every replica's chains in one launch (spikerbm.kernels' replica grid
+            # axis): it replaces this loop and keeps everything around it.
+            for run in live:
+                run.advance(n, device, bar)
+            update += n
+            for run in live:
+                if replicated and run.guard.first_bad_update():
+                    _drop(run, n_live=len(live))
+                else:
+                    run.guard.check(update, run.state.rbm,
+                                    last_checkpoint=run.state.trajectory.updates[-1])
+            live = [run for run in live if not run.state.diverged_update]
+            if not live:
+                raise _all_diverged(runs, cfg)
+            for run in live:
+                if run.state.tais is not None:
+                    run.state.tais.adapt_stages()  # stages per update until the next sync (§4)
+            at_checkpoint = update == next_checkpoint
+            if update != next_eval and not at_checkpoint:
                 continue
-            log_z, log_z_std = log_z_now()  # one synchronisation
-            if state.update == next_eval:
-                evaluate(log_z, log_z_std)
-                if online.should_stop():
-                    online.stop_reason = "early_stop"
-                elif state.update >= cfg.n_updates:
-                    online.stop_reason = "max_updates"
-            if not (at_checkpoint or online.stop_reason):
+            log_z = {run.index: run.log_z_now() for run in live}  # one synchronisation each
+            if update == next_eval:
+                for run in live:
+                    evaluate(run, *log_z[run.index])
+                if replicated:
+                    _hold_bests(runs, update)
+                stop = [run.state.online.should_stop() for run in live]
+                if all(stop) or update >= cfg.n_updates:  # every live replica, or the maximum
+                    for run, own in zip(live, stop, strict=True):
+                        run.state.online.stop_reason = "early_stop" if own else "max_updates"
+            if not (at_checkpoint or live[0].state.online.stop_reason):
                 continue
-            state.record_checkpoint(log_z, log_z_std)
+            for run in live:
+                run.state.record_checkpoint(*log_z[run.index])
             hand_out()
             elapsed = time.perf_counter() - t_loop
             log.info("checkpoint written: update %d (%d/%d), %.1f s, %.1f updates/s, "
-                     "log_z_tais %.4f +- %.2g", state.update, len(state.trajectory.updates),
-                     len(schedule), elapsed,
-                     (state.update - start_update) / max(elapsed, 1e-9), log_z, log_z_std)
+                     "log_z_tais %s", update, len(live[0].state.trajectory.updates),
+                     len(schedule), elapsed, (update - start_update) / max(elapsed, 1e-9),
+                     ", ".join(f"{z:.4f} +- {e:.2g}" for z, e in log_z.values()))
     except TrainingDivergedError:
         raise
     except Exception:
-        guard.check(state.update, state.rbm,  # did a blow-up cause it?
-                    last_checkpoint=state.trajectory.updates[-1])
+        for run in live:  # did a blow-up cause it?
+            run.guard.check(update, run.state.rbm,
+                            last_checkpoint=run.state.trajectory.updates[-1])
         raise
     finally:
         bar.close()
-    done, loop_s = state.update - start_update, time.perf_counter() - t_loop
-    log.info("training done: %d updates this run in %.1f s (%.2f ms/update, %.1f s total)",
-             done, loop_s, 1e3 * loop_s / max(done, 1), time.perf_counter() - t_start)
-    _log_stop(online, state.update, cfg)
-    return state.to_dataset(neuron_coords=neuron_coords, for_resume=False)
+    done, loop_s = update - start_update, time.perf_counter() - t_loop
+    log.info("training done: %d updates this run in %.1f s (%.2f ms/update%s, %.1f s total)",
+             done, loop_s, 1e3 * loop_s / max(done, 1),
+             f" for {len(live)} replicas" if replicated else "", time.perf_counter() - t_start)
+    for run in runs:
+        if run.state.diverged_update:
+            log.warning("%sdropped: diverged at update %d", run.tag, run.state.diverged_update)
+        else:
+            _log_stop(run.state.online, update, cfg, tag=run.tag)
+    return _dataset(runs, seeds, neuron_coords, for_resume=False)
 
 
-def _log_stop(online: OnlineCurve, update: int, cfg: TrainConfig) -> None:
-    """One line saying why training stopped and whether it had reached its peak."""
+@dataclass
+class _Replica:
+    """One replica of a run: its state, online evaluator, divergence guard and update engine
+    (a single-model run is one replica with an empty log ``tag``)."""
+
+    index: int
+    seed: int
+    state: TrainingState
+    evaluator: OnlineEvaluator | None
+    guard: DivergenceGuard
+    tag: str
+    engine: PCDEngine | None = None
+
+    def advance(self, n: int, device: torch.device, bar: Any) -> None:
+        """``n`` updates of this replica (its own minibatch stream)."""
+        for idx in self.state.batches.next_rows(n, device):
+            self.engine.step(idx)
+            bar.update(1)
+        self.state.update += n
+
+    def log_z_now(self) -> tuple[float, float]:
+        """Trajectory-AIS ``log Z`` and its uncertainty after the last update (NaN without)."""
+        if self.state.tais is None:
+            return math.nan, math.nan
+        est = self.state.tais.estimate(self.engine.log_z)
+        return est.log_z, est.log_z_std
+
+
+def _replica_resumes(resume: xr.Dataset | None, hashes: Mapping[str, str],
+                     cfg: TrainConfig) -> list[xr.Dataset | None]:
+    """The resume dataset of each replica: ``resume`` itself for a single-model run (checked by
+    :meth:`TrainingState.start`), else its replicas when it matches (checked once here)."""
+    if cfg.replicas == 1 or resume is None:
+        return [resume] + [None] * (cfg.replicas - 1)
+    why = resume_mismatch(resume, hashes)
+    if why is None and resume.sizes.get("replica") != cfg.replicas:
+        why = f"it has {resume.sizes.get('replica', 1)} replica(s), not {cfg.replicas}"
+    if why is not None:
+        log.warning("starting fresh: resume state not usable because %s", why)
+        return [None] * cfg.replicas
+    return [unstack_replica(resume, r) for r in range(cfg.replicas)]
+
+
+def _hold_bests(runs: list[_Replica], update: int) -> None:
+    """After the evaluation at ``update``: when ``update`` is some replica's best, every live
+    replica keeps its parameters there (``TrainingState.held``); entries that are no
+    replica's best any more are forgotten. So ``model.nc`` holds every replica at every
+    replica's best update."""
+    bests = {run.state.online.best_update for run in runs}
+    for run in runs:
+        state = run.state
+        if update in bests and not state.diverged_update:
+            state.held[update] = (*(t.detach().cpu().numpy().copy()
+                                    for t in state.rbm.parameters().values()),
+                                  state.online.log_z[-1], state.online.log_z_std[-1])
+        for u in [u for u in state.held if u not in bests]:
+            del state.held[u]
+
+
+def _drop(run: _Replica, *, n_live: int) -> None:
+    """Drop a replica whose parameters blew up (its state stays as it was; logged)."""
+    state = run.state
+    state.diverged_update = run.guard.first_bad_update()
+    state.online.stop_reason = "diverged"
+    log.warning("%sdiverged at update %d (%s); dropped (seed %d; its entries from that update "
+                "on are NaN), the other %d replica(s) continue. If more replicas diverge, "
+                "lower train.lr", run.tag, state.diverged_update,
+                run.guard.describe(state.rbm), run.seed, n_live - 1)
+
+
+def _all_diverged(runs: list[_Replica], cfg: TrainConfig) -> TrainingDivergedError:
+    last = max(run.state.trajectory.updates[-1] for run in runs)
+    at = ", ".join(f"replica {run.index} at update {run.state.diverged_update}" for run in runs)
+    return TrainingDivergedError(
+        f"training diverged: all {len(runs)} replicas blew up ({at}). train.lr = {cfg.lr:g} is "
+        f"too large for this data: lower it (e.g. train.lr: {cfg.lr / 100:g}) and rerun. The "
+        f"last good checkpoint (update {last}) is kept in resume.nc; no model.nc is written")
+
+
+def _dataset(runs: list[_Replica], seeds: list[int], neuron_coords: Mapping[str, Any] | None,
+             *, for_resume: bool) -> xr.Dataset:
+    """``model.nc`` / ``resume.nc`` contents: the single model's, or the replicas' stacked."""
+    sets = [run.state.to_dataset(neuron_coords=neuron_coords, for_resume=for_resume)
+            for run in runs]
+    return sets[0] if len(runs) == 1 else stack_replicas(sets, seeds, for_resume=for_resume)
+
+
+def _log_stop(online: OnlineCurve, update: int, cfg: TrainConfig, *, tag: str = "") -> None:
+    """One line saying why training stopped and whether it had reached its peak (``tag``:
+    the replica's prefix)."""
     gain = online.gain()
     if online.still_improving() == -1:
-        log.info("ran the maximum of %d updates; without an online log-likelihood (no test "
+        log.info("%sran the maximum of %d updates; without an online log-likelihood (no test "
                  "data or no trajectory AIS) it is unknown whether training reached its peak",
-                 update)
+                 tag, update)
     elif online.stop_reason == "early_stop":
-        log.info("stopped early at update %d of at most %d: the online test log-likelihood "
+        log.info("%sstopped early at update %d of at most %d: the online test log-likelihood "
                  "gained %.4f < min_delta %g nats/sample over the last %d updates; best %.4f "
-                 "at update %d (kept as a checkpoint)", update, cfg.n_updates, gain,
+                 "at update %d (kept as a checkpoint)", tag, update, cfg.n_updates, gain,
                  cfg.min_delta, online.window, online.best_ll, online.best_update)
     elif online.still_improving() == 1:
-        log.warning("reached the maximum of %d updates while the online test log-likelihood "
+        log.warning("%sreached the maximum of %d updates while the online test log-likelihood "
                     "was still improving (+%.4f >= min_delta %g nats/sample over the last %d "
                     "updates): training did not reach its peak; raise train.n_updates (or "
-                    "train.lr)", update, gain, cfg.min_delta, online.window)
+                    "train.lr)", tag, update, gain, cfg.min_delta, online.window)
     else:
-        log.info("reached the maximum of %d updates; the online test log-likelihood had "
+        log.info("%sreached the maximum of %d updates; the online test log-likelihood had "
                  "levelled off (gain %.4f over the last %d updates); best %.4f at update %d",
-                 update, gain, online.window, online.best_ll, online.best_update)
+                 tag, update, gain, online.window, online.best_ll, online.best_update)
 
 
 def train_to_files(train_data: np.ndarray, *, cfg: TrainConfig, seed: int,

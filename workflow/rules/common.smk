@@ -30,10 +30,22 @@ def load_sessions(path):
     return table, synthetic
 
 
+from snakemake.exceptions import WorkflowError
+
 from spikerbm.config import check_config_consistency
 
-check_config_consistency(config)
-SESSIONS, SYNTHETIC_ROW_PARAMS = load_sessions(config["sessions"])
+# A bad config or sheet is one line (raised here, without the frames of our code below it; the
+# `File` line Snakemake adds points at this line). Other errors keep their traceback.
+try:
+    # CONFIG_FILES: set by workflow/Snakefile; a Snakefile of its own (tests) may lack it
+    check_config_consistency(
+        config, where=globals().get("CONFIG_FILES", "config/config.yaml")
+    )
+    SESSIONS, SYNTHETIC_ROW_PARAMS = load_sessions(config["sessions"])
+except ValueError as err:
+    if not getattr(err, "user_facing", False):
+        raise
+    raise WorkflowError(str(err)) from None
 N_HIDDEN = [int(n) for n in config["train"]["n_hidden"]]
 #: This run's namespace: every output, log and benchmark lies under it (config `results_dir`).
 RESULTS_DIR = config["results_dir"]
@@ -96,8 +108,11 @@ def get_import_raster_params(wildcards):
 
 def get_train_params(wildcards):
     """The train section for this model: its own size instead of the list of sizes, so adding
-    a size leaves the existing models' params unchanged."""
-    return {**_section("train", drop=["n_hidden"]), "n_hidden": int(wildcards.n_hidden)}
+    a size leaves the existing models' params unchanged; `replicas: 1` (the default) is left
+    out, so single-model jobs keep the params they had before replicas existed (no rerun).
+    """
+    drop = ["n_hidden"] + (["replicas"] if config["train"]["replicas"] == 1 else [])
+    return {**_section("train", drop=drop), "n_hidden": int(wildcards.n_hidden)}
 
 
 def get_likelihood_params(wildcards):
@@ -169,9 +184,14 @@ def _file_source_params(source):
     )
 
 
-FILE_ROW_PARAMS = {
-    source: _file_source_params(source) for source in ("raster", "nwb", "spikes")
-}
+try:
+    FILE_ROW_PARAMS = {
+        source: _file_source_params(source) for source in ("raster", "nwb", "spikes")
+    }
+except ValueError as err:  # a bad row: one line, as above
+    if not getattr(err, "user_facing", False):
+        raise
+    raise WorkflowError(str(err)) from None
 NWB_SESSIONS = _alternation(sessions_of("nwb"))
 SPIKES_FILE_SESSIONS = _alternation(sessions_of("spikes"))
 
@@ -246,6 +266,9 @@ def get_final_outputs(wildcards):
         results("{session}/summary.html"),
     ]
     tables = expand(results("tables/{table}.html"), table=TABLE_NAMES)
+    if int(config["train"].get("replicas", 1)) > 1:  # reproducibility across replicas
+        per_session.append(results("{session}/figures/fig4_replicas.png"))
+        tables.append(results("tables/couplings_replicas.html"))
     return (
         expand(per_session, session=SESSIONS.index)
         + tables
@@ -301,14 +324,16 @@ TABLE_LABELS = {REPORT_LABEL: "all sessions, all sizes"}
 
 def get_table_inputs(wildcards):
     """The per-session artifacts the cross-session report tables are built from (the findings
-    table from each session's summary.tsv, where the summary job wrote them)."""
+    table from each session's summary.tsv, where the summary job wrote them), and the atlas
+    when it is on (its findings: spikerbm.findings.atlas_findings)."""
     tables = {
         name: expand(results(f"{{session}}/{name}.nc"), session=SESSIONS.index)
         for name in ("selected", "statistics", "couplings", "dynamics")
     }
-    return tables | {
-        "summary": expand(results("{session}/summary.tsv"), session=SESSIONS.index)
-    }
+    tables["summary"] = expand(results("{session}/summary.tsv"), session=SESSIONS.index)
+    if ATLAS_ENABLED:
+        tables["atlas"] = results("atlas/atlas.nc")
+    return tables
 
 
 # ----------------------------------------------------------------------------- issue 20

@@ -76,3 +76,28 @@ rule fig_couplings:
         runtime=10,
     script:
         "../../scripts/fig_couplings.py"
+
+
+rule fig_replicas:
+    input:
+        couplings=results("{session}/couplings.nc"),
+    output:
+        figure=report(
+            results("{session}/figures/fig4_replicas.png"),
+            caption="../report/fig4_replicas.rst",
+            category=REPORT_STAGE["couplings"],
+            subcategory="Couplings across replicas",
+            labels=report_labels("couplings"),
+        ),
+    log:
+        results("logs/fig_replicas/{session}.log"),
+    benchmark:
+        results("benchmarks/fig_replicas/{session}.tsv")
+    conda:
+        "../../envs/spikerbm.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../../scripts/fig_replicas.py"

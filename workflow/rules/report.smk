@@ -90,3 +90,32 @@ rule report_tables:
         sessions=SESSIONS.index.tolist(),
     script:
         "../../scripts/report_tables.py"
+
+
+# Reproducibility of the couplings across replicas (train.replicas > 1), one row per session.
+rule replica_table:
+    input:
+        couplings=expand(results("{session}/couplings.nc"), session=SESSIONS.index),
+    output:
+        html=report(
+            results("tables/couplings_replicas.html"),
+            caption="../report/table_couplings_replicas.rst",
+            category=REPORT_STAGE["couplings"],
+            subcategory="Table: couplings across replicas",
+            labels=TABLE_LABELS,
+        ),
+        tsv=results("tables/couplings_replicas.tsv"),
+    log:
+        results("logs/replica_table/all.log"),
+    benchmark:
+        results("benchmarks/replica_table/all.tsv")
+    conda:
+        "../../envs/spikerbm.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        sessions=SESSIONS.index.tolist(),
+    script:
+        "../../scripts/replica_table.py"

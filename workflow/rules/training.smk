@@ -1,6 +1,8 @@
 # RBM training by PCD (METHODS §3), one job per (session, n_hidden). The job writes
 # results/{session}/hidden~{n_hidden}/resume.nc after every checkpoint (not an output, so
 # Snakemake keeps it when the job dies); a rerun resumes from it exactly and deletes it on success.
+# With train.replicas: R > 1 the job trains R replicas (seeds derived from the job's) in lockstep:
+# one model.nc with a replica dim; the time limit scales with R (they run in turn).
 
 
 rule train:
@@ -18,7 +20,7 @@ rule train:
     resources:
         gpu=1,
         mem_mb=8000,
-        runtime=720,
+        runtime=720 * config["train"]["replicas"],
     params:
         train=get_train_params,
         seed=config["seed"],
