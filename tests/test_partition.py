@@ -390,6 +390,49 @@ def test_trajectory_ais_groups_error_covers_drift_over_seeds() -> None:
     assert np.all(stds < 0.2)
 
 
+def test_trajectory_ais_stages_follow_one_abrupt_step() -> None:
+    """One update from the independent-site model straight to a random N=61, M=11 model
+    (log Z moves by 5.6 nats at once; 8 seeds, 200 chains in 8 groups). In one stage the
+    estimate is an importance sample of the target from the start model: 1.4 nats low on
+    average (observed -2.8 to +0.1). Split into 16 interpolated stages with one sweep each
+    (docs/methods.md §4), every seed is within 0.13 nats (observed); required: within 0.3 and
+    the mean error inside the mean stated error (a wrong interpolation weight, a missing sweep
+    or reweighting to the wrong stage moves the estimate by >= 0.5 nats). Then
+    :meth:`adapt_stages` asks for the most stages after that step, and halves per call once
+    the increments vanish."""
+    target = random_rbm(N_VIS, 11, seed=21, scale=0.5, dtype=torch.float32)
+    start = independent_site(target.a, 11)
+    exact = exact_log_z(target)
+    errs = {1: [], 16: []}
+    stds = []
+    for stages in errs:
+        for seed in range(8):
+            tais = TrajectoryAIS(start, log_z=log_z_independent(start), n_chains=200,
+                                 n_groups=8, generator=torch.Generator().manual_seed(seed))
+            tais.n_stages = stages
+            tais.step(target)
+            est = tais.estimate()
+            errs[stages].append(est.log_z - exact)
+            if stages == 16:
+                stds.append(est.log_z_std)
+    assert np.mean(errs[1]) < -0.5, errs[1]  # the test is informative
+    assert np.max(np.abs(errs[16])) < 0.3, errs[16]
+    assert abs(np.mean(errs[16])) <= np.mean(stds)
+    # the stage rule (STAGE_TARGET_SD 0.05, MAX_STAGES 32): s * sd_max / 0.05 rounded up to a
+    # power of two, capped; it falls by at most half per call
+    one = TrajectoryAIS(start, log_z=log_z_independent(start), n_chains=200, n_groups=8,
+                        generator=torch.Generator().manual_seed(0))
+    one.step(target)  # per-stage increment s.d. ~3 nats
+    assert one.adapt_stages() == 32 and float(one._inc_sd_max) == 0.0
+    assert [one.adapt_stages() for _ in range(3)] == [16, 8, 4]
+    one._inc_sd_max.fill_(0.06)
+    assert one.adapt_stages() == 8  # 4 * 0.06 / 0.05 = 4.8
+    one._inc_sd_max.fill_(0.025)
+    assert one.adapt_stages() == 4  # 8 * 0.025 / 0.05 = 4: exactly on target
+    one._inc_sd_max.fill_(math.nan)
+    assert one.adapt_stages(max_stages=7) == 7
+
+
 def test_trajectory_ais_resamples_each_group_within_itself() -> None:
     """Group 0 has all its weight on one chain (ESS 1/n: resampled), group 1 equal weights (not
     resampled): after one reweighting with a zero increment, every chain of group 0 holds that

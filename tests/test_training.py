@@ -559,3 +559,96 @@ def test_optimizer_config_errors_name_the_key():
     cfg = TrainConfig.from_config({"optimizer": "adam", "lr": 0.03, "lr_final": 1,
                                    "decay_start": 0}, n_hidden=3)
     assert cfg.lr_final == 1.0 and isinstance(cfg.decay_start, float)
+
+
+def _tais_errors(planted_data, *, optimizer: str, lr: float, seeds: range, device: str = "cpu",
+                 precision: str = "float32") -> np.ndarray:
+    """|log_z_tais - exact| / log_z_tais_std at every checkpoint after update 0 of every seed
+    (the best online update joins the checkpoints, so their number varies)."""
+    train_v, test_v = planted_data
+    out = []
+    for seed in seeds:
+        cfg = TrainConfig(n_hidden=NH, n_updates=300, n_checkpoints=12, n_chains=100,
+                          batch_size=100, k=5, lr=lr, optimizer=optimizer, weight_std=0.1,
+                          tais_chains=200, tais_groups=8, patience=0, device=device,
+                          precision=precision)
+        ds = train(train_v, cfg=cfg, seed=seed, test_data=test_v)
+        exact = np.array([exact_log_z(R.rbm_from_dataset(ds, checkpoint=int(c)))
+                          for c in ds["checkpoint"].values[1:]])
+        err = ds["log_z_tais"].values[1:] - exact
+        out.append(np.abs(err) / ds["log_z_tais_std"].values[1:])
+    return np.concatenate(out)
+
+
+@pytest.mark.parametrize(("optimizer", "lr"), [("sgd", 0.1), ("adam", 0.03)])
+def test_trajectory_ais_error_covers_exact_along_sgd_and_adam_training(planted_data, optimizer,
+                                                                      lr) -> None:
+    """log_z_tais ± log_z_tais_std against exact log Z (2^5 hidden states) at 11 checkpoints
+    of real training runs, 4 seeds, SGD at the quick-start rate and Adam at the rate proposed
+    as default (per-entry steps of ~lr, far larger than SGD's early on: docs/methods.md §4).
+
+    Required: |error| <= 2 stated errors at >= 90 % of the ~44 (seed, checkpoint) pairs (an
+    honest error gives ~95 %; the pairs of one seed are correlated, so 90 % allows one bad
+    seed stretch). Observed: SGD 100 % (largest 0.9 stated errors), Adam 93 %. SGD must also
+    stay within 3.5 everywhere. Adam has one known miss, not bounded here: seed 0 drifts to
+    4.9 nats low (5 stated errors) over updates 200-300 while the increments stay small and
+    the ESS high, also with 16 stages per update: the model moves mass into a mode that none
+    of the trajectory-AIS chains visits, which neither stages nor the group spread can see
+    (docs/methods.md §4, "What stages cannot fix"). A sign error in the log-weight increments
+    moves log Z by nats at every checkpoint and fails the coverage."""
+    z = _tais_errors(planted_data, optimizer=optimizer, lr=lr, seeds=range(4))
+    assert np.mean(z <= 2) >= 0.9, z
+    if optimizer == "sgd":
+        assert z.max() <= 3.5, z
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("precision", ["float32", "bf16"])
+def test_cuda_trajectory_ais_error_covers_exact_along_adam_training(planted_data, precision):
+    """The CPU coverage test above on the device: float32 (eager updates) and the fused bf16
+    path, where every number of trajectory-AIS stages chosen at a synchronisation point is its
+    own captured CUDA graph. Same requirement (>= 90 % of ~44 pairs within 2 stated
+    errors); bf16 sampling kernels leave a slightly different distribution invariant
+    than the float64 energies weigh for, and this bounds that effect too."""
+    from spikerbm import kernels
+
+    if precision == "bf16" and not kernels.available("cuda"):
+        pytest.skip("needs Triton")
+    z = _tais_errors(planted_data, optimizer="adam", lr=0.03, seeds=range(4), device="cuda",
+                     precision=precision)
+    assert np.mean(z <= 2) >= 0.9, z
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_fused_bf16_adam_training_with_stages_resumes_exactly(planted_data):
+    """Adam's steps make trajectory AIS run several stages per update (several captured
+    graphs); a run resumed from a mid-training state (stage count restored) ends where the
+    uninterrupted run ends, to float32 rounding (1e-6), as in the SGD test above."""
+    from spikerbm import kernels, partition
+
+    if not kernels.available("cuda"):
+        pytest.skip("needs Triton")
+    train_v, _ = planted_data
+    cfg = TrainConfig(n_hidden=NH, n_updates=120, n_checkpoints=6, n_chains=201,
+                      batch_size=201, k=5, lr=0.03, optimizer="adam", weight_std=0.1,
+                      tais_chains=200, device="cuda", precision="bf16")
+    stages: list[int] = []
+    adapt = partition.TrajectoryAIS.adapt_stages
+
+    def counting(self, **kw):
+        stages.append(adapt(self, **kw))
+        return stages[-1]
+
+    partition.TrajectoryAIS.adapt_stages = counting
+    try:
+        states: list = []
+        full = train(train_v, cfg=cfg, seed=3, on_checkpoint=states.append)
+    finally:
+        partition.TrajectoryAIS.adapt_stages = adapt
+    assert max(stages) > 1, stages  # the staged update (and its graphs) ran
+    mid = states[3]
+    resumed = train(train_v, cfg=cfg, seed=3, resume=mid)
+    for var in ("W", "a", "b", "log_z_tais"):
+        np.testing.assert_allclose(resumed[var].values, full[var].values, rtol=0, atol=1e-6)

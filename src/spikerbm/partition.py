@@ -12,8 +12,9 @@ docs/methods.md §4. Three estimators of ``log Z``:
   (:meth:`spikerbm.sampling.Chains.sweep` at ``beta``). Independent repeats give the mean and
   the spread.
 * :class:`TrajectoryAIS`: trajectory AIS run online inside training: chains carried along the
-  parameter trajectory, one sweep per update, log-weights updated by the free-energy difference,
-  resampled when the effective sample size drops below a threshold.
+  parameter trajectory, one sweep per update (or per stage, when a large update is split into
+  interpolated stages), log-weights updated by the free-energy difference, resampled when the
+  effective sample size drops below a threshold.
 
 :func:`resolve_method` is the one rule that picks exact or AIS (``auto``: exact when
 ``min(N, M) <= exact_max_units``); :func:`estimate_log_z` applies it.
@@ -365,6 +366,14 @@ def estimate_log_z(rbm: RBM, *, method: Literal["auto", "exact", "ais"] = "auto"
                      generator=generator)
 
 
+#: Per-stage s.d. of the trajectory-AIS log-weight increments that :meth:`TrajectoryAIS.
+#: adapt_stages` aims at, the most stages per update, and the most updates between two
+#: adaptations in training (docs/methods.md §4).
+STAGE_TARGET_SD = 0.05
+MAX_STAGES = 32
+STAGE_CHECK_EVERY = 10
+
+
 class TrajectoryAIS:
     """Trajectory AIS: a ``log Z`` estimate carried along a training trajectory (§4).
 
@@ -380,7 +389,9 @@ class TrajectoryAIS:
     (systematic resampling, one uniform per group), its ``offset`` becomes its current
     estimate and its log-weights restart at 0. :meth:`estimate` pools the groups
     (:func:`combine_log_z`): ``log Z = logmeanexp_g log Ẑ_g`` with ``log_z_std`` from their
-    spread.
+    spread. A large parameter step is split into :attr:`n_stages` interpolated stages, one sweep
+    each (:meth:`advance`); :meth:`adapt_stages` chooses their number from the measured
+    log-weight increments (docs/methods.md §4, "Stages for large steps").
 
     The update is written without host synchronisation or data-dependent Python branches
     (resampling is applied through ``torch.where``, the G uniforms drawn by one call), with the
@@ -457,6 +468,10 @@ class TrajectoryAIS:
         self._top = torch.arange(1, g + 1, dtype=torch.float64, device=dev)
         self._initialised = False
         self.n_steps = 0
+        self.n_stages = 1
+        # largest per-stage log-weight increment s.d. since the last adapt_stages (device)
+        self._inc_sd_max = torch.zeros((), dtype=torch.float64, device=dev)
+        self._stage_rbm: RBM | None = None
 
     # -- sampling --------------------------------------------------------------------------
     @property
@@ -529,7 +544,7 @@ class TrajectoryAIS:
         if not self._initialised:
             self._initialise()
         nxt = RBM(*(t.detach().clone() for t in (rbm_next.W, rbm_next.a, rbm_next.b)))
-        estimates = self.reweight(self.sweep_and_energy(self._rbm), nxt)
+        estimates = self.advance(self._rbm, nxt, self.sweep_and_energy(self._rbm))
         self.set_current(nxt, n_steps=self.n_steps + 1)
         return self.estimate(estimates).log_z
 
@@ -538,6 +553,55 @@ class TrajectoryAIS:
         free energies ``E_t(v)`` of the moved chains (float64). No host synchronisation."""
         self._sweep(rbm)
         return free_energy(rbm, self._v)
+
+    def advance(self, rbm_now: RBM | None, rbm_next: RBM, energy_now: torch.Tensor
+                ) -> torch.Tensor:
+        """Second half of a step in :attr:`n_stages` stages (docs/methods.md §4): the chains,
+        already swept at ``rbm_now`` with free energies ``energy_now``, are reweighted to
+        ``theta_j = rbm_now + (j / s) (rbm_next - rbm_now)`` for ``j = 1..s`` with one sweep at
+        each ``theta_j``, ``j < s``, in between (:meth:`reweight` at every stage, so a group may
+        resample at every stage). ``s = 1`` is :meth:`reweight` alone (``rbm_now`` unused).
+        Returns the G estimates of ``log Z(rbm_next)``; no host synchronisation."""
+        s = self.n_stages
+        if s == 1:
+            return self.reweight(energy_now, rbm_next)
+        if self._stage_rbm is None:
+            self._stage_rbm = RBM(*(torch.empty_like(t) for t in (rbm_next.W, rbm_next.a,
+                                                                 rbm_next.b)))
+        stage = self._stage_rbm
+        pairs = list(zip(rbm_now.parameters().values(), rbm_next.parameters().values(),
+                         stage.parameters().values(), strict=True))
+        for j in range(1, s):
+            for t0, t1, out in pairs:
+                torch.lerp(t0, t1, j / s, out=out)
+            self.reweight(energy_now, stage)
+            energy_now = self.sweep_and_energy(stage)
+        return self.reweight(energy_now, rbm_next)
+
+    def adapt_stages(self, *, target_sd: float | None = None,
+                     max_stages: int | None = None) -> int:
+        """Choose :attr:`n_stages` for the coming updates from the largest per-stage
+        log-weight increment s.d. since the last call (one host synchronisation; call it at
+        the training loop's synchronisation points, docs/methods.md §4).
+
+        ``s = clip(max(pow2(s_now * sd_max / target_sd), s_now // 2), 1, max_stages)`` with
+        ``pow2(x)`` the smallest power of two ``>= x``: the per-update increment s.d. is about
+        ``s_now * sd_max`` (the stages split the parameter step evenly), and ``s`` stages bring
+        each stage's s.d. to about ``target_sd`` or below; ``s`` rises at once and falls at
+        most by half per call. Powers of two keep the number of distinct ``s`` (one captured
+        CUDA graph each) at ``log2(max_stages) + 1``. Defaults: :data:`STAGE_TARGET_SD`,
+        :data:`MAX_STAGES` (``max_stages = 1`` is the one-stage estimator of earlier versions).
+        Returns the new ``s``."""
+        target_sd = STAGE_TARGET_SD if target_sd is None else target_sd
+        max_stages = MAX_STAGES if max_stages is None else max_stages
+        sd = float(self._inc_sd_max)
+        self._inc_sd_max.zero_()
+        s = self.n_stages
+        ratio = s * sd / target_sd if math.isfinite(sd) else math.inf
+        want = 1 if ratio <= 1 else (max_stages if ratio > max_stages
+                                     else 2 ** math.ceil(math.log2(ratio) - 1e-12))
+        self.n_stages = int(min(max(want, s // 2, 1), max_stages))
+        return self.n_stages
 
     def reweight(self, energy_now: torch.Tensor, rbm_next: RBM) -> torch.Tensor:
         """Second half: ``log w += E_t(v) - E_{t+1}(v)``, the groups' estimates, resampling of
@@ -548,7 +612,9 @@ class TrajectoryAIS:
         new parameters with :meth:`set_current` (``step`` does all three).
         """
         g, n = self.n_groups, self.group_size
-        self._log_w += (energy_now - free_energy(rbm_next, self._v)).view(g, n)
+        increment = (energy_now - free_energy(rbm_next, self._v)).view(g, n)
+        torch.maximum(self._inc_sd_max, increment.std(1).max(), out=self._inc_sd_max)
+        self._log_w += increment
         lse = torch.logsumexp(self._log_w, 1)
         estimate = self._offset + lse - math.log(n)
         resample = torch.exp(2 * lse - torch.logsumexp(2 * self._log_w, 1)) < (
@@ -593,6 +659,8 @@ class TrajectoryAIS:
             "initialised": torch.tensor(int(self._initialised), dtype=torch.int64),
             "n_steps": torch.tensor(self.n_steps, dtype=torch.int64),
             "n_resamples": self._n_resamples.detach().cpu().clone(),
+            "n_stages": torch.tensor(self.n_stages, dtype=torch.int64),
+            "inc_sd_max": self._inc_sd_max.detach().cpu().clone(),
         }
 
     def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
@@ -623,3 +691,6 @@ class TrajectoryAIS:
         self.n_steps = int(torch.as_tensor(state.get("n_steps", 0)).item())
         self._n_resamples.copy_(torch.as_tensor(state.get("n_resamples", 0)).to(
             device=dev, dtype=torch.int64).expand(self.n_groups))
+        self.n_stages = int(torch.as_tensor(state.get("n_stages", 1)).item())
+        self._inc_sd_max.copy_(torch.as_tensor(state.get("inc_sd_max", 0.0)).to(
+            device=dev, dtype=torch.float64))

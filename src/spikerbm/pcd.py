@@ -354,10 +354,12 @@ class PCDEngine:
     (``k`` sweeps, hidden means of chains and data, the centered gradient), the
     :class:`Optimizer` step in place, the divergence record and, with trajectory AIS, its
     sweep with the parameters before the step and its float64 reweighting to those after it
-    (resampling by ``torch.where``).
+    (resampling by ``torch.where``), in ``tais.n_stages`` interpolated stages when the step is
+    large (:meth:`~spikerbm.partition.TrajectoryAIS.advance`).
     Nothing in it synchronises with the host. With capturable chains the first update runs
     eagerly on a side stream (which compiles and autotunes the kernels) and is then captured
-    once as a CUDA graph that every later update replays.
+    once as a CUDA graph that every later update replays; each number of trajectory-AIS stages
+    (fixed between two synchronisation points) gets its own graph, captured the same way.
 
     Parameters
     ----------
@@ -392,7 +394,9 @@ class PCDEngine:
         self.log_z = torch.full((tais.n_groups if tais is not None else 1,), math.nan,
                                 dtype=torch.float64, device=dev)
         self._update_no = torch.tensor(int(first_update), dtype=torch.int64, device=dev)
-        self._graph: torch.cuda.CUDAGraph | None = None
+        # one captured graph per number of trajectory-AIS stages (chosen at sync points)
+        self._graphs: dict[int, torch.cuda.CUDAGraph] = {}
+        self._rbm_before = RBM(*(torch.empty_like(t) for t in (rbm.W, rbm.a, rbm.b)))
         if tais is not None:
             tais.set_current(rbm, n_steps=tais.n_steps)
 
@@ -402,30 +406,39 @@ class PCDEngine:
         self._batch.copy_(self._batch_u8)
         grad = pcd_direction(r, self._batch, self.chains, k=self.k, centered=self.centered,
                              tf32=self.tf32)
+        staged = self.tais is not None and self.tais.n_stages > 1
         energy_now = self.tais.sweep_and_energy(r) if self.tais is not None else None
+        if staged:
+            for t, before in zip(r.parameters().values(),
+                                 self._rbm_before.parameters().values(), strict=True):
+                before.copy_(t)
         self.optimizer.step(r, grad, self._update_no)
         self.guard.record(self._update_no, r)
         self._update_no += 1
         if self.tais is not None:
-            self.log_z.copy_(self.tais.reweight(energy_now, r))
+            self.log_z.copy_(self.tais.advance(self._rbm_before if staged else None, r,
+                                               energy_now))
 
     def step(self, idx: torch.Tensor) -> None:
         """One update with the minibatch rows ``idx`` (int64, any device; copied)."""
         self.idx.copy_(idx, non_blocking=True)
+        stages = self.tais.n_stages if self.tais is not None else 1
+        graph = self._graphs.get(stages)
         if not self.chains.capturable:
             self._update()
-        elif self._graph is None:
+        elif graph is None:
             # eager first update on a side stream (compiles, autotunes, warms cuBLAS), then
-            # capture the same update once; later updates replay it
+            # capture the same update once; later updates with this many trajectory-AIS
+            # stages replay it
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side):
                 self._update()
             torch.cuda.current_stream().wait_stream(side)
-            self._graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self._graph):
+            graph = self._graphs[stages] = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
                 self._update()
         else:
-            self._graph.replay()
+            graph.replay()
         if self.tais is not None:
             self.tais.n_steps += 1

@@ -3,8 +3,10 @@
 docs/methods.md §3. :func:`train` is the loop: it builds (or restores) the run's
 :class:`~spikerbm.train_state.TrainingState`, then advances it with a
 :class:`~spikerbm.pcd.PCDEngine` in chunks that end at every checkpoint and at most
-:data:`~spikerbm.pcd.DIVERGENCE_CHECK_EVERY` updates apart; after each chunk it checks for
-divergence, and at a checkpoint it records the parameters and hands the full state, as an
+:data:`~spikerbm.pcd.DIVERGENCE_CHECK_EVERY` updates apart (with trajectory AIS
+:data:`~spikerbm.partition.STAGE_CHECK_EVERY`); after each chunk it checks for divergence and
+lets trajectory AIS choose its stages per update for the next chunk (docs/methods.md §4),
+and at a checkpoint it records the parameters and hands the full state, as an
 ``xarray.Dataset``, to a callback. :func:`train` started with that dataset continues exactly
 where it stopped (bitwise on CPU). Checkpoints are log-spaced in update count
 (:func:`checkpoint_schedule`, update 0 = initialisation and the last update included).
@@ -47,6 +49,7 @@ import numpy as np
 import torch
 
 from spikerbm.config import PRECISIONS, TrainConfig  # noqa: F401 (re-exported)
+from spikerbm.partition import STAGE_CHECK_EVERY
 from spikerbm.pcd import (  # noqa: F401 (re-exported)
     DIVERGENCE_CHECK_EVERY,
     MAX_ABS_PARAMETER,
@@ -271,7 +274,8 @@ def train(train_data: np.ndarray | torch.Tensor, *, cfg: TrainConfig, seed: int,
         while not live[0].state.online.stop_reason:
             next_checkpoint = int(schedule[schedule > update][0])
             next_eval = min((update // cfg.eval_every + 1) * cfg.eval_every, cfg.n_updates)
-            n = min(next_checkpoint, next_eval, update + DIVERGENCE_CHECK_EVERY) - update
+            every = DIVERGENCE_CHECK_EVERY if live[0].state.tais is None else STAGE_CHECK_EVERY
+            n = min(next_checkpoint, next_eval, update + every) - update
             # The replicas advance in turn, n updates each (lockstep at the boundaries of
             # evaluation, checkpoint and divergence check). Seam for a batched engine that
             # sweeps every replica's chains in one launch (spikerbm.kernels' replica grid
@@ -288,6 +292,9 @@ def train(train_data: np.ndarray | torch.Tensor, *, cfg: TrainConfig, seed: int,
             live = [run for run in live if not run.state.diverged_update]
             if not live:
                 raise _all_diverged(runs, cfg)
+            for run in live:
+                if run.state.tais is not None:
+                    run.state.tais.adapt_stages()  # stages per update until the next sync (§4)
             at_checkpoint = update == next_checkpoint
             if update != next_eval and not at_checkpoint:
                 continue
