@@ -589,17 +589,14 @@ def test_trajectory_ais_error_covers_exact_along_sgd_and_adam_training(planted_d
 
     Required: |error| <= 2 stated errors at >= 90 % of the ~44 (seed, checkpoint) pairs (an
     honest error gives ~95 %; the pairs of one seed are correlated, so 90 % allows one bad
-    seed stretch). Observed: SGD 100 % (largest 0.9 stated errors), Adam 93 %. SGD must also
-    stay within 3.5 everywhere. Adam has one known miss, not bounded here: seed 0 drifts to
-    4.9 nats low (5 stated errors) over updates 200-300 while the increments stay small and
-    the ESS high, also with 16 stages per update: the model moves mass into a mode that none
-    of the trajectory-AIS chains visits, which neither stages nor the group spread can see
-    (docs/methods.md §4, "What stages cannot fix"). A sign error in the log-weight increments
-    moves log Z by nats at every checkpoint and fails the coverage."""
+    seed stretch) and every error within 3.5 stated errors. Observed: SGD 100 % (largest 0.9
+    stated errors), Adam 100 % (largest 1.3). The entrywise Adam step that docs/methods.md §3
+    replaced drifted to 4.9 nats low (5 stated errors) on seed 0 over updates 200-300: its
+    parameters collapsed into a mode none of the trajectory-AIS chains visited (§4, "What
+    stages cannot fix"). A sign error in the log-weight increments moves log Z by nats at every
+    checkpoint and fails the coverage."""
     z = _tais_errors(planted_data, optimizer=optimizer, lr=lr, seeds=range(4))
-    assert np.mean(z <= 2) >= 0.9, z
-    if optimizer == "sgd":
-        assert z.max() <= 3.5, z
+    assert np.mean(z <= 2) >= 0.9 and z.max() <= 3.5, z
 
 
 @pytest.mark.cuda
