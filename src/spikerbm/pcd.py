@@ -201,8 +201,9 @@ def lr_schedule(update: int | torch.Tensor, *, lr: float, n_updates: int, lr_fin
     span = max(n_updates - start, 1.0)
     if isinstance(update, torch.Tensor):
         x = ((update.to(torch.float64) - start) / span).clamp(0.0, 1.0)
-        return lr * torch.pow(torch.tensor(lr_final, dtype=torch.float64,
-                                           device=update.device), x)
+        # lr_final ** x as exp(x log lr_final): Python scalars only, since a tensor made from
+        # one would be a host-to-device copy, which a CUDA graph capture refuses
+        return lr * torch.exp(x * math.log(lr_final))
     x = min(max((update - start) / span, 0.0), 1.0)
     return lr * lr_final ** x
 
