@@ -134,7 +134,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--workdir", type=Path, required=True)
     p.add_argument("--direct", action="store_true", help="no Snakemake: one process per job")
-    p.add_argument("--n-neurons", type=int, default=800)
+    p.add_argument("--n-neurons", type=int, default=1560)  # >= --n-hidden (n_hidden <= N)
     p.add_argument("--duration-s", type=float, default=1200.0)
     p.add_argument("--n-hidden", type=int, default=1024)
     p.add_argument("--updates", type=int, default=8000)
