@@ -46,6 +46,12 @@ def deep_update(base: dict, over: dict) -> dict:
     return out
 
 
+#: A CPU run's GPU slots, as `make run` passes them (Makefile GPU_SLOTS): profiles/default's
+#: gpu=1 is for the one GPU of a workstation and would run the train/loglik/pairwise jobs one
+#: at a time on the 2 CPU cores of CI (the default workflow took ~2x its `make run` time).
+CPU_GPU_SLOTS = ("--resources", "gpu=2")
+
+
 def snakemake(cwd: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run the real snakemake in ``cwd``; return the completed process (never raises)."""
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
@@ -90,7 +96,7 @@ def tiny_base_run(tmp_path_factory) -> Path:
     reliability tests: read it or copy it, never modify it."""
     wf = copy_workflow(tmp_path_factory.mktemp("tiny_base") / "wf",
                        sessions="session_id\tsource\tparams\nbase\tsynthetic\tseed=1\n")
-    proc = snakemake(wf, "--cores", "2")
+    proc = snakemake(wf, "--cores", "2", *CPU_GPU_SLOTS)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return wf
 
@@ -102,7 +108,7 @@ def default_run(tmp_path_factory) -> Path:
     (the determinism test compares a network-blocked run of its own with it): read it, never
     modify it."""
     wf = copy_workflow(tmp_path_factory.mktemp("default") / "wf", {"device": "cpu"}, tiny=False)
-    proc = snakemake(wf, "--cores", "2", timeout=1800)
+    proc = snakemake(wf, "--cores", "2", *CPU_GPU_SLOTS, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return wf
 

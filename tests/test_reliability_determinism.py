@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 import xarray as xr
 import yaml
-from conftest import REPO, SNAKEMAKE, copy_workflow, snakemake
+from conftest import CPU_GPU_SLOTS, REPO, SNAKEMAKE, copy_workflow, snakemake
 
 pytestmark = [pytest.mark.reliability, pytest.mark.workflow]
 
@@ -110,7 +110,7 @@ def offline_run(tmp_path_factory):
     """The default workflow (CPU) run with the network blocked."""
     tmp = tmp_path_factory.mktemp("offline")
     wf = copy_workflow(tmp / "wf", {"device": "cpu"}, tiny=False)
-    cmd = [SNAKEMAKE, "--cores", "2"]
+    cmd = [SNAKEMAKE, "--cores", "2", *CPU_GPU_SLOTS]
     if _unshare_works():
         cmd = ["unshare", "-n", *cmd]
     proc = subprocess.run(cmd, cwd=wf, env=_guard_env(tmp), text=True, capture_output=True,
@@ -199,7 +199,7 @@ def test_changed_seed_changes_every_netcdf(tiny_base_run, tmp_path):
     cfg = yaml.safe_load((tiny_base_run / "config/config.yaml").read_text())
     wf = copy_workflow(tmp_path / "wf", {"seed": cfg["seed"] + 1},
                        sessions=(tiny_base_run / "config/sessions.tsv").read_text())
-    proc = snakemake(wf, "--cores", "2")
+    proc = snakemake(wf, "--cores", "2", *CPU_GPU_SLOTS)
     assert proc.returncode == 0, proc.stderr[-3000:]
     files = _netcdfs(tiny_base_run)
     assert files == _netcdfs(wf) and len(files) >= 12

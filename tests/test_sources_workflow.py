@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from conftest import copy_workflow, snakemake
+from conftest import CPU_GPU_SLOTS, copy_workflow, snakemake
 
 pynwb = pytest.importorskip("pynwb")
 
@@ -119,7 +119,7 @@ def sources_run(tmp_path_factory):
     (wf / "data").mkdir()
     write_nwb(wf / "data" / "rec.nwb", nwb_trains, nwb_areas)
     start = time.monotonic()
-    proc = snakemake(wf, "--cores", "2")
+    proc = snakemake(wf, "--cores", "2", *CPU_GPU_SLOTS)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     report = snakemake(wf, "--report", "report.html")
     assert report.returncode == 0, report.stderr[-3000:]
@@ -192,7 +192,7 @@ def test_ibl_like_extension_and_faulty_nwb_files_through_the_rule(workflow_dir, 
                         "area=electrodes.beryl_location;epochs=epochs\n"
                       + f"ext\tnwb\tpath={ext}\n"
                       + f"bad\tnwb\tpath={tmp_path / 'bad.nwb'}\n")
-    proc = snakemake(wf, "-k", "--cores", "2",
+    proc = snakemake(wf, "-k", "--cores", "2", *CPU_GPU_SLOTS,
                      *(f"results/{s}/raster.nc" for s in ("ibl", "ext", "bad")))
     assert proc.returncode != 0  # the bad file's job failed, the others ran (-k)
     ibl = io.read_netcdf(wf / "results/ibl/spikes.nc")

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import xarray as xr
 import yaml
-from conftest import REPO, TINY_CONFIG, copy_workflow, snakemake
+from conftest import CPU_GPU_SLOTS, REPO, TINY_CONFIG, copy_workflow, snakemake
 from PIL import Image
 
 pytestmark = pytest.mark.workflow
@@ -71,7 +71,7 @@ def tiny_run(tmp_path_factory):
     """Run the whole workflow once on two tiny synthetic sessions (shared by the tests below)."""
     dest = copy_workflow(tmp_path_factory.mktemp("tiny") / "wf", sessions=SESSIONS)
     cfg = yaml.safe_load((dest / "config" / "config.yaml").read_text())
-    proc = snakemake(dest, "--cores", "2")
+    proc = snakemake(dest, "--cores", "2", *CPU_GPU_SLOTS)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     return dest, cfg
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from conftest import copy_workflow, snakemake
+from conftest import CPU_GPU_SLOTS, copy_workflow, snakemake
 
 from spikerbm.statistics import compare_statistic
 
@@ -28,7 +28,7 @@ def replica_run(tmp_path_factory):
     targets = ["results/rep/summary.tsv", "results/rep/figures/fig2_loglik.png",
                "results/rep/figures/fig4_replicas.png", "results/tables/couplings_replicas.tsv",
                "results/tables/selected_models.tsv"]
-    proc = snakemake(wf, "--cores", "2", *targets)
+    proc = snakemake(wf, "--cores", "2", *CPU_GPU_SLOTS, *targets)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     return wf / "results" / "rep"
 
