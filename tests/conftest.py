@@ -49,6 +49,7 @@ def deep_update(base: dict, over: dict) -> dict:
 #: A CPU run's GPU slots, as `make run` passes them (Makefile GPU_SLOTS): profiles/default's
 #: gpu=1 is for the one GPU of a workstation and would run the train/loglik/pairwise jobs one
 #: at a time on the 2 CPU cores of CI (the default workflow took ~2x its `make run` time).
+#: Pass it after any targets: --resources takes every word that follows it.
 CPU_GPU_SLOTS = ("--resources", "gpu=2")
 
 

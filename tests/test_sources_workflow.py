@@ -192,7 +192,7 @@ def test_ibl_like_extension_and_faulty_nwb_files_through_the_rule(workflow_dir, 
                         "area=electrodes.beryl_location;epochs=epochs\n"
                       + f"ext\tnwb\tpath={ext}\n"
                       + f"bad\tnwb\tpath={tmp_path / 'bad.nwb'}\n")
-    proc = snakemake(wf, "-k", "--cores", "2", *CPU_GPU_SLOTS,
+    proc = snakemake(wf, "-k", "--cores", "2",
                      *(f"results/{s}/raster.nc" for s in ("ibl", "ext", "bad")))
     assert proc.returncode != 0  # the bad file's job failed, the others ran (-k)
     ibl = io.read_netcdf(wf / "results/ibl/spikes.nc")

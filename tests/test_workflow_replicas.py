@@ -28,7 +28,7 @@ def replica_run(tmp_path_factory):
     targets = ["results/rep/summary.tsv", "results/rep/figures/fig2_loglik.png",
                "results/rep/figures/fig4_replicas.png", "results/tables/couplings_replicas.tsv",
                "results/tables/selected_models.tsv"]
-    proc = snakemake(wf, "--cores", "2", *CPU_GPU_SLOTS, *targets)
+    proc = snakemake(wf, *targets, "--cores", "2", *CPU_GPU_SLOTS)  # targets before --resources
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     return wf / "results" / "rep"
 
