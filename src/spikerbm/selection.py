@@ -362,11 +362,15 @@ def _over_replicas(ll: xr.Dataset, tables: dict[int, xr.Dataset]) -> xr.Dataset:
     primary = int(replicas[p])
     prim = tables[primary]
     prow = {int(h): i for i, h in enumerate(prim["n_hidden"].values)}
+
+    def at_primary(var: str, fill):
+        """The primary replica's ``var`` per candidate size (``fill`` where it has none)."""
+        return [prim[var].values[prow[int(h)]] if int(h) in prow else fill for h in sizes]
+
     train = replica_stats(per["ll_train"])
     train_mean, train_se = train["mean"], train["se"]
     sem_mean = _nan_mean(per["ll_test_sem"])
-    methods = np.array([str(prim["log_z_method"].values[prow[int(h)]]) if int(h) in prow
-                        else "unknown" for h in sizes])  # the primary's (refined) method
+    methods = np.array(at_primary("log_z_method", "unknown")).astype(str)  # (refined) method
     nats = {"units": "nats per sample"}
     mean_of = "mean over the live replicas of each replica's best {} (docs/methods.md §4)"
     se_of = "standard error of {} over the live replicas, std(ddof=1) / sqrt(R_live)"
@@ -386,11 +390,9 @@ def _over_replicas(ll: xr.Dataset, tables: dict[int, xr.Dataset]) -> xr.Dataset:
         "ll_test_sem": ("candidate", sem_mean, {
             **nats, "long_name": "standard error of ll_test over the test bins (data noise), "
             "mean over the live replicas"}),
-        "log_z": ("candidate", np.array([float(prim["log_z"].values[prow[int(h)]])
-                                         if int(h) in prow else np.nan for h in sizes]),
+        "log_z": ("candidate", np.array(at_primary("log_z", np.nan), dtype=np.float64),
                   {"units": "nats", "long_name": prim_of.format("log Z")}),
-        "log_z_std": ("candidate", np.array([float(prim["log_z_std"].values[prow[int(h)]])
-                                             if int(h) in prow else np.nan for h in sizes]),
+        "log_z_std": ("candidate", np.array(at_primary("log_z_std", np.nan), dtype=np.float64),
                       {"units": "nats", "long_name": prim_of.format("log_z_std")}),
         "log_z_method": ("candidate", methods),
         "tied": ("candidate", within.astype(np.uint8), {
@@ -416,13 +418,11 @@ def _over_replicas(ll: xr.Dataset, tables: dict[int, xr.Dataset]) -> xr.Dataset:
     stop = {}
     for var in STOP_VARS:
         if var in prim:
-            values = np.array([prim[var].values[prow[int(h)]] if int(h) in prow else
-                               ("" if var == "stop_reason" else -1) for h in sizes])
+            values = np.array(at_primary(var, "" if var == "stop_reason" else -1))
             data_vars[var] = ("candidate", values.astype(str) if var == "stop_reason"
                               else values.astype(np.int64))
             stop[var] = str(values[win]) if var == "stop_reason" else int(values[win])
-    p_ck = np.array([int(prim["checkpoint"].values[prow[int(h)]]) if int(h) in prow else -1
-                     for h in sizes], dtype=np.int64)
+    p_ck = np.array(at_primary("checkpoint", -1), dtype=np.int64)
     disagrees = ";".join(f"r{r}:{e}" for r, t in tables.items()
                          for e in str(t.attrs["online_disagrees"]).split(";") if e)
     zs = [float(t.attrs["online_max_abs_z"]) for t in tables.values()]
