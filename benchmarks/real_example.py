@@ -84,11 +84,12 @@ def stage_seconds(results: Path) -> dict[str, tuple[float, int]]:
     return {rule: (sum(v), len(v)) for rule, v in out.items()}
 
 
-def run_library(cfg: dict, session: dict[str, str], out: Path,
-                device_arg: str) -> dict[str, tuple[float, int]]:
+def run_library(cfg: dict, session: dict[str, str], out: Path, device_arg: str,
+                stop_after: str = "") -> dict[str, tuple[float, int]]:
     """Every stage of one raster session through the library, as scripts/*.py call it (same
-    params, seeds and inputs); artifacts in the workflow's layout under ``out``. Returns the
-    seconds per stage."""
+    params, seeds and inputs); artifacts in the workflow's layout under ``out``; with
+    ``stop_after="select_model"`` only training, log-likelihoods and selection (the training
+    recipe comparison of docs/benchmarks.md). Returns the seconds per stage."""
     from spikerbm import findings, io, report
     from spikerbm.areas import areas_of
     from spikerbm.binarize import split_arrays, validate_raster
@@ -136,6 +137,8 @@ def run_library(cfg: dict, session: dict[str, str], out: Path,
     selected = selected_dataset(models[n_hidden], selection, rate_hz=raster["rate_hz"].values)
     io.write_netcdf(ll, res / "loglik.nc")
     io.write_netcdf(selected, res / "selected.nc")
+    if stop_after == "select_model":
+        return {stage: (sec, timed.calls[stage]) for stage, sec in timed.seconds.items()}
     stats = timed("statistics", compute_statistics, rbm_from_dataset(selected, device=device),
                   train=splits["train"], test=splits["test"],
                   seed=derive_seed(base_seed, "statistics", sid, n_hidden),
@@ -154,6 +157,32 @@ def run_library(cfg: dict, session: dict[str, str], out: Path,
     table = report.session_summary({k: v.attrs for k, v in artifacts.items()}, found)
     io.write_text(table.to_csv(sep="\t", index=False), res / "summary.tsv")
     return {stage: (sec, timed.calls[stage]) for stage, sec in timed.seconds.items()}
+
+
+def selection_results(res: Path) -> dict[str, str]:
+    """Per size: test LL at the best checkpoint, and the exact/AIS peak against the online one
+    (``model.nc`` ``best_update``), stop reason; the selection's ``online_disagrees``."""
+    sel = xr.open_dataset(res / "selected.nc")
+    ll = xr.open_dataset(res / "loglik.nc")
+    out = {}
+    for h in sel["n_hidden"].values:
+        m = xr.open_dataset(res / f"hidden~{int(h)}" / "model.nc").attrs
+        t = ll["ll_test"].sel(n_hidden=h)
+        ok = t.notnull()
+        c = t["checkpoint"].values[ok.values]
+        v, s = t.values[ok.values], ll["ll_test_std"].sel(n_hidden=h).values[ok.values]
+        best = int(v.argmax())
+        out[f"M = {int(h)}"] = (
+            f"best {v[best]:.3f} +- {s[best]:.2g} at {int(c[best])}; last {v[-1]:.3f} at "
+            f"{int(c[-1])}; online best {m.get('best_update')}, {m.get('stop_reason')} at "
+            f"{m.get('n_updates_done')} (still improving {m.get('still_improving')}); curve "
+            + ", ".join(f"{int(a)}:{b:.2f}" for a, b in zip(c, v, strict=True)))
+    a = sel.attrs
+    out["selected (tied with)"] = f"{a['n_hidden']} ({a.get('tied_with') or 'none'})"
+    out["selected test LL vs floor"] = (f"{a['ll_test']:.3f} +- {a['ll_test_std']:.2g} vs "
+                                        f"{a['floor_test']:.3f}")
+    out["online_disagrees"] = str(a.get("online_disagrees", "")) or "none"
+    return out
 
 
 def session_results(res: Path) -> dict[str, str]:
@@ -210,6 +239,8 @@ def main() -> None:
     p.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE",
                    help="--library only: override config values (YAML values), e.g. "
                    "train.n_updates=20000 'train.n_hidden=[16, 32, 64, 128]'")
+    p.add_argument("--stop-after", default="", choices=["", "select_model"],
+                   help="--library only: stop after selection (training recipe comparisons)")
     args = p.parse_args()
     if args.set and not args.library:
         p.error("--set needs --library (with Snakemake, use --configfile)")
@@ -228,7 +259,8 @@ def main() -> None:
         t0 = time.perf_counter()
         seconds: dict[str, tuple[float, int]] = {}
         for session in sessions:
-            for stage, (sec, n) in run_library(cfg, session, results, args.device).items():
+            for stage, (sec, n) in run_library(cfg, session, results, args.device,
+                                               args.stop_after).items():
                 s0, n0 = seconds.get(stage, (0.0, 0))
                 seconds[stage] = (s0 + sec, n0 + n)
         wall = time.perf_counter() - t0
@@ -260,7 +292,8 @@ def main() -> None:
         print(f"| wall time, end to end | | {wall:.1f} |")
     for session in sessions:
         print(f"\n{session['session_id']}:\n\n| quantity | value |\n|---|---|")
-        for key, value in session_results(results / session["session_id"]).items():
+        what = selection_results if args.stop_after else session_results
+        for key, value in what(results / session["session_id"]).items():
             print(f"| {key} | {value} |")
 
 

@@ -62,7 +62,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # --------------------------------------------------------------------------------------------
 #: keys of config.yaml's train section that TrainConfig takes (n_hidden is the size list)
 _TRAIN_KEYS = ("n_updates", "n_checkpoints", "n_chains", "batch_size", "k", "lr", "optimizer",
-               "lr_final", "decay_start", "centered", "weight_std")
+               "lr_final", "decay_start", "momentum", "centered", "weight_std")
 
 
 def yaml_train(name: str) -> dict:
@@ -94,6 +94,23 @@ def configs() -> dict[str, dict]:
         "sgd-decay-10k": {**cur, "n_updates": 10000, "lr": 1.0, "lr_final": 0.01,
                           "decay_start": 0.5},
     }
+
+
+def config_by_name(name: str) -> dict:
+    """A config of :func:`configs`, or one with overrides: ``<config>+<key>=<value>+...``
+    (YAML values), e.g. ``adam-10k+lr=0.003`` or ``sgd-2k+momentum=0.9+n_updates=10000``."""
+    base, *overrides = name.split("+")
+    cfgs = configs()
+    if base not in cfgs:
+        raise SystemExit(f"unknown config {base!r} in {name!r}; known: {', '.join(cfgs)}")
+    cfg = dict(cfgs[base])
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or key not in _TRAIN_KEYS:
+            raise SystemExit(f"config override {item!r} in {name!r}: expected KEY=VALUE with "
+                             f"KEY one of {', '.join(_TRAIN_KEYS)}")
+        cfg[key] = yaml.safe_load(value)
+    return cfg
 
 
 # --------------------------------------------------------------------------------------------
@@ -160,7 +177,6 @@ def _sign_ok(row: dict) -> bool:
 def run_table(args: argparse.Namespace) -> dict:
     cases = args.cases or (QUICK_CASES if args.quick else FULL_CASES)
     sizes_list = args.samples or ([200000] if args.quick else [20000, 200000])
-    cfgs = configs()
     names = args.configs or (["sgd-2k", "current", "adam-10k"] if args.quick else
                              ["sgd-2k", "current", "adam-10k", "adam-10k-b2000",
                               "sgd-decay-10k"])
@@ -177,7 +193,7 @@ def run_table(args: argparse.Namespace) -> dict:
                                  rc.score(rc.fit_estimate(fit), truth, fl.area_se,
                                           fl.area_se_all3)))
             for cname in names:
-                res = rc.run_pipeline(ds, train_cfg=cfgs[cname], sizes=args.sizes,
+                res = rc.run_pipeline(ds, train_cfg=config_by_name(cname), sizes=args.sizes,
                                       seed=args.seed, device=args.device)
                 info = {"selected": f"M={res.n_hidden}@{res.checkpoint}",
                         "train cpu s": sum(res.cpu_seconds.values()),
@@ -334,11 +350,10 @@ def run_session(args: argparse.Namespace) -> dict:
     sess = rs.default_session(overrides=over)
     lik = yaml.safe_load((ROOT / "config" / "vbn.yaml").read_text())["likelihood"] \
         if args.paper_likelihood else None
-    cfgs = configs()
     out = {"session": {}, "meta": meta(args)}
     rows = []
     for cname in args.configs or ["sgd-2k", "current"]:
-        train_cfg, variant = cfgs[cname], None
+        train_cfg, variant = config_by_name(cname), None
         if args.updates:
             train_cfg = {**train_cfg, "n_updates": args.updates}
         res = rs.run_session(sess, train_cfg=train_cfg, sizes=args.sizes, variant=variant,

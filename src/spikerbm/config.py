@@ -58,6 +58,9 @@ class TrainConfig:
     decay_start
         Fraction of ``n_updates`` before the decay starts, in [0, 1). The decay is laid out
         over the maximum ``n_updates``: a run stopped early stops before its end.
+    momentum
+        Nesterov momentum of SGD in [0, 1) (0: plain SGD; only with ``optimizer`` ``sgd``;
+        :class:`spikerbm.pcd.Optimizer`, docs/methods.md §3).
     centered
         Use the centered gradient (docs/methods.md §3); plain PCD gradient otherwise.
     weight_std
@@ -106,6 +109,7 @@ class TrainConfig:
     optimizer: str = "sgd"
     lr_final: float = 1.0
     decay_start: float = 0.0
+    momentum: float = 0.0
     centered: bool = True
     weight_std: float = 1e-2
     precision: str = "float32"
@@ -133,8 +137,8 @@ class TrainConfig:
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"train.optimizer must be one of {', '.join(OPTIMIZERS)}; got "
                              f"{self.optimizer!r}")
-        for name in ("lr", "lr_final", "decay_start", "weight_std", "ess_threshold",
-                     "min_delta"):
+        for name in ("lr", "lr_final", "decay_start", "momentum", "weight_std",
+                     "ess_threshold", "min_delta"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float | np.floating):
                 raise ValueError(f"train.{name} must be a number; got {value!r}")
@@ -160,6 +164,13 @@ class TrainConfig:
         if not 0 <= self.decay_start < 1:
             raise ValueError(f"train.decay_start must be in [0, 1) (a fraction of "
                              f"train.n_updates); got {self.decay_start}")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"train.momentum must be in [0, 1) (0: plain SGD); got "
+                             f"{self.momentum}")
+        if self.momentum and self.optimizer != "sgd":
+            raise ValueError(f"train.momentum is an SGD option; got momentum {self.momentum} "
+                             f"with optimizer {self.optimizer!r}: set train.momentum: 0 or "
+                             "optimizer: sgd")
         if self.weight_std < 0:
             raise ValueError(f"train.weight_std must be >= 0; got {self.weight_std}")
         if not 0 < self.ess_threshold <= 1:
@@ -208,8 +219,8 @@ class TrainConfig:
             sizes = sizes if isinstance(sizes, list | tuple) else [sizes]
             if int(n_hidden) not in [int(s) for s in sizes]:
                 raise ValueError(f"n_hidden={n_hidden} is not one of train.n_hidden {sizes}")
-        for name in ("lr", "lr_final", "decay_start", "weight_std", "ess_threshold",
-                     "min_delta"):
+        for name in ("lr", "lr_final", "decay_start", "momentum", "weight_std",
+                     "ess_threshold", "min_delta"):
             if isinstance(values.get(name), int) and not isinstance(values.get(name), bool):
                 values[name] = float(values[name])
         return cls(n_hidden=int(n_hidden), device=str(device), **values)
@@ -220,6 +231,8 @@ class TrainConfig:
         out = asdict(self)
         if out["replicas"] == 1:
             del out["replicas"]
+        if out["momentum"] == 0:
+            del out["momentum"]
         return out
 
     def to_json(self) -> str:

@@ -223,7 +223,9 @@ class Optimizer:
     along flat directions; SGD is the same in both coordinates). Every quantity that changes
     with the update number lives on the device, so the step runs inside a captured CUDA graph.
     SGD at a constant rate is exactly ``theta.add_(G, alpha=lr)`` (bitwise the step of earlier
-    versions).
+    versions). SGD with Nesterov momentum ``mu`` (Sutskever et al., ICML 2013, in the form of
+    ``torch.optim.SGD(nesterov=True)``): ``v = mu v + G``, ``theta += lr(u) (G + mu v)``, run
+    in the centered parametrisation like Adam (``v`` holds centered-coordinate directions).
 
     Parameters
     ----------
@@ -234,32 +236,57 @@ class Optimizer:
     lr, n_updates, lr_final, decay_start
         As in :func:`lr_schedule` (``train.lr``, ``train.n_updates``, ``train.lr_final``,
         ``train.decay_start``).
+    momentum
+        Nesterov momentum of SGD in [0, 1) (``train.momentum``; 0: plain SGD).
+
+    Raises
+    ------
+    ValueError
+        On an unknown ``kind`` or a momentum with Adam.
     """
 
     BETA1, BETA2, EPS = 0.9, 0.999, 1e-8
 
     def __init__(self, rbm: RBM, *, kind: str, lr: float, n_updates: int,
-                 lr_final: float = 1.0, decay_start: float = 0.0) -> None:
+                 lr_final: float = 1.0, decay_start: float = 0.0,
+                 momentum: float = 0.0) -> None:
         if kind not in ("sgd", "adam"):
             raise ValueError(f"train.optimizer must be sgd or adam; got {kind!r}")
+        if momentum and kind != "sgd":
+            raise ValueError(f"train.momentum is an SGD option; got momentum {momentum} with "
+                             f"optimizer {kind!r}: set train.momentum: 0 or optimizer: sgd")
         self.kind, self.lr, self.n_updates = kind, lr, n_updates
-        self.lr_final, self.decay_start = lr_final, decay_start
+        self.lr_final, self.decay_start, self.momentum = lr_final, decay_start, momentum
         self.moments: dict[str, torch.Tensor] = {}
         if kind == "adam":
             for name, t in rbm.parameters().items():
                 self.moments[f"m_{name}"] = torch.zeros_like(t)
                 self.moments[f"s_{name}"] = torch.zeros_like(t)
+        elif momentum:
+            for name, t in rbm.parameters().items():
+                self.moments[f"v_{name}"] = torch.zeros_like(t)
 
     def step(self, rbm: RBM, grad: Gradient, update: torch.Tensor) -> None:
         """Apply the ascent step of update ``update`` (1-based, int64 0-d device tensor) to
         ``rbm`` in place."""
         params = rbm.parameters()
-        if self.kind == "sgd" and self.lr_final == 1.0:
+        if self.kind == "sgd" and self.lr_final == 1.0 and not self.momentum:
             for name, t in params.items():
                 t.add_(getattr(grad, name), alpha=self.lr)
             return
         lr = lr_schedule(update, lr=self.lr, n_updates=self.n_updates, lr_final=self.lr_final,
                          decay_start=self.decay_start)
+        if self.momentum:
+            # Nesterov momentum (Sutskever et al., ICML 2013, in PyTorch's form) in the
+            # centered parametrisation: v = mu v + G_c, step = lr (G_c + mu v), mapped back
+            steps = {}
+            for name, g in grad.in_centered_coordinates().items():
+                v = self.moments[f"v_{name}"]
+                v.mul_(self.momentum).add_(g)
+                steps[name] = (g + self.momentum * v) * lr.to(v.dtype)
+            for name, d in grad.step_from_centered(steps).items():
+                params[name].add_(d)
+            return
         if self.kind == "sgd":
             for name, t in params.items():
                 t.add_(getattr(grad, name) * lr.to(t.dtype))
@@ -277,7 +304,8 @@ class Optimizer:
             params[name].add_(d)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        """Copies of the Adam moments (empty for SGD: its state is the update number alone)."""
+        """Copies of the Adam moments or the momentum buffers (empty for plain SGD: its state is
+        the update number alone)."""
         return {key: t.clone() for key, t in self.moments.items()}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:

@@ -406,7 +406,8 @@ def _state_dict(ds: xr.Dataset, prefix: str) -> dict[str, torch.Tensor]:
 
 def _optimizer(rbm: RBM, cfg: TrainConfig) -> Optimizer:
     return Optimizer(rbm, kind=cfg.optimizer, lr=cfg.lr, n_updates=cfg.n_updates,
-                     lr_final=cfg.lr_final, decay_start=cfg.decay_start)
+                     lr_final=cfg.lr_final, decay_start=cfg.decay_start,
+                     momentum=cfg.momentum)
 
 
 @dataclass
