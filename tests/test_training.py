@@ -549,11 +549,59 @@ def test_sgd_with_decay_steps_by_the_scheduled_rate_and_constant_sgd_is_unchange
                 torch.testing.assert_close(x, y, rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("centered", [False, True])
+def test_nesterov_momentum_step_matches_its_definition_in_centered_coordinates(centered):
+    """SGD with Nesterov momentum (train.momentum, mu 0.9) equals the update of
+    ``torch.optim.SGD(nesterov=True)`` (Sutskever et al., ICML 2013), ``v = mu v + g``,
+    ``c += lr(u) (g + mu v)``, written here in float64 numpy as ascent over 9 random gradients
+    with a decaying rate, on the centered parameters ``c = (W, a + W h̄, b + Wᵀ v̄)`` with their
+    gradient when the direction has offsets (docs/methods.md §3); ``(W, a, b)`` must be the
+    parameters whose centered form is the new ``c``. float32 rounding stays below 1e-5 on
+    parameters moved by ~0.5. Without offsets the step is also ``torch.optim.SGD``'s own."""
+    from spikerbm.pcd import Optimizer, lr_schedule
+
+    r0 = R.init_rbm(torch.full((N,), 0.3), n_hidden=M, weight_std=0.5,
+                    generator=torch.Generator().manual_seed(1))
+    ours = r0.clone()
+    sched = dict(lr=0.05, n_updates=9, lr_final=0.1, decay_start=0.3)
+    opt = Optimizer(ours, kind="sgd", momentum=0.9, **sched)
+    ref = {k: t.double().numpy().copy() for k, t in r0.parameters().items()}
+    theirs = [t.double().clone().requires_grad_(True) for t in r0.parameters().values()]
+    torch_sgd = torch.optim.SGD(theirs, lr=0.05, momentum=0.9, nesterov=True)
+    v = {k: np.zeros_like(x) for k, x in ref.items()}
+    for u, grad in enumerate(_grads(4, 9, centered=centered), start=1):
+        opt.step(ours, grad, torch.tensor(u))
+        vb, hb = ((grad.v_offset.double().numpy(), grad.h_offset.double().numpy())
+                  if centered else (np.zeros(N), np.zeros(M)))
+        G = {k: g.double().numpy() for k, g in grad.items()}
+        gc = {"W": G["W"], "a": G["a"] + G["W"] @ hb, "b": G["b"] + G["W"].T @ vb}
+        c = {"W": ref["W"], "a": ref["a"] + ref["W"] @ hb, "b": ref["b"] + ref["W"].T @ vb}
+        for k, g in gc.items():
+            v[k] = 0.9 * v[k] + g
+            c[k] = c[k] + lr_schedule(u, **sched) * (g + 0.9 * v[k])
+        ref = {"W": c["W"], "a": c["a"] - c["W"] @ hb, "b": c["b"] - c["W"].T @ vb}
+        for k, t in ours.parameters().items():
+            np.testing.assert_allclose(t.numpy(), ref[k], rtol=0, atol=1e-5)
+        if not centered:
+            for group in torch_sgd.param_groups:
+                group["lr"] = lr_schedule(u, **sched)
+            for t, g in zip(theirs, grad.items(), strict=True):
+                t.grad = -g[1].double()  # descent on -G
+            torch_sgd.step()
+            for t, x in zip(theirs, ours.parameters().values(), strict=True):
+                np.testing.assert_allclose(x.numpy(), t.detach().numpy(), rtol=0, atol=1e-5)
+    assert float((ours.W - r0.W).abs().mean()) > 0.1  # it moved: the comparison can fail
+    assert set(opt.state_dict()) == {"v_W", "v_a", "v_b"}
+
+
 def test_optimizer_config_errors_name_the_key():
     for kw, msg in [({"optimizer": "rmsprop"}, r"train\.optimizer must be one of sgd, adam"),
                     ({"lr_final": 0.0}, r"train\.lr_final must be in \(0, 1\]"),
                     ({"lr_final": 1.5}, r"train\.lr_final must be in \(0, 1\]"),
-                    ({"decay_start": 1.0}, r"train\.decay_start must be in \[0, 1\)")]:
+                    ({"decay_start": 1.0}, r"train\.decay_start must be in \[0, 1\)"),
+                    ({"momentum": 1.0}, r"train\.momentum must be in \[0, 1\)"),
+                    ({"optimizer": "adam", "momentum": 0.9},
+                     r"train\.momentum is an SGD option")]:
         with pytest.raises(ValueError, match=msg):
             TrainConfig(n_hidden=3, **kw)
     cfg = TrainConfig.from_config({"optimizer": "adam", "lr": 0.03, "lr_final": 1,
