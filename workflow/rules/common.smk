@@ -108,10 +108,16 @@ def get_import_raster_params(wildcards):
 
 def get_train_params(wildcards):
     """The train section for this model: its own size instead of the list of sizes, so adding
-    a size leaves the existing models' params unchanged; `replicas: 1` (the default) is left
-    out, so single-model jobs keep the params they had before replicas existed (no rerun).
+    a size leaves the existing models' params unchanged; `replicas: 1` and `momentum: 0` (the
+    defaults) are left out, so jobs keep the params they had before those keys existed (no
+    rerun).
     """
-    drop = ["n_hidden"] + (["replicas"] if config["train"]["replicas"] == 1 else [])
+    t = config["train"]
+    drop = (
+        ["n_hidden"]
+        + (["replicas"] if t["replicas"] == 1 else [])
+        + (["momentum"] if t["momentum"] == 0 else [])
+    )
     return {**_section("train", drop=drop), "n_hidden": int(wildcards.n_hidden)}
 
 
