@@ -21,6 +21,10 @@ scores) and every finding of ``spikerbm.findings``.
     # the same, trained until the online test log-likelihood levels off:
     python benchmarks/real_example.py --library --device cuda --out "$OUT/long" \\
         --set train.n_updates=20000
+    # training recipes compared: only train, log-likelihoods and selection (per size: exact
+    # or AIS peak, online best update, online_disagrees):
+    python benchmarks/real_example.py --library --device cpu --out /tmp/x \
+        --stop-after select_model --set 'train.n_hidden=[16]' train.optimizer=adam train.lr=0.003
     # only read an existing Snakemake run:
     python benchmarks/real_example.py --collect-only
 """

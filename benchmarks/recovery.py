@@ -30,6 +30,9 @@ Subcommands (all print markdown tables; ``--out`` writes JSON with every number)
             loop :mod:`recovery_train` (chain schemes, exact model moments, penalties, ...).
 ``session`` the default 160-neuron synthetic session (4 areas) through the same steps.
 
+``--configs`` takes names of :func:`configs` or one with overrides,
+``<config>+<key>=<value>+...`` (e.g. ``adam-10k+lr=0.003``; :func:`config_by_name`).
+
 Run with ``OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/recovery.py table
 --quick``; every subcommand takes ``--threads`` (torch threads, default 1), ``--seed``,
 ``--out``. Needs torch, numpy, xarray, pyyaml and spikerbm, not Snakemake.
