@@ -126,7 +126,8 @@ STOP_ATTRS = ("stop_reason", "best_update", "still_improving", "n_updates_done",
 
 #: The online curve of ``model.nc`` (dim ``eval``), copied into ``loglik.nc``.
 ONLINE_VARS = ("ll_train_online", "ll_train_online_std", "ll_test_online", "ll_test_online_std",
-               "log_z_online", "log_z_online_std")
+               "log_z_online", "log_z_online_std", "log_z_anchor", "log_z_anchor_std",
+               "log_z_anchor_gap")
 
 
 def checkpoint_loglik(model: xr.Dataset, train: np.ndarray, test: np.ndarray, *,

@@ -298,6 +298,9 @@ def train(train_data: np.ndarray | torch.Tensor, *, cfg: TrainConfig, seed: int,
             at_checkpoint = update == next_checkpoint
             if update != next_eval and not at_checkpoint:
                 continue
+            if update == next_eval and _anchor_due(update, cfg):
+                for run in live:
+                    run.anchor(cfg, device)
             log_z = {run.index: run.log_z_now() for run in live}  # one synchronisation each
             if update == next_eval:
                 for run in live:
@@ -360,11 +363,54 @@ class _Replica:
         self.state.update += n
 
     def log_z_now(self) -> tuple[float, float]:
-        """Trajectory-AIS ``log Z`` and its uncertainty after the last update (NaN without)."""
+        """Trajectory-AIS ``log Z`` and its uncertainty after the last update (NaN without):
+        the groups' error since the last anchor, the anchor's and the drift allowance
+        (:meth:`~spikerbm.train_state.OnlineCurve.anchored_std`)."""
         if self.state.tais is None:
             return math.nan, math.nan
         est = self.state.tais.estimate(self.engine.log_z)
-        return est.log_z, est.log_z_std
+        return est.log_z, self.state.online.anchored_std(est.log_z_std, self.state.update)
+
+    def anchor(self, cfg: TrainConfig, device: torch.device) -> None:
+        """Anchor trajectory AIS on an independent ``log Z`` of the current parameters
+        (docs/methods.md §4, "Anchors"): exact or AIS (float32 sampling without TF32, float64
+        energies, its own generator ``derive_seed(seed, "anchor", update)``), recorded with
+        the trajectory-AIS estimate's gap to it, then :meth:`TrajectoryAIS.reanchor`. Runs at
+        a synchronisation point, outside any captured update; draws nothing from the
+        training's or trajectory AIS's random streams."""
+        from spikerbm.partition import ANCHOR_REPEATS, estimate_log_z
+        from spikerbm.provenance import derive_seed
+
+        state, tais = self.state, self.state.tais
+        if tais is None:
+            return
+        t0 = time.perf_counter()
+        before = tais.estimate(self.engine.log_z)
+        gen = torch.Generator(device=device).manual_seed(
+            derive_seed(self.seed, "anchor", state.update))
+        est = estimate_log_z(state.rbm, method="auto", exact_max_units=cfg.exact_max_units,
+                             ais_chains=cfg.anchor_chains, ais_betas=cfg.anchor_betas,
+                             ais_repeats=ANCHOR_REPEATS, generator=gen)
+        if not math.isfinite(est.log_z):
+            log.warning("%sanchor at update %d: %s log Z is not finite; trajectory AIS not "
+                        "re-anchored", self.tag, state.update, est.method)
+            return
+        gap = before.log_z - est.log_z
+        stated = state.online.anchored_std(before.log_z_std, state.update)
+        state.online.add_anchor(state.update, log_z=est.log_z, log_z_std=est.log_z_std,
+                                gap=gap, method=est.method)
+        tais.reanchor(est.log_z, self.engine.log_z)
+        log.info("%sanchor at update %d: %s log Z %.4f +- %.2g; trajectory AIS was %.4f +- "
+                 "%.2g (gap %+.4f = %.1f stated errors), re-anchored (%.2f s)", self.tag,
+                 state.update, est.method, est.log_z, est.log_z_std, before.log_z, stated, gap,
+                 abs(gap) / stated if stated > 0 else math.inf, time.perf_counter() - t0)
+
+
+def _anchor_due(update: int, cfg: TrainConfig) -> bool:
+    """Whether the evaluation at ``update`` anchors trajectory AIS: every ``anchor_every``
+    updates and at the last update (``anchor_every = 0``: never)."""
+    return cfg.anchor_every > 0 and cfg.tais_chains > 0 and (
+        update % cfg.anchor_every == 0 or update >= cfg.n_updates)
 
 
 def _replica_resumes(resume: xr.Dataset | None, hashes: Mapping[str, str],

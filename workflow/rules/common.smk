@@ -110,9 +110,18 @@ def get_train_params(wildcards):
     """The train section for this model: its own size instead of the list of sizes, so adding
     a size leaves the existing models' params unchanged; `replicas: 1` (the default) is left
     out, so single-model jobs keep the params they had before replicas existed (no rerun).
+    Anchors of trajectory AIS (`anchor_every` > 0) also read `likelihood.exact_max_units` (one
+    exact limit); without anchors their settings are left out.
     """
-    drop = ["n_hidden"] + (["replicas"] if config["train"]["replicas"] == 1 else [])
-    return {**_section("train", drop=drop), "n_hidden": int(wildcards.n_hidden)}
+    train = config["train"]
+    drop = ["n_hidden"] + (["replicas"] if train["replicas"] == 1 else [])
+    anchors = train["anchor_every"] > 0 and train["tais_chains"] > 0
+    if not anchors:
+        drop += ["anchor_chains", "anchor_betas"]
+    params = {**_section("train", drop=drop), "n_hidden": int(wildcards.n_hidden)}
+    if anchors:
+        params["exact_max_units"] = config["likelihood"]["exact_max_units"]
+    return params
 
 
 def get_likelihood_params(wildcards):
