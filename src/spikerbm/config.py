@@ -197,10 +197,11 @@ class TrainConfig:
                 f"e.g. train.tais_chains: {max(2, per_group) * self.tais_groups}"
             )
         if self.anchor_every % self.eval_every:
+            fix = self.eval_every * (self.anchor_every // self.eval_every + 1)
             raise ValueError(
                 f"train.anchor_every = {self.anchor_every} must be a multiple of "
                 f"train.eval_every = {self.eval_every} (anchors are taken at evaluations); "
-                f"e.g. train.anchor_every: {self.eval_every * (self.anchor_every // self.eval_every + 1)}"
+                f"e.g. train.anchor_every: {fix}, or 0 to disable anchors"
             )
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be one of auto, cpu, cuda; got {self.device!r}")
