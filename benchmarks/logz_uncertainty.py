@@ -13,13 +13,14 @@ on data from a planted model (``spikerbm.synthetic.generate_session``), at sizes
   ``--groups`` chain groups; at every checkpoint ``log_z_tais`` and its ``log_z_tais_std`` are
   compared with the exact value; reported: the largest drift ``|log_z_tais - exact|``, the
   coverage fractions as above and the stated error at the end. ``--groups 1`` (no error) shows
-  the drift the groups have to cover. ``--anchor-every U`` anchors trajectory AIS every U
-  updates (docs/methods.md §4, "Anchors"; 0, the default, reproduces the unanchored table).
+  the drift the groups have to cover. ``--anchor-every K`` anchors trajectory AIS every K-th
+  evaluation, 100 updates apart (docs/methods.md §4, "Anchors"; 0, the default, reproduces
+  the unanchored table).
 
     OMP_NUM_THREADS=1 python benchmarks/logz_uncertainty.py ais
     OMP_NUM_THREADS=1 python benchmarks/logz_uncertainty.py tais --groups 10
     OMP_NUM_THREADS=1 python benchmarks/logz_uncertainty.py tais --groups 1
-    OMP_NUM_THREADS=1 python benchmarks/logz_uncertainty.py tais --anchor-every 1000
+    OMP_NUM_THREADS=1 python benchmarks/logz_uncertainty.py tais --anchor-every 10
 
 Prints markdown tables (docs/methods.md §4 quotes them). CPU, float32 sampling, float64 energies.
 """
@@ -136,7 +137,8 @@ def main() -> None:
     t.add_argument("--runs", type=int, default=3)
     t.add_argument("--first-seed", type=int, default=100)
     t.add_argument("--anchor-every", type=int, default=0,
-                   help="train.anchor_every (0: no anchors, the table of docs/benchmarks.md)")
+                   help="train.anchor_every, evaluations (100 updates) between anchors (0: "
+                   "no anchors, the table of docs/benchmarks.md)")
     args = p.parse_args()
     torch.set_num_threads(1)
     (run_ais if args.part == "ais" else run_tais)(args)

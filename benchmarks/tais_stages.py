@@ -9,7 +9,7 @@ either SGD (``lr`` 0.1) or Adam + decay (``lr 0.03, lr_final 0.01, decay_start 0
 run is trained once per variant in this process: ``one-stage`` (``partition.MAX_STAGES = 1``,
 no anchors: the estimator of earlier versions), ``stages`` (adaptive stages,
 :meth:`spikerbm.partition.TrajectoryAIS.adapt_stages`, no anchors) and ``anchored`` (stages and
-anchors every ``--anchor-every`` updates, docs/methods.md §4 "Anchors"). Printed per run: CPU
+anchors every ``--anchor-every`` evaluations, docs/methods.md §4 "Anchors"). Printed per run: CPU
 (and wall) ms per update, mean and largest stages per update, the anchors' time, and at every
 checkpoint ``log_z_tais - exact`` with ``log_z_tais_std``; then a summary table (largest
 |error|, largest |error| / stated error, coverage at 2 stated errors).
@@ -177,8 +177,9 @@ def main() -> None:
                     "CUDA kernels and graphs)")
     ap.add_argument("--variants", nargs="+", default=["one-stage", "stages", "anchored"],
                     choices=["one-stage", "stages", "anchored"])
-    ap.add_argument("--anchor-every", type=int, default=500,
-                    help="train.anchor_every of the anchored variant (updates)")
+    ap.add_argument("--anchor-every", type=int, default=5,
+                    help="train.anchor_every of the anchored variant (evaluations, 100 "
+                    "updates apart)")
     ap.add_argument("--emulate-bf16", action="store_true",
                     help="CPU: trajectory-AIS sweeps with W rounded to bfloat16")
     ap.add_argument("--skip-cost", action="store_true", help="skip the per-stage timing")

@@ -228,7 +228,7 @@ def test_anchored_run_resumes_bitwise_through_netcdf(tmp_path):
     recorded gaps zeroed its later stated errors differ (so the comparison can fail)."""
     data = _data(301)
     cfg = _cfg(optimizer="adam", lr=0.02, lr_final=0.05, decay_start=0.3, eval_every=20,
-               anchor_every=40, n_checkpoints=25)
+               anchor_every=2, n_checkpoints=25)
     states: list = []
     full = train(data, cfg=cfg, seed=3, on_checkpoint=states.append)
     assert full["eval_update"].values[np.isfinite(full["log_z_anchor"].values)].tolist() == [

@@ -409,9 +409,10 @@ class _Replica:
 def _anchor_due(update: int, cfg: TrainConfig) -> bool:
     """Whether the evaluation at ``update`` anchors trajectory AIS: the first evaluation
     (``eval_every``: it measures the drift where the parameters move fastest), every
-    ``anchor_every`` updates and the last update (``anchor_every = 0``: never)."""
+    ``anchor_every``-th evaluation and the last update (``anchor_every = 0``: never)."""
     return cfg.anchor_every > 0 and cfg.tais_chains > 0 and (
-        update % cfg.anchor_every == 0 or update in (cfg.eval_every, cfg.n_updates))
+        update % (cfg.anchor_every * cfg.eval_every) == 0
+        or update in (cfg.eval_every, cfg.n_updates))
 
 
 def _replica_resumes(resume: xr.Dataset | None, hashes: Mapping[str, str],
