@@ -366,10 +366,13 @@ class _Replica:
         """Trajectory-AIS ``log Z`` and its uncertainty after the last update (NaN without):
         the groups' error since the last anchor, the anchor's and the drift allowance
         (:meth:`~spikerbm.train_state.OnlineCurve.anchored_std`)."""
-        if self.state.tais is None:
+        state, online = self.state, self.state.online
+        if state.tais is None:
             return math.nan, math.nan
-        est = self.state.tais.estimate(self.engine.log_z)
-        return est.log_z, self.state.online.anchored_std(est.log_z_std, self.state.update)
+        if online.anchor_updates and online.anchor_updates[-1] == state.update:
+            return online.anchor_log_z[-1], online.anchor_log_z_std[-1]  # at the anchor
+        est = state.tais.estimate(self.engine.log_z)
+        return est.log_z, online.anchored_std(est.log_z_std, state.update)
 
     def anchor(self, cfg: TrainConfig, device: torch.device) -> None:
         """Anchor trajectory AIS on an independent ``log Z`` of the current parameters
