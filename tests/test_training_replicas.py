@@ -279,3 +279,105 @@ def test_replicas_on_cuda_agree_with_single_runs_statistically(precision):
         assert abs(ll_rep - ll_one) < 0.05, (r, ll_rep, ll_one)
         assert ll_rep > exact_ll(rep, 0)[0] + 1.5
         assert abs(float(rep["log_z_tais"].sel(checkpoint=400)) - log_z) < 0.1
+
+
+# ---------------------------------------------------------------------------------------------
+# The batched engine (one PCDEngine over the replica axis; the default on the fused CUDA path)
+# ---------------------------------------------------------------------------------------------
+def _assert_same_run(a, b, states_a: list, states_b: list) -> None:
+    """Same model dataset and the same resume states handed out at every checkpoint (chains
+    and their generators, minibatch streams, optimizer moments, trajectory AIS, online curve,
+    held parameters), bitwise."""
+    assert a.identical(b)
+    assert len(states_a) == len(states_b)
+    for x, y in zip(states_a, states_b, strict=True):
+        assert x.identical(y)
+
+
+@pytest.mark.parametrize("kw", [dict(replicas=3),
+                                dict(replicas=2, optimizer="adam", lr=0.03, lr_final=0.1,
+                                     decay_start=0.5, n_updates=100)], ids=["sgd", "adam"])
+def test_batched_engine_is_bitwise_the_replicas_in_turn(kw, caplog):
+    """CPU: the batched engine (stacked parameters with per-replica views, one replica chains
+    object continuing each replica's generator, each replica's own minibatch stream) gives
+    every replica exactly the updates of the in-turn loop (so, by the test above, of the
+    single run of its seed): model.nc and every resume state identical. The Adam run makes
+    trajectory AIS split steps into stages, different per replica at times (seen [8, 4]), so
+    the per-replica stage counts and Adam moments are covered. The batched path really ran
+    (its log line), and the replicas differ (identical outputs are not trivial)."""
+    data, test = _data(301), _data(300, seed=5)
+    cfg = _cfg(**kw)
+    turn: list = []
+    ref = train(data, test_data=test, cfg=cfg, seed=3, on_checkpoint=turn.append,
+                batched=False)
+    together: list = []
+    with caplog.at_level(logging.INFO, logger="spikerbm.training"):
+        ds = train(data, test_data=test, cfg=cfg, seed=3, on_checkpoint=together.append,
+                   batched=True)
+    assert f"batched engine: {cfg.replicas} replicas" in caplog.text
+    _assert_same_run(ds, ref, together, turn)
+    assert not np.array_equal(ds["W"].values[0, -1], ds["W"].values[1, -1])
+
+
+def test_batched_engine_drops_a_diverging_replica_and_the_others_continue(tmp_path):
+    """The divergence case of the in-turn test above (replica 0 blows up at update 43, the
+    others are their single runs) run by the batched engine: the same result bitwise, i.e.
+    the dropped replica keeps the state it had and the engine re-stacked over replicas 1 and
+    2 continues them unchanged; a batched run resumed from the state written right after the
+    drop ends the same; all replicas diverging raises the same error."""
+    data, test = _data(301), _data(300, seed=5)
+    cfg = _cfg(replicas=3, **DIVERGE)
+    turn: list = []
+    ref = train(data, test_data=test, cfg=cfg, seed=3, on_checkpoint=turn.append,
+                batched=False)
+    together: list = []
+    ds = train(data, test_data=test, cfg=cfg, seed=3, on_checkpoint=together.append,
+               batched=True)
+    assert ds["diverged"].values.tolist() == [1, 0, 0]  # the premise
+    _assert_same_run(ds, ref, together, turn)
+    after = next(s for s in together if int(s["diverged_update"].values[0]))
+    resume = tmp_path / "resume.nc"
+    io.write_netcdf(after, resume)
+    again = train(data, test_data=test, cfg=cfg, seed=3, resume=io.read_netcdf(resume),
+                  batched=True)
+    assert again.identical(ds)
+    with pytest.raises(TrainingDivergedError, match=r"all 2 replicas blew up \(replica 0 at "
+                                                    r"update 26, replica 1 at update 25\)"):
+        train(data, cfg=_cfg(replicas=2, tais_chains=0, **DIVERGE), seed=2, batched=True)
+
+
+class _Killed(Exception):
+    """Stands for a job killed right after it wrote a resume state."""
+
+
+def test_batched_run_killed_midway_resumes_to_the_uninterrupted_end(tmp_path, stopped_pair):
+    """A batched R = 2 run (early stopping) killed right after its 5th resume.nc and rerun
+    through train_to_files from that file ends with the model.nc (read back from disk) of the
+    uninterrupted run, bitwise; so does a batched run resumed from a resume.nc that the
+    in-turn loop wrote (one on-disk layout for both)."""
+    data, test, cfg, full, states = stopped_pair
+    model, resume = tmp_path / "model.nc", tmp_path / "resume.nc"
+    written: list = []
+
+    def write_then_die(ds) -> None:
+        io.write_netcdf(ds, resume)
+        written.append(int(ds["n_updates_done"].values[0]))
+        if len(written) == 5:
+            raise _Killed
+
+    with pytest.raises(_Killed):
+        train(data, test_data=test, cfg=cfg, seed=3, on_checkpoint=write_then_die,
+              batched=True)
+    assert 0 < written[-1] < int(full["n_updates_done"].values[0])
+    train_to_files(data, test_data=test, cfg=cfg, seed=3, model_path=model,
+                   resume_path=resume, batched=True)
+    back = io.read_netcdf(model)
+    for name in full.data_vars:
+        np.testing.assert_array_equal(back[name].values, full[name].values, err_msg=name)
+    for name in ("checkpoint", "eval_update", "replica"):
+        assert back[name].values.tolist() == full[name].values.tolist()
+    io.write_netcdf(states[len(states) // 2], resume)  # written by the in-turn loop
+    out = train(data, test_data=test, cfg=cfg, seed=3, resume=io.read_netcdf(resume),
+                batched=True)
+    for name in full.data_vars:
+        np.testing.assert_array_equal(out[name].values, full[name].values, err_msg=name)

@@ -519,14 +519,14 @@ def train_to_files(train_data: np.ndarray, *, cfg: TrainConfig, seed: int,
                    test_data: np.ndarray | None = None,
                    attrs: Mapping[str, Any] | None = None,
                    neuron_coords: Mapping[str, Any] | None = None,
-                   progress: bool = False) -> xr.Dataset:
+                   progress: bool = False, batched: bool | None = None) -> xr.Dataset:
     """Train with exact resume through files; write ``model_path`` on success.
 
     Resumes from ``resume_path`` when it exists and matches (see :func:`train`), writes it
     atomically after every checkpoint, writes ``model_path`` atomically at the end and then
     deletes ``resume_path``. Stale temporary files of killed writers are removed first, so a
     killed job never leaves a half-written output behind. All I/O goes through
-    :mod:`spikerbm.io`.
+    :mod:`spikerbm.io`. ``batched``: as in :func:`train`.
 
     Returns
     -------
@@ -552,7 +552,8 @@ def train_to_files(train_data: np.ndarray, *, cfg: TrainConfig, seed: int,
         io.write_netcdf(ds, resume_path, attrs=attrs)
 
     model = train(train_data, cfg=cfg, seed=seed, test_data=test_data, resume=resume,
-                  on_checkpoint=write_resume, neuron_coords=neuron_coords, progress=progress)
+                  on_checkpoint=write_resume, neuron_coords=neuron_coords, progress=progress,
+                  batched=batched)
     io.write_netcdf(model, model_path, attrs=attrs)
     log.info("model written: %s", model_path)
     io.remove_file(resume_path)
