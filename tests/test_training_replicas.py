@@ -246,9 +246,12 @@ def test_all_replicas_diverging_raises_and_keeps_the_last_good_state(tmp_path):
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("precision", ["float32", "bf16"])
-def test_replicas_on_cuda_agree_with_single_runs_statistically(precision):
-    """On CUDA (float32, and the fused bf16 kernels with their CUDA graph) an R = 3 run's
+@pytest.mark.parametrize(("precision", "batched"),
+                         [("float32", None), ("float32", True), ("bf16", None)])
+def test_replicas_on_cuda_agree_with_single_runs_statistically(precision, batched, caplog):
+    """On CUDA (float32 in turn and batched, and the fused bf16 kernels, where the batched
+    engine is the default: one launch per half sweep for all replicas, the update of all of
+    them one CUDA graph) an R = 3 run's
     replicas learn like the single runs of their seeds: the same initialisation (drawn on the
     CPU), the exact test LL (log Z by enumerating 2^5 hidden states) after 400 updates within
     0.05 nats of the single run's, each replica gaining > 1.5 nats over its initialisation,
@@ -268,7 +271,12 @@ def test_replicas_on_cuda_agree_with_single_runs_statistically(precision):
 
     base = dict(n_updates=400, n_checkpoints=4, n_chains=201, batch_size=201, k=5, lr=0.1,
                 tais_chains=200, device="cuda", precision=precision)
-    ds = train(data, cfg=_cfg(replicas=3, **base), seed=11)
+    with caplog.at_level(logging.INFO, logger="spikerbm.training"):
+        ds = train(data, cfg=_cfg(replicas=3, **base), seed=11, batched=batched)
+    from spikerbm import kernels
+
+    together = batched or (precision == "bf16" and kernels.available("cuda"))
+    assert ("batched engine: 3 replicas" in caplog.text) == together
     for r, seed in enumerate(replica_seeds(11, 3)):
         one = train(data, cfg=_cfg(**base), seed=seed)
         rep = ds.sel(replica=r, drop=True)
@@ -381,3 +389,51 @@ def test_batched_run_killed_midway_resumes_to_the_uninterrupted_end(tmp_path, st
                 batched=True)
     for name in full.data_vars:
         np.testing.assert_array_equal(out[name].values, full[name].values, err_msg=name)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_batched_fused_engine_resumes_and_drops_a_replica_on_cuda(caplog):
+    """The batched engine on the fused bf16 path (R = 3, Adam, so trajectory AIS runs staged
+    updates with per-replica stage counts, several captured graphs): (1) a run resumed from a
+    mid-training resume state ends where the uninterrupted run ends, to float32 rounding
+    (1e-6, as the one-model fused resume tests of test_training.py: every replica's Philox
+    keys, chain states, Adam moments and trajectory AIS are restored, the kernels are
+    deterministic); (2) when replica 1's parameters hold a NaN in that resume state, it is
+    dropped at the first update after the resume and replicas 0 and 2, re-stacked into an
+    engine of two, end where the uninterrupted run ends (1e-6: at N = 21, M = 5 every padded
+    reduction is one 64-wide block, so a launch over two replicas sums exactly as one over
+    three, and each replica's random stream depends on its own key only)."""
+    from spikerbm import kernels
+
+    if not kernels.available("cuda"):
+        pytest.skip("needs Triton")
+    data, test = _data(4001), _data(1999, seed=5)
+    cfg = _cfg(replicas=3, n_updates=120, n_checkpoints=6, n_chains=201, batch_size=201, k=5,
+               lr=0.03, optimizer="adam", tais_chains=200, device="cuda", precision="bf16")
+    states: list = []
+    with caplog.at_level(logging.INFO, logger="spikerbm.training"):
+        full = train(data, test_data=test, cfg=cfg, seed=3, on_checkpoint=states.append)
+    assert "batched engine: 3 replicas" in caplog.text
+    assert max(int(s["tais__n_stages"].max()) for s in states) > 1  # staged graphs ran
+    mid = states[3]
+    done = int(mid["n_updates_done"].values[0])
+    assert 0 < done < cfg.n_updates and "chains__philox" in mid
+    resumed = train(data, test_data=test, cfg=cfg, seed=3, resume=mid)
+    for var in ("W", "a", "b", "log_z_tais", "ll_test_online"):
+        np.testing.assert_allclose(resumed[var].values, full[var].values, rtol=0, atol=1e-6,
+                                   err_msg=var)
+    bad = mid.copy(deep=True)
+    bad["W"].values[1, -1, 0, 0] = np.nan  # the current parameters of replica 1
+    out = train(data, test_data=test, cfg=cfg, seed=3, resume=bad)
+    assert out["diverged"].values.tolist() == [0, 1, 0]
+    assert out["n_updates_done"].values.tolist() == [cfg.n_updates, done, cfg.n_updates]
+    common = np.intersect1d(out["checkpoint"], full["checkpoint"])  # bests may differ
+    assert out["eval_update"].values.tolist() == full["eval_update"].values.tolist()
+    for r in (0, 2):
+        for var in ("W", "a", "b", "log_z_tais", "ll_test_online"):
+            got, want = (ds[var].sel(replica=r) for ds in (out, full))
+            if "checkpoint" in got.dims:
+                got, want = got.sel(checkpoint=common), want.sel(checkpoint=common)
+            np.testing.assert_allclose(got.values, want.values, rtol=0, atol=1e-6,
+                                       err_msg=f"replica {r}: {var}")
