@@ -12,7 +12,10 @@
   gather the minibatch, ``k`` sweeps, gradient, ascent step (SGD or Adam), divergence record
   and, with trajectory AIS, its sweep and float64 reweighting. The same update body runs
   eagerly, or, when the chains are capturable (the fused bf16 CUDA chains), is captured once
-  as a CUDA graph and replayed: one launch per update instead of ~10 per sweep.
+  as a CUDA graph and replayed: one launch per update instead of ~10 per sweep. Given R
+  replicas (parameters and chains with a leading replica axis) it runs all of them in one
+  update: one fused launch per half sweep sweeps every replica's chains, and each replica's
+  gradient and steps run on its views, exactly as for one model.
 """
 
 from __future__ import annotations

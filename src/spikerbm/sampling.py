@@ -36,6 +36,9 @@ randomness (one generator, or one Philox key, per replica), so replica ``r`` of 
 the chain that one-model chains with replica ``r``'s parameters, states and randomness run:
 bitwise on CPU (:class:`PersistentChains` runs the replicas' products in turn), the same
 random stream on CUDA (:class:`FusedChains` sweeps all replicas in one launch per half sweep).
+:func:`stack_chains` makes replica chains out of R one-model chains, continuing each one's
+random stream (the batched training engine, :class:`spikerbm.pcd.PCDEngine`), and
+:func:`unstack_chains` copies their states back.
 
 Nothing here computes an energy (energies are float64, :mod:`spikerbm.rbm`).
 """

@@ -14,11 +14,15 @@ where it stopped (bitwise on CPU). Checkpoints are log-spaced in update count
 after every checkpoint, ``model.nc`` at the end, atomically, through :mod:`spikerbm.io`).
 
 Replicas (``train.replicas`` R > 1, docs/methods.md §3): the same loop runs R training states,
-one per seed (:func:`spikerbm.train_state.replica_seeds`), each with its own engine, guard and
-online evaluator, advancing them in turn to every common boundary (lockstep); the run stops
-when every live replica's stopping rule holds; a replica that blows up is dropped. A batched
-engine (one launch sweeping every replica's chains, :mod:`spikerbm.kernels`' replica grid axis)
-would replace only the inner loop over replicas marked in :func:`train`.
+one per seed (:func:`spikerbm.train_state.replica_seeds`), each with its own guard and online
+evaluator, advancing them to every common boundary (lockstep); the run stops when every live
+replica's stopping rule holds; a replica that blows up is dropped. On the fused bf16 CUDA path
+the live replicas advance together in one batched :class:`~spikerbm.pcd.PCDEngine` (stacked
+parameters whose views are the replicas' ``state.rbm``, one replica chains object, one launch
+per half sweep for all replicas, the whole update one CUDA graph; re-stacked when a replica is
+dropped); elsewhere (CPU) each has its own engine and they advance in turn. Both give every
+replica the same updates (bitwise on CPU), so only the inner loop marked in :func:`train`
+differs.
 
 The pieces live in their own modules: the configuration in :mod:`spikerbm.config`, the update
 and its runner in :mod:`spikerbm.pcd`, the state, its minibatch stream and its datasets in
