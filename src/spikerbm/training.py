@@ -471,6 +471,8 @@ def _drop(run: _Replica, *, n_live: int) -> None:
     state = run.state
     state.diverged_update = run.guard.first_bad_update()
     state.online.stop_reason = "diverged"
+    if run.slot is not None:  # a batched engine: re-stacked without it (its memory freed)
+        run.engine = run.slot = None
     log.warning("%sdiverged at update %d (%s); dropped (seed %d; its entries from that update "
                 "on are NaN), the other %d replica(s) continue. If more replicas diverge, "
                 "lower train.lr", run.tag, state.diverged_update,
