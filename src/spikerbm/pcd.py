@@ -464,8 +464,14 @@ class PCDEngine:
         self.log_z = torch.full((*lead, self._tais[0].n_groups if self._tais else 1),
                                 math.nan, dtype=torch.float64, device=dev)
         self._update_no = torch.tensor(int(first_update), dtype=torch.int64, device=dev)
-        # one captured graph per tuple of trajectory-AIS stage counts (chosen at sync points)
+        # one captured graph per tuple of trajectory-AIS stage counts (chosen at sync points),
+        # all drawing their memory from one pool: every tensor that outlives an update is
+        # allocated before the first capture (buffers, states, the eager first update's lazy
+        # allocations), so a graph's memory holds only temporaries, written before they are
+        # read within the graph, and graphs replayed one at a time may share it (memory = the
+        # largest graph's, not the sum over up to 6^R stage tuples)
         self._graphs: dict[tuple[int, ...], torch.cuda.CUDAGraph] = {}
+        self._pool = None
         before = RBM(*(torch.empty_like(t) for t in (rbm.W, rbm.a, rbm.b)))
         befores = [before] if n_rep is None else [before.replica(r) for r in range(n_rep)]
         log_zs = [self.log_z] if n_rep is None else list(self.log_z)
@@ -515,7 +521,9 @@ class PCDEngine:
                 self._update()
             torch.cuda.current_stream().wait_stream(side)
             graph = self._graphs[stages] = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
+            if self._pool is None:
+                self._pool = torch.cuda.graph_pool_handle()
+            with torch.cuda.graph(graph, pool=self._pool):
                 self._update()
         else:
             graph.replay()
