@@ -483,7 +483,8 @@ class TrainingState:
     hashes
         ``config_hash`` and ``data_hash`` of the run.
     rbm
-        Current parameters (float32, on the device; updated in place by the update runner).
+        Current parameters (float32, on the device; updated in place by the update runner;
+        with the batched replica engine, views of its stacked parameters).
     chains
         The persistent chains.
     batches
