@@ -14,7 +14,9 @@ docs/methods.md §4. Three estimators of ``log Z``:
 * :class:`TrajectoryAIS`: trajectory AIS run online inside training: chains carried along the
   parameter trajectory, one sweep per update (or per stage, when a large update is split into
   interpolated stages), log-weights updated by the free-energy difference, resampled when the
-  effective sample size drops below a threshold.
+  effective sample size drops below a threshold. Anchors (:meth:`TrajectoryAIS.reanchor`,
+  :func:`anchor_bias_rate`, :func:`anchored_log_z_std`) re-centre it on an independent exact
+  or AIS ``log Z`` at evaluation points and put the drift measured there into its error.
 
 :func:`resolve_method` is the one rule that picks exact or AIS (``auto``: exact when
 ``min(N, M) <= exact_max_units``); :func:`estimate_log_z` applies it.
