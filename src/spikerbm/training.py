@@ -160,6 +160,9 @@ def train(train_data: np.ndarray | torch.Tensor, *, cfg: TrainConfig, seed: int,
     log-likelihood has not improved by ``cfg.min_delta`` over ``cfg.patience`` updates
     (:class:`~spikerbm.train_state.OnlineCurve`); ``cfg.n_updates`` is the maximum. The test
     split only decides when to stop and which parameters are best: gradients never see it.
+    At the first evaluation, every ``cfg.anchor_every``-th one and the last update, trajectory
+    AIS is anchored on an independent exact or AIS ``log Z`` (:meth:`_Replica.anchor`,
+    docs/methods.md §4, "Anchors"), outside the captured update.
 
     Parameters
     ----------
@@ -196,7 +199,8 @@ def train(train_data: np.ndarray | torch.Tensor, *, cfg: TrainConfig, seed: int,
         checkpoint (the log-spaced schedule up to the last update, plus the best online
         evaluation), ``log_z_tais``, ``log_z_tais_std``, the online curve
         (``ll_train_online``, ``ll_test_online``, ``log_z_online`` and their ``*_std``, coord
-        ``eval_update``); attrs ``n_hidden``, ``train_config`` (JSON), ``n_updates_done``,
+        ``eval_update``), the anchors (``log_z_anchor``, ``log_z_anchor_std``,
+        ``log_z_anchor_gap``; attr ``log_z_anchor_method``); attrs ``n_hidden``, ``train_config`` (JSON), ``n_updates_done``,
         ``stop_reason``, ``best_update``, ``still_improving``, ``ll_test_online_gain``,
         ``stop_window``, ``best_ll_test_online``, hashes (docs/data-model.md, ``model.nc``).
         R > 1: the same on a leading ``replica`` dim, the per-replica attrs as variables on
