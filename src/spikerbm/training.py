@@ -200,7 +200,8 @@ def train(train_data: np.ndarray | torch.Tensor, *, cfg: TrainConfig, seed: int,
         evaluation), ``log_z_tais``, ``log_z_tais_std``, the online curve
         (``ll_train_online``, ``ll_test_online``, ``log_z_online`` and their ``*_std``, coord
         ``eval_update``), the anchors (``log_z_anchor``, ``log_z_anchor_std``,
-        ``log_z_anchor_gap``; attr ``log_z_anchor_method``); attrs ``n_hidden``, ``train_config`` (JSON), ``n_updates_done``,
+        ``log_z_anchor_gap``; attr ``log_z_anchor_method``); attrs ``n_hidden``,
+        ``train_config`` (JSON), ``n_updates_done``,
         ``stop_reason``, ``best_update``, ``still_improving``, ``ll_test_online_gain``,
         ``stop_window``, ``best_ll_test_online``, hashes (docs/data-model.md, ``model.nc``).
         R > 1: the same on a leading ``replica`` dim, the per-replica attrs as variables on
