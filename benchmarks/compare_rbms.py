@@ -8,14 +8,14 @@ random data), milliseconds per PCD update:
 
 - the batched bf16 product floor: the 2k sampling products of R models alone (``torch.bmm``,
   ``torch.mm`` for R = 1) in a CUDA graph, per replica;
-- spikerbm's sampling layer for R replicas (R = 1 and 4): one PCD update of all replicas (their
-  minibatches, k sweeps of the replica :class:`~spikerbm.sampling.FusedChains`, one launch per
-  half sweep, the hidden means, the centered gradient batched over replicas with TF32 ``bmm``,
-  the SGD step) captured as one CUDA graph, per replica (:class:`ReplicaUpdate`: the update the
-  replica training of issue 19 runs; the training loop itself comes with that issue's phase 2);
-- spikerbm's production one-model update (:class:`spikerbm.pcd.PCDEngine`, the body
-  ``spikerbm.training.train`` replays) without and with online trajectory AIS: the AIS
-  overhead per size;
+- spikerbm's real training path, :func:`spikerbm.training.train` with ``train.replicas: R``
+  (R = 1 and 4; ``train.precision: bf16``, fused kernels, CUDA graph; R > 1 runs the batched
+  engine: every replica's chains swept by one launch per half sweep, the update of all
+  replicas one graph), without and with online trajectory AIS (``tais_chains`` = chains), per
+  replica: the steady state ``(T(s + n) - T(s)) / (n R)`` of two whole calls of ``s = 20``
+  and ``s + n`` updates (``n = --train-updates``), so set-up, compilation and graph capture
+  cancel while the loop's own synchronisation points (divergence checks, trajectory-AIS
+  stage choice, every ``eval_every`` updates) stay in; the trajectory-AIS overhead per size;
 - rbms 0.6.0 (TF32 matmuls, as its ``train_rbm`` script sets them), timed 3 times (median and
   range); the ratio rbms / spikerbm per replica and spikerbm / floor.
 Each timing is the median of ``--repeats`` timings of ``--target-s`` seconds (at least 3
@@ -42,7 +42,8 @@ nothing). Printed, per hidden size:
 rbms is a benchmark-only dependency, never a runtime one; install it from wheels::
 
     pip install --no-deps rbms==0.6.0 h5py   # rbms needs Python >= 3.12
-    python benchmarks/compare_rbms.py --speed --out speed.json    # < 8 min on an H200
+    python benchmarks/compare_rbms.py --speed --quick --budget-s 200 --out speed.json
+    python benchmarks/compare_rbms.py --speed --out speed.json    # the whole grid
     python benchmarks/compare_rbms.py --out compare.json           # quality mode
 """
 
@@ -60,8 +61,7 @@ import numpy as np
 import torch
 
 from spikerbm import binarize, partition, synthetic, training
-from spikerbm.rbm import RBM, free_energy, rbm_from_dataset, tf32_matmul
-from spikerbm.sampling import Sampler
+from spikerbm.rbm import RBM, free_energy, rbm_from_dataset
 from spikerbm.statistics import compute_statistics
 
 #: Dense bf16 tensor-core peak (TFLOP/s) of the H100 SXM and H200 (same GH100 compute).
@@ -162,95 +162,37 @@ def product_floor(n_rep: int, n: int, m: int, c: int, k: int, *, args: Any) -> l
     return time_calls(replay, target_s=args.target_s, repeats=args.repeats)
 
 
-class ReplicaUpdate:
-    """One PCD update of R replicas with spikerbm's sampling layer (docs/methods.md §3).
-
-    Each replica has its own parameters (leading replica axis), minibatch and chains: the
-    minibatch rows are gathered, all replicas' chains swept ``k`` times by the fused kernels
-    (one launch per half sweep), their hidden means computed, the centered gradient formed for
-    every replica at once (TF32 ``baddbmm``/``bmm``: the batched form of
-    :func:`spikerbm.pcd.pcd_gradient`) and the SGD step applied in place. :meth:`replay` runs
-    the update captured as one CUDA graph. The minibatch rows stay fixed (a timing: the gather
-    costs the same for any rows).
-    """
-
-    def __init__(self, data: torch.Tensor, *, n_hidden: int, n_replicas: int, args: Any,
-                 seed: int = 0) -> None:
-        dev, (t, n), m, r = data.device, data.shape, n_hidden, n_replicas
-        g = torch.Generator(device=dev).manual_seed(seed)
-        mean = data[:2000].float().mean(0).clamp(1e-3, 1 - 1e-3)
-        self.W = args.weight_std * torch.randn(r, n, m, device=dev, generator=g)
-        self.a = torch.logit(mean).expand(r, n).clone()
-        self.b = torch.zeros(r, m, device=dev)
-        self.rbm = RBM(self.W, self.a, self.b)
-        v0 = (torch.rand(r, args.chains, n, device=dev, generator=g) < 0.5).float()
-        self.chains = Sampler.from_precision("bf16", dev).chains(
-            v0, n_hidden=m, seed=[seed * 1000 + i for i in range(r)])
-        self.data, self.k, self.lr, self.r = data, args.k, args.lr, r
-        self.idx = torch.randint(0, t, (r * args.chains,), device=dev, generator=g)
-        self._rows_u8 = torch.empty(r * args.chains, n, dtype=torch.uint8, device=dev)
-        self._vd = torch.empty(r, args.chains, n, device=dev)
-        self._vm = torch.empty(r, args.chains, n, device=dev)
-
-    def update(self) -> None:
-        r, W = self.rbm, self.W
-        torch.index_select(self.data, 0, self.idx, out=self._rows_u8)
-        vd = self._vd.view(-1, self._vd.shape[-1]).copy_(self._rows_u8).view_as(self._vd)
-        self.chains.sweep(r, k=self.k)
-        hm = self.chains.hidden_means(r)
-        vm = self._vm.copy_(self.chains.v)
-        with tf32_matmul(True):
-            hd = torch.baddbmm(self.b[:, None, :], vd, W).sigmoid_()
-            vd_mean, hd_mean, vm_mean, hm_mean = vd.mean(1), hd.mean(1), vm.mean(1), hm.mean(1)
-            g_w = (torch.bmm(vd.transpose(1, 2), hd) / vd.shape[1]
-                   - torch.bmm(vm.transpose(1, 2), hm) / vm.shape[1])
-            g_a, g_b = vd_mean - vm_mean, hd_mean - hm_mean
-            gc_w = g_w - vd_mean[:, :, None] * g_b[:, None, :] - g_a[:, :, None] * hd_mean[:, None]
-            gc_a = g_a - torch.bmm(gc_w, hd_mean[:, :, None])[..., 0]
-            gc_b = g_b - torch.bmm(gc_w.transpose(1, 2), vd_mean[:, :, None])[..., 0]
-        W.add_(gc_w, alpha=self.lr)
-        self.a.add_(gc_a, alpha=self.lr)
-        self.b.add_(gc_b, alpha=self.lr)
+def train_config(*, n_hidden: int, updates: int, args: Any, tais: bool, replicas: int = 1,
+                 checkpoints: int = 2) -> training.TrainConfig:
+    """The training config of both modes: bf16 on CUDA, batch = chains, early stopping off."""
+    return training.TrainConfig(n_hidden=n_hidden, n_updates=updates, n_checkpoints=checkpoints,
+                                n_chains=args.chains, batch_size=args.chains, k=args.k,
+                                lr=args.lr, weight_std=args.weight_std, precision="bf16",
+                                tais_chains=args.chains if tais else 0, patience=0,
+                                replicas=replicas, device=DEVICE)
 
 
-def engine_times(data: torch.Tensor, *, n_hidden: int, args: Any) -> dict[str, list[float]]:
-    """ms per update of the production one-model update (:class:`spikerbm.pcd.PCDEngine`, as
-    ``training.train`` replays it) without and with online trajectory AIS (``tais_chains`` =
-    chains), interleaved so that drifts hit both alike."""
-    from spikerbm.partition import TrajectoryAIS, log_z_independent
-    from spikerbm.pcd import DivergenceGuard, Optimizer, PCDEngine
-    from spikerbm.rbm import independent_site
+def train_times(data: np.ndarray, *, n_hidden: int, n_replicas: int,
+                args: Any) -> dict[str, list[float]]:
+    """ms per update PER REPLICA of :func:`spikerbm.training.train` (module docstring: the
+    difference of a call of 20 + ``args.train_updates`` updates and one of 20), without and
+    with trajectory AIS, ``args.repeats`` samples each, interleaved so that drifts hit both
+    alike (after one warm-up call each, which compiles and autotunes)."""
+    def call_s(updates: int, tais: bool) -> float:
+        cfg = train_config(n_hidden=n_hidden, updates=updates, args=args, tais=tais,
+                           replicas=n_replicas)
+        t0 = sync_time()
+        training.train(data, cfg=cfg, seed=0)
+        return sync_time() - t0
 
-    dev, n = data.device, data.shape[1]
-    g = torch.Generator(device=dev).manual_seed(1)
-    sampler = Sampler.from_precision("bf16", dev)
-    engines = {}
-    for tais_on in (False, True):
-        mean = data[:2000].float().mean(0).clamp(1e-3, 1 - 1e-3)
-        rbm = RBM(args.weight_std * torch.randn(n, n_hidden, device=dev, generator=g),
-                  torch.logit(mean), torch.zeros(n_hidden, device=dev))
-        v0 = (torch.rand(args.chains, n, device=dev, generator=g) < 0.5).float()
-        chains = sampler.chains(v0, n_hidden=n_hidden,
-                                generator=torch.Generator(device=dev).manual_seed(11))
-        tais = None
-        if tais_on:
-            start = independent_site(rbm.a, n_hidden)
-            tais = TrajectoryAIS(start, log_z=log_z_independent(start), n_chains=args.chains,
-                                 generator=torch.Generator(device=dev).manual_seed(2),
-                                 sampler=sampler, seed=12)
-        opt = Optimizer(rbm, kind="sgd", lr=args.lr, n_updates=1 << 30)  # constant rate
-        engine = PCDEngine(rbm, chains=chains, data=data, k=args.k, optimizer=opt, centered=True,
-                           tf32=True, guard=DivergenceGuard(dev, lr=args.lr), first_update=1,
-                           batch_size=args.chains, tais=tais)
-        idx = torch.randint(0, data.shape[0], (args.chains,), device=dev, generator=g)
-        engine.step(idx)  # eager update, then the graph capture
-        engines[tais_on] = (engine, idx)
-    out: dict[str, list[float]] = {"engine": [], "engine_tais": []}
+    short, n = 20, args.train_updates
+    for tais in (False, True):
+        call_s(3, tais)
+    out: dict[str, list[float]] = {"train": [], "train_tais": []}
     for _ in range(args.repeats):
-        for tais_on, key in ((False, "engine"), (True, "engine_tais")):
-            engine, idx = engines[tais_on]
-            out[key] += time_calls(lambda e=engine, i=idx: e.step(i), target_s=args.target_s,
-                                   repeats=1)
+        for tais, key in ((False, "train"), (True, "train_tais")):
+            t_short, t_long = call_s(short, tais), call_s(short + n, tais)
+            out[key].append((t_long - t_short) * 1e3 / (n * n_replicas))
     return out
 
 
@@ -313,9 +255,9 @@ def speed_mode(args: Any) -> None:
           f"batch = chains = {args.chains} per replica, k = {args.k}, random data; ms per PCD "
           f"update PER REPLICA, median of {args.repeats} (range)", flush=True)
     rs = sorted(set(args.replicas))
-    print("| Nv | Nh | R | bf16 product floor | spikerbm | spikerbm / floor | one-model update"
-          " (PCDEngine) | + trajectory AIS | rbms 0.6.0 | rbms / spikerbm |\n"
-          "|---|---|---|---|---|---|---|---|---|---|", flush=True)
+    print("| Nv | Nh | R | bf16 product floor | spikerbm train | + trajectory AIS | "
+          "spikerbm / floor | rbms 0.6.0 | rbms / spikerbm |\n"
+          "|---|---|---|---|---|---|---|---|---|", flush=True)
     g = torch.Generator(device=DEVICE).manual_seed(0)
     t_start = time.perf_counter()
     for n, m in shapes:
@@ -327,36 +269,28 @@ def speed_mode(args: Any) -> None:
         row: dict[str, Any] = {"n_visible": n, "n_hidden": m, "replicas": {}}
         rates = 0.02 + 0.1 * torch.rand(n, device=DEVICE, generator=g)
         data = (torch.rand(args.n_bins, n, device=DEVICE, generator=g) < rates).to(torch.uint8)
-        try:
-            eng = engine_times(data, n_hidden=m, args=args)
-            row["engine_ms"] = median_range(eng["engine"])
-            row["engine_tais_ms"] = median_range(eng["engine_tais"])
-            row["tais_overhead"] = (row["engine_tais_ms"]["median"]
-                                    / row["engine_ms"]["median"] - 1)
-        except Exception as err:  # report and go on: one failed part keeps the others
-            row["engine_error"] = repr(err)
+        data_np = data.cpu().numpy()
         if results["rbms"] is not None and not args.no_rbms:
             try:
-                row["rbms_ms"] = median_range(rbms_times(data.cpu().numpy(), n_hidden=m,
-                                                         args=args))
-            except Exception as err:
+                row["rbms_ms"] = median_range(rbms_times(data_np, n_hidden=m, args=args))
+            except Exception as err:  # report and go on: one failed part keeps the others
                 row["rbms_error"] = repr(err)
         for n_rep in rs:
             rep: dict[str, Any] = {}
             try:
                 floor = product_floor(n_rep, n, m, args.chains, args.k, args=args)
                 rep["floor_ms"] = median_range([x / n_rep for x in floor])
-                upd = ReplicaUpdate(data, n_hidden=m, n_replicas=n_rep, args=args)
-                replay = graphed(upd.update)
-                rep["ours_ms"] = median_range([x / n_rep for x in time_calls(
-                    replay, target_s=args.target_s, repeats=args.repeats)])
-                rep["ours_over_floor"] = rep["ours_ms"]["median"] / rep["floor_ms"]["median"]
+                times = train_times(data_np, n_hidden=m, n_replicas=n_rep, args=args)
+                rep["train_ms"] = median_range(times["train"])
+                rep["train_tais_ms"] = median_range(times["train_tais"])
+                rep["tais_overhead"] = (rep["train_tais_ms"]["median"]
+                                        / rep["train_ms"]["median"] - 1)
+                rep["train_over_floor"] = rep["train_ms"]["median"] / rep["floor_ms"]["median"]
                 flop = 4.0 * args.chains * n * m * args.k
-                rep["peak_fraction"] = (flop / (rep["ours_ms"]["median"] * 1e-3)
+                rep["peak_fraction"] = (flop / (rep["train_ms"]["median"] * 1e-3)
                                         / (PEAK_BF16_TFLOPS * 1e12))
                 if "rbms_ms" in row:
-                    rep["rbms_over_ours"] = row["rbms_ms"]["median"] / rep["ours_ms"]["median"]
-                del upd, replay
+                    rep["rbms_over_train"] = row["rbms_ms"]["median"] / rep["train_ms"]["median"]
             except Exception as err:
                 rep["error"] = repr(err)
             row["replicas"][n_rep] = rep
@@ -375,16 +309,11 @@ def table_row(n: int, m: int, n_rep: int, rep: dict[str, Any], row: dict[str, An
         return f"{d['median']:.2f} ({d['min']:.2f}-{d['max']:.2f})"
     if "error" in rep:
         return f"| {n} | {m} | {n_rep} | error: {rep['error'][:200]} |"
-    eng = tais = "-"
-    if n_rep == 1 and "engine_ms" in row:
-        eng = ms(row["engine_ms"])
-        tais = f"{ms(row['engine_tais_ms'])}, {100 * row['tais_overhead']:+.1f} %"
-    elif n_rep == 1 and "engine_error" in row:
-        eng = f"error: {row['engine_error'][:120]}"
     rbms_ms = ms(row.get("rbms_ms")) if "rbms_error" not in row else row["rbms_error"][:80]
-    ratio = f"x{rep['rbms_over_ours']:.2f}" if "rbms_over_ours" in rep else "-"
-    return (f"| {n} | {m} | {n_rep} | {ms(rep['floor_ms'])} | {ms(rep['ours_ms'])} | "
-            f"{rep['ours_over_floor']:.2f} | {eng} | {tais} | {rbms_ms} | {ratio} |")
+    ratio = f"x{rep['rbms_over_train']:.2f}" if "rbms_over_train" in rep else "-"
+    return (f"| {n} | {m} | {n_rep} | {ms(rep['floor_ms'])} | {ms(rep['train_ms'])} | "
+            f"{ms(rep['train_tais_ms'])}, {100 * rep['tais_overhead']:+.1f} % | "
+            f"{rep['train_over_floor']:.2f} | {rbms_ms} | {ratio} |")
 
 
 def train_ours(train_v: np.ndarray, *, n_hidden: int, updates: int, args: Any, seed: int,
@@ -393,11 +322,8 @@ def train_ours(train_v: np.ndarray, *, n_hidden: int, updates: int, args: Any, s
     """spikerbm.training.train; returns the final model and ms per update (whole call).
     ``test_v``: also the online train/test log-likelihood every ``train.eval_every`` (100)
     updates (early stopping off, so every run does all its updates)."""
-    cfg = training.TrainConfig(n_hidden=n_hidden, n_updates=updates, n_checkpoints=checkpoints,
-                               n_chains=args.chains, batch_size=args.chains, k=args.k,
-                               lr=args.lr, weight_std=args.weight_std, precision="bf16",
-                               tais_chains=args.chains if tais else 0, patience=0,
-                               device="cuda")
+    cfg = train_config(n_hidden=n_hidden, updates=updates, args=args, tais=tais,
+                       checkpoints=checkpoints)
     t0 = sync_time()
     ds = training.train(train_v, cfg=cfg, seed=seed, test_data=test_v)
     ms = (sync_time() - t0) * 1e3 / updates
@@ -479,6 +405,8 @@ def main() -> None:
     p.add_argument("--target-s", type=float, default=0.3,
                    help="speed mode: seconds per timing (at least 3 updates)")
     p.add_argument("--n-bins", type=int, default=4000, help="speed mode: random data rows")
+    p.add_argument("--train-updates", type=int, default=100,
+                   help="speed mode: updates between the two timed training calls")
     p.add_argument("--no-rbms", action="store_true", help="speed mode without rbms")
     p.add_argument("--budget-s", type=float, default=float("inf"),
                    help="speed mode: start no new shape after this many seconds")

@@ -80,6 +80,9 @@ def main() -> None:
     p.add_argument("--replicas", type=int, nargs="+", default=[1, 4])
     p.add_argument("--chains", type=int, default=2000)
     p.add_argument("--reps", type=int, default=100)
+    p.add_argument("--extra-tiles", nargs="*", default=[], metavar="BMxBNxBKxWxS",
+                   help="also time the fused kernel with these tiles added to the autotuner's "
+                   "set (e.g. 128x256x64x8x4), and print the tiles it picks")
     p.add_argument("--no-variants", action="store_true",
                    help="time only the default uniforms (32 bits, Philox-4x32-10)")
     p.add_argument("--peak-tflops", type=float, default=989.0,
@@ -111,6 +114,16 @@ def main() -> None:
                     rows["torch sampler tf32 (eager)"] = timed(
                         lambda pc=pc, r=r: pc.sweep(r), reps=args.reps, graph=False)
             rows.update(fused(r, v0, reps=args.reps, variants=not args.no_variants))
+            if args.extra_tiles:
+                kernels.EXTRA_TILES = [tuple(int(x) for x in t.split("x"))
+                                       for t in args.extra_tiles]
+                kernels._kernels.cache_clear()
+                rows.update({f"{k} + extra tiles": t for k, t in
+                             fused(r, v0, reps=args.reps, variants=True).items()})
+                print("tiles picked:", {str(key): str(cfg) for key, cfg in
+                                        kernels._kernels(False)[0].cache.items()}, flush=True)
+                kernels.EXTRA_TILES = []
+                kernels._kernels.cache_clear()
             for name, us in rows.items():
                 us = us / n_rep
                 pct = 100 * flop / (us * 1e-6) / 1e12 / args.peak_tflops

@@ -210,6 +210,43 @@ def test_interpreted_replica_chains_reach_each_exact_distribution():
         assert other > dof + 10 * np.sqrt(2 * dof), (r, other)
 
 
+@with_interpreter
+def test_interpreted_batched_training_engine_equals_replicas_in_turn(monkeypatch):
+    """The batched training engine on fused chains (the path ``train.replicas`` takes on
+    CUDA; here eagerly, since graph capture needs CUDA): replica chains stacked from each
+    replica's one-model fused chains (Philox keys copied on the device), one launch per half
+    sweep for both replicas, per-replica fused trajectory AIS, keys and states written back.
+    Model and every resume state (the Philox keys included) are bitwise those of the replicas
+    in turn (each its own one-model engine), and a batched run resumed from a mid-run state
+    ends the same."""
+    from spikerbm.training import TrainConfig, train
+
+    monkeypatch.setattr(Sampler, "from_precision",
+                        classmethod(lambda cls, precision, device: cls(torch.device("cpu"),
+                                                                       fused=True)))
+    monkeypatch.setattr(FusedChains, "capturable", False)  # eager updates: no CUDA graph
+    g = np.random.default_rng(0)
+    data = (g.random((101, N)) < 0.3).astype(np.uint8)
+    test = (g.random((60, N)) < 0.3).astype(np.uint8)
+    cfg = TrainConfig(n_hidden=M, n_updates=6, n_checkpoints=3, n_chains=31, batch_size=17,
+                      k=1, lr=0.05, weight_std=0.1, tais_chains=20, eval_every=3, patience=0,
+                      replicas=2, device="cpu", precision="bf16")
+    runs = {}
+    for batched in (False, True):
+        states: list = []
+        runs[batched] = train(data, test_data=test, cfg=cfg, seed=3,
+                              on_checkpoint=states.append, batched=batched), states
+    (turn, turn_states), (together, together_states) = runs[False], runs[True]
+    assert "chains__philox" in together_states[-1] and "tais__philox" in together_states[-1]
+    assert together.identical(turn)
+    assert len(together_states) == len(turn_states)
+    assert all(a.identical(b) for a, b in zip(together_states, turn_states, strict=True))
+    again = train(data, test_data=test, cfg=cfg, seed=3, resume=together_states[1],
+                  batched=True)
+    assert again.identical(together)
+    assert not np.array_equal(together["W"].values[0, -1], together["W"].values[1, -1])
+
+
 def chi_square(v: torch.Tensor, model: R.RBM) -> tuple[float, int]:
     """Chi-square of the histogram of the states ``v`` (C, N) against the exact p(v) of
     ``model`` over the cells with >= 5 expected counts, and its degrees of freedom."""

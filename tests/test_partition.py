@@ -21,6 +21,8 @@ from spikerbm.likelihood import log_likelihood, mean_free_energy
 from spikerbm.partition import (
     TrajectoryAIS,
     ais_log_z,
+    anchor_bias_rate,
+    anchored_log_z_std,
     combine_log_z,
     estimate_log_z,
     exact_log_z,
@@ -321,6 +323,58 @@ def test_trajectory_ais_resamples_on_abrupt_steps() -> None:
         step = RBM(target.W * float(s), target.a, target.b * float(s))
         assert abs(tais.step(step) - exact_log_z(step)) < 0.15
     assert tais.n_resamples >= 1
+
+
+def test_reanchor_recentres_every_group_and_keeps_the_increments() -> None:
+    """docs/methods.md §4, "Anchors": after ``reanchor(A)`` every group's estimate is A (so
+    the spread is 0), the engine-style buffer is shifted by the same amounts, and afterwards
+    each group's estimate is A plus exactly the increments it would have had without the
+    anchor (an identical copy run without it differs by the constant per-group shift; float64
+    round-off)."""
+    target = random_rbm(N_VIS, 7, seed=5, scale=0.4, dtype=torch.float32)
+    start = independent_site(target.a, 7)
+
+    def fresh() -> TrajectoryAIS:
+        return TrajectoryAIS(start, log_z=log_z_independent(start), n_chains=60, n_groups=3,
+                             generator=torch.Generator().manual_seed(9))
+
+    steps = [RBM(target.W * float(s), target.a, target.b * float(s))
+             for s in np.linspace(0.2, 1.0, 5)]
+    a, b = fresh(), fresh()
+    for step in steps[:3]:
+        a.step(step)
+        b.step(step)
+    before = a.group_estimates().clone()
+    buffer = before.clone()
+    a.reanchor(12.5, buffer)
+    np.testing.assert_allclose(a.group_estimates(), 12.5, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(buffer, 12.5, rtol=0, atol=1e-12)
+    assert a.estimate().log_z_std < 1e-12
+    shift = 12.5 - before
+    for step in steps[3:]:
+        a.step(step)
+        b.step(step)
+        np.testing.assert_allclose(a.group_estimates() - b.group_estimates(), shift,
+                                   rtol=0, atol=1e-9)
+    with pytest.raises(ValueError, match="must be finite"):
+        a.reanchor(math.nan)
+
+
+def test_anchor_bias_rate_and_stated_error() -> None:
+    """Drift rate = the largest |gap| / interval over the last 3 anchors (u_0 = 0); the stated
+    error adds rate x updates since the anchor to the quadrature of the two random errors."""
+    u, g = [100, 200, 400, 500], [0.05, -0.3, 0.2, 0.01]  # rates .0005, .003, .001, .0001
+    assert anchor_bias_rate(u, g) == pytest.approx(0.003)
+    assert anchor_bias_rate(u, g, window=2) == pytest.approx(0.001)
+    assert anchor_bias_rate([], []) == 0.0
+    assert math.isnan(anchor_bias_rate([100], [math.nan]))
+    with pytest.raises(ValueError, match="increasing updates"):
+        anchor_bias_rate([200, 100], [0.1, 0.1])
+    assert anchored_log_z_std(groups_std=0.3, anchor_std=0.4, bias_rate=0.002,
+                              updates_since=50) == pytest.approx(0.5 + 0.1)
+    # no anchors: the groups' error alone, bitwise
+    assert anchored_log_z_std(groups_std=0.123, anchor_std=0.0, bias_rate=0.0,
+                              updates_since=70) == 0.123
 
 
 def test_trajectory_ais_resume_is_bitwise_exact() -> None:

@@ -9,7 +9,15 @@ import torch
 
 from spikerbm import rbm as R
 from spikerbm.exact import binary_states
-from spikerbm.sampling import Chains, PersistentChains, Sampler, gibbs_sample, random_states
+from spikerbm.sampling import (
+    Chains,
+    PersistentChains,
+    Sampler,
+    gibbs_sample,
+    random_states,
+    stack_chains,
+    unstack_chains,
+)
 
 N, M, C = 7, 5, 4001  # odd distinct sizes; C chains
 CODE = 2 ** np.arange(N)  # integer code of a state in the order of exact.binary_states
@@ -181,6 +189,35 @@ def test_replicas_batched_equal_replicas_run_one_by_one():
         assert torch.equal(u[r], one.uniform(2))
     # different seeds give different chains (the replicas do not share randomness)
     assert not torch.equal(chains.v[0], chains.v[1])
+
+
+def test_stacked_chains_continue_each_one_model_stream_and_go_back():
+    """stack_chains over three one-model chains (already advanced) makes replica chains whose
+    replica r continues chains r bitwise (its generator is shared, not copied);
+    unstack_chains writes the states back, so each one-model object then holds (and its
+    state dict carries) what it would hold had it been swept alone; mixed shapes are
+    refused in one line."""
+    models, batch, v0 = replica_setup()
+    ones = [Sampler(torch.device("cpu")).chains(v0[r], n_hidden=M,
+                                                generator=torch.Generator().manual_seed(60 + r))
+            for r in range(3)]
+    refs = [Sampler(torch.device("cpu")).chains(v0[r], n_hidden=M,
+                                                generator=torch.Generator().manual_seed(60 + r))
+            for r in range(3)]
+    for one, ref, model in zip(ones, refs, models, strict=True):
+        one.sweep(model, k=2)
+        ref.sweep(model, k=6)
+    stacked = stack_chains(ones)
+    assert stacked.n_replicas == 3
+    stacked.sweep(batch, k=4)
+    unstack_chains(stacked, ones)
+    for one, ref in zip(ones, refs, strict=True):
+        assert torch.equal(one.v, ref.v)
+        for key, value in ref.state_dict().items():
+            assert torch.equal(one.state_dict()[key], value), key
+    assert not torch.equal(ones[0].v, ones[1].v)
+    with pytest.raises(ValueError, match="one-model chains of one kind and shape"):
+        stack_chains([ones[0], random_chains(5, M, torch.Generator().manual_seed(1))])
 
 
 def test_replica_state_round_trip_and_errors():

@@ -246,9 +246,12 @@ def test_all_replicas_diverging_raises_and_keeps_the_last_good_state(tmp_path):
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("precision", ["float32", "bf16"])
-def test_replicas_on_cuda_agree_with_single_runs_statistically(precision):
-    """On CUDA (float32, and the fused bf16 kernels with their CUDA graph) an R = 3 run's
+@pytest.mark.parametrize(("precision", "batched"),
+                         [("float32", None), ("float32", True), ("bf16", None)])
+def test_replicas_on_cuda_agree_with_single_runs_statistically(precision, batched, caplog):
+    """On CUDA (float32 in turn and batched, and the fused bf16 kernels, where the batched
+    engine is the default: one launch per half sweep for all replicas, the update of all of
+    them one CUDA graph) an R = 3 run's
     replicas learn like the single runs of their seeds: the same initialisation (drawn on the
     CPU), the exact test LL (log Z by enumerating 2^5 hidden states) after 400 updates within
     0.05 nats of the single run's, each replica gaining > 1.5 nats over its initialisation,
@@ -268,7 +271,12 @@ def test_replicas_on_cuda_agree_with_single_runs_statistically(precision):
 
     base = dict(n_updates=400, n_checkpoints=4, n_chains=201, batch_size=201, k=5, lr=0.1,
                 tais_chains=200, device="cuda", precision=precision)
-    ds = train(data, cfg=_cfg(replicas=3, **base), seed=11)
+    with caplog.at_level(logging.INFO, logger="spikerbm.training"):
+        ds = train(data, cfg=_cfg(replicas=3, **base), seed=11, batched=batched)
+    from spikerbm import kernels
+
+    together = batched or (precision == "bf16" and kernels.available("cuda"))
+    assert ("batched engine: 3 replicas" in caplog.text) == together
     for r, seed in enumerate(replica_seeds(11, 3)):
         one = train(data, cfg=_cfg(**base), seed=seed)
         rep = ds.sel(replica=r, drop=True)
@@ -279,3 +287,153 @@ def test_replicas_on_cuda_agree_with_single_runs_statistically(precision):
         assert abs(ll_rep - ll_one) < 0.05, (r, ll_rep, ll_one)
         assert ll_rep > exact_ll(rep, 0)[0] + 1.5
         assert abs(float(rep["log_z_tais"].sel(checkpoint=400)) - log_z) < 0.1
+
+
+# ---------------------------------------------------------------------------------------------
+# The batched engine (one PCDEngine over the replica axis; the default on the fused CUDA path)
+# ---------------------------------------------------------------------------------------------
+def _assert_same_run(a, b, states_a: list, states_b: list) -> None:
+    """Same model dataset and the same resume states handed out at every checkpoint (chains
+    and their generators, minibatch streams, optimizer moments, trajectory AIS, online curve,
+    held parameters), bitwise."""
+    assert a.identical(b)
+    assert len(states_a) == len(states_b)
+    for x, y in zip(states_a, states_b, strict=True):
+        assert x.identical(y)
+
+
+@pytest.mark.parametrize("kw", [dict(replicas=3),
+                                dict(replicas=2, optimizer="adam", lr=0.03, lr_final=0.1,
+                                     decay_start=0.5, n_updates=100)], ids=["sgd", "adam"])
+def test_batched_engine_is_bitwise_the_replicas_in_turn(kw, caplog):
+    """CPU: the batched engine (stacked parameters with per-replica views, one replica chains
+    object continuing each replica's generator, each replica's own minibatch stream) gives
+    every replica exactly the updates of the in-turn loop (so, by the test above, of the
+    single run of its seed): model.nc and every resume state identical. The Adam run makes
+    trajectory AIS split steps into stages, different per replica at times (seen [8, 4]), so
+    the per-replica stage counts and Adam moments are covered. The batched path really ran
+    (its log line), and the replicas differ (identical outputs are not trivial)."""
+    data, test = _data(301), _data(300, seed=5)
+    cfg = _cfg(**kw)
+    turn: list = []
+    ref = train(data, test_data=test, cfg=cfg, seed=3, on_checkpoint=turn.append,
+                batched=False)
+    together: list = []
+    with caplog.at_level(logging.INFO, logger="spikerbm.training"):
+        ds = train(data, test_data=test, cfg=cfg, seed=3, on_checkpoint=together.append,
+                   batched=True)
+    assert f"batched engine: {cfg.replicas} replicas" in caplog.text
+    _assert_same_run(ds, ref, together, turn)
+    assert not np.array_equal(ds["W"].values[0, -1], ds["W"].values[1, -1])
+
+
+def test_batched_engine_drops_a_diverging_replica_and_the_others_continue(tmp_path):
+    """The divergence case of the in-turn test above (replica 0 blows up at update 43, the
+    others are their single runs) run by the batched engine: the same result bitwise, i.e.
+    the dropped replica keeps the state it had and the engine re-stacked over replicas 1 and
+    2 continues them unchanged; a batched run resumed from the state written right after the
+    drop ends the same; all replicas diverging raises the same error."""
+    data, test = _data(301), _data(300, seed=5)
+    cfg = _cfg(replicas=3, **DIVERGE)
+    turn: list = []
+    ref = train(data, test_data=test, cfg=cfg, seed=3, on_checkpoint=turn.append,
+                batched=False)
+    together: list = []
+    ds = train(data, test_data=test, cfg=cfg, seed=3, on_checkpoint=together.append,
+               batched=True)
+    assert ds["diverged"].values.tolist() == [1, 0, 0]  # the premise
+    _assert_same_run(ds, ref, together, turn)
+    after = next(s for s in together if int(s["diverged_update"].values[0]))
+    resume = tmp_path / "resume.nc"
+    io.write_netcdf(after, resume)
+    again = train(data, test_data=test, cfg=cfg, seed=3, resume=io.read_netcdf(resume),
+                  batched=True)
+    assert again.identical(ds)
+    with pytest.raises(TrainingDivergedError, match=r"all 2 replicas blew up \(replica 0 at "
+                                                    r"update 26, replica 1 at update 25\)"):
+        train(data, cfg=_cfg(replicas=2, tais_chains=0, **DIVERGE), seed=2, batched=True)
+
+
+class _Killed(Exception):
+    """Stands for a job killed right after it wrote a resume state."""
+
+
+def test_batched_run_killed_midway_resumes_to_the_uninterrupted_end(tmp_path, stopped_pair):
+    """A batched R = 2 run (early stopping) killed right after its 5th resume.nc and rerun
+    through train_to_files from that file ends with the model.nc (read back from disk) of the
+    uninterrupted run, bitwise; so does a batched run resumed from a resume.nc that the
+    in-turn loop wrote (one on-disk layout for both)."""
+    data, test, cfg, full, states = stopped_pair
+    model, resume = tmp_path / "model.nc", tmp_path / "resume.nc"
+    written: list = []
+
+    def write_then_die(ds) -> None:
+        io.write_netcdf(ds, resume)
+        written.append(int(ds["n_updates_done"].values[0]))
+        if len(written) == 5:
+            raise _Killed
+
+    with pytest.raises(_Killed):
+        train(data, test_data=test, cfg=cfg, seed=3, on_checkpoint=write_then_die,
+              batched=True)
+    assert 0 < written[-1] < int(full["n_updates_done"].values[0])
+    train_to_files(data, test_data=test, cfg=cfg, seed=3, model_path=model,
+                   resume_path=resume, batched=True)
+    back = io.read_netcdf(model)
+    for name in full.data_vars:
+        np.testing.assert_array_equal(back[name].values, full[name].values, err_msg=name)
+    for name in ("checkpoint", "eval_update", "replica"):
+        assert back[name].values.tolist() == full[name].values.tolist()
+    io.write_netcdf(states[-3], resume)  # written by the in-turn loop
+    out = train(data, test_data=test, cfg=cfg, seed=3, resume=io.read_netcdf(resume),
+                batched=True)
+    for name in full.data_vars:
+        np.testing.assert_array_equal(out[name].values, full[name].values, err_msg=name)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_batched_fused_engine_resumes_and_drops_a_replica_on_cuda(caplog):
+    """The batched engine on the fused bf16 path (R = 3, Adam, so trajectory AIS runs staged
+    updates with per-replica stage counts, several captured graphs): (1) a run resumed from a
+    mid-training resume state ends where the uninterrupted run ends, to float32 rounding
+    (1e-6, as the one-model fused resume tests of test_training.py: every replica's Philox
+    keys, chain states, Adam moments and trajectory AIS are restored, the kernels are
+    deterministic); (2) when replica 1's parameters hold a NaN in that resume state, it is
+    dropped at the first update after the resume and replicas 0 and 2, re-stacked into an
+    engine of two, end where the uninterrupted run ends (1e-6: at N = 21, M = 5 every padded
+    reduction is one 64-wide block, so a launch over two replicas sums exactly as one over
+    three, and each replica's random stream depends on its own key only)."""
+    from spikerbm import kernels
+
+    if not kernels.available("cuda"):
+        pytest.skip("needs Triton")
+    data, test = _data(4001), _data(1999, seed=5)
+    cfg = _cfg(replicas=3, n_updates=120, n_checkpoints=6, n_chains=201, batch_size=201, k=5,
+               lr=0.03, optimizer="adam", tais_chains=200, device="cuda", precision="bf16")
+    states: list = []
+    with caplog.at_level(logging.INFO, logger="spikerbm.training"):
+        full = train(data, test_data=test, cfg=cfg, seed=3, on_checkpoint=states.append)
+    assert "batched engine: 3 replicas" in caplog.text
+    assert max(int(s["tais__n_stages"].max()) for s in states) > 1  # staged graphs ran
+    mid = states[3]
+    done = int(mid["n_updates_done"].values[0])
+    assert 0 < done < cfg.n_updates and "chains__philox" in mid
+    resumed = train(data, test_data=test, cfg=cfg, seed=3, resume=mid)
+    for var in ("W", "a", "b", "log_z_tais", "ll_test_online"):
+        np.testing.assert_allclose(resumed[var].values, full[var].values, rtol=0, atol=1e-6,
+                                   err_msg=var)
+    bad = mid.copy(deep=True)
+    bad["W"].values[1, -1, 0, 0] = np.nan  # the current parameters of replica 1
+    out = train(data, test_data=test, cfg=cfg, seed=3, resume=bad)
+    assert out["diverged"].values.tolist() == [0, 1, 0]
+    assert out["n_updates_done"].values.tolist() == [cfg.n_updates, done, cfg.n_updates]
+    common = np.intersect1d(out["checkpoint"], full["checkpoint"])  # bests may differ
+    assert out["eval_update"].values.tolist() == full["eval_update"].values.tolist()
+    for r in (0, 2):
+        for var in ("W", "a", "b", "log_z_tais", "ll_test_online"):
+            got, want = (ds[var].sel(replica=r) for ds in (out, full))
+            if "checkpoint" in got.dims:
+                got, want = got.sel(checkpoint=common), want.sel(checkpoint=common)
+            np.testing.assert_allclose(got.values, want.values, rtol=0, atol=1e-6,
+                                       err_msg=f"replica {r}: {var}")

@@ -81,6 +81,22 @@ class TrainConfig:
     eval_every
         Updates between two online evaluations of the train and test log-likelihood (float64
         mean free energies with the trajectory-AIS log Z; docs/methods.md §3).
+    anchor_every
+        Evaluations between two anchors of trajectory AIS (docs/methods.md §4, "Anchors"): at
+        the first evaluation (update ``eval_every``), at every ``anchor_every``-th one (update
+        a multiple of ``anchor_every * eval_every``) and at the last update ``n_updates``, an
+        independent ``log Z`` of the current parameters (exact when ``min(N, n_hidden) <=
+        exact_max_units``, else AIS with ``anchor_chains`` x 4 repeats x ``anchor_betas``,
+        float32 sampling, float64 energies) re-anchors trajectory AIS and measures its drift,
+        which enters the stated error. 0 disables anchors.
+    anchor_chains
+        AIS chains per repeat of an anchor (4 repeats, pooled).
+    anchor_betas
+        Inverse temperatures of an anchor's AIS (linear grid 0..1, one sweep each).
+    exact_max_units
+        Exact ``log Z`` (enumeration) when ``min(N, n_hidden) <= exact_max_units``: the
+        workflow passes ``likelihood.exact_max_units`` (one limit for the checkpoint
+        estimates and the anchors).
     patience
         Early stopping: stop once the online test log-likelihood has not improved by
         ``min_delta`` over the last ``patience`` updates; 0 disables it (then training runs
@@ -117,6 +133,10 @@ class TrainConfig:
     tais_groups: int = 10
     ess_threshold: float = 0.3
     eval_every: int = 100
+    anchor_every: int = 5
+    anchor_chains: int = 25
+    anchor_betas: int = 500
+    exact_max_units: int = 22
     patience: int = 500
     min_delta: float = 0.01
     replicas: int = 1
@@ -124,7 +144,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         ints = ("n_hidden", "n_updates", "n_checkpoints", "n_chains", "batch_size", "k",
-                "tais_chains", "tais_groups", "eval_every", "patience", "replicas")
+                "tais_chains", "tais_groups", "eval_every", "anchor_every", "anchor_chains",
+                "anchor_betas", "exact_max_units", "patience", "replicas")
         for name in ints:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | np.integer):
@@ -146,7 +167,8 @@ class TrainConfig:
                 raise ValueError(f"train.{name} must be finite; got {value!r}")
         minimum = {"n_hidden": 1, "n_updates": 1, "n_checkpoints": 2, "n_chains": 2,
                    "batch_size": 2, "k": 1, "tais_chains": 0, "tais_groups": 1,
-                   "eval_every": 1, "patience": 0, "replicas": 1}
+                   "eval_every": 1, "anchor_every": 0, "anchor_chains": 1, "anchor_betas": 2,
+                   "exact_max_units": 0, "patience": 0, "replicas": 1}
         for name, low in minimum.items():
             if getattr(self, name) < low:
                 raise ValueError(f"train.{name} must be >= {low}; got {getattr(self, name)}")

@@ -61,6 +61,8 @@ PHILOX_ROUNDS = 10
 UNIFORM_BITS = 32
 #: Buffers are zero-padded to a multiple of this along every matrix dim but the rows.
 PAD = 64
+#: Further (BLOCK_M, BLOCK_N, BLOCK_K, warps, stages) for the autotuner (benchmarks).
+EXTRA_TILES: list[tuple[int, int, int, int, int]] = []
 #: Tile used by Triton's interpreter (no autotuning there): rows x columns x reduction.
 INTERPRETER_TILE = (1024, 64, 64)
 
@@ -208,7 +210,11 @@ def _kernels(interpret: bool) -> tuple[Any, Any]:
             # small-register tiles: two or three resident per SM, so that one tile's
             # epilogue (Philox, integer pipes) overlaps another's products (tensor cores)
             (64, 128, 64, 4, 2), (128, 64, 64, 4, 2),
-        ]
+            # picked at Nv = 1560, Nh = 1024, 2000 chains on an H200 (R = 4: 33.1 -> 31.3 us
+            # per sweep per replica; docs/benchmarks.md)
+            (128, 256, 64, 8, 4), (128, 128, 64, 4, 3), (128, 128, 64, 8, 4),
+            (128, 128, 64, 8, 5),
+        ] + EXTRA_TILES
     ]
 
     def divides_k(configs: list, named_args: dict, **_: Any) -> list:

@@ -126,7 +126,8 @@ STOP_ATTRS = ("stop_reason", "best_update", "still_improving", "n_updates_done",
 
 #: The online curve of ``model.nc`` (dim ``eval``), copied into ``loglik.nc``.
 ONLINE_VARS = ("ll_train_online", "ll_train_online_std", "ll_test_online", "ll_test_online_std",
-               "log_z_online", "log_z_online_std")
+               "log_z_online", "log_z_online_std", "log_z_anchor", "log_z_anchor_std",
+               "log_z_anchor_gap")
 
 
 def checkpoint_loglik(model: xr.Dataset, train: np.ndarray, test: np.ndarray, *,
@@ -211,9 +212,12 @@ def checkpoint_loglik(model: xr.Dataset, train: np.ndarray, test: np.ndarray, *,
     ll_train = -out["fe_train"] - out["log_z"]
     ll_test = -out["fe_test"] - out["log_z"]
     # online (trajectory-AIS) minus checkpoint estimate, same parameters and data: the
-    # difference is log Z - log Z_tais
+    # difference is log Z - log Z_tais; at an exact anchor both are exact (error 0) and agree
+    # to float64 round-off: z = 0 there, not 0/0
+    diff, combined = out["log_z"] - tais, np.hypot(out["log_z_std"], tais_std)
     with np.errstate(invalid="ignore", divide="ignore"):
-        online_z = (out["log_z"] - tais) / np.hypot(out["log_z_std"], tais_std)
+        online_z = np.where((combined == 0) & (np.abs(diff) <= 1e-9 * np.abs(tais)), 0.0,
+                            diff / combined)
     if resolved == "tais":
         online_z[:] = np.nan
     nats = {"units": "nats per sample"}

@@ -14,7 +14,9 @@ docs/methods.md §4. Three estimators of ``log Z``:
 * :class:`TrajectoryAIS`: trajectory AIS run online inside training: chains carried along the
   parameter trajectory, one sweep per update (or per stage, when a large update is split into
   interpolated stages), log-weights updated by the free-energy difference, resampled when the
-  effective sample size drops below a threshold.
+  effective sample size drops below a threshold. Anchors (:meth:`TrajectoryAIS.reanchor`,
+  :func:`anchor_bias_rate`, :func:`anchored_log_z_std`) re-centre it on an independent exact
+  or AIS ``log Z`` at evaluation points and put the drift measured there into its error.
 
 :func:`resolve_method` is the one rule that picks exact or AIS (``auto``: exact when
 ``min(N, M) <= exact_max_units``); :func:`estimate_log_z` applies it.
@@ -42,11 +44,15 @@ from spikerbm.rbm import RBM, free_energy
 from spikerbm.sampling import Sampler
 
 __all__ = [
+    "ANCHOR_BIAS_WINDOW",
+    "ANCHOR_REPEATS",
     "EXACT_HARD_LIMIT",
     "LogZEstimate",
     "TrajectoryAIS",
     "ais_log_weights",
     "ais_log_z",
+    "anchor_bias_rate",
+    "anchored_log_z_std",
     "combine_log_z",
     "estimate_log_z",
     "exact_log_z",
@@ -366,6 +372,69 @@ def estimate_log_z(rbm: RBM, *, method: Literal["auto", "exact", "ais"] = "auto"
                      generator=generator)
 
 
+#: Independent AIS repeats of an anchor (:func:`estimate_log_z`; the likelihood stage's
+#: default), and the number of most recent anchors whose discrepancy sets the bias allowance
+#: of :func:`anchored_log_z_std` (docs/methods.md §4, "Anchors").
+ANCHOR_REPEATS = 4
+ANCHOR_BIAS_WINDOW = 3
+
+
+def anchor_bias_rate(updates: list[int] | np.ndarray, gaps: list[float] | np.ndarray, *,
+                     window: int = ANCHOR_BIAS_WINDOW) -> float:
+    """Largest drift rate of trajectory AIS measured at the last ``window`` anchors
+    (docs/methods.md §4, "Anchors"): ``max_k |gap_k| / (u_k - u_{k-1})`` with ``gap_k`` the
+    trajectory-AIS estimate minus the anchor at anchor ``k`` (before re-anchoring), ``u_k``
+    its update and ``u_0 = 0`` (trajectory AIS starts from an exact ``log Z``).
+
+    Parameters
+    ----------
+    updates, gaps
+        Updates (increasing) and gaps (nats) of every anchor so far.
+    window
+        How many of the most recent anchors count (>= 1).
+
+    Returns
+    -------
+    float
+        Nats per update; 0 before the first anchor, NaN when a counted gap is NaN (one
+        trajectory-AIS group: its increments have no error either).
+    """
+    u = np.concatenate([[0], np.asarray(updates, dtype=np.int64)])
+    g = np.asarray(gaps, dtype=np.float64)
+    if g.size == 0:
+        return 0.0
+    if g.size != u.size - 1 or np.any(np.diff(u) <= 0):
+        raise ValueError(f"need one gap per anchor at increasing updates > 0; got updates "
+                         f"{u[1:].tolist()} and {g.size} gaps")
+    rates = np.abs(g) / np.diff(u)
+    return float(np.max(rates[-window:]))
+
+
+def anchored_log_z_std(*, groups_std: float, anchor_std: float, bias_rate: float,
+                       updates_since: int) -> float:
+    """Stated error of an anchored trajectory-AIS ``log Z`` (docs/methods.md §4, "Anchors"):
+    ``hypot(anchor_std, groups_std) + bias_rate * updates_since``.
+
+    Parameters
+    ----------
+    groups_std
+        The groups' error of the increments since the anchor (:meth:`TrajectoryAIS.estimate`
+        after :meth:`TrajectoryAIS.reanchor`), nats.
+    anchor_std
+        The anchor's own error (0 when exact), nats.
+    bias_rate
+        :func:`anchor_bias_rate`, nats per update.
+    updates_since
+        Updates since the anchor (>= 0).
+
+    Returns
+    -------
+    float
+        Nats. Without anchors (``anchor_std = bias_rate = 0``) it is ``groups_std``.
+    """
+    return float(math.hypot(anchor_std, groups_std) + bias_rate * updates_since)
+
+
 #: Per-stage s.d. of the trajectory-AIS log-weight increments that :meth:`TrajectoryAIS.
 #: adapt_stages` aims at, the most stages per update, and the most updates between two
 #: adaptations in training (docs/methods.md §4).
@@ -503,6 +572,34 @@ class TrajectoryAIS:
         current groups, or of ``group_estimates`` (e.g. a buffer that a CUDA graph fills)."""
         values = self.group_estimates() if group_estimates is None else group_estimates
         return combine_log_z(values, method="tais")
+
+    def reanchor(self, log_z: float, group_estimates: torch.Tensor | None = None) -> None:
+        """Re-centre every group on an independent estimate ``log_z`` of the current model
+        (docs/methods.md §4, "Anchors"): ``offset_g += log_z - log Ẑ_g``, so that each group's
+        estimate is ``log_z`` now and ``log_z`` plus its own increments afterwards. The
+        weights, chains and resampling state are untouched (only the offsets move), so the
+        groups' spread from then on measures the increments since the anchor alone.
+
+        Parameters
+        ----------
+        log_z
+            The anchor (exact or AIS ``log Z`` of the parameters the chains are weighted for).
+        group_estimates
+            A buffer of the G current estimates (e.g. :attr:`spikerbm.pcd.PCDEngine.log_z`,
+            which a captured CUDA graph fills); shifted in place by the same amounts.
+            ``None``: :meth:`group_estimates`.
+
+        Call it between updates (at a synchronisation point): it works in place on device
+        tensors and draws no random numbers, so the training trajectory and the chains'
+        random streams are unchanged.
+        """
+        if not math.isfinite(log_z):
+            raise ValueError(f"the anchor log Z must be finite; got {log_z}")
+        now = self.group_estimates() if group_estimates is None else group_estimates
+        shift = float(log_z) - now
+        self._offset += shift
+        if group_estimates is not None:
+            group_estimates += shift
 
     @property
     def log_z(self) -> float:

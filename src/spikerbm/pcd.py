@@ -12,12 +12,16 @@
   gather the minibatch, ``k`` sweeps, gradient, ascent step (SGD or Adam), divergence record
   and, with trajectory AIS, its sweep and float64 reweighting. The same update body runs
   eagerly, or, when the chains are capturable (the fused bf16 CUDA chains), is captured once
-  as a CUDA graph and replayed: one launch per update instead of ~10 per sweep.
+  as a CUDA graph and replayed: one launch per update instead of ~10 per sweep. Given R
+  replicas (parameters and chains with a leading replica axis) it runs all of them in one
+  update: one fused launch per half sweep sweeps every replica's chains, and each replica's
+  gradient and steps run on its views, exactly as for one model.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -144,15 +148,32 @@ def pcd_gradient(v_data: torch.Tensor, h_data: torch.Tensor, v_model: torch.Tens
 
 
 def pcd_direction(rbm: RBM, batch: torch.Tensor, chains: Chains, *, k: int, centered: bool,
-                  tf32: bool = False) -> Gradient:
+                  tf32: bool = False) -> Gradient | list[Gradient]:
     """``k`` sweeps of the persistent chains (advanced in place), then :func:`pcd_gradient`
-    with the data's and the chains' hidden means (products in TF32 when ``tf32``)."""
+    with the data's and the chains' hidden means (products in TF32 when ``tf32``).
+
+    Replicas (``rbm`` (R, N, M), ``batch`` (R, B, N), replica ``chains``): one batched sweep
+    call for all replicas (one fused launch per half sweep), then each replica's gradient on
+    its views, with the very calls of one model (so replica ``r``'s direction is bitwise the
+    one-model direction of its parameters, minibatch and chain states); returns a list of
+    R gradients.
+    """
     chains.sweep(rbm, k=k)
     h_model = chains.hidden_means(rbm)
     with tf32_matmul(tf32):
-        h_data = hidden_probs(rbm, batch)
-        return pcd_gradient(batch, h_data, chains.v.to(batch.dtype), h_model,
-                            centered=centered)
+        if rbm.n_replicas is None:
+            return _direction(rbm, batch, chains.v, h_model, centered=centered)
+        v_model = chains.v
+        return [_direction(rbm.replica(r), batch[r], v_model[r], h_model[r], centered=centered)
+                for r in range(rbm.n_replicas)]
+
+
+def _direction(rbm: RBM, batch: torch.Tensor, v_model: torch.Tensor, h_model: torch.Tensor,
+               *, centered: bool) -> Gradient:
+    """:func:`pcd_gradient` of one model from its minibatch and its chains' states and hidden
+    means."""
+    h_data = hidden_probs(rbm, batch)
+    return pcd_gradient(batch, h_data, v_model.to(batch.dtype), h_model, centered=centered)
 
 
 def sgd_step(rbm: RBM, grad: Gradient, *, lr: float) -> RBM:
@@ -377,7 +398,8 @@ class DivergenceGuard:
 
 
 class PCDEngine:
-    """PCD updates applied in place to a run's parameters, chains and trajectory AIS.
+    """PCD updates applied in place to a run's parameters, chains and trajectory AIS, for one
+    model or for R replicas batched (one launch per half sweep for all of them).
 
     One update (:meth:`step`) is: gather the minibatch (device indices), :func:`pcd_direction`
     (``k`` sweeps, hidden means of chains and data, the centered gradient), the
@@ -388,86 +410,150 @@ class PCDEngine:
     Nothing in it synchronises with the host. With capturable chains the first update runs
     eagerly on a side stream (which compiles and autotunes the kernels) and is then captured
     once as a CUDA graph that every later update replays; each number of trajectory-AIS stages
-    (fixed between two synchronisation points) gets its own graph, captured the same way.
+    (fixed between two synchronisation points; one per replica) gets its own graph, captured
+    the same way.
+
+    Replicas (docs/methods.md §3, "Replicas"): ``rbm`` has a leading replica axis (R, N, M),
+    ``chains`` are replica chains (R, C, N), and ``optimizer``, ``guard`` and ``tais`` are
+    sequences with one entry per replica, each working on its replica's views ``rbm.W[r]``,
+    ``rbm.a[r]``, ``rbm.b[r]``. An update gathers every replica's own minibatch (``idx``
+    (R, B)), sweeps all replicas' chains with one call per sweep (:func:`pcd_direction`: one
+    fused launch per half sweep on CUDA), then takes each replica's gradient, ascent step,
+    divergence record and trajectory-AIS step on its views with the calls of one model. Every
+    replica's update is therefore the one-model update of its own state: bitwise on CPU, the
+    same random streams on CUDA (the fused kernels key each replica by its own Philox key).
+    The whole update of all replicas is one CUDA graph. Only the sweeps (``2k`` of the
+    ``2k + 3`` products of an update) are batched: the gradient products and the small
+    per-replica steps cost a few per cent of an update inside the graph, and batching them
+    (``bmm``) would change their summation order, i.e. lose the bitwise identity with the
+    one-model update.
 
     Parameters
     ----------
     rbm
-        The run's parameters (float32, on the device), updated in place.
+        The run's parameters (float32, on the device), updated in place; ([R,] N, M).
     chains
-        The persistent chains.
+        The persistent chains (with the replica axis of ``rbm``).
     data
-        Training split on the device, (T, N) uint8.
+        Training split on the device, (T, N) uint8 (shared by the replicas).
     k, centered, tf32
         Sweeps per update, centered gradient, TF32 in the data-side products.
     optimizer
-        The run's :class:`Optimizer` (ascent step and learning rate).
+        The run's :class:`Optimizer` (ascent step and learning rate); one per replica.
     guard
-        The run's :class:`DivergenceGuard`; every update records into it on the device.
+        The run's :class:`DivergenceGuard`, into which every update records on the device; one
+        per replica.
     first_update
         Number of the first update this engine runs (for the guard's record).
+    batch_size
+        Minibatch rows per update (per replica).
     tais
-        The run's (initialised) trajectory AIS, or ``None``; it follows ``rbm`` by reference.
+        The run's (initialised) trajectory AIS, or ``None``; it follows ``rbm`` (its replica's
+        views) by reference; one per replica (or ``None`` for none).
+
+    Attributes
+    ----------
+    log_z
+        The trajectory-AIS groups' estimates after the last update, ([R,] n_groups) float64 on
+        the device (NaN without trajectory AIS); pooled at the loop's synchronisation points.
     """
 
     def __init__(self, rbm: RBM, *, chains: Chains, data: torch.Tensor, k: int,
-                 optimizer: Optimizer, centered: bool, tf32: bool, guard: DivergenceGuard,
-                 first_update: int, batch_size: int, tais: TrajectoryAIS | None = None) -> None:
-        dev = rbm.device
-        self.rbm, self.chains, self.data, self.tais, self.guard = rbm, chains, data, tais, guard
-        self.k, self.optimizer, self.centered, self.tf32 = k, optimizer, centered, tf32
-        self.idx = torch.zeros(batch_size, dtype=torch.int64, device=dev)
-        self._batch_u8 = torch.empty(batch_size, data.shape[1], dtype=torch.uint8, device=dev)
-        self._batch = torch.empty(batch_size, data.shape[1], dtype=torch.float32, device=dev)
-        # the trajectory-AIS groups' estimates after the last update (pooled at sync points)
-        self.log_z = torch.full((tais.n_groups if tais is not None else 1,), math.nan,
-                                dtype=torch.float64, device=dev)
+                 optimizer: Optimizer | Sequence[Optimizer], centered: bool, tf32: bool,
+                 guard: DivergenceGuard | Sequence[DivergenceGuard], first_update: int,
+                 batch_size: int,
+                 tais: TrajectoryAIS | Sequence[TrajectoryAIS] | None = None) -> None:
+        dev, n_rep = rbm.device, rbm.n_replicas
+        if chains.n_replicas != n_rep:
+            raise ValueError(f"the chains have {chains.n_replicas} replicas, the RBM {n_rep} "
+                             "(None: one model)")
+        lead = () if n_rep is None else (n_rep,)
+        if n_rep is None:
+            models, optimizers, guards, taises = [rbm], [optimizer], [guard], [tais]
+        else:
+            models = [rbm.replica(r) for r in range(n_rep)]
+            optimizers, guards = list(optimizer), list(guard)
+            taises = [None] * n_rep if tais is None else list(tais)
+            if not len(optimizers) == len(guards) == len(taises) == n_rep:
+                raise ValueError(f"{n_rep} replicas need one optimizer, guard and trajectory "
+                                 f"AIS each; got {len(optimizers)}, {len(guards)}, "
+                                 f"{len(taises)}")
+        if len({t is None for t in taises}) > 1:
+            raise ValueError("either every replica has trajectory AIS or none")
+        self.rbm, self.chains, self.data, self.tais = rbm, chains, data, tais
+        self.k, self.centered, self.tf32 = k, centered, tf32
+        self.optimizer, self.guard = optimizer, guard
+        self.idx = torch.zeros(*lead, batch_size, dtype=torch.int64, device=dev)
+        self._batch_u8 = torch.empty(*lead, batch_size, data.shape[1], dtype=torch.uint8,
+                                     device=dev)
+        self._batch = torch.empty(*lead, batch_size, data.shape[1], dtype=torch.float32,
+                                  device=dev)
+        self._tais = [t for t in taises if t is not None]
+        self.log_z = torch.full((*lead, self._tais[0].n_groups if self._tais else 1),
+                                math.nan, dtype=torch.float64, device=dev)
         self._update_no = torch.tensor(int(first_update), dtype=torch.int64, device=dev)
-        # one captured graph per number of trajectory-AIS stages (chosen at sync points)
-        self._graphs: dict[int, torch.cuda.CUDAGraph] = {}
-        self._rbm_before = RBM(*(torch.empty_like(t) for t in (rbm.W, rbm.a, rbm.b)))
-        if tais is not None:
-            tais.set_current(rbm, n_steps=tais.n_steps)
+        # one captured graph per tuple of trajectory-AIS stage counts (chosen at sync points),
+        # all drawing their memory from one pool: every tensor that outlives an update is
+        # allocated before the first capture (buffers, states, the eager first update's lazy
+        # allocations), so a graph's memory holds only temporaries, written before they are
+        # read within the graph, and graphs replayed one at a time may share it (memory = the
+        # largest graph's, not the sum over up to 6^R stage tuples)
+        self._graphs: dict[tuple[int, ...], torch.cuda.CUDAGraph] = {}
+        self._pool = None
+        before = RBM(*(torch.empty_like(t) for t in (rbm.W, rbm.a, rbm.b)))
+        befores = [before] if n_rep is None else [before.replica(r) for r in range(n_rep)]
+        log_zs = [self.log_z] if n_rep is None else list(self.log_z)
+        # per model: parameters (views), optimizer, guard, trajectory AIS, the parameters
+        # before the step (staged trajectory AIS), its log Z estimates
+        self._models = list(zip(models, optimizers, guards, taises, befores, log_zs,
+                                strict=True))
+        for model, _, _, t, _, _ in self._models:
+            if t is not None:
+                t.set_current(model, n_steps=t.n_steps)
 
     def _update(self) -> None:
-        r = self.rbm
-        torch.index_select(self.data, 0, self.idx, out=self._batch_u8)
+        n = self.data.shape[1]
+        torch.index_select(self.data, 0, self.idx.view(-1), out=self._batch_u8.view(-1, n))
         self._batch.copy_(self._batch_u8)
-        grad = pcd_direction(r, self._batch, self.chains, k=self.k, centered=self.centered,
-                             tf32=self.tf32)
-        staged = self.tais is not None and self.tais.n_stages > 1
-        energy_now = self.tais.sweep_and_energy(r) if self.tais is not None else None
-        if staged:
-            for t, before in zip(r.parameters().values(),
-                                 self._rbm_before.parameters().values(), strict=True):
-                before.copy_(t)
-        self.optimizer.step(r, grad, self._update_no)
-        self.guard.record(self._update_no, r)
+        grads = pcd_direction(self.rbm, self._batch, self.chains, k=self.k,
+                              centered=self.centered, tf32=self.tf32)
+        for (r, optimizer, guard, tais, before, log_z), grad in zip(
+                self._models, grads if isinstance(grads, list) else [grads], strict=True):
+            staged = tais is not None and tais.n_stages > 1
+            energy_now = tais.sweep_and_energy(r) if tais is not None else None
+            if staged:
+                for t, b in zip(r.parameters().values(), before.parameters().values(),
+                                strict=True):
+                    b.copy_(t)
+            optimizer.step(r, grad, self._update_no)
+            guard.record(self._update_no, r)
+            if tais is not None:
+                log_z.copy_(tais.advance(before if staged else None, r, energy_now))
         self._update_no += 1
-        if self.tais is not None:
-            self.log_z.copy_(self.tais.advance(self._rbm_before if staged else None, r,
-                                               energy_now))
 
     def step(self, idx: torch.Tensor) -> None:
-        """One update with the minibatch rows ``idx`` (int64, any device; copied)."""
+        """One update with the minibatch rows ``idx`` (int64, ([R,] batch_size), any device;
+        copied; replica ``r`` takes rows ``idx[r]``)."""
         self.idx.copy_(idx, non_blocking=True)
-        stages = self.tais.n_stages if self.tais is not None else 1
+        stages = tuple(t.n_stages for t in self._tais)
         graph = self._graphs.get(stages)
         if not self.chains.capturable:
             self._update()
         elif graph is None:
             # eager first update on a side stream (compiles, autotunes, warms cuBLAS), then
-            # capture the same update once; later updates with this many trajectory-AIS
-            # stages replay it
+            # capture the same update once; later updates with these numbers of
+            # trajectory-AIS stages replay it
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side):
                 self._update()
             torch.cuda.current_stream().wait_stream(side)
             graph = self._graphs[stages] = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
+            if self._pool is None:
+                self._pool = torch.cuda.graph_pool_handle()
+            with torch.cuda.graph(graph, pool=self._pool):
                 self._update()
         else:
             graph.replay()
-        if self.tais is not None:
-            self.tais.n_steps += 1
+        for t in self._tais:
+            t.n_steps += 1

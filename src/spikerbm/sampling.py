@@ -36,6 +36,9 @@ randomness (one generator, or one Philox key, per replica), so replica ``r`` of 
 the chain that one-model chains with replica ``r``'s parameters, states and randomness run:
 bitwise on CPU (:class:`PersistentChains` runs the replicas' products in turn), the same
 random stream on CUDA (:class:`FusedChains` sweeps all replicas in one launch per half sweep).
+:func:`stack_chains` makes replica chains out of R one-model chains, continuing each one's
+random stream (the batched training engine, :class:`spikerbm.pcd.PCDEngine`), and
+:func:`unstack_chains` copies their states back.
 
 Nothing here computes an energy (energies are float64, :mod:`spikerbm.rbm`).
 """
@@ -61,6 +64,8 @@ __all__ = [
     "Sampler",
     "gibbs_sample",
     "random_states",
+    "stack_chains",
+    "unstack_chains",
 ]
 
 #: A source of uniforms: fills its argument in place with U[0, 1) draws.
@@ -432,6 +437,53 @@ def _load_states(v: torch.Tensor, state: Mapping[str, torch.Tensor]) -> None:
         raise ValueError(f"chain state has {tuple(new.shape)} states; these chains have "
                          f"{tuple(v.shape)} ([n_replicas x] n_chains x n_visible)")
     v.copy_(new.to(device=v.device, dtype=v.dtype))
+
+
+def stack_chains(chains: Sequence[Chains]) -> Chains:
+    """One replica :class:`Chains` object (R, n_chains, n_visible) over R one-model chains of
+    one kind and shape, continuing each one's random stream.
+
+    The states are copied; :class:`PersistentChains` replicas share the one-model chains'
+    generators (the very objects, so those advance as the replicas draw), :class:`FusedChains`
+    replicas start from the one-model chains' Philox keys (copied on the device, no host
+    synchronisation). Replica ``r`` then runs exactly the chain that ``chains[r]`` would run
+    (module docstring). :func:`unstack_chains` copies the states (and keys) back.
+
+    Raises
+    ------
+    ValueError
+        When the chains are not all one-model chains of one kind and shape.
+    """
+    first = chains[0] if chains else None
+    if first is None or any(type(c) is not type(first) or c.n_replicas is not None
+                            or c.v.shape != first.v.shape or c.n_hidden != first.n_hidden
+                            for c in chains):
+        raise ValueError("stack_chains needs one or more one-model chains of one kind and shape; "
+                         f"got {[(type(c).__name__, tuple(c.v.shape)) for c in chains]}")
+    v = torch.stack([c.v for c in chains])
+    if isinstance(first, FusedChains):
+        out = FusedChains(v, n_hidden=first.n_hidden, seed=[0] * len(chains))
+        out.seed.copy_(torch.cat([c.seed for c in chains]))
+        return out
+    if isinstance(first, PersistentChains):
+        return PersistentChains(v, n_hidden=first.n_hidden,
+                                generator=[c.generators[0] for c in chains],
+                                dtype=first.v.dtype, tf32=first.tf32)
+    raise ValueError(f"stack_chains cannot stack {type(first).__name__}")
+
+
+def unstack_chains(batched: Chains, chains: Sequence[Chains]) -> None:
+    """Copy the states of the replica chains ``batched`` (made by :func:`stack_chains`) back
+    into the one-model ``chains``, and with them the Philox keys of fused chains (the
+    generators of :class:`PersistentChains` are shared already), so that each one-model
+    object's :meth:`Chains.state_dict` is its replica's state. No host synchronisation."""
+    if batched.n_replicas != len(chains):
+        raise ValueError(f"{batched.n_replicas} replicas cannot go back into {len(chains)} "
+                         "chains")
+    for r, c in enumerate(chains):
+        c.v.copy_(batched.v[r])
+        if isinstance(c, FusedChains):
+            c.seed.copy_(batched.seed[r:r + 1])
 
 
 def gibbs_sample(rbm: RBM, v0: torch.Tensor, *, k: int,

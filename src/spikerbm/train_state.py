@@ -62,7 +62,7 @@ __all__ = [
 ]
 
 #: Version of the resume-state layout; a resume file of another version is ignored.
-RESUME_FORMAT = 4
+RESUME_FORMAT = 5
 
 
 class MinibatchStream:
@@ -240,6 +240,12 @@ class OnlineCurve:
         data).
     best_update, best_ll, best_params, best_log_z, best_log_z_std
         The best evaluation (``best_update`` -1 before any finite value).
+    anchor_updates, anchor_log_z, anchor_log_z_std, anchor_gap
+        The anchors of trajectory AIS so far (docs/methods.md §4, "Anchors"; each at an
+        evaluated update): the independent ``log Z``, its error, and the trajectory-AIS
+        estimate minus it just before re-anchoring (nats).
+    anchor_method
+        ``exact`` or ``ais`` (the same at every anchor of a run); ``none`` without anchors.
     stop_reason
         ``""`` while training runs, then one of :data:`STOP_REASONS`.
     """
@@ -259,6 +265,11 @@ class OnlineCurve:
     best_params: tuple[np.ndarray, ...] | None = None
     best_log_z: float = math.nan
     best_log_z_std: float = math.nan
+    anchor_updates: list[int] = field(default_factory=list)
+    anchor_log_z: list[float] = field(default_factory=list)
+    anchor_log_z_std: list[float] = field(default_factory=list)
+    anchor_gap: list[float] = field(default_factory=list)
+    anchor_method: str = "none"
     stop_reason: str = ""
 
     @classmethod
@@ -279,6 +290,30 @@ class OnlineCurve:
             self.best_params = tuple(t.detach().cpu().numpy().copy()
                                      for t in rbm.parameters().values())
             self.best_log_z, self.best_log_z_std = float(log_z), float(log_z_std)
+
+    def add_anchor(self, update: int, *, log_z: float, log_z_std: float, gap: float,
+                   method: str) -> None:
+        """Record an anchor at ``update`` (before the evaluation there is recorded)."""
+        self.anchor_updates.append(int(update))
+        self.anchor_log_z.append(float(log_z))
+        self.anchor_log_z_std.append(float(log_z_std))
+        self.anchor_gap.append(float(gap))
+        self.anchor_method = str(method)
+
+    def anchored_std(self, groups_std: float, update: int) -> float:
+        """Stated error of the trajectory-AIS ``log Z`` at ``update`` (docs/methods.md §4,
+        "Anchors"): the last anchor's error, the groups' error ``groups_std`` of the
+        increments since, and the drift allowance :func:`~spikerbm.partition.anchor_bias_rate`
+        times the updates since the anchor (:func:`~spikerbm.partition.anchored_log_z_std`;
+        ``groups_std`` itself before the first anchor)."""
+        from spikerbm.partition import anchor_bias_rate, anchored_log_z_std
+
+        if not self.anchor_updates:
+            return float(groups_std)
+        return anchored_log_z_std(
+            groups_std=groups_std, anchor_std=self.anchor_log_z_std[-1],
+            bias_rate=anchor_bias_rate(self.anchor_updates, self.anchor_gap),
+            updates_since=int(update) - self.anchor_updates[-1])
 
     def gain(self) -> float:
         """Improvement of the best online test LL over the last ``window`` updates (nats per
@@ -329,9 +364,29 @@ class OnlineCurve:
             "log_z_online": ("eval", f64["log_z"], {
                 "units": "nats", "long_name": "trajectory-AIS log Z at the evaluated updates"}),
             "log_z_online_std": ("eval", f64["log_z_std"], {
-                "units": "nats", "long_name": "uncertainty of log_z_online (spread of the "
-                "chain groups, bias-covering)"}),
+                "units": "nats", "long_name": "uncertainty of log_z_online (anchor error, "
+                "spread of the chain groups since the anchor, drift allowance; bias-covering)"}),
+            **self._anchor_vars(),
         }
+
+    def _anchor_vars(self) -> dict[str, Any]:
+        """The anchors on dim ``eval`` (NaN at evaluations without one)."""
+        pos = np.searchsorted(np.asarray(self.updates, dtype=np.int64),
+                              np.asarray(self.anchor_updates, dtype=np.int64))
+        out = {}
+        for name, values, long_name in (
+                ("log_z_anchor", self.anchor_log_z, "independent log Z of the parameters at "
+                 "the evaluation (exact or AIS, log_z_anchor_method) on which trajectory AIS "
+                 "was re-anchored; NaN where there was no anchor"),
+                ("log_z_anchor_std", self.anchor_log_z_std, "uncertainty of log_z_anchor "
+                 "(0 when exact; AIS: bias-covering)"),
+                ("log_z_anchor_gap", self.anchor_gap, "trajectory-AIS log Z minus "
+                 "log_z_anchor just before re-anchoring (its drift since the previous "
+                 "anchor)")):
+            x = np.full(len(self.updates), np.nan)
+            x[pos] = values
+            out[name] = ("eval", x, {"units": "nats", "long_name": long_name})
+        return out
 
     def coords(self) -> dict[str, Any]:
         return {"eval_update": ("eval", np.asarray(self.updates, dtype=np.int64),
@@ -342,7 +397,8 @@ class OnlineCurve:
         return {"stop_reason": self.stop_reason, "best_update": int(self.best_update),
                 "still_improving": self.still_improving(),
                 "ll_test_online_gain": self.gain(), "stop_window": int(self.window),
-                "best_ll_test_online": float(self.best_ll)}
+                "best_ll_test_online": float(self.best_ll),
+                "log_z_anchor_method": self.anchor_method}
 
     def resume_vars(self) -> dict[str, Any]:
         """The best parameters as state variables (``resume.nc``)."""
@@ -356,7 +412,8 @@ class OnlineCurve:
         return {"stop_reason": self.stop_reason, "best_update": int(self.best_update),
                 "best_ll_test_online": float(self.best_ll),
                 "best_log_z_online": float(self.best_log_z),
-                "best_log_z_online_std": float(self.best_log_z_std)}
+                "best_log_z_online_std": float(self.best_log_z_std),
+                "log_z_anchor_method": self.anchor_method}
 
     @classmethod
     def from_dataset(cls, ds: xr.Dataset, cfg: TrainConfig) -> OnlineCurve:
@@ -372,6 +429,12 @@ class OnlineCurve:
         out.best_log_z = float(ds.attrs["best_log_z_online"])
         out.best_log_z_std = float(ds.attrs["best_log_z_online_std"])
         out.stop_reason = str(ds.attrs.get("stop_reason", ""))
+        out.anchor_method = str(ds.attrs["log_z_anchor_method"])
+        anchored = np.isfinite(ds["log_z_anchor"].values)
+        out.anchor_updates = [int(u) for u in ds["eval_update"].values[anchored]]
+        out.anchor_log_z = [float(x) for x in ds["log_z_anchor"].values[anchored]]
+        out.anchor_log_z_std = [float(x) for x in ds["log_z_anchor_std"].values[anchored]]
+        out.anchor_gap = [float(x) for x in ds["log_z_anchor_gap"].values[anchored]]
         best = _state_dict(ds, "best")
         if best:
             out.best_params = tuple(best[k].numpy() for k in ("W", "a", "b"))
@@ -421,7 +484,8 @@ class TrainingState:
     hashes
         ``config_hash`` and ``data_hash`` of the run.
     rbm
-        Current parameters (float32, on the device; updated in place by the update runner).
+        Current parameters (float32, on the device; updated in place by the update runner;
+        with the batched replica engine, views of its stacked parameters).
     chains
         The persistent chains.
     batches

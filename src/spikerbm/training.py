@@ -14,11 +14,15 @@ where it stopped (bitwise on CPU). Checkpoints are log-spaced in update count
 after every checkpoint, ``model.nc`` at the end, atomically, through :mod:`spikerbm.io`).
 
 Replicas (``train.replicas`` R > 1, docs/methods.md §3): the same loop runs R training states,
-one per seed (:func:`spikerbm.train_state.replica_seeds`), each with its own engine, guard and
-online evaluator, advancing them in turn to every common boundary (lockstep); the run stops
-when every live replica's stopping rule holds; a replica that blows up is dropped. A batched
-engine (one launch sweeping every replica's chains, :mod:`spikerbm.kernels`' replica grid axis)
-would replace only the inner loop over replicas marked in :func:`train`.
+one per seed (:func:`spikerbm.train_state.replica_seeds`), each with its own guard and online
+evaluator, advancing them to every common boundary (lockstep); the run stops when every live
+replica's stopping rule holds; a replica that blows up is dropped. On the fused bf16 CUDA path
+the live replicas advance together in one batched :class:`~spikerbm.pcd.PCDEngine` (stacked
+parameters whose views are the replicas' ``state.rbm``, one replica chains object, one launch
+per half sweep for all replicas, the whole update one CUDA graph; re-stacked when a replica is
+dropped); elsewhere (CPU) each has its own engine and they advance in turn. Both give every
+replica the same updates (bitwise on CPU), so only the inner loop marked in :func:`train`
+differs.
 
 The pieces live in their own modules: the configuration in :mod:`spikerbm.config`, the update
 and its runner in :mod:`spikerbm.pcd`, the state, its minibatch stream and its datasets in
@@ -140,7 +144,7 @@ def train(train_data: np.ndarray | torch.Tensor, *, cfg: TrainConfig, seed: int,
           resume: xr.Dataset | None = None,
           on_checkpoint: Callable[[xr.Dataset], None] | None = None,
           neuron_coords: Mapping[str, Any] | None = None,
-          progress: bool = False) -> xr.Dataset:
+          progress: bool = False, batched: bool | None = None) -> xr.Dataset:
     """Train an RBM by PCD, with early stopping on the online test log-likelihood, and return
     its ``model.nc`` dataset (without provenance attrs).
 
@@ -156,6 +160,9 @@ def train(train_data: np.ndarray | torch.Tensor, *, cfg: TrainConfig, seed: int,
     log-likelihood has not improved by ``cfg.min_delta`` over ``cfg.patience`` updates
     (:class:`~spikerbm.train_state.OnlineCurve`); ``cfg.n_updates`` is the maximum. The test
     split only decides when to stop and which parameters are best: gradients never see it.
+    At the first evaluation, every ``cfg.anchor_every``-th one and the last update, trajectory
+    AIS is anchored on an independent exact or AIS ``log Z`` (:meth:`_Replica.anchor`,
+    docs/methods.md §4, "Anchors"), outside the captured update.
 
     Parameters
     ----------
@@ -178,6 +185,12 @@ def train(train_data: np.ndarray | torch.Tensor, *, cfg: TrainConfig, seed: int,
         Coordinates on the ``neuron`` dim (e.g. ``unit_id``, ``area``).
     progress
         Show a tqdm progress bar (updates per second).
+    batched
+        Replicas only: advance them with one batched engine (:class:`~spikerbm.pcd.PCDEngine`
+        over the replica axis: one launch per half sweep sweeps every replica's chains) rather
+        than in turn. ``None`` (default): batched when the chains are capturable (the fused
+        bf16 CUDA path) and R > 1, in turn otherwise (CPU). Both give every replica the same
+        updates (bitwise on CPU), so this is a speed choice, not a config key.
 
     Returns
     -------
@@ -186,7 +199,9 @@ def train(train_data: np.ndarray | torch.Tensor, *, cfg: TrainConfig, seed: int,
         checkpoint (the log-spaced schedule up to the last update, plus the best online
         evaluation), ``log_z_tais``, ``log_z_tais_std``, the online curve
         (``ll_train_online``, ``ll_test_online``, ``log_z_online`` and their ``*_std``, coord
-        ``eval_update``); attrs ``n_hidden``, ``train_config`` (JSON), ``n_updates_done``,
+        ``eval_update``), the anchors (``log_z_anchor``, ``log_z_anchor_std``,
+        ``log_z_anchor_gap``; attr ``log_z_anchor_method``); attrs ``n_hidden``,
+        ``train_config`` (JSON), ``n_updates_done``,
         ``stop_reason``, ``best_update``, ``still_improving``, ``ll_test_online_gain``,
         ``stop_window``, ``best_ll_test_online``, hashes (docs/data-model.md, ``model.nc``).
         R > 1: the same on a leading ``replica`` dim, the per-replica attrs as variables on
@@ -233,6 +248,9 @@ def train(train_data: np.ndarray | torch.Tensor, *, cfg: TrainConfig, seed: int,
                  "no test data" if test is None else "trajectory AIS is off")
     live = [run for run in runs if not run.state.diverged_update]
     update = live[0].state.update  # in lockstep: every live replica has done as many
+    if batched is None:
+        batched = replicated and sampler.fused
+    batched = bool(batched) and replicated
 
     def hand_out() -> None:
         if on_checkpoint is not None:
@@ -257,13 +275,18 @@ def train(train_data: np.ndarray | torch.Tensor, *, cfg: TrainConfig, seed: int,
         hand_out()
         log.info("checkpoint written: update 0 (initialisation)")
     data_on_device = torch.from_numpy(data).to(device)  # one copy for every replica
-    for run in live:
-        state = run.state
-        run.engine = PCDEngine(state.rbm, chains=state.chains, data=data_on_device, k=cfg.k,
-                               optimizer=state.optimizer, centered=cfg.centered,
-                               tf32=cfg.precision != "float32", guard=run.guard,
-                               first_update=state.update + 1, batch_size=cfg.batch_size,
-                               tais=state.tais)
+    if batched:
+        _batch(live, data_on_device, cfg)
+        log.info("batched engine: %d replicas advance together (one launch per half sweep "
+                 "on the fused path)", len(live))
+    else:
+        for run in live:
+            state = run.state
+            run.engine = PCDEngine(state.rbm, chains=state.chains, data=data_on_device,
+                                   k=cfg.k, optimizer=state.optimizer, centered=cfg.centered,
+                                   tf32=cfg.precision != "float32", guard=run.guard,
+                                   first_update=state.update + 1, batch_size=cfg.batch_size,
+                                   tais=state.tais)
 
     t_loop, start_update = time.perf_counter(), update
     bar = tqdm(total=cfg.n_updates * len(runs), initial=update * len(live), unit="update",
@@ -276,13 +299,15 @@ def train(train_data: np.ndarray | torch.Tensor, *, cfg: TrainConfig, seed: int,
             next_eval = min((update // cfg.eval_every + 1) * cfg.eval_every, cfg.n_updates)
             every = DIVERGENCE_CHECK_EVERY if live[0].state.tais is None else STAGE_CHECK_EVERY
             n = min(next_checkpoint, next_eval, update + every) - update
-            # The replicas advance in turn, n updates each (lockstep at the boundaries of
-            # evaluation, checkpoint and divergence check). Seam for a batched engine that
-            # sweeps every replica's chains in one launch (spikerbm.kernels' replica grid
-            # axis): it replaces this loop and keeps everything around it.
-            for run in live:
-                run.advance(n, device, bar)
+            # n updates of every live replica (lockstep at the boundaries of evaluation,
+            # checkpoint and divergence check): all together in the batched engine, or in turn
+            if batched:
+                _advance_batched(live, n, device, bar)
+            else:
+                for run in live:
+                    run.advance(n, device, bar)
             update += n
+            n_live = len(live)
             for run in live:
                 if replicated and run.guard.first_bad_update():
                     _drop(run, n_live=len(live))
@@ -292,12 +317,17 @@ def train(train_data: np.ndarray | torch.Tensor, *, cfg: TrainConfig, seed: int,
             live = [run for run in live if not run.state.diverged_update]
             if not live:
                 raise _all_diverged(runs, cfg)
+            if batched and len(live) < n_live:  # re-stack the live replicas
+                _batch(live, data_on_device, cfg)
             for run in live:
                 if run.state.tais is not None:
                     run.state.tais.adapt_stages()  # stages per update until the next sync (§4)
             at_checkpoint = update == next_checkpoint
             if update != next_eval and not at_checkpoint:
                 continue
+            if update == next_eval and _anchor_due(update, cfg):
+                for run in live:
+                    run.anchor(cfg, device)
             log_z = {run.index: run.log_z_now() for run in live}  # one synchronisation each
             if update == next_eval:
                 for run in live:
@@ -351,6 +381,7 @@ class _Replica:
     guard: DivergenceGuard
     tag: str
     engine: PCDEngine | None = None
+    slot: int | None = None  # the replica's index in a batched engine
 
     def advance(self, n: int, device: torch.device, bar: Any) -> None:
         """``n`` updates of this replica (its own minibatch stream)."""
@@ -360,11 +391,109 @@ class _Replica:
         self.state.update += n
 
     def log_z_now(self) -> tuple[float, float]:
-        """Trajectory-AIS ``log Z`` and its uncertainty after the last update (NaN without)."""
-        if self.state.tais is None:
+        """Trajectory-AIS ``log Z`` and its uncertainty after the last update (NaN without):
+        the groups' error since the last anchor, the anchor's and the drift allowance
+        (:meth:`~spikerbm.train_state.OnlineCurve.anchored_std`)."""
+        state, online = self.state, self.state.online
+        if state.tais is None:
             return math.nan, math.nan
-        est = self.state.tais.estimate(self.engine.log_z)
-        return est.log_z, est.log_z_std
+        if online.anchor_updates and online.anchor_updates[-1] == state.update:
+            return online.anchor_log_z[-1], online.anchor_log_z_std[-1]  # at the anchor
+        est = state.tais.estimate(self._log_z_buffer())
+        return est.log_z, online.anchored_std(est.log_z_std, state.update)
+
+    def _log_z_buffer(self) -> torch.Tensor:
+        """The engine's buffer of this replica's trajectory-AIS group estimates (a view of
+        the batched engine's (R, G) buffer when batched)."""
+        return self.engine.log_z if self.slot is None else self.engine.log_z[self.slot]
+
+    def anchor(self, cfg: TrainConfig, device: torch.device) -> None:
+        """Anchor trajectory AIS on an independent ``log Z`` of the current parameters
+        (docs/methods.md §4, "Anchors"): exact or AIS (float32 sampling without TF32, float64
+        energies, its own generator ``derive_seed(seed, "anchor", update)``), recorded with
+        the trajectory-AIS estimate's gap to it, then :meth:`TrajectoryAIS.reanchor`. Runs at
+        a synchronisation point, outside any captured update; draws nothing from the
+        training's or trajectory AIS's random streams."""
+        from spikerbm.partition import ANCHOR_REPEATS, estimate_log_z
+        from spikerbm.provenance import derive_seed
+
+        state, tais = self.state, self.state.tais
+        if tais is None:
+            return
+        t0 = time.perf_counter()
+        buffer = self._log_z_buffer()
+        before = tais.estimate(buffer)
+        gen = torch.Generator(device=device).manual_seed(
+            derive_seed(self.seed, "anchor", state.update))
+        est = estimate_log_z(state.rbm, method="auto", exact_max_units=cfg.exact_max_units,
+                             ais_chains=cfg.anchor_chains, ais_betas=cfg.anchor_betas,
+                             ais_repeats=ANCHOR_REPEATS, generator=gen)
+        if not math.isfinite(est.log_z):
+            log.warning("%sanchor at update %d: %s log Z is not finite; trajectory AIS not "
+                        "re-anchored", self.tag, state.update, est.method)
+            return
+        gap = before.log_z - est.log_z
+        stated = state.online.anchored_std(before.log_z_std, state.update)
+        state.online.add_anchor(state.update, log_z=est.log_z, log_z_std=est.log_z_std,
+                                gap=gap, method=est.method)
+        tais.reanchor(est.log_z, buffer)
+        log.info("%sanchor at update %d: %s log Z %.4f +- %.2g; trajectory AIS was %.4f +- "
+                 "%.2g (gap %+.4f = %.1f stated errors), re-anchored (%.2f s)", self.tag,
+                 state.update, est.method, est.log_z, est.log_z_std, before.log_z, stated, gap,
+                 abs(gap) / stated if stated > 0 else math.inf, time.perf_counter() - t0)
+
+
+def _anchor_due(update: int, cfg: TrainConfig) -> bool:
+    """Whether the evaluation at ``update`` anchors trajectory AIS: the first evaluation
+    (``eval_every``: it measures the drift where the parameters move fastest), every
+    ``anchor_every``-th evaluation and the last update (``anchor_every = 0``: never)."""
+    return cfg.anchor_every > 0 and cfg.tais_chains > 0 and (
+        update % (cfg.anchor_every * cfg.eval_every) == 0
+        or update in (cfg.eval_every, cfg.n_updates))
+
+
+def _batch(live: list[_Replica], data: torch.Tensor, cfg: TrainConfig) -> PCDEngine:
+    """One batched :class:`PCDEngine` over the live replicas: their current parameters copied
+    into stacked tensors (R, N, M), (R, N), (R, M) whose views ``W[r]``, ``a[r]``, ``b[r]``
+    become each replica's ``state.rbm`` (so its optimizer, guard, trajectory AIS, evaluator
+    and checkpoints work on them unchanged), their chains stacked into replica chains that
+    continue each one's random stream (:func:`~spikerbm.sampling.stack_chains`). Called again
+    after a replica is dropped: the dropped one keeps its state as it was (views of the old
+    stack, no longer updated), the others are re-stacked, their last trajectory-AIS estimates
+    carried over."""
+    from spikerbm.sampling import stack_chains
+
+    old = live[0].engine if live[0].slot is not None else None
+    states = [run.state for run in live]
+    stacked = RBM.stack([state.rbm for state in states])
+    chains = stack_chains([state.chains for state in states])
+    engine = PCDEngine(stacked, chains=chains, data=data, k=cfg.k,
+                       optimizer=[state.optimizer for state in states],
+                       centered=cfg.centered, tf32=cfg.precision != "float32",
+                       guard=[run.guard for run in live], first_update=states[0].update + 1,
+                       batch_size=cfg.batch_size,
+                       tais=None if states[0].tais is None else [s.tais for s in states])
+    if old is not None:
+        engine.log_z.copy_(old.log_z[[run.slot for run in live]])
+    for r, run in enumerate(live):
+        run.state.rbm, run.engine, run.slot = stacked.replica(r), engine, r
+    return engine
+
+
+def _advance_batched(live: list[_Replica], n: int, device: torch.device, bar: Any) -> None:
+    """``n`` updates of the live replicas of a batched engine, each with its own minibatch
+    stream; then their chain states go back into each replica's own chains object (which
+    :meth:`TrainingState.to_dataset` reads)."""
+    from spikerbm.sampling import unstack_chains
+
+    engine = live[0].engine
+    rows = torch.stack([run.state.batches.next_rows(n, device) for run in live], dim=1)
+    for idx in rows:  # (R, batch_size) per update
+        engine.step(idx)
+        bar.update(len(live))
+    for run in live:
+        run.state.update += n
+    unstack_chains(engine.chains, [run.state.chains for run in live])
 
 
 def _replica_resumes(resume: xr.Dataset | None, hashes: Mapping[str, str],
@@ -403,6 +532,8 @@ def _drop(run: _Replica, *, n_live: int) -> None:
     state = run.state
     state.diverged_update = run.guard.first_bad_update()
     state.online.stop_reason = "diverged"
+    if run.slot is not None:  # a batched engine: re-stacked without it (its memory freed)
+        run.engine = run.slot = None
     log.warning("%sdiverged at update %d (%s); dropped (seed %d; its entries from that update "
                 "on are NaN), the other %d replica(s) continue. If more replicas diverge, "
                 "lower train.lr", run.tag, state.diverged_update,
@@ -455,14 +586,14 @@ def train_to_files(train_data: np.ndarray, *, cfg: TrainConfig, seed: int,
                    test_data: np.ndarray | None = None,
                    attrs: Mapping[str, Any] | None = None,
                    neuron_coords: Mapping[str, Any] | None = None,
-                   progress: bool = False) -> xr.Dataset:
+                   progress: bool = False, batched: bool | None = None) -> xr.Dataset:
     """Train with exact resume through files; write ``model_path`` on success.
 
     Resumes from ``resume_path`` when it exists and matches (see :func:`train`), writes it
     atomically after every checkpoint, writes ``model_path`` atomically at the end and then
     deletes ``resume_path``. Stale temporary files of killed writers are removed first, so a
     killed job never leaves a half-written output behind. All I/O goes through
-    :mod:`spikerbm.io`.
+    :mod:`spikerbm.io`. ``batched``: as in :func:`train`.
 
     Returns
     -------
@@ -488,7 +619,8 @@ def train_to_files(train_data: np.ndarray, *, cfg: TrainConfig, seed: int,
         io.write_netcdf(ds, resume_path, attrs=attrs)
 
     model = train(train_data, cfg=cfg, seed=seed, test_data=test_data, resume=resume,
-                  on_checkpoint=write_resume, neuron_coords=neuron_coords, progress=progress)
+                  on_checkpoint=write_resume, neuron_coords=neuron_coords, progress=progress,
+                  batched=batched)
     io.write_netcdf(model, model_path, attrs=attrs)
     log.info("model written: %s", model_path)
     io.remove_file(resume_path)

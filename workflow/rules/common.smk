@@ -110,15 +110,23 @@ def get_train_params(wildcards):
     """The train section for this model: its own size instead of the list of sizes, so adding
     a size leaves the existing models' params unchanged; `replicas: 1` and `momentum: 0` (the
     defaults) are left out, so jobs keep the params they had before those keys existed (no
-    rerun).
+    rerun). Anchors of trajectory AIS (`anchor_every` > 0) also read
+    `likelihood.exact_max_units` (one exact limit); without anchors their settings are left
+    out.
     """
-    t = config["train"]
+    train = config["train"]
     drop = (
         ["n_hidden"]
-        + (["replicas"] if t["replicas"] == 1 else [])
-        + (["momentum"] if t["momentum"] == 0 else [])
+        + (["replicas"] if train["replicas"] == 1 else [])
+        + (["momentum"] if train["momentum"] == 0 else [])
     )
-    return {**_section("train", drop=drop), "n_hidden": int(wildcards.n_hidden)}
+    anchors = train["anchor_every"] > 0 and train["tais_chains"] > 0
+    if not anchors:
+        drop += ["anchor_chains", "anchor_betas"]
+    params = {**_section("train", drop=drop), "n_hidden": int(wildcards.n_hidden)}
+    if anchors:
+        params["exact_max_units"] = config["likelihood"]["exact_max_units"]
+    return params
 
 
 def get_likelihood_params(wildcards):

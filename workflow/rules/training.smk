@@ -2,7 +2,9 @@
 # results/{session}/hidden~{n_hidden}/resume.nc after every checkpoint (not an output, so
 # Snakemake keeps it when the job dies); a rerun resumes from it exactly and deletes it on success.
 # With train.replicas: R > 1 the job trains R replicas (seeds derived from the job's) in lockstep:
-# one model.nc with a replica dim; the time limit scales with R (they run in turn).
+# one model.nc with a replica dim; the time limit scales with R (on the fused GPU path one batched
+# engine sweeps all replicas' chains per launch, but each replica still costs most of one model's
+# time; on CPU they run in turn).
 
 
 rule train:
