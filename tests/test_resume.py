@@ -198,17 +198,21 @@ def test_float_state_roundtrips_through_netcdf(tmp_path):
     assert torch.get_default_dtype() == torch.float32
 
 
-def test_adam_with_decay_resumes_bitwise_through_netcdf(tmp_path):
-    """The Adam moments are part of the resume state (``optimizer__m_W`` ...): a run resumed
-    from a checkpoint written to netCDF ends bitwise equal; resumed with the moments zeroed it
-    does not (so the moments matter and the comparison can fail)."""
+@pytest.mark.parametrize(("kw", "moment"), [
+    ({"optimizer": "adam", "lr": 0.02}, "optimizer__s_W"),
+    ({"optimizer": "sgd", "lr": 0.02, "momentum": 0.9}, "optimizer__v_W")])
+def test_adam_or_momentum_with_decay_resumes_bitwise_through_netcdf(tmp_path, kw, moment):
+    """The Adam moments (``optimizer__m_W`` ...) and the Nesterov momentum buffers
+    (``optimizer__v_W`` ...) are part of the resume state: a run resumed from a checkpoint
+    written to netCDF ends bitwise equal; resumed with them zeroed it does not (so they matter
+    and the comparison can fail)."""
     data = _data(301)
-    cfg = _cfg(optimizer="adam", lr=0.02, lr_final=0.05, decay_start=0.3)
+    cfg = _cfg(lr_final=0.05, decay_start=0.3, **kw)
     states: list = []
     full = train(data, cfg=cfg, seed=3, on_checkpoint=states.append)
     io.write_netcdf(states[5], tmp_path / "resume.nc")
     back = io.read_netcdf(tmp_path / "resume.nc")
-    assert back["optimizer__s_W"].dtype == np.float32 and float(back["optimizer__s_W"].max()) > 0
+    assert back[moment].dtype == np.float32 and float(abs(back[moment]).max()) > 0
     again: list = []
     _assert_equal(full, train(data, cfg=cfg, seed=3, resume=back, on_checkpoint=again.append))
     _assert_same_final_state(states, again)
