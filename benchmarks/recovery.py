@@ -31,7 +31,8 @@ Subcommands (all print markdown tables; ``--out`` writes JSON with every number)
 ``session`` the default 160-neuron synthetic session (4 areas) through the same steps.
 
 ``--configs`` takes names of :func:`configs` or one with overrides,
-``<config>+<key>=<value>+...`` (e.g. ``adam-10k+lr=0.003``; :func:`config_by_name`).
+``<config>+<key>=<value>+...`` (e.g. ``adam-10k+lr=0.003``, ``sgd-2k+precision=bf16`` for the
+fused kernels with ``--device cuda``; :func:`config_by_name`).
 
 Run with ``OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/recovery.py table
 --quick``; every subcommand takes ``--threads`` (torch threads, default 1), ``--seed``,
@@ -109,9 +110,10 @@ def config_by_name(name: str) -> dict:
     cfg = dict(cfgs[base])
     for item in overrides:
         key, sep, value = item.partition("=")
-        if not sep or key not in _TRAIN_KEYS:
+        keys = (*_TRAIN_KEYS, "precision")  # precision: float32 unless set (--device cuda)
+        if not sep or key not in keys:
             raise SystemExit(f"config override {item!r} in {name!r}: expected KEY=VALUE with "
-                             f"KEY one of {', '.join(_TRAIN_KEYS)}")
+                             f"KEY one of {', '.join(keys)}")
         cfg[key] = yaml.safe_load(value)
     return cfg
 
