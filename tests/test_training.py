@@ -490,6 +490,20 @@ def _grads(seed: int, n: int, *, centered: bool = False) -> list:
     return out
 
 
+def _centered_reference_step(ref: dict, grad, *, centered: bool, step) -> dict:
+    """One ascent step in float64 numpy on the centered parameters ``c = (W, a + W h̄,
+    b + Wᵀ v̄)`` with their gradient (docs/methods.md §3), mapped back to ``(W, a, b)``:
+    ``step(name, g, c_name)`` returns the new ``c_name`` (the reference of the optimizer
+    tests)."""
+    vb, hb = ((grad.v_offset.double().numpy(), grad.h_offset.double().numpy())
+              if centered else (np.zeros(N), np.zeros(M)))
+    G = {k: g.double().numpy() for k, g in grad.items()}
+    gc = {"W": G["W"], "a": G["a"] + G["W"] @ hb, "b": G["b"] + G["W"].T @ vb}
+    c = {"W": ref["W"], "a": ref["a"] + ref["W"] @ hb, "b": ref["b"] + ref["W"].T @ vb}
+    c = {k: step(k, g, c[k]) for k, g in gc.items()}
+    return {"W": c["W"], "a": c["a"] - c["W"] @ hb, "b": c["b"] - c["W"].T @ vb}
+
+
 @pytest.mark.parametrize("centered", [False, True])
 def test_adam_step_matches_kingma_ba_algorithm_1(centered):
     """The in-place Adam ascent equals Kingma & Ba (ICLR 2015), Algorithm 1, written here in
@@ -511,17 +525,14 @@ def test_adam_step_matches_kingma_ba_algorithm_1(centered):
     s = {k: np.zeros_like(v) for k, v in ref.items()}
     for u, grad in enumerate(_grads(2, 9, centered=centered), start=1):
         opt.step(ours, grad, torch.tensor(u))
-        vb, hb = ((grad.v_offset.double().numpy(), grad.h_offset.double().numpy())
-                  if centered else (np.zeros(N), np.zeros(M)))
-        G = {k: g.double().numpy() for k, g in grad.items()}
-        gc = {"W": G["W"], "a": G["a"] + G["W"] @ hb, "b": G["b"] + G["W"].T @ vb}
-        c = {"W": ref["W"], "a": ref["a"] + ref["W"] @ hb, "b": ref["b"] + ref["W"].T @ vb}
-        for k, g in gc.items():
+
+        def adam(k, g, c, u=u):
             m[k] = 0.9 * m[k] + 0.1 * g
             s[k] = 0.999 * s[k] + 0.001 * g * g
-            c[k] = c[k] + lr_schedule(u, **sched) * (m[k] / (1 - 0.9**u)) / (
+            return c + lr_schedule(u, **sched) * (m[k] / (1 - 0.9**u)) / (
                 np.sqrt(s[k] / (1 - 0.999**u)) + 1e-8)
-        ref = {"W": c["W"], "a": c["a"] - c["W"] @ hb, "b": c["b"] - c["W"].T @ vb}
+
+        ref = _centered_reference_step(ref, grad, centered=centered, step=adam)
         for k, t in ours.parameters().items():
             np.testing.assert_allclose(t.numpy(), ref[k], rtol=0, atol=1e-6)
     assert float((ours.W - r0.W).abs().mean()) > 0.1  # it moved: the comparison can fail
@@ -571,15 +582,12 @@ def test_nesterov_momentum_step_matches_its_definition_in_centered_coordinates(c
     v = {k: np.zeros_like(x) for k, x in ref.items()}
     for u, grad in enumerate(_grads(4, 9, centered=centered), start=1):
         opt.step(ours, grad, torch.tensor(u))
-        vb, hb = ((grad.v_offset.double().numpy(), grad.h_offset.double().numpy())
-                  if centered else (np.zeros(N), np.zeros(M)))
-        G = {k: g.double().numpy() for k, g in grad.items()}
-        gc = {"W": G["W"], "a": G["a"] + G["W"] @ hb, "b": G["b"] + G["W"].T @ vb}
-        c = {"W": ref["W"], "a": ref["a"] + ref["W"] @ hb, "b": ref["b"] + ref["W"].T @ vb}
-        for k, g in gc.items():
+
+        def nesterov(k, g, c, u=u):
             v[k] = 0.9 * v[k] + g
-            c[k] = c[k] + lr_schedule(u, **sched) * (g + 0.9 * v[k])
-        ref = {"W": c["W"], "a": c["a"] - c["W"] @ hb, "b": c["b"] - c["W"].T @ vb}
+            return c + lr_schedule(u, **sched) * (g + 0.9 * v[k])
+
+        ref = _centered_reference_step(ref, grad, centered=centered, step=nesterov)
         for k, t in ours.parameters().items():
             np.testing.assert_allclose(t.numpy(), ref[k], rtol=0, atol=1e-5)
         if not centered:
