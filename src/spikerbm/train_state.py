@@ -584,6 +584,13 @@ class TrainingState:
             tais.step(rbm)
             est = tais.estimate()
             log_z0, std0 = est.log_z, est.log_z_std
+            # the first update's step is unmeasured and often the largest (the first gradient
+            # meets random chains; Adam's first step moves every entry by lr): run it in the
+            # most stages and let adapt_stages halve them per synchronisation point as the
+            # measured increments allow (docs/methods.md §4, "Stages for large steps")
+            from spikerbm.partition import MAX_STAGES
+
+            tais.n_stages = MAX_STAGES
         else:
             log_z0 = std0 = math.nan
         trajectory = Trajectory()
