@@ -387,6 +387,24 @@ def quality(r: RBM, split: dict[str, np.ndarray], *, args: Any) -> dict[str, flo
             "cov_error_ratio": float(st.attrs["error_ratio_covariance"])}
 
 
+def session_split(n_neurons: int, cache: Path | None = None) -> dict[str, np.ndarray]:
+    """Train and test rasters (uint8) of the benchmark's synthetic session (planted RBM,
+    ``n_neurons`` neurons, 30 min, 20 ms bins). ``cache``: a bit-packed ``.npz`` read when
+    present, else written (generation takes minutes on one core; carried to a GPU box)."""
+    if cache is not None and cache.exists():
+        z = np.load(cache)
+        return {k: np.unpackbits(z[k], axis=1, count=int(z["n"])) for k in ("train", "test")}
+    spikes, _ = synthetic.generate_session(n_neurons=n_neurons, duration_s=1800.0, seed=2,
+                                           session_id="compare")
+    raster = binarize.binarize(spikes, bin_ms=20, epochs="all", n_blocks=10, n_test_blocks=3,
+                               seed=3, session_id="compare")
+    split = {k: np.asarray(v, dtype=np.uint8) for k, v in binarize.split_arrays(raster).items()}
+    if cache is not None:
+        np.savez_compressed(cache, n=split["train"].shape[1],
+                            **{k: np.packbits(v, axis=1) for k, v in split.items()})
+    return split
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n-neurons", type=int, default=1560)
@@ -421,11 +439,7 @@ def main() -> None:
         speed_mode(args)
         return
     name = torch.cuda.get_device_name()
-    spikes, _ = synthetic.generate_session(n_neurons=args.n_neurons, duration_s=1800.0, seed=2,
-                                           session_id="compare")
-    raster = binarize.binarize(spikes, bin_ms=20, epochs="all", n_blocks=10, n_test_blocks=3,
-                               seed=3, session_id="compare")
-    split = binarize.split_arrays(raster)
+    split = session_split(args.n_neurons)
     n = split["train"].shape[1]
     print(f"{dt.date.today()}, {name}, torch {torch.__version__}: N = {n}, "
           f"{split['train'].shape[0]} train bins, batch = chains = {args.chains}, k = {args.k}, "

@@ -27,10 +27,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
+from compare_rbms import session_split
 
-from spikerbm import binarize, partition, synthetic, training
+from spikerbm import partition, training
 
 
 def run(train_v: Any, test_v: Any, *, variant: str, updates: int, args: Any) -> dict[str, Any]:
@@ -65,23 +65,6 @@ def run(train_v: Any, test_v: Any, *, variant: str, updates: int, args: Any) -> 
     return {"wall_s": wall, "stages": dict(sorted(stages.items()))}
 
 
-def session_split(n_neurons: int, cache: Path | None) -> dict[str, np.ndarray]:
-    """Train/test rasters (uint8) of compare_rbms.py's synthetic session (cached bit-packed)."""
-    if cache is not None and cache.exists():
-        z = np.load(cache)
-        return {k: np.unpackbits(z[k], axis=1, count=int(z["n"])) for k in ("train", "test")}
-    spikes, _ = synthetic.generate_session(n_neurons=n_neurons, duration_s=1800.0, seed=2,
-                                           session_id="compare")
-    raster = binarize.binarize(spikes, bin_ms=20, epochs="all", n_blocks=10, n_test_blocks=3,
-                               seed=3, session_id="compare")
-    split = {k: np.asarray(v, dtype=np.uint8) for k, v in binarize.split_arrays(raster).items()
-             if k in ("train", "test")}
-    if cache is not None:
-        np.savez_compressed(cache, n=split["train"].shape[1], **{k: np.packbits(v, axis=1)
-                                                  for k, v in split.items()})
-    return split
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n-neurons", type=int, default=1560)
@@ -108,7 +91,7 @@ def main() -> None:
     run(split["train"], split["test"], variant="tais", updates=3, args=args)  # compile, tune
     short, long = args.updates
     res: dict[str, Any] = {"device": name, "date": str(dt.date.today()), "args": vars(args)
-                           | {"out": None}, "variants": {}}
+                           | {"out": None, "cache": str(args.cache)}, "variants": {}}
     for variant in args.variants:
         a = run(split["train"], split["test"], variant=variant, updates=short, args=args)
         b = run(split["train"], split["test"], variant=variant, updates=long, args=args)
