@@ -13,7 +13,8 @@ docs/methods.md §4. Three estimators of ``log Z``:
   the spread.
 * :class:`TrajectoryAIS`: trajectory AIS run online inside training: chains carried along the
   parameter trajectory, one sweep per update (or per stage, when a large update is split into
-  interpolated stages), log-weights updated by the free-energy difference, resampled when the
+  interpolated stages), log-weights updated by the free-energy difference
+  (:func:`spikerbm.rbm.free_energy_difference`), resampled when the
   effective sample size drops below a threshold. Anchors (:meth:`TrajectoryAIS.reanchor`,
   :func:`anchor_bias_rate`, :func:`anchored_log_z_std`) re-centre it on an independent exact
   or AIS ``log Z`` at evaluation points and put the drift measured there into its error.
@@ -23,8 +24,10 @@ docs/methods.md §4. Three estimators of ``log Z``:
 
 Precision policy: every energy, log-weight and ``log Z`` is float64 (the parameters are cast to
 float64 before any product that enters an energy), so TF32, which only affects float32
-products, never touches them. Sampling (the conditional probabilities of the Gibbs sweeps) runs
-in the sampler's precision.
+products, never touches them; the one exception is the trajectory-AIS increment on the fused
+bf16 path, whose two products are float32-accurate split bfloat16 products (the precision
+policy of :mod:`spikerbm.rbm`). Sampling (the conditional probabilities of the Gibbs sweeps)
+runs in the sampler's precision.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from spikerbm.exact import state_chunks
-from spikerbm.rbm import RBM, free_energy
+from spikerbm.rbm import RBM, free_energy_difference
 from spikerbm.sampling import Sampler
 
 __all__ = [
@@ -448,8 +451,9 @@ class TrajectoryAIS:
 
     Chains are carried from one parameter set to the next. At each :meth:`step` (one per
     training update): one Gibbs sweep with the current parameters ``theta_t`` (it leaves
-    ``p_t`` invariant), then ``log w_m += E_t(v_m) - E_{t+1}(v_m)`` (visible free energies,
-    float64). The chains form ``n_groups`` independent groups of equal size, each a
+    ``p_t`` invariant), then ``log w_m += E_t(v_m) - E_{t+1}(v_m)`` (the change of the
+    visible free energy, :func:`spikerbm.rbm.free_energy_difference`: float64, from products
+    of ``theta_t`` and of the step ``theta_{t+1} - theta_t``). The chains form ``n_groups`` independent groups of equal size, each a
     sequential Monte Carlo run of its own (own weights, own offset, own resampling), so that
     each group's ``log Ẑ_g = offset_g + logsumexp(log w_g) - log n_g`` is the log of an
     unbiased estimate of ``Z`` and their spread measures the error of the whole history
@@ -465,8 +469,8 @@ class TrajectoryAIS:
     The update is written without host synchronisation or data-dependent Python branches
     (resampling is applied through ``torch.where``, the G uniforms drawn by one call), with the
     same number of device kernels for any ``n_groups`` (the groups are a leading axis), so
-    :meth:`sweep_and_energy` and :meth:`reweight` can be captured in a CUDA graph with
-    capturable chains (:mod:`spikerbm.pcd` does so on the fused bf16 path).
+    :meth:`sweep` and :meth:`advance` can be captured in a CUDA graph with capturable chains
+    (:mod:`spikerbm.pcd` does so on the fused bf16 path).
 
     The constructor draws no random numbers: the initial chains are drawn at the first
     :meth:`step` (exact samples ``v_i ~ Bernoulli(sigmoid(a_i))`` when the start model has
@@ -497,11 +501,16 @@ class TrajectoryAIS:
         How the chains are sampled (default :meth:`Sampler.for_model` of ``rbm``).
     seed
         Philox key of fused chains (default: drawn from ``generator``).
+    split_bf16
+        Products of the increments as split bfloat16 products (float32-accurate,
+        :func:`spikerbm.rbm.free_energy_difference`) or in float64 (``False``); default: split
+        where the sampler is fused (CUDA bf16), float64 elsewhere. Kept as :attr:`split_bf16`.
     """
 
     def __init__(self, rbm: RBM, *, log_z: float, n_chains: int, generator: torch.Generator,
                  n_groups: int = 1, ess_threshold: float = 0.3, burn_in_sweeps: int = 200,
-                 sampler: Sampler | None = None, seed: int | None = None) -> None:
+                 sampler: Sampler | None = None, seed: int | None = None,
+                 split_bf16: bool | None = None) -> None:
         if n_groups < 1 or n_chains < 2 * n_groups or n_chains % n_groups:
             raise ValueError(
                 f"n_chains = {n_chains} must be a multiple of n_groups = {n_groups} with at "
@@ -521,6 +530,8 @@ class TrajectoryAIS:
         self.group_size = self.n_chains // self.n_groups
         self.ess_threshold = float(ess_threshold)
         self.burn_in_sweeps = int(burn_in_sweeps)
+        self.split_bf16 = bool(sampler is not None and sampler.fused if split_bf16 is None
+                               else split_bf16)
         dev, dt = rbm.device, rbm.dtype
         g, n = self.n_groups, self.group_size
         v0 = torch.zeros(n_chains, rbm.n_visible, dtype=dt, device=dev)
@@ -540,7 +551,7 @@ class TrajectoryAIS:
         self.n_stages = 1
         # largest per-stage log-weight increment s.d. since the last adapt_stages (device)
         self._inc_sd_max = torch.zeros((), dtype=torch.float64, device=dev)
-        self._stage_rbm: RBM | None = None
+        self._stage_rbms: list[RBM] = []  # two stage buffers, allocated at the first staged step
 
     # -- sampling --------------------------------------------------------------------------
     @property
@@ -548,7 +559,9 @@ class TrajectoryAIS:
         """Current visible states of the chains (n_chains, n_visible)."""
         return self._chains.v
 
-    def _sweep(self, rbm: RBM) -> None:
+    def sweep(self, rbm: RBM) -> None:
+        """One Gibbs sweep of the chains with ``rbm`` (the first half of a step, at the current
+        parameters; no host synchronisation)."""
         self._chains.sweep(rbm.to(dtype=self._rbm.dtype))
 
     def _initialise(self) -> None:
@@ -558,7 +571,7 @@ class TrajectoryAIS:
         self._v.copy_(u < pv)
         if bool((self._rbm.W != 0).any()):
             for _ in range(self.burn_in_sweeps):
-                self._sweep(self._rbm)
+                self.sweep(self._rbm)
         self._initialised = True
 
     # -- public ----------------------------------------------------------------------------
@@ -641,39 +654,33 @@ class TrajectoryAIS:
         if not self._initialised:
             self._initialise()
         nxt = RBM(*(t.detach().clone() for t in (rbm_next.W, rbm_next.a, rbm_next.b)))
-        estimates = self.advance(self._rbm, nxt, self.sweep_and_energy(self._rbm))
+        self.sweep(self._rbm)
+        estimates = self.advance(self._rbm, nxt)
         self.set_current(nxt, n_steps=self.n_steps + 1)
         return self.estimate(estimates).log_z
 
-    def sweep_and_energy(self, rbm: RBM) -> torch.Tensor:
-        """First half of a step: one sweep with the current parameters ``rbm``; returns their
-        free energies ``E_t(v)`` of the moved chains (float64). No host synchronisation."""
-        self._sweep(rbm)
-        return free_energy(rbm, self._v)
-
-    def advance(self, rbm_now: RBM | None, rbm_next: RBM, energy_now: torch.Tensor
-                ) -> torch.Tensor:
+    def advance(self, rbm_now: RBM, rbm_next: RBM) -> torch.Tensor:
         """Second half of a step in :attr:`n_stages` stages (docs/methods.md §4): the chains,
-        already swept at ``rbm_now`` with free energies ``energy_now``, are reweighted to
-        ``theta_j = rbm_now + (j / s) (rbm_next - rbm_now)`` for ``j = 1..s`` with one sweep at
-        each ``theta_j``, ``j < s``, in between (:meth:`reweight` at every stage, so a group may
-        resample at every stage). ``s = 1`` is :meth:`reweight` alone (``rbm_now`` unused).
+        already swept at ``rbm_now`` (:meth:`sweep`), are reweighted to ``theta_j = rbm_now +
+        (j / s) (rbm_next - rbm_now)`` for ``j = 1..s`` with one sweep at each ``theta_j``,
+        ``j < s``, in between (:meth:`reweight` from ``theta_{j-1}`` to ``theta_j`` at every
+        stage, so a group may resample at every stage). ``s = 1`` is :meth:`reweight` alone.
         Returns the G estimates of ``log Z(rbm_next)``; no host synchronisation."""
         s = self.n_stages
-        if s == 1:
-            return self.reweight(energy_now, rbm_next)
-        if self._stage_rbm is None:
-            self._stage_rbm = RBM(*(torch.empty_like(t) for t in (rbm_next.W, rbm_next.a,
-                                                                 rbm_next.b)))
-        stage = self._stage_rbm
-        pairs = list(zip(rbm_now.parameters().values(), rbm_next.parameters().values(),
-                         stage.parameters().values(), strict=True))
+        if s > 1 and not self._stage_rbms:
+            self._stage_rbms = [RBM(*(torch.empty_like(t) for t in (rbm_next.W, rbm_next.a,
+                                                                    rbm_next.b)))
+                                for _ in range(2)]
+        prev = rbm_now
         for j in range(1, s):
-            for t0, t1, out in pairs:
+            stage = self._stage_rbms[j % 2]  # the other buffer holds theta_{j-1}
+            for t0, t1, out in zip(rbm_now.parameters().values(), rbm_next.parameters().values(),
+                                   stage.parameters().values(), strict=True):
                 torch.lerp(t0, t1, j / s, out=out)
-            self.reweight(energy_now, stage)
-            energy_now = self.sweep_and_energy(stage)
-        return self.reweight(energy_now, rbm_next)
+            self.reweight(prev, stage)
+            self.sweep(stage)
+            prev = stage
+        return self.reweight(prev, rbm_next)
 
     def adapt_stages(self, *, target_sd: float | None = None,
                      max_stages: int | None = None) -> int:
@@ -700,16 +707,19 @@ class TrajectoryAIS:
         self.n_stages = int(min(max(want, s // 2, 1), max_stages))
         return self.n_stages
 
-    def reweight(self, energy_now: torch.Tensor, rbm_next: RBM) -> torch.Tensor:
-        """Second half: ``log w += E_t(v) - E_{t+1}(v)``, the groups' estimates, resampling of
-        the groups whose ESS is low; returns the G estimates of ``log Z(rbm_next)`` as a (G,)
-        device tensor (pool them with :meth:`estimate`).
+    def reweight(self, rbm_now: RBM, rbm_next: RBM) -> torch.Tensor:
+        """One reweighting: ``log w += E_now(v) - E_next(v)``
+        (:func:`spikerbm.rbm.free_energy_difference`, split bfloat16 products when
+        :attr:`split_bf16`), the groups' estimates, resampling of the groups whose ESS is low;
+        returns the G estimates of ``log Z(rbm_next)`` as a (G,) device tensor (pool them with
+        :meth:`estimate`).
 
         No host synchronisation and no data-dependent branch. The caller then declares the
-        new parameters with :meth:`set_current` (``step`` does all three).
+        new parameters with :meth:`set_current` (``step`` does it all).
         """
         g, n = self.n_groups, self.group_size
-        increment = (energy_now - free_energy(rbm_next, self._v)).view(g, n)
+        increment = free_energy_difference(rbm_now, rbm_next, self._v,
+                                           split_bf16=self.split_bf16).view(g, n)
         torch.maximum(self._inc_sd_max, increment.std(1).max(), out=self._inc_sd_max)
         self._log_w += increment
         lse = torch.logsumexp(self._log_w, 1)
@@ -730,7 +740,7 @@ class TrajectoryAIS:
 
     def set_current(self, rbm: RBM, *, n_steps: int) -> None:
         """Declare the parameters the chains are now weighted for, and the step count (after
-        steps run through :meth:`sweep_and_energy` / :meth:`reweight`). ``rbm`` is kept by
+        steps run through :meth:`sweep` / :meth:`advance`). ``rbm`` is kept by
         reference: a caller that updates its tensors in place keeps it current."""
         self._rbm = rbm
         self.n_steps = int(n_steps)

@@ -10,7 +10,7 @@
   checked (one host synchronisation) at the loop's chosen points.
 - :class:`PCDEngine`: the update of a training run, applied in place to the run's parameters:
   gather the minibatch, ``k`` sweeps, gradient, ascent step (SGD or Adam), divergence record
-  and, with trajectory AIS, its sweep and float64 reweighting. The same update body runs
+  and, with trajectory AIS, its sweep and reweighting. The same update body runs
   eagerly, or, when the chains are capturable (the fused bf16 CUDA chains), is captured once
   as a CUDA graph and replayed: one launch per update instead of ~10 per sweep. Given R
   replicas (parameters and chains with a leading replica axis) it runs all of them in one
@@ -404,9 +404,11 @@ class PCDEngine:
     One update (:meth:`step`) is: gather the minibatch (device indices), :func:`pcd_direction`
     (``k`` sweeps, hidden means of chains and data, the centered gradient), the
     :class:`Optimizer` step in place, the divergence record and, with trajectory AIS, its
-    sweep with the parameters before the step and its float64 reweighting to those after it
-    (resampling by ``torch.where``), in ``tais.n_stages`` interpolated stages when the step is
-    large (:meth:`~spikerbm.partition.TrajectoryAIS.advance`).
+    sweep with the parameters before the step (copied into a buffer first) and its
+    reweighting from those to the parameters after it (the free-energy difference of
+    :func:`spikerbm.rbm.free_energy_difference`; resampling by ``torch.where``), in
+    ``tais.n_stages`` interpolated stages when the step is large
+    (:meth:`~spikerbm.partition.TrajectoryAIS.advance`).
     Nothing in it synchronises with the host. With capturable chains the first update runs
     eagerly on a side stream (which compiles and autotunes the kernels) and is then captured
     once as a CUDA graph that every later update replays; each number of trajectory-AIS stages
@@ -504,7 +506,7 @@ class PCDEngine:
         befores = [before] if n_rep is None else [before.replica(r) for r in range(n_rep)]
         log_zs = [self.log_z] if n_rep is None else list(self.log_z)
         # per model: parameters (views), optimizer, guard, trajectory AIS, the parameters
-        # before the step (staged trajectory AIS), its log Z estimates
+        # before the step (trajectory AIS reweights from them), its log Z estimates
         self._models = list(zip(models, optimizers, guards, taises, befores, log_zs,
                                 strict=True))
         for model, _, _, t, _, _ in self._models:
@@ -519,16 +521,15 @@ class PCDEngine:
                               centered=self.centered, tf32=self.tf32)
         for (r, optimizer, guard, tais, before, log_z), grad in zip(
                 self._models, grads if isinstance(grads, list) else [grads], strict=True):
-            staged = tais is not None and tais.n_stages > 1
-            energy_now = tais.sweep_and_energy(r) if tais is not None else None
-            if staged:
+            if tais is not None:
+                tais.sweep(r)
                 for t, b in zip(r.parameters().values(), before.parameters().values(),
                                 strict=True):
                     b.copy_(t)
             optimizer.step(r, grad, self._update_no)
             guard.record(self._update_no, r)
             if tais is not None:
-                log_z.copy_(tais.advance(before if staged else None, r, energy_now))
+                log_z.copy_(tais.advance(before, r))
         self._update_no += 1
 
     def step(self, idx: torch.Tensor) -> None:

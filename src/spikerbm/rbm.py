@@ -10,7 +10,20 @@ Matrix products inside sampling run in the RBM's dtype (float32) and may use TF3
 the training config asks for it (``precision: tf32``; ``bf16`` samples with the fused kernels of
 :mod:`spikerbm.kernels`). Every *energy* and *likelihood* is computed in float64
 (:func:`free_energy`, :func:`energy`, :func:`hidden_free_energy` cast to float64 first), so
-reduced-precision products can never touch them.
+reduced-precision products can never touch them, with one exception: the trajectory-AIS
+increment :func:`free_energy_difference` on the fused bf16 path (``split_bf16``). There the
+products ``x = b + v W`` and ``d = db + v dW`` (``dW`` the parameter step) come from one
+bfloat16 tensor-core product of the 0/1 states (exact in bfloat16) with ``W`` and ``dW`` each
+split into two bfloat16 terms, ``W = hi + lo`` (``hi = bf16(W)``, ``lo = bf16(W - hi)``:
+``|W - hi - lo| <= 2^-18 |W|``), accumulated in float32: ``x`` and ``d`` are float32-accurate
+(relative ~2^-18 per entry plus the float32 accumulation), the rest of the increment is
+float64. That is precise enough because ``x`` enters only at second order: an error ``e`` in
+``x`` changes ``softplus(x + d) - softplus(x)`` by ``(sigmoid(x + d) - sigmoid(x)) e ~
+sigmoid'(x) d e <= |d e| / 4``, while an error in ``d`` enters at first order but ``d`` is small
+and float32-accurate, so each increment is off by about ``1e-5`` of its own size (float64
+products of the same quantities would cost 2 x 2 x chains x N x M float64 flops per update:
+half the cost of trajectory AIS on an H200, far more on GPUs with slow float64;
+docs/methods.md §4, "Increments").
 """
 
 from __future__ import annotations
@@ -132,6 +145,78 @@ def free_energy(rbm: RBM, v: torch.Tensor) -> torch.Tensor:
     """Marginal energy ``E(v) = -a.v - sum_mu softplus(b_mu + (vW)_mu)`` in float64, (batch,)."""
     r, v = _f64(rbm, v)
     return -(v @ r.a) - F.softplus(r.b + v @ r.W).sum(-1)
+
+
+def free_energy_difference(rbm_now: RBM, rbm_next: RBM, v: torch.Tensor, *,
+                           split_bf16: bool = False) -> torch.Tensor:
+    """``E_now(v) - E_next(v)``: the change of the visible free energy of the states ``v``
+    from one model to another of the same shape (the trajectory-AIS log-weight increment),
+    float64, shape (batch,).
+
+    Written as a difference, so the products are of the parameter step and never cancel
+    (docs/methods.md §4, "Increments")::
+
+        E_now(v) - E_next(v) = (a_next - a_now).v + sum_mu [softplus(x_mu + d_mu) - softplus(x_mu)]
+        x = b_now + v W_now,   d = (b_next - b_now) + v (W_next - W_now)
+        softplus(x + d) - softplus(x) = log(sigmoid(-x) + sigmoid(x) e^d)
+                                      = logaddexp(logsigmoid(-x), logsigmoid(x) + d)
+
+    The last line is the log of a sum of two positive terms: finite and accurate to float64
+    round-off (absolute ~1e-16 (|x| + |d| + 1)) for every ``x`` and ``d``. The same quantity as
+    ``log1p(sigmoid(x) expm1(d))`` loses everything where ``sigmoid(x) expm1(d)`` is near -1
+    (``x = 40, d = -80`` gives -inf) and overflows for ``d > 709``.
+
+    Parameters
+    ----------
+    rbm_now, rbm_next
+        One model each (no replica axis), same shapes and device, any float dtype.
+    v
+        Visible states in {0, 1}, (batch, n_visible).
+    split_bf16
+        ``False`` (default): ``x`` and ``d`` from float64 products. ``True`` (the fused bf16
+        path): from one bfloat16 product with ``W_now`` and ``W_next - W_now`` split into two
+        bfloat16 terms each, accumulated in float32 (module docstring, "Precision policy");
+        the rest in float64.
+
+    Returns
+    -------
+    torch.Tensor
+        float64, (batch,), on the models' device.
+    """
+    v64 = v.to(device=rbm_now.device, dtype=torch.float64)
+    a_now, b_now = rbm_now.a.to(torch.float64), rbm_now.b.to(torch.float64)
+    if split_bf16:
+        vw, vdw = _split_bf16_products(v, (rbm_now.W, rbm_next.W - rbm_now.W))
+    else:
+        w_now = rbm_now.W.to(torch.float64)
+        vw, vdw = v64 @ w_now, v64 @ (rbm_next.W.to(torch.float64) - w_now)
+    x = b_now + vw
+    d = (rbm_next.b.to(torch.float64) - b_now) + vdw
+    terms = torch.logaddexp(F.logsigmoid(-x), F.logsigmoid(x) + d)
+    return v64 @ (rbm_next.a.to(torch.float64) - a_now) + terms.sum(-1)
+
+
+def _split_bf16_products(v: torch.Tensor, mats: tuple[torch.Tensor, ...]
+                         ) -> list[torch.Tensor]:
+    """``v @ M`` (float64) for each ``M`` of ``mats`` (n_visible, m), float32-accurate from one
+    product of bfloat16 operands: ``v`` in {0, 1} (exact in bfloat16) times the columns
+    ``[M0_hi | M0_lo | M1_hi | ...]`` with ``hi = bf16(M)``, ``lo = bf16(M - hi)``, accumulated
+    and returned in float32 (``torch.mm(..., out_dtype)`` on CUDA with torch >= 2.8);
+    elsewhere the same arithmetic as a float32 product of the bfloat16 values (exact in
+    float32 and in TF32, so TF32 tensor cores may run it)."""
+    parts = []
+    for w in mats:
+        hi = w.to(torch.bfloat16)
+        parts += [hi, (w - hi.to(w.dtype)).to(torch.bfloat16)]
+    rhs = torch.cat(parts, dim=1)
+    lhs = v.to(device=rhs.device, dtype=torch.bfloat16)
+    if lhs.device.type == "cuda" and "dtype" in torch.ops.aten.mm.overloads():
+        out = torch.mm(lhs, rhs, torch.float32)
+    else:
+        with tf32_matmul(True):
+            out = lhs.float() @ rhs.float()
+    out = out.view(out.shape[0], len(mats), 2, -1)
+    return [out[:, k, 0].to(torch.float64) + out[:, k, 1] for k in range(len(mats))]
 
 
 def hidden_free_energy(rbm: RBM, h: torch.Tensor) -> torch.Tensor:
