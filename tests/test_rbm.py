@@ -116,3 +116,110 @@ def test_check_rbm_dataset_accepts_replicas_with_nan_only_in_dropped_ones():
     ds["W"].values[2, 1, 0, 0] = np.nan  # a live replica with NaN: corrupted
     with pytest.raises(ValueError, match=r"replica\(s\) \[2\] not marked diverged"):
         check_rbm_dataset(ds)
+
+
+# ------------------------------------------------------ free-energy difference (trajectory AIS)
+
+EPS64 = float(np.finfo(np.float64).eps)
+
+
+def stepped(r: R.RBM, *, seed: int, scale: float) -> R.RBM:
+    """``r`` plus a random step of s.d. ``scale`` in every parameter."""
+    g = torch.Generator().manual_seed(seed)
+    return R.RBM(*(t + scale * torch.randn(t.shape, generator=g, dtype=t.dtype)
+                   for t in (r.W, r.a, r.b)))
+
+
+def test_free_energy_difference_equals_difference_of_free_energies():
+    """E_now(v) - E_next(v) from the difference formula (docs/methods.md §4, "Increments")
+    against the difference of two free energies, for every visible state of N = 7, M = 5, small
+    and large steps; and against a float64 numpy reference with exact softplus
+    (np.logaddexp(0, x): torch's softplus returns x itself above 20, off by up to 2e-9) at
+    weights of s.d. 30 and steps of s.d. 50 (|x| and |d| up to ~300). Tolerance: the
+    round-off of the reference, 16 eps (|E_now| + |E_next|): a missing term, a wrong sign or a
+    swapped model is off by >= 1e-3 here."""
+    V = all_states(N)
+    for scale, step in ((1.0, 1e-3), (1.0, 1.0)):
+        now = random_rbm(seed=5, scale=scale)
+        nxt = stepped(now, seed=6, scale=step)
+        e_now, e_next = R.free_energy(now, V), R.free_energy(nxt, V)
+        got = R.free_energy_difference(now, nxt, V)
+        assert got.dtype == torch.float64
+        tol = 16 * EPS64 * (e_now.abs() + e_next.abs())
+        assert torch.all((got - (e_now - e_next)).abs() <= tol)
+
+    def exact_free_energy(r: R.RBM, v: np.ndarray) -> np.ndarray:
+        W, a, b = (t.numpy() for t in (r.W, r.a, r.b))
+        return -(v @ a) - np.logaddexp(0.0, b + v @ W).sum(-1)
+
+    now = random_rbm(seed=7, scale=30.0)
+    nxt = stepped(now, seed=8, scale=50.0)
+    e_now, e_next = exact_free_energy(now, V.numpy()), exact_free_energy(nxt, V.numpy())
+    got = R.free_energy_difference(now, nxt, V).numpy()
+    assert np.abs(e_now - e_next).max() > 100  # the test reaches large |x| and |d|
+    np.testing.assert_array_less(np.abs(got - (e_now - e_next)),
+                                 16 * EPS64 * (np.abs(e_now) + np.abs(e_next)) + 1e-300)
+
+
+def test_free_energy_difference_is_stable_for_extreme_fields_and_steps():
+    """One hidden unit, one active visible unit: the increment is softplus(x + d) -
+    softplus(x) with x = W_now, d = W_next - W_now, on a grid of x and d from -800 to 800,
+    against 50-digit mpmath. Required: within 4 eps (|x| + |d| + 1) (float64 round-off of the
+    log-of-a-sum form). The form log1p(sigmoid(x) expm1(d)) fails this: -inf at x = 40,
+    d = -80 (sigmoid(40) rounds to 1, expm1(-80) to -1) and inf for d > 709."""
+    import mpmath
+
+    mpmath.mp.dps = 50
+    grid = [-800.0, -40.0, -3.0, -1e-6, 0.0, 1e-6, 0.5, 40.0, 800.0]
+    v = torch.ones(1, 1, dtype=torch.float64)
+    zero = torch.zeros(1, dtype=torch.float64)
+    for x in grid:
+        for d in grid:
+            now = R.RBM(torch.tensor([[x]], dtype=torch.float64), zero, zero)
+            nxt = R.RBM(torch.tensor([[x + d]], dtype=torch.float64), zero, zero)
+            got = float(R.free_energy_difference(now, nxt, v)[0])
+            y = mpmath.mpf(float(nxt.W))  # x + d as represented in float64
+            want = float(mpmath.log1p(mpmath.exp(y)) - mpmath.log1p(mpmath.exp(mpmath.mpf(x))))
+            assert abs(got - want) <= 4 * EPS64 * (abs(x) + abs(d) + 1), (x, d, got, want)
+
+
+@pytest.mark.parametrize("device", [
+    "cpu",
+    pytest.param("cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(
+        not torch.cuda.is_available(), reason="needs CUDA")])])
+def test_split_bf16_increment_within_its_rounding_bound(device):
+    """The fused path's increment (split bfloat16 products, float32 accumulation; on the CPU
+    as float32 products of the same bfloat16 values, since a CPU bf16 matmul rounds its
+    output to bfloat16) against the float64 one, N = 301, M = 67, paper-like weights (s.d.
+    0.1) and a training step of s.d. 1e-3, 401 states with 20 % of units active.
+
+    Bound per state (rbm.py, "Precision policy"): each product entry is off by at most
+    g (sum_i v_i |W_i mu|) with g = 2^-18 (the two-term split) + (n + 2) 2^-24 (float32
+    accumulation of n = sum_i v_i terms and the sum of the two parts; Higham's gamma_n), and
+    softplus(x + d) - softplus(x) moves by at most |e_d| + |d| |e_x| / 4 for errors e_x, e_d
+    in x and d, so |split - float64| <= sum_mu g (S_dW + |d_mu| S_W / 4) with S_M = v @ |M|
+    (observed: 1 % of it). The bound is informative: rounding W and dW to one bfloat16 term
+    (no lo part) exceeds it at many states."""
+    g = torch.Generator().manual_seed(13)
+    n, m, c = 301, 67, 401
+    now = R.RBM(0.1 * torch.randn(n, m, generator=g),
+                torch.logit(0.02 + 0.2 * torch.rand(n, generator=g)),
+                -0.5 + 0.3 * torch.randn(m, generator=g))
+    nxt = stepped(now, seed=14, scale=1e-3)
+    v = (torch.rand(c, n, generator=g) < 0.2).float()
+    now, nxt, v = now.to(device), nxt.to(device), v.to(device)
+    exact = R.free_energy_difference(now, nxt, v)
+    split = R.free_energy_difference(now, nxt, v, split_bf16=True)
+    v64 = v.double()
+    w64, dw64 = now.W.double(), nxt.W.double() - now.W.double()
+    d = (nxt.b.double() - now.b.double()) + v64 @ dw64
+    gam = 2.0 ** -18 + (v64.sum(1, keepdim=True) + 2) * 2.0 ** -24
+    bound = (gam * (v64 @ dw64.abs() + d.abs() / 4 * (v64 @ w64.abs()))).sum(1) + 1e-13
+    assert torch.all((split - exact).abs() <= bound), float(((split - exact).abs() / bound).max())
+    assert float(bound.max()) < 1e-2 * float(exact.abs().mean())  # the bound is not vacuous
+    # one bfloat16 term per matrix, in float64 (no accumulation error at all)
+    x1 = now.b.double() + v64 @ now.W.bfloat16().double()
+    d1 = (nxt.b.double() - now.b.double()) + v64 @ dw64.float().bfloat16().double()
+    one_term = v64 @ (nxt.a.double() - now.a.double()) + torch.logaddexp(
+        torch.nn.functional.logsigmoid(-x1), torch.nn.functional.logsigmoid(x1) + d1).sum(1)
+    assert float(((one_term - exact).abs() > bound).float().mean()) > 0.2
