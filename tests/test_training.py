@@ -701,8 +701,8 @@ class _BiasedSweeps:
         from spikerbm import partition
 
         class Biased(partition.TrajectoryAIS):
-            def _sweep(self, rbm):
-                super()._sweep(R.RBM(1.1 * rbm.W, rbm.a, rbm.b))
+            def sweep(self, rbm):
+                super().sweep(R.RBM(1.1 * rbm.W, rbm.a, rbm.b))
 
         return Biased
 
