@@ -21,8 +21,8 @@ float64. That is precise enough because ``x`` enters only at second order: an er
 ``x`` changes ``softplus(x + d) - softplus(x)`` by ``(sigmoid(x + d) - sigmoid(x)) e ~
 sigmoid'(x) d e <= |d e| / 4``, while an error in ``d`` enters at first order but ``d`` is small
 and float32-accurate, so each increment is off by about ``1e-5`` of its own size (float64
-products of the same quantities would cost 2 x 2 x chains x N x M float64 flops per update:
-half the cost of trajectory AIS on an H200, far more on GPUs with slow float64;
+products of the same quantities cost 2 x 2 x chains x N x M float64 flops per update: at least
+a third of the cost of trajectory AIS on an H200, far more on GPUs with slow float64;
 docs/methods.md §4, "Increments").
 """
 
