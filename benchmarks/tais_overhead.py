@@ -11,10 +11,19 @@ off, in one process, interleaved variants (so drifts of the card hit all alike):
 - ``tais_eval``: ``tais`` plus the online train/test log-likelihood every ``eval_every``.
 
 Printed: wall ms per update of the whole call (set-up cancels in the difference of a long and
-a short run), the overhead against ``off``, and the histogram of stages per update chosen by
-``TrajectoryAIS.adapt_stages``.
+a short run; with ``--repeats`` the median over interleaved repeats), the overhead against
+``off``, and the histogram of stages per update chosen by ``TrajectoryAIS.adapt_stages``.
+
+``--shapes NVxNH ...`` measures several shapes in one call (one table row per shape and
+variant, the JSON rewritten after every shape); ``--data random`` trains on random Bernoulli
+rasters (rates 0.02-0.12, ``--n-bins`` train rows, a quarter as many test rows) instead of the
+synthetic session, whose generation takes minutes per ``Nv`` on one core (the issue's 5,000 and
+10,000 neurons): the time per update depends on the shapes and the number of stages, not on
+the data.
 
     python benchmarks/tais_overhead.py --out $OUT/tais_overhead.json   # ~3 min on an H200
+    python benchmarks/tais_overhead.py --data random --variants off tais --repeats 3 \
+        --updates 50 350 --shapes 1560x256 1560x1024 1560x4096 --out $OUT/tais_shapes.json
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from compare_rbms import session_split
 
@@ -65,10 +75,24 @@ def run(train_v: Any, test_v: Any, *, variant: str, updates: int, args: Any) -> 
     return {"wall_s": wall, "stages": dict(sorted(stages.items()))}
 
 
+def random_split(n_visible: int, n_bins: int, seed: int = 0) -> dict[str, Any]:
+    """Random Bernoulli train/test rasters (uint8, on the CPU): rates 0.02-0.12 per unit."""
+    g = torch.Generator().manual_seed(seed)
+    rates = 0.02 + 0.1 * torch.rand(n_visible, generator=g)
+    return {name: (torch.rand(rows, n_visible, generator=g) < rates).to(torch.uint8).numpy()
+            for name, rows in (("train", n_bins), ("test", max(n_bins // 4, 1)))}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n-neurons", type=int, default=1560)
     p.add_argument("--n-hidden", type=int, default=1024)
+    p.add_argument("--shapes", nargs="+",
+                   help="shapes as NVxNH, e.g. 1560x1024 5000x1024 (default: --n-neurons x "
+                   "--n-hidden)")
+    p.add_argument("--data", choices=["session", "random"], default="session",
+                   help="the synthetic session of compare_rbms.py, or random rasters")
+    p.add_argument("--n-bins", type=int, default=20000, help="random data: train rows")
     p.add_argument("--chains", type=int, default=2000)
     p.add_argument("--k", type=int, default=100)
     p.add_argument("--lr", type=float, default=0.01)
@@ -76,36 +100,64 @@ def main() -> None:
     p.add_argument("--eval-every", type=int, default=100)
     p.add_argument("--updates", type=int, nargs=2, default=[100, 600],
                    help="short and long run (ms/update from their difference)")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="interleaved repeats of every variant (the median is reported)")
     p.add_argument("--variants", nargs="+",
                    default=["off", "tais", "tais_1stage", "tais_eval"])
     p.add_argument("--cache", type=Path,
-                   help="the session's train/test split as bit-packed .npz: read when present, "
-                   "else generated and written (generation takes minutes on one core)")
+                   help="session data: the train/test split as bit-packed .npz, read when "
+                   "present, else generated and written (generation takes minutes on one core);"
+                   " with several Nv one file per Nv, named with -NV before the suffix")
     p.add_argument("--out", type=Path)
     args = p.parse_args()
-    split = session_split(args.n_neurons, args.cache)
+    shapes = ([tuple(int(x) for x in sh.lower().split("x")) for sh in args.shapes]
+              if args.shapes else [(args.n_neurons, args.n_hidden)])
+    several = len({n for n, _ in shapes}) > 1
     name = torch.cuda.get_device_name()
-    print(f"{dt.date.today()}, {name}, torch {torch.__version__}: Nv = {split['train'].shape[1]},"
-          f" Nh = {args.n_hidden}, {split['train'].shape[0]} train bins, batch = chains = "
-          f"{args.chains}, k = {args.k}, lr {args.lr}, init s.d. {args.weight_std}", flush=True)
-    run(split["train"], split["test"], variant="tais", updates=3, args=args)  # compile, tune
+    res: dict[str, Any] = {"device": name, "date": str(dt.date.today()),
+                           "torch": torch.__version__, "args": vars(args)
+                           | {"out": None, "cache": str(args.cache)}, "shapes": []}
+    print(f"{dt.date.today()}, {name}, torch {torch.__version__}: {args.data} data, batch = "
+          f"chains = {args.chains}, k = {args.k}, lr {args.lr}, init s.d. {args.weight_std}, "
+          f"updates {args.updates[0]} and {args.updates[1]}, median of {args.repeats}",
+          flush=True)
+    print("| Nv | Nh | variant | ms / update | overhead | stages per check (last long run) |\n"
+          "|---|---|---|---|---|---|", flush=True)
     short, long = args.updates
-    res: dict[str, Any] = {"device": name, "date": str(dt.date.today()), "args": vars(args)
-                           | {"out": None, "cache": str(args.cache)}, "variants": {}}
-    for variant in args.variants:
-        a = run(split["train"], split["test"], variant=variant, updates=short, args=args)
-        b = run(split["train"], split["test"], variant=variant, updates=long, args=args)
-        ms = 1e3 * (b["wall_s"] - a["wall_s"]) / (long - short)
-        res["variants"][variant] = {"ms_per_update": ms, "short": a, "long": b}
-        print(f"{variant}: {ms:.2f} ms/update (whole calls {a['wall_s']:.1f} s / "
-              f"{b['wall_s']:.1f} s); stages per check (long run): {b['stages']}", flush=True)
-    base = res["variants"].get("off", {}).get("ms_per_update")
-    if base:
-        for variant, v in res["variants"].items():
-            v["overhead"] = v["ms_per_update"] / base - 1
-            print(f"| {variant} | {v['ms_per_update']:.2f} | {100 * v['overhead']:+.1f} % |")
-    if args.out:
-        args.out.write_text(json.dumps(res, indent=1))
+    for n_visible, n_hidden in shapes:
+        if args.data == "random":
+            split = random_split(n_visible, args.n_bins)
+        else:
+            cache = args.cache
+            if cache is not None and several:
+                cache = cache.with_name(f"{cache.stem}-{n_visible}{cache.suffix}")
+            split = session_split(n_visible, cache)
+        args.n_hidden = n_hidden
+        row: dict[str, Any] = {"n_visible": int(split["train"].shape[1]), "n_hidden": n_hidden,
+                               "train_bins": int(split["train"].shape[0]), "variants": {}}
+        run(split["train"], split["test"], variant="tais", updates=3, args=args)  # compile
+        times: dict[str, list[float]] = {v: [] for v in args.variants}
+        for _ in range(args.repeats):
+            for variant in args.variants:
+                a = run(split["train"], split["test"], variant=variant, updates=short, args=args)
+                b = run(split["train"], split["test"], variant=variant, updates=long, args=args)
+                times[variant].append(1e3 * (b["wall_s"] - a["wall_s"]) / (long - short))
+                row["variants"].setdefault(variant, {"runs": []})["runs"].append(
+                    {"short": a, "long": b})
+        base = float(np.median(times["off"])) if "off" in times else None
+        for variant, ms_list in times.items():
+            v = row["variants"][variant]
+            v["ms_per_update"], v["ms_all"] = float(np.median(ms_list)), ms_list
+            v["overhead"] = v["ms_per_update"] / base - 1 if base else None
+            over = f"{100 * v['overhead']:+.1f} %" if base else "-"
+            print(f"| {n_visible} | {n_hidden} | {variant} | {v['ms_per_update']:.2f} "
+                  f"({min(ms_list):.2f}-{max(ms_list):.2f}) | {over} | "
+                  f"{v['runs'][-1]['long']['stages']} |", flush=True)
+        res["shapes"].append(row)
+        del split
+        torch.cuda.empty_cache()
+        if args.out:
+            args.out.write_text(json.dumps(res, indent=1))
 
 
 if __name__ == "__main__":

@@ -450,21 +450,22 @@ class TrajectoryAIS:
     """Trajectory AIS: a ``log Z`` estimate carried along a training trajectory (§4).
 
     Chains are carried from one parameter set to the next. At each :meth:`step` (one per
-    training update): one Gibbs sweep with the current parameters ``theta_t`` (it leaves
-    ``p_t`` invariant), then ``log w_m += E_t(v_m) - E_{t+1}(v_m)`` (the change of the
-    visible free energy, :func:`spikerbm.rbm.free_energy_difference`: float64, from products
-    of ``theta_t`` and of the step ``theta_{t+1} - theta_t``). The chains form ``n_groups`` independent groups of equal size, each a
-    sequential Monte Carlo run of its own (own weights, own offset, own resampling), so that
-    each group's ``log Ẑ_g = offset_g + logsumexp(log w_g) - log n_g`` is the log of an
-    unbiased estimate of ``Z`` and their spread measures the error of the whole history
-    (docs/methods.md §4). When a group's effective sample size ``ESS = (sum w)^2 / (n_g sum
-    w^2)`` falls below ``ess_threshold``, its chains are resampled within the group
-    (systematic resampling, one uniform per group), its ``offset`` becomes its current
-    estimate and its log-weights restart at 0. :meth:`estimate` pools the groups
-    (:func:`combine_log_z`): ``log Z = logmeanexp_g log Ẑ_g`` with ``log_z_std`` from their
-    spread. A large parameter step is split into :attr:`n_stages` interpolated stages, one sweep
-    each (:meth:`advance`); :meth:`adapt_stages` chooses their number from the measured
-    log-weight increments (docs/methods.md §4, "Stages for large steps").
+    training update): one Gibbs sweep with the current parameters ``theta_t`` (it leaves ``p_t``
+    invariant), then ``log w_m += E_t(v_m) - E_{t+1}(v_m)`` (the change of the visible free
+    energy, :func:`spikerbm.rbm.free_energy_difference`, from products of ``theta_t`` and of the
+    step ``theta_{t+1} - theta_t``: float64, except the products on the fused bf16 path, split
+    bfloat16 ones, :attr:`split_bf16`). The chains form ``n_groups`` independent groups of equal
+    size, each a sequential Monte Carlo run of its own (own weights, own offset, own
+    resampling), so that each group's ``log Ẑ_g = offset_g + logsumexp(log w_g) - log n_g`` is
+    the log of an unbiased estimate of ``Z`` and their spread measures the error of the whole
+    history (docs/methods.md §4). When a group's effective sample size ``ESS = (sum w)^2 / (n_g
+    sum w^2)`` falls below ``ess_threshold``, its chains are resampled within the group
+    (systematic resampling, one uniform per group), its ``offset`` becomes its current estimate
+    and its log-weights restart at 0. :meth:`estimate` pools the groups (:func:`combine_log_z`):
+    ``log Z = logmeanexp_g log Ẑ_g`` with ``log_z_std`` from their spread. A large parameter
+    step is split into :attr:`n_stages` interpolated stages, one sweep each (:meth:`advance`);
+    :meth:`adapt_stages` chooses their number from the measured log-weight increments
+    (docs/methods.md §4, "Stages for large steps").
 
     The update is written without host synchronisation or data-dependent Python branches
     (resampling is applied through ``torch.where``, the G uniforms drawn by one call), with the
