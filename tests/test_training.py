@@ -774,7 +774,8 @@ def test_cuda_anchored_online_log_z_covers_exact(planted_data, precision):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_fused_bf16_adam_training_with_stages_resumes_exactly(planted_data):
     """Adam's steps make trajectory AIS run several stages per update (several captured
-    graphs); a run resumed from a mid-training state (stage count restored) ends where the
+    graphs) with the split-bfloat16 increments of the fused path (rbm.free_energy_difference);
+    a run resumed from a mid-training state (stage count restored) ends where the
     uninterrupted run ends, to float32 rounding (1e-6), as in the SGD test above."""
     from spikerbm import kernels, partition
 
@@ -788,6 +789,7 @@ def test_fused_bf16_adam_training_with_stages_resumes_exactly(planted_data):
     adapt = partition.TrajectoryAIS.adapt_stages
 
     def counting(self, **kw):
+        assert self.split_bf16  # the fused path's increments
         stages.append(adapt(self, **kw))
         return stages[-1]
 
