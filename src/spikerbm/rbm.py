@@ -196,6 +196,10 @@ def free_energy_difference(rbm_now: RBM, rbm_next: RBM, v: torch.Tensor, *,
     return v64 @ (rbm_next.a.to(torch.float64) - a_now) + terms.sum(-1)
 
 
+#: ``torch.mm(a, b, out_dtype)`` exists (torch >= 2.8; CUDA: bfloat16 operands, float32 result).
+_MM_OUT_DTYPE = "dtype" in torch.ops.aten.mm.overloads()
+
+
 def _split_bf16_products(v: torch.Tensor, mats: tuple[torch.Tensor, ...]
                          ) -> list[torch.Tensor]:
     """``v @ M`` (float64) for each ``M`` of ``mats`` (n_visible, m), float32-accurate from one
@@ -210,7 +214,7 @@ def _split_bf16_products(v: torch.Tensor, mats: tuple[torch.Tensor, ...]
         parts += [hi, (w - hi.to(w.dtype)).to(torch.bfloat16)]
     rhs = torch.cat(parts, dim=1)
     lhs = v.to(device=rhs.device, dtype=torch.bfloat16)
-    if lhs.device.type == "cuda" and "dtype" in torch.ops.aten.mm.overloads():
+    if lhs.device.type == "cuda" and _MM_OUT_DTYPE:
         out = torch.mm(lhs, rhs, torch.float32)
     else:
         with tf32_matmul(True):
