@@ -194,12 +194,14 @@ def test_split_bf16_increment_within_its_rounding_bound(device):
     0.1) and a training step of s.d. 1e-3, 401 states with 20 % of units active.
 
     Bound per state (rbm.py, "Precision policy"): each product entry is off by at most
-    g (sum_i v_i |W_i mu|) with g = 2^-18 (the two-term split) + (n + 2) 2^-24 (float32
-    accumulation of n = sum_i v_i terms and the sum of the two parts; Higham's gamma_n), and
+    g (sum_i v_i |W_i mu|) with g = 2^-18 (the two-term split) + (n + 2) 2^-23 (float32
+    accumulation of n = sum_i v_i terms and the sum of the two parts, Higham's gamma_n with
+    2u per addition so that truncating tensor-core adders are covered too), and
     softplus(x + d) - softplus(x) moves by at most |e_d| + |d| |e_x| / 4 for errors e_x, e_d
     in x and d, so |split - float64| <= sum_mu g (S_dW + |d_mu| S_W / 4) with S_M = v @ |M|
-    (observed: 1 % of it). The bound is informative: rounding W and dW to one bfloat16 term
-    (no lo part) exceeds it at many states."""
+    (observed on the CPU: at most 0.6 % of it, 2.3e-7 on increments of mean size 0.021). The
+    bound is informative: rounding W and dW to one bfloat16 term (no lo part) exceeds it at
+    34 % of the states."""
     g = torch.Generator().manual_seed(13)
     n, m, c = 301, 67, 401
     now = R.RBM(0.1 * torch.randn(n, m, generator=g),
@@ -213,7 +215,7 @@ def test_split_bf16_increment_within_its_rounding_bound(device):
     v64 = v.double()
     w64, dw64 = now.W.double(), nxt.W.double() - now.W.double()
     d = (nxt.b.double() - now.b.double()) + v64 @ dw64
-    gam = 2.0 ** -18 + (v64.sum(1, keepdim=True) + 2) * 2.0 ** -24
+    gam = 2.0 ** -18 + (v64.sum(1, keepdim=True) + 2) * 2.0 ** -23
     bound = (gam * (v64 @ dw64.abs() + d.abs() / 4 * (v64 @ w64.abs()))).sum(1) + 1e-13
     assert torch.all((split - exact).abs() <= bound), float(((split - exact).abs() / bound).max())
     assert float(bound.max()) < 1e-2 * float(exact.abs().mean())  # the bound is not vacuous
