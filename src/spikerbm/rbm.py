@@ -185,13 +185,14 @@ def free_energy_difference(rbm_now: RBM, rbm_next: RBM, v: torch.Tensor, *,
     """
     v64 = v.to(device=rbm_now.device, dtype=torch.float64)
     a_now, b_now = rbm_now.a.to(torch.float64), rbm_now.b.to(torch.float64)
+    db = rbm_next.b.to(torch.float64) - b_now
     if split_bf16:
-        vw, vdw = _split_bf16_products(v, (rbm_now.W, rbm_next.W - rbm_now.W))
+        (x_hi, x_lo), (d_hi, d_lo) = _split_bf16_products(
+            v, (rbm_now.W, rbm_next.W - rbm_now.W))
+        x, d = b_now + x_hi + x_lo, db + d_hi + d_lo  # float64: the biases are
     else:
         w_now = rbm_now.W.to(torch.float64)
-        vw, vdw = v64 @ w_now, v64 @ (rbm_next.W.to(torch.float64) - w_now)
-    x = b_now + vw
-    d = (rbm_next.b.to(torch.float64) - b_now) + vdw
+        x, d = b_now + v64 @ w_now, db + v64 @ (rbm_next.W.to(torch.float64) - w_now)
     terms = torch.logaddexp(F.logsigmoid(-x), F.logsigmoid(x) + d)
     return v64 @ (rbm_next.a.to(torch.float64) - a_now) + terms.sum(-1)
 
@@ -201,13 +202,14 @@ _MM_OUT_DTYPE = "dtype" in torch.ops.aten.mm.overloads()
 
 
 def _split_bf16_products(v: torch.Tensor, mats: tuple[torch.Tensor, ...]
-                         ) -> list[torch.Tensor]:
-    """``v @ M`` (float64) for each ``M`` of ``mats`` (n_visible, m), float32-accurate from one
-    product of bfloat16 operands: ``v`` in {0, 1} (exact in bfloat16) times the columns
-    ``[M0_hi | M0_lo | M1_hi | ...]`` with ``hi = bf16(M)``, ``lo = bf16(M - hi)``, accumulated
-    and returned in float32 (``torch.mm(..., out_dtype)`` on CUDA with torch >= 2.8);
-    elsewhere the same arithmetic as a float32 product of the bfloat16 values (exact in
-    float32 and in TF32, so TF32 tensor cores may run it)."""
+                         ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``(v @ M_hi, v @ M_lo)`` (float32, whose float64 sum is ``v @ M`` to float32 accuracy) for
+    each ``M`` of ``mats`` (n_visible, m), from one product of bfloat16 operands: ``v`` in
+    {0, 1} (exact in bfloat16) times the columns ``[M0_hi | M0_lo | M1_hi | ...]`` with
+    ``hi = bf16(M)``, ``lo = bf16(M - hi)``, accumulated and returned in float32
+    (``torch.mm(..., out_dtype)`` on CUDA with torch >= 2.8); elsewhere the same arithmetic as
+    a float32 product of the bfloat16 values (exact in float32 and in TF32, so TF32 tensor
+    cores may run it)."""
     parts = []
     for w in mats:
         hi = w.to(torch.bfloat16)
@@ -220,7 +222,7 @@ def _split_bf16_products(v: torch.Tensor, mats: tuple[torch.Tensor, ...]
         with tf32_matmul(True):
             out = lhs.float() @ rhs.float()
     out = out.view(out.shape[0], len(mats), 2, -1)
-    return [out[:, k, 0].to(torch.float64) + out[:, k, 1] for k in range(len(mats))]
+    return [(out[:, k, 0], out[:, k, 1]) for k in range(len(mats))]
 
 
 def hidden_free_energy(rbm: RBM, h: torch.Tensor) -> torch.Tensor:
