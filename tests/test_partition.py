@@ -20,6 +20,7 @@ from spikerbm.exact import binary_states
 from spikerbm.likelihood import log_likelihood, mean_free_energy
 from spikerbm.partition import (
     TrajectoryAIS,
+    ais_log_weights,
     ais_log_z,
     anchor_bias_rate,
     anchored_log_z_std,
@@ -31,6 +32,7 @@ from spikerbm.partition import (
     log_z_independent,
 )
 from spikerbm.rbm import RBM, energy, free_energy, independent_site, init_rbm
+from spikerbm.sampling import Sampler
 
 # AIS / trajectory-AIS tolerance on log Z (the brief's target). Justification: the observed
 # spread of one 1000-chain AIS run on these models is ~0.005-0.02 nats (checked by the repeats
@@ -282,6 +284,26 @@ def test_ais_deterministic_and_bad_options() -> None:
         estimate_log_z(rbm, method="magic")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="Generator"):
         estimate_log_z(rbm, method="ais")
+
+
+def test_ais_with_split_products_is_float32_ais() -> None:
+    """AIS on the CPU samples in float32 whatever the default (split products need CUDA:
+    no sampler gives bitwise the float32 sampler's weights), and a split-product sampler
+    (on the CPU emulated in float32) gives the same log-weights to float32 accuracy: the
+    same chains (a flip needs a uniform within ~1e-7 of a probability: ~0.01 expected over
+    these ~4e5 draws) and pre-activations x within ~1e-6, which move a log-weight by at most
+    1.1 sum_mu max_k |dx| ~ 2e-5 (partition.ais_log_weights); a wrong layout or bias in the
+    split x changes them by >> 0.01."""
+    rbm = random_rbm(N_VIS, N_HID, seed=7, scale=0.35, dtype=torch.float32)
+    kw = dict(n_chains=51, n_betas=100, n_repeats=1)
+    ref, lz0 = ais_log_weights(rbm, generator=torch.Generator().manual_seed(5), **kw)
+    f32, _ = ais_log_weights(rbm, generator=torch.Generator().manual_seed(5),
+                             sampler=Sampler.for_model(rbm), **kw)
+    split, lz0_split = ais_log_weights(rbm, generator=torch.Generator().manual_seed(5),
+                                       sampler=Sampler.for_model(rbm, split_bf16=True), **kw)
+    assert torch.equal(ref, f32) and lz0_split == lz0
+    diff = float((split - ref).abs().max())
+    assert 0 < diff < 1e-4, diff
 
 
 def test_estimate_log_z_auto_switches() -> None:
