@@ -198,3 +198,32 @@ def test_binary_mm_equals_the_float32_product_to_float32_accuracy():
     with pytest.raises(ValueError, match="binary_mm needs"):
         R.binary_mm(h, parts)
     assert not R.split_products_available("cpu")
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_split_products_are_as_precise_as_float32():
+    """On the GPU (bfloat16 tensor cores, torch.mm with float32 output): the split product
+    v @ W and h @ W.T of an anchor-like shape (odd sizes near Nv 1560, Nh 1024, W of a
+    trained model's scale) against the float64 product. Its largest error must be within 4x
+    the largest error of a float32 (no TF32) addmm on the same data: the worst-case bounds
+    differ by the 3 terms (x2 for truncating tensor-core adds; rbm.binary_mm Notes), the
+    typical errors by ~1. The test can fail: a product with bfloat16 output (what
+    torch.matmul of two bfloat16 tensors returns) is ~10^3 times worse, asserted too."""
+    dev = torch.device("cuda")
+    assert R.split_products_available(dev)
+    g = torch.Generator(device=dev).manual_seed(0)
+    n, m, c = 1561, 1023, 2001
+    w = 0.07 * torch.randn(n, m, generator=g, device=dev)
+    for x, mat in (((torch.rand(c, n, generator=g, device=dev) < 0.3).float(), w),
+                   ((torch.rand(c, m, generator=g, device=dev) < 0.3).float(), w.T)):
+        exact = x.double() @ mat.double()
+        with R.tf32_matmul(False):
+            err32 = float((torch.mm(x, mat).double() - exact).abs().max())
+        got = R.binary_mm(x, R.split_bf16(mat))
+        assert got.dtype == torch.float32
+        err = float((got.double() - exact).abs().max())
+        assert 0 < err <= 4 * err32, (err, err32)
+        rounded = float((torch.mm(x.bfloat16(), R.split_bf16(mat)[-1]).double()
+                         - exact).abs().max())
+        assert rounded > 100 * err32, (rounded, err32)

@@ -312,3 +312,40 @@ def test_cuda_sampler_matches_exact_distribution():
     idx = (chains.v.cpu().numpy() @ CODE).astype(int)
     emp = np.bincount(idx, minlength=2**N) / C
     assert 0.5 * np.abs(emp - p).sum() < 0.1
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_split_chains_match_exact_distribution_and_allocate_nothing():
+    """Split bfloat16 chains on the GPU (the AIS sampler there): the exact stationary
+    distribution (TV and chi-square as in the first test), the same trajectories as float32
+    chains (no TF32) with the same generator but for rare flips (a uniform within ~1e-7 of
+    a probability; a wrong product changes most states), and no allocation in sweeps once
+    the split of W is made (the CUDA caching allocator's allocation count)."""
+    r = random_rbm().to("cuda")
+    runs = {}
+    for split in (False, True):
+        g = torch.Generator(device="cuda").manual_seed(1)
+        v0 = random_states(n_chains=C, n_visible=N, generator=g)
+        chains = Sampler(torch.device("cuda"), split_bf16=split).chains(v0, n_hidden=M,
+                                                                       generator=g)
+        chains.sweep(r, k=2)
+        chains.sweep(r, k=2, beta=0.5)
+        chains.hidden_means(r)
+        torch.cuda.synchronize()
+        before = torch.cuda.memory_stats()["allocation.all.allocated"]
+        chains.sweep(r, k=2, beta=0.5)
+        chains.sweep(r, k=56)
+        chains.hidden_means(r)
+        torch.cuda.synchronize()
+        assert torch.cuda.memory_stats()["allocation.all.allocated"] == before, split
+        runs[split] = chains.v.clone()
+    assert float((runs[True] != runs[False]).float().mean()) < 0.01
+    chains_v = runs[True]
+    p = torch.softmax(-R.free_energy(r, all_states(N).cuda()), 0).cpu().numpy()
+    emp = np.bincount((chains_v.cpu().numpy() @ CODE).astype(int), minlength=2**N) / C
+    assert 0.5 * np.abs(emp - p).sum() < 0.1
+    keep = p * C > 5
+    chi2 = ((emp[keep] - p[keep]) ** 2 * C / p[keep]).sum()
+    dof = keep.sum() - 1
+    assert chi2 < dof + 5 * np.sqrt(2 * dof)

@@ -24,7 +24,9 @@ docs/methods.md §4. Three estimators of ``log Z``:
 Precision policy: every energy, log-weight and ``log Z`` is float64 (the parameters are cast to
 float64 before any product that enters an energy), so TF32, which only affects float32
 products, never touches them. Sampling (the conditional probabilities of the Gibbs sweeps) runs
-in the sampler's precision.
+in the sampler's precision; AIS's default is float32 accuracy, on CUDA as split bfloat16
+products, which also give its pre-activations (:func:`ais_log_weights`, docs/methods.md §4,
+"Precision of AIS").
 """
 
 from __future__ import annotations
