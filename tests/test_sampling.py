@@ -195,6 +195,12 @@ def test_split_bf16_chains_follow_float32_chains(monkeypatch):
         torch.testing.assert_close(ms, m32, rtol=0, atol=1e-6)
     one = Sampler(cpu, split_bf16=True).chains(v0[0], n_hidden=M, generator=torch.Generator())
     assert stack_chains([one, one]).split_bf16
+    with torch.inference_mode():  # no version counter: split at every call
+        w_inf = models[0].W.clone()
+    calls.clear()
+    for _ in range(2):
+        one.sweep(R.RBM(w_inf, models[0].a, models[0].b), k=2)
+    assert len(calls) == 4
     with pytest.raises(ValueError, match="split_bf16 runs float32 products"):
         Sampler(cpu, tf32=True, split_bf16=True)
     with pytest.raises(ValueError, match="split_bf16 runs float32 products"):

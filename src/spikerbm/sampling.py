@@ -55,7 +55,14 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
-from spikerbm.rbm import RBM, SPLIT_TERMS, binary_mm, split_bf16, tf32_matmul
+from spikerbm.rbm import (
+    RBM,
+    SPLIT_TERMS,
+    binary_mm,
+    split_bf16,
+    split_products_available,
+    tf32_matmul,
+)
 
 log = logging.getLogger(__name__)
 
@@ -227,6 +234,11 @@ class Sampler:
         """
         v0 = v0.to(self.device)
         replicas = v0.ndim == 3
+        if self.split_bf16 and self.device.type == "cuda" and not split_products_available(
+                self.device):
+            raise ValueError(f"split_bf16 needs bfloat16 tensor cores (compute capability >= "
+                             f"8.0) and torch.mm with float32 output on {self.device}; use "
+                             "Sampler(device) (float32 products) there")
         if self.fused:
             if seed is None:
                 gens = _per_replica(generator, v0, "generator")
@@ -303,8 +315,10 @@ class PersistentChains:
         weight tensor and kept while that tensor is unchanged: a new tensor, or an in-place
         change through torch (which advances its version counter), makes the next call
         split again. (Writes that bypass the counter, e.g. through ``W.data`` or a NumPy
-        view, are not seen: do not change weights that way between sweeps.) Off CUDA the
-        products are emulated in float32 (for tests).
+        view, are not seen: do not change weights that way between sweeps; an inference
+        tensor, which has no version counter, is split at every call.) Splitting allocates
+        its float32 remainder; the sweeps allocate nothing. Off CUDA the products are
+        emulated in float32 (for tests).
 
     Replicas run in turn, each with the very calls of one-model chains on views of the shared
     buffers, so replica ``r`` is bitwise the chain of one-model chains with its parameters,
@@ -441,9 +455,10 @@ class PersistentChains:
         this very tensor's current values already (same storage, shape, strides and version
         counter; the cached reference keeps the storage alive, so no other tensor can take
         its address)."""
-        key = (W.data_ptr(), tuple(W.shape), W.stride(), W._version)
+        version = None if W.is_inference() else W._version  # inference tensors have none
+        key = (W.data_ptr(), tuple(W.shape), W.stride(), version)
         cached = self._split_of[r]
-        if cached is not None and cached[1] == key:
+        if cached is not None and version is not None and cached[1] == key:
             return
         split_bf16(W, out=self._parts[r])
         split_bf16(W.T, out=self._parts_t[r])
