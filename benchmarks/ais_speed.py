@@ -14,9 +14,11 @@ each after a short warm-up, from the same seed:
   different model), ``x`` in float64.
 
 Each row gives log Z with its stated error and its difference to the ``float32`` row in units of
-their combined error. With ``split`` a last line measures the split ``x`` against float64 on
-states of the independent-site model and of density 1/2: its largest error and the bound it
-puts on a log-weight, ``1.1 sum_mu max |dx_mu|`` (``spikerbm.partition.ais_log_weights``).
+their combined error. With ``split`` a second table measures ``x`` from split, float32 and TF32
+products against float64 on states of the independent-site model and of density 1/2: the
+largest error, the bound it puts on a log-weight (``1.1 sum_mu max |dx_mu|``,
+``spikerbm.partition.ais_log_weights``) and the mean log-weight shift it would cause
+(:func:`x_errors`).
 
     python benchmarks/ais_speed.py --device cuda --chains 500 --repeats 4 --betas 1000  # anchor
     python benchmarks/ais_speed.py --device cuda --betas 1000 3000 --products float32  # loglik
@@ -33,7 +35,7 @@ import time
 import torch
 
 from spikerbm.partition import ais_log_z
-from spikerbm.rbm import RBM, binary_mm, resolve_device, split_bf16
+from spikerbm.rbm import RBM, binary_mm, resolve_device, split_bf16, tf32_matmul
 from spikerbm.sampling import Sampler
 
 PRODUCTS = ("float32", "split", "tf32")
@@ -93,18 +95,36 @@ def main() -> None:
                   f"{args.chains} x {args.repeats} | {n_betas} | {prod} | {est.log_z:.4f} | "
                   f"{est.log_z_std:.4f} | {vs} | {sec:.3f} |", flush=True)
     if "split" in products:
-        parts = split_bf16(rbm.W)
-        W64, b64 = rbm.W.double(), rbm.b.double()
-        for label, prob in (("independent-site states", torch.sigmoid(rbm.a)),
-                            ("states of density 1/2", torch.full((n,), 0.5, device=device))):
-            v = (torch.rand(args.chains * args.repeats, n, device=device, generator=gen)
-                 < prob).float()
-            dx = (binary_mm(v, parts).double() + b64) - (b64 + v.double() @ W64)
-            per_unit = dx.abs().amax(0)
-            print(f"split x = b + vW on {label}: max |dx| {float(per_unit.max()):.2e}; "
-                  f"log-weight error <= 1.1 sum_mu max|dx_mu| = "
-                  f"{1.1 * float(per_unit.sum()):.2e} nats")
+        x_errors(rbm, n_states=args.chains * args.repeats, generator=gen)
 
+
+def x_errors(rbm: RBM, *, n_states: int, generator: torch.Generator) -> None:
+    """Errors of the pre-activations ``x = b + v W`` of AIS's weights against float64, on
+    states of the independent-site model and of density 1/2: split products, float32 (no
+    TF32) and TF32 products. Per product: the largest ``|dx|``, the bound it puts on a
+    log-weight (``1.1 sum_mu max_c |dx_cμ|``, partition.ais_log_weights) and the mean over the
+    states of ``sum_mu sigma(x_μ) dx_μ``, the shift of a log-weight that the annealing from
+    beta 0 to 1 at fixed ``v`` would get (``softplus(x + dx) - softplus(x)`` summed): a
+    systematic error (e.g. tensor cores truncating in their additions) shows there."""
+    parts = split_bf16(rbm.W)
+    W64, b64 = rbm.W.double(), rbm.b.double()
+    print("\n| states | products for x | max abs dx | bound 1.1 sum_mu max abs dx (nats) | "
+          "mean shift sum_mu sigma(x) dx (nats) |")
+    print("|---|---|---|---|---|")
+    for label, prob in (("independent-site", torch.sigmoid(rbm.a)),
+                        ("density 1/2", torch.full_like(rbm.a, 0.5))):
+        v = (torch.rand(n_states, rbm.n_visible, device=rbm.device, generator=generator)
+             < prob).float()
+        exact = b64 + v.double() @ W64
+        with tf32_matmul(False):
+            f32 = torch.mm(v, rbm.W)
+        with tf32_matmul(True):
+            tf32 = torch.mm(v, rbm.W)
+        for prod, y in (("split", binary_mm(v, parts)), ("float32", f32), ("tf32", tf32)):
+            dx = (y.double() + b64) - exact
+            shift = (torch.sigmoid(exact) * dx).sum(1).mean()
+            print(f"| {label} | {prod} | {float(dx.abs().max()):.2e} | "
+                  f"{1.1 * float(dx.abs().amax(0).sum()):.2e} | {float(shift):+.2e} |")
 
 if __name__ == "__main__":
     main()

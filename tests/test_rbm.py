@@ -223,7 +223,8 @@ def test_cuda_split_products_are_as_precise_as_float32():
         got = R.binary_mm(x, R.split_bf16(mat))
         assert got.dtype == torch.float32
         err = float((got.double() - exact).abs().max())
-        assert 0 < err <= 4 * err32, (err, err32)
+        bias = float((got.double() - exact).mean())  # shown: tensor cores may truncate
+        assert 0 < err <= 4 * err32, (err, err32, bias)
         rounded = float((torch.mm(x.bfloat16(), R.split_bf16(mat)[-1]).double()
                          - exact).abs().max())
         assert rounded > 100 * err32, (rounded, err32)

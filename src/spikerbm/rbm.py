@@ -225,14 +225,14 @@ def split_bf16(w: torch.Tensor, n_terms: int = SPLIT_TERMS, *,
     Each ``r_j - p_j`` is exact in float32 (Sterbenz's lemma: ``p_j`` lies within a factor 2
     of ``r_j``, or is 0), so ``w = p_0 + ... + p_{n-1} + r_n`` holds exactly, and rounding to
     bfloat16's 8 significant bits gives ``|r_{j+1}| <= 2**-8 |r_j|``, hence ``|r_n| <=
-    2**(-8n) |w|`` while the parts are normal numbers (the ``2**-133``, half of bfloat16's
-    smallest subnormal, covers underflow). For ``n_terms = 3`` and a float32 ``w`` the split
-    is **exact** wherever ``|w| >= 2**-110``: ``r_1`` is an integer multiple of ``w``'s
-    float32 spacing ``2**(e - 23)`` (``2**e <= |w| < 2**(e+1)``) and so is ``r_2``, with
-    ``|r_2| <= 2**-16 |w| < 2**(e-15)``, i.e. ``r_2 = k 2**(e-23)`` with ``|k| <= 2**8``, which
-    bfloat16 holds exactly, so ``r_3 = 0``. ``|w|`` must stay below bfloat16's largest value
-    (3.39e38; beyond it ``p_0`` is infinite). Computed on ``w``'s device (a few elementwise
-    kernels).
+    2**(-8n) |w|`` while the parts are normal numbers (where a remainder underflows, bfloat16
+    rounds it to within half its smallest subnormal ``2**-133``: the added term). For
+    ``n_terms = 3`` and a float32 ``w`` the split is **exact** wherever ``|w| >= 2**-110``:
+    ``r_1`` is an integer multiple of ``w``'s float32 spacing ``2**(e - 23)`` (``2**e <= |w|
+    < 2**(e+1)``) and so is ``r_2``, with ``|r_2| <= 2**-16 |w| < 2**(e-15)``, i.e. ``r_2 =
+    k 2**(e-23)`` with ``|k| <= 2**8``, which bfloat16 holds exactly, so ``r_3 = 0``.
+    ``|w|`` must stay below bfloat16's largest value (3.39e38; beyond it ``p_0`` is
+    infinite). Computed on ``w``'s device (a few elementwise kernels).
     """
     if n_terms < 1:
         raise ValueError(f"n_terms must be >= 1; got {n_terms}")
@@ -297,9 +297,11 @@ def binary_mm(x: torch.Tensor, parts: torch.Tensor, *, out: torch.Tensor | None 
     (measured: ``tests/test_rbm.py``, CUDA).
     """
     n_terms, n_inner, n_cols = parts.shape
-    if x.ndim != 2 or x.shape[1] != n_inner or parts.dtype != torch.bfloat16:
-        raise ValueError(f"binary_mm needs x (n_rows, {n_inner}) and bfloat16 parts; got x "
-                         f"{tuple(x.shape)}, parts {parts.dtype} {tuple(parts.shape)}")
+    if (x.ndim != 2 or x.shape[1] != n_inner or parts.dtype != torch.bfloat16
+            or not parts.is_contiguous()):
+        raise ValueError(f"binary_mm needs x (n_rows, {n_inner}) and contiguous bfloat16 "
+                         f"parts (split_bf16); got x {tuple(x.shape)}, parts {parts.dtype} "
+                         f"{tuple(parts.shape)}")
     if x_buf is None:
         x_buf = torch.empty(x.shape[0], n_terms, n_inner, dtype=torch.bfloat16,
                             device=x.device)
