@@ -581,16 +581,20 @@ class TrainingState:
         chains, batches, tais = cls._components(data, rbm, cfg=cfg, seed=seed, sampler=sampler,
                                                 v0=None)
         if tais is not None:
+            from spikerbm.partition import MAX_STAGES
+
+            # the step from the independent-site model to the initialisation is one large
+            # jump (every weight from 0 to its N(0, weight_std^2) draw; in one stage its
+            # log-weight s.d. reached ~1 nat at N 1057, M 64, and the estimate 0.34 nats off
+            # (H200, 2026-12-01)): take it in the most stages (docs/methods.md §4, "Stages")
+            tais.n_stages = MAX_STAGES
             tais.step(rbm)
             est = tais.estimate()
             log_z0, std0 = est.log_z, est.log_z_std
             # the first update's step is unmeasured and often the largest (the first gradient
             # meets random chains; Adam's first step moves every entry by lr): run it in the
-            # most stages and let adapt_stages halve them per synchronisation point as the
+            # most stages too and let adapt_stages halve them per synchronisation point as the
             # measured increments allow (docs/methods.md §4, "Stages for large steps")
-            from spikerbm.partition import MAX_STAGES
-
-            tais.n_stages = MAX_STAGES
         else:
             log_z0 = std0 = math.nan
         trajectory = Trajectory()
