@@ -294,7 +294,7 @@ def binary_mm(x: torch.Tensor, parts: torch.Tensor, *, out: torch.Tensor | None 
     Mikaitis & Pranesh, PeerJ Comput. Sci. 7:e330, 2021), against ``gamma_k sum_i x_i
     |W_ic|`` with ``k = n / n_terms`` for a float32 product: the worst case is ``n_terms``
     (x2 with truncation) times float32's, the typical error (~sqrt(k) u) about float32's
-    (measured: ``tests/test_rbm.py``, CUDA).
+    (checked on the GPU: ``tests/test_rbm.py``).
     """
     n_terms, n_inner, n_cols = parts.shape
     if (x.ndim != 2 or x.shape[1] != n_inner or parts.dtype != torch.bfloat16
