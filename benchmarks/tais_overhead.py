@@ -10,6 +10,11 @@ off, in one process, interleaved variants (so drifts of the card hit all alike):
 - ``tais_1stage``: the same with ``partition.MAX_STAGES = 1`` (the one-stage estimator);
 - ``tais_eval``: ``tais`` plus the online train/test log-likelihood every ``eval_every``.
 
+The timed variants run without anchors (``anchor_every: 0``), so their difference is trajectory
+AIS itself; the anchors' share is printed per shape in its own row: one anchor at
+``config/vbn.yaml``'s settings timed on a model of that shape, times the anchors of a run of
+that config's length, over that run's bare training time.
+
 Printed: wall ms per update of the whole call (set-up cancels in the difference of a long and
 a short run; with ``--repeats`` the median over interleaved repeats), the overhead against
 ``off``, and the histogram of stages per update chosen by ``TrajectoryAIS.adapt_stages``.
@@ -38,9 +43,11 @@ from typing import Any
 
 import numpy as np
 import torch
+import yaml
 from compare_rbms import session_split
 
 from spikerbm import partition, training
+from spikerbm.rbm import RBM
 
 
 def run(train_v: Any, test_v: Any, *, variant: str, updates: int, args: Any) -> dict[str, Any]:
@@ -49,7 +56,7 @@ def run(train_v: Any, test_v: Any, *, variant: str, updates: int, args: Any) -> 
         n_hidden=args.n_hidden, n_updates=updates, n_checkpoints=2, n_chains=args.chains,
         batch_size=args.chains, k=args.k, lr=args.lr, weight_std=args.weight_std,
         precision="bf16", tais_chains=0 if variant == "off" else args.chains, tais_groups=10,
-        eval_every=args.eval_every, patience=0, device="cuda")
+        eval_every=args.eval_every, anchor_every=0, patience=0, device="cuda")
     stages: collections.Counter = collections.Counter()
     original = partition.TrajectoryAIS.adapt_stages
 
@@ -73,6 +80,38 @@ def run(train_v: Any, test_v: Any, *, variant: str, updates: int, args: Any) -> 
         partition.TrajectoryAIS.adapt_stages = original
         partition.MAX_STAGES = old_max
     return {"wall_s": wall, "stages": dict(sorted(stages.items()))}
+
+
+def anchor_cost(n_visible: int, n_hidden: int, *, ms_off: float) -> dict[str, Any]:
+    """Wall time of one anchor of trajectory AIS at ``config/vbn.yaml``'s settings (AIS as
+    ``training`` runs it: :func:`spikerbm.partition.estimate_log_z`, median of 3) on a model
+    of this shape, and its share of a run of ``vbn.yaml``'s length: anchors at the first
+    evaluation, every ``anchor_every``-th one and the last update (``training._anchor_due``),
+    against ``ms_off`` ms per bare update."""
+    t = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "vbn.yaml")
+                       .read_text())["train"]
+    g = torch.Generator(device="cuda").manual_seed(0)
+    rbm = RBM(0.03 * torch.randn(n_visible, n_hidden, device="cuda", generator=g),
+              torch.full((n_visible,), -2.5, device="cuda"),
+              torch.zeros(n_hidden, device="cuda"))
+    times = []
+    for _ in range(3):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        partition.estimate_log_z(rbm, method="ais", ais_chains=t["anchor_chains"],
+                                 ais_betas=t["anchor_betas"],
+                                 ais_repeats=partition.ANCHOR_REPEATS, generator=g)
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    cfg = training.TrainConfig(n_hidden=n_hidden, n_updates=t["n_updates"],
+                               eval_every=t["eval_every"], anchor_every=t["anchor_every"])
+    evals = range(cfg.eval_every, cfg.n_updates + 1, cfg.eval_every)
+    n_anchors = sum(training._anchor_due(u, cfg) for u in evals)
+    seconds = float(np.median(times))
+    return {"seconds": seconds, "chains": t["anchor_chains"], "betas": t["anchor_betas"],
+            "repeats": partition.ANCHOR_REPEATS, "n_anchors": n_anchors,
+            "n_updates": cfg.n_updates,
+            "overhead": n_anchors * seconds / (cfg.n_updates * ms_off * 1e-3)}
 
 
 def random_split(n_visible: int, n_bins: int, seed: int = 0) -> dict[str, Any]:
@@ -153,6 +192,13 @@ def main() -> None:
             print(f"| {n_visible} | {n_hidden} | {variant} | {v['ms_per_update']:.2f} "
                   f"({min(ms_list):.2f}-{max(ms_list):.2f}) | {over} | "
                   f"{v['runs'][-1]['long']['stages']} |", flush=True)
+        if base:
+            row["anchor"] = anchor_cost(n_visible, n_hidden, ms_off=base)
+            a = row["anchor"]
+            print(f"| {n_visible} | {n_hidden} | + anchors of config/vbn.yaml | "
+                  f"{a['seconds']:.3f} s per anchor ({a['chains']} x {a['repeats']} chains x "
+                  f"{a['betas']} betas), {a['n_anchors']} per {a['n_updates']} updates | "
+                  f"{100 * a['overhead']:+.1f} % | |", flush=True)
         res["shapes"].append(row)
         del split
         torch.cuda.empty_cache()

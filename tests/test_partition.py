@@ -20,6 +20,7 @@ from spikerbm.exact import binary_states
 from spikerbm.likelihood import log_likelihood, mean_free_energy
 from spikerbm.partition import (
     TrajectoryAIS,
+    ais_log_weights,
     ais_log_z,
     anchor_bias_rate,
     anchored_log_z_std,
@@ -31,6 +32,7 @@ from spikerbm.partition import (
     log_z_independent,
 )
 from spikerbm.rbm import RBM, energy, free_energy, independent_site, init_rbm
+from spikerbm.sampling import Sampler
 
 # AIS / trajectory-AIS tolerance on log Z (the brief's target). Justification: the observed
 # spread of one 1000-chain AIS run on these models is ~0.005-0.02 nats (checked by the repeats
@@ -289,6 +291,26 @@ def test_ais_deterministic_and_bad_options() -> None:
         estimate_log_z(rbm, method="magic")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="Generator"):
         estimate_log_z(rbm, method="ais")
+
+
+def test_ais_with_split_products_is_float32_ais() -> None:
+    """AIS on the CPU samples in float32 whatever the default (split products need CUDA:
+    no sampler gives bitwise the float32 sampler's weights), and a split-product sampler
+    (on the CPU emulated in float32) gives the same log-weights to float32 accuracy: the
+    same chains (a flip needs a uniform within ~1e-7 of a probability: ~0.01 expected over
+    these ~4e5 draws) and pre-activations x within ~1e-6, which move a log-weight by at most
+    1.1 sum_mu max_k |dx| ~ 2e-5 (partition.ais_log_weights); a wrong layout or bias in the
+    split x changes them by >> 0.01."""
+    rbm = random_rbm(N_VIS, N_HID, seed=7, scale=0.35, dtype=torch.float32)
+    kw = dict(n_chains=51, n_betas=100, n_repeats=1)
+    ref, lz0 = ais_log_weights(rbm, generator=torch.Generator().manual_seed(5), **kw)
+    f32, _ = ais_log_weights(rbm, generator=torch.Generator().manual_seed(5),
+                             sampler=Sampler.for_model(rbm), **kw)
+    split, lz0_split = ais_log_weights(rbm, generator=torch.Generator().manual_seed(5),
+                                       sampler=Sampler.for_model(rbm, split_bf16=True), **kw)
+    assert torch.equal(ref, f32) and lz0_split == lz0
+    diff = float((split - ref).abs().max())
+    assert 0 < diff < 1e-4, diff
 
 
 def test_estimate_log_z_auto_switches() -> None:
@@ -604,3 +626,38 @@ def test_cuda_log_z_with_tf32_enabled_matches_cpu_float64() -> None:
         assert abs(lz - cpu) < TOL_LOGZ
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_ais_with_split_products_matches_exact_and_float32_ais() -> None:
+    """AIS on the GPU samples with split bfloat16 products by default (float32 accuracy:
+    the default's weights are those of Sampler(split_bf16=True)), and its stated error covers
+    its error against exact log Z as float32 AIS's does (the coverage test above, on the GPU:
+    N = 61, M = 13, 2 x 25 chains, 100 betas, error ~0.09 nats, 100 seeds each; the CPU
+    gives 92 % within 2 stated errors for both samplers, an honest error ~95 %; 85 % is 2.6
+    and 4.5 binomial s.d. below those), with the same
+    distribution as float32 AIS: the seed-paired differences split - float32 (same seeds:
+    mostly the same chains) have a mean within 3 standard errors of 0, plus 1e-4 for the
+    float32-accurate x (partition.ais_log_weights: <= 1.1 sum_mu max|dx| ~ 1e-5 here)."""
+    rbm = random_rbm(N_VIS, N_HID, seed=7, scale=0.5, dtype=torch.float32)
+    ref = exact_log_z(rbm.to(dtype=torch.float64))
+    gpu = rbm.to("cuda")
+    kw = dict(n_chains=25, n_betas=100, n_repeats=2)
+    lw_default, _ = ais_log_weights(gpu, generator=torch.Generator("cuda").manual_seed(0), **kw)
+    lw_split, _ = ais_log_weights(gpu, generator=torch.Generator("cuda").manual_seed(0),
+                                  sampler=Sampler.for_model(gpu, split_bf16=True), **kw)
+    assert torch.equal(lw_default, lw_split)
+    err = {}
+    for split in (True, False):
+        ests = [ais_log_z(gpu, generator=torch.Generator("cuda").manual_seed(s),
+                          sampler=Sampler.for_model(gpu, split_bf16=split), **kw)
+                for s in range(100)]
+        e = np.array([x.log_z - ref for x in ests])
+        std = np.array([x.log_z_std for x in ests])
+        assert 0.02 < e.std() < 0.3  # a real error to cover
+        assert abs(e.mean()) <= std.mean(), split
+        assert np.mean(np.abs(e) <= 2 * std) >= 0.85, (split, np.mean(np.abs(e) <= 2 * std))
+        err[split] = e
+    d = err[True] - err[False]
+    assert abs(d.mean()) <= 3 * d.std(ddof=1) / np.sqrt(len(d)) + 1e-4, d

@@ -225,3 +225,115 @@ def test_split_bf16_increment_within_its_rounding_bound(device):
     one_term = v64 @ (nxt.a.double() - now.a.double()) + torch.logaddexp(
         torch.nn.functional.logsigmoid(-x1), torch.nn.functional.logsigmoid(x1) + d1).sum(1)
     assert float(((one_term - exact).abs() > bound).float().mean()) > 0.2
+
+
+# ------------------------------------------------- split bfloat16 products (float32 accuracy)
+
+
+def split_test_matrix(n: int, m: int, seed: int) -> torch.Tensor:
+    """float32 (n, m) with both signs, zeros and magnitudes from 1e-35 to 1e30 (every
+    exponent range a float32 weight can take short of bfloat16's overflow at 3.39e38),
+    plus entries just above and below 2**-110 where the exact 3-term split ends."""
+    g = torch.Generator().manual_seed(seed)
+    mant = 1 + torch.rand(n, m, generator=g, dtype=torch.float64)
+    expo = torch.randint(-116, 100, (n, m), generator=g).double()
+    sign = torch.where(torch.rand(n, m, generator=g) < 0.5, -1.0, 1.0).double()
+    w = (sign * mant * 2.0**expo).float()
+    w[0, :] = 0.0
+    w[1, :3] = torch.tensor([2.0**-110 * 1.37, -(2.0**-111) * 1.21, 3.3e38])
+    return w
+
+
+def test_split_bf16_reproduces_w_to_its_bound():
+    """|W - sum(parts)| <= 2^(-8 n) |W| + 2^-133 for n = 1, 2, 3 terms (rbm.split_bf16 Notes;
+    float64 arithmetic on the exact values, so the check itself adds no rounding); the 3-term
+    split is exact for |W| >= 2^-110, and parts[-1] is W rounded to bfloat16. Odd distinct
+    sizes, both layouts (W and the non-contiguous W.T)."""
+    w = split_test_matrix(37, 23, seed=0)
+    w64 = w.double()
+    for n_terms in (1, 2, 3):
+        for mat, ref in ((w, w64), (w.T, w64.T)):
+            parts = R.split_bf16(mat, n_terms)
+            assert parts.shape == (n_terms, *mat.shape) and parts.dtype == torch.bfloat16
+            assert parts.is_contiguous() and torch.isfinite(parts.float()).all()
+            assert torch.equal(parts[-1], mat.bfloat16())
+            err = (ref - parts.double().sum(0)).abs()
+            bound = 2.0 ** (-8 * n_terms) * ref.abs() + 2.0**-133
+            assert (err <= bound).all(), float((err / bound).max())
+            if n_terms < 3:  # the bound is attained to within a factor 4: a real bound
+                assert float((err / bound).max()) > 0.25
+    exact = R.split_bf16(w).double().sum(0)
+    big = w64.abs() >= 2.0**-110
+    assert torch.equal(exact[big], w64[big])
+    assert big[1, 0] and not big[1, 1] and (exact[0] == 0).all()
+    out = torch.empty(3, 37, 23, dtype=torch.bfloat16)
+    assert R.split_bf16(w, out=out).data_ptr() == out.data_ptr()
+    with pytest.raises(ValueError, match="n_terms"):
+        R.split_bf16(w, 0)
+    with pytest.raises(ValueError, match="floating matrix"):
+        R.split_bf16(w[0])
+    with pytest.raises(ValueError, match="out must be"):
+        R.split_bf16(w, out=torch.empty(3, 23, 37, dtype=torch.bfloat16))
+
+
+def test_binary_mm_equals_the_float32_product_to_float32_accuracy():
+    """binary_mm(x, split_bf16(W)) against the float64 product x @ W (CPU: the bfloat16
+    products emulated with float32 operands, the same values the tensor cores multiply).
+
+    Two checks: (1) the operands binary_mm multiplies, [x | x | x] and the stacked parts, have
+    exactly the product x @ W (in float64, which holds every partial sum of these 24-bit
+    values exactly here: the check of the layout); (2) binary_mm's float32 result is within
+    the float32 accumulation bound of its Notes, gamma_n (1 + 2^-6) sum_i x_i |W_ic| with n
+    nonzero terms, and so is the transposed use binary_mm(h, split_bf16(W.T)) = h @ W.T."""
+    g = torch.Generator().manual_seed(1)
+    n, m, c = 101, 13, 11
+    w = (0.3 * torch.randn(n, m, generator=g)).float()
+    x = (torch.rand(c, n, generator=g) < 0.4).float()
+    h = (torch.rand(c, m, generator=g) < 0.4).float()
+    parts = R.split_bf16(w)
+    x3 = x.unsqueeze(1).expand(c, 3, n).reshape(c, 3 * n)
+    assert torch.equal(x3.double() @ parts.double().reshape(3 * n, m), x.double() @ w.double())
+    u = 2.0**-24
+    for xx, mat, ps in ((x, w, parts), (h, w.T, R.split_bf16(w.T))):
+        out = torch.empty(c, mat.shape[1])
+        buf = torch.empty(c, 3, mat.shape[0], dtype=torch.bfloat16)
+        got = R.binary_mm(xx, ps, out=out, x_buf=buf)
+        assert got.data_ptr() == out.data_ptr() and got.dtype == torch.float32
+        exact = xx.double() @ mat.double()
+        k = 3 * int(xx.sum(1).max())
+        bound = k * u / (1 - k * u) * (1 + 2.0**-6) * (xx.double() @ mat.double().abs())
+        assert ((got.double() - exact).abs() <= bound).all()
+        assert torch.equal(R.binary_mm(xx, ps), got)  # buffers allocated when not given
+    with pytest.raises(ValueError, match="binary_mm needs"):
+        R.binary_mm(h, parts)
+    assert not R.split_products_available("cpu")
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_split_products_are_as_precise_as_float32():
+    """On the GPU (bfloat16 tensor cores, torch.mm with float32 output): the split product
+    v @ W and h @ W.T of an anchor-like shape (odd sizes near Nv 1560, Nh 1024, W of a
+    trained model's scale) against the float64 product. Its largest error must be within 4x
+    the largest error of a float32 (no TF32) addmm on the same data: the worst-case bounds
+    differ by the 3 terms (x2 for truncating tensor-core adds; rbm.binary_mm Notes), the
+    typical errors by ~1. The test can fail: a product with bfloat16 output (what
+    torch.matmul of two bfloat16 tensors returns) is ~10^3 times worse, asserted too."""
+    dev = torch.device("cuda")
+    assert R.split_products_available(dev)
+    g = torch.Generator(device=dev).manual_seed(0)
+    n, m, c = 1561, 1023, 2001
+    w = 0.07 * torch.randn(n, m, generator=g, device=dev)
+    for x, mat in (((torch.rand(c, n, generator=g, device=dev) < 0.3).float(), w),
+                   ((torch.rand(c, m, generator=g, device=dev) < 0.3).float(), w.T)):
+        exact = x.double() @ mat.double()
+        with R.tf32_matmul(False):
+            err32 = float((torch.mm(x, mat).double() - exact).abs().max())
+        got = R.binary_mm(x, R.split_bf16(mat))
+        assert got.dtype == torch.float32
+        err = float((got.double() - exact).abs().max())
+        bias = float((got.double() - exact).mean())  # shown: tensor cores may truncate
+        assert 0 < err <= 4 * err32, (err, err32, bias)
+        rounded = float((torch.mm(x.bfloat16(), R.split_bf16(mat)[-1]).double()
+                         - exact).abs().max())
+        assert rounded > 100 * err32, (rounded, err32)

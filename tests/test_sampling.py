@@ -157,6 +157,59 @@ def test_sampler_is_chosen_once_from_the_precision():
         bf16.chains(torch.zeros(3, N), n_hidden=M)
 
 
+def test_split_bf16_chains_follow_float32_chains(monkeypatch):
+    """Split bfloat16 products (Sampler(split_bf16=True); on the CPU emulated in float32) are
+    float32-accurate: with the same generators, replica and one-model chains run the very
+    trajectories of float32 chains, at beta = 1 and tempered (a flip needs a uniform within
+    ~1e-7 of a probability: expected ~1e-3 flips over these ~10^4 draws; a wrong layout, bias
+    or beta changes the probabilities by O(0.1) and the states at once). W and W.T are split
+    once per weight tensor and again after an in-place change (which a stale split would
+    miss: W halved changes the chains), and contradictory settings fail in one line."""
+    from spikerbm import sampling
+
+    calls = []
+    monkeypatch.setattr(sampling, "split_bf16",
+                        lambda w, **kw: calls.append(w.shape) or R.split_bf16(w, **kw))
+    models, batch, v0 = replica_setup()
+    cpu = torch.device("cpu")
+    for v, rbm in ((v0, batch), (v0[0], models[0])):
+        rbm = rbm.clone()
+        runs = []
+        for split in (False, True):
+            gens = [torch.Generator().manual_seed(70 + r) for r in range(3)]
+            ch = Sampler(cpu, split_bf16=split).chains(
+                v, n_hidden=M, generator=gens if v.ndim == 3 else gens[0])
+            assert ch.split_bf16 is split
+            calls.clear()
+            ch.sweep(rbm, k=6)
+            ch.sweep(rbm, k=3, beta=0.4)
+            means = ch.hidden_means(rbm).clone()
+            assert len(calls) == (2 * (rbm.n_replicas or 1) if split else 0)
+            rbm.W.mul_(0.5)  # in place: the next sweep splits again
+            ch.sweep(rbm, k=6)
+            assert len(calls) == (4 * (rbm.n_replicas or 1) if split else 0)
+            rbm.W.mul_(2.0)
+            runs.append((ch.v.clone(), ch.h.clone(), means))
+        (v32, h32, m32), (vs, hs, ms) = runs
+        assert torch.equal(vs, v32) and torch.equal(hs, h32)
+        torch.testing.assert_close(ms, m32, rtol=0, atol=1e-6)
+    one = Sampler(cpu, split_bf16=True).chains(v0[0], n_hidden=M, generator=torch.Generator())
+    assert stack_chains([one, one]).split_bf16
+    with torch.inference_mode():  # no version counter: split at every call
+        w_inf = models[0].W.clone()
+    calls.clear()
+    for _ in range(2):
+        one.sweep(R.RBM(w_inf, models[0].a, models[0].b), k=2)
+    assert len(calls) == 4
+    with pytest.raises(ValueError, match="split_bf16 runs float32 products"):
+        Sampler(cpu, tf32=True, split_bf16=True)
+    with pytest.raises(ValueError, match="split_bf16 runs float32 products"):
+        Sampler(cpu, dtype=torch.float64, split_bf16=True)
+    with pytest.raises(ValueError, match="split_bf16 chains are float32"):
+        PersistentChains(v0[0], n_hidden=M, generator=torch.Generator(), dtype=torch.float64,
+                         split_bf16=True)
+
+
 def replica_setup(n_rep: int = 3, n_chains: int = 13):
     models = [random_rbm(s) for s in range(5, 5 + n_rep)]
     v0 = (torch.rand(n_rep, n_chains, N, generator=torch.Generator().manual_seed(8)) < 0.5)
@@ -265,3 +318,40 @@ def test_cuda_sampler_matches_exact_distribution():
     idx = (chains.v.cpu().numpy() @ CODE).astype(int)
     emp = np.bincount(idx, minlength=2**N) / C
     assert 0.5 * np.abs(emp - p).sum() < 0.1
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_split_chains_match_exact_distribution_and_allocate_nothing():
+    """Split bfloat16 chains on the GPU (the AIS sampler there): the exact stationary
+    distribution (TV and chi-square as in the first test), the same trajectories as float32
+    chains (no TF32) with the same generator but for rare flips (a uniform within ~1e-7 of
+    a probability; a wrong product changes most states), and no allocation in sweeps once
+    the split of W is made (the CUDA caching allocator's allocation count)."""
+    r = random_rbm().to("cuda")
+    runs = {}
+    for split in (False, True):
+        g = torch.Generator(device="cuda").manual_seed(1)
+        v0 = random_states(n_chains=C, n_visible=N, generator=g)
+        chains = Sampler(torch.device("cuda"), split_bf16=split).chains(v0, n_hidden=M,
+                                                                       generator=g)
+        chains.sweep(r, k=2)
+        chains.sweep(r, k=2, beta=0.5)
+        chains.hidden_means(r)
+        torch.cuda.synchronize()
+        before = torch.cuda.memory_stats()["allocation.all.allocated"]
+        chains.sweep(r, k=2, beta=0.5)
+        chains.sweep(r, k=56)
+        chains.hidden_means(r)
+        torch.cuda.synchronize()
+        assert torch.cuda.memory_stats()["allocation.all.allocated"] == before, split
+        runs[split] = chains.v.clone()
+    assert float((runs[True] != runs[False]).float().mean()) < 0.01
+    chains_v = runs[True]
+    p = torch.softmax(-R.free_energy(r, all_states(N).cuda()), 0).cpu().numpy()
+    emp = np.bincount((chains_v.cpu().numpy() @ CODE).astype(int), minlength=2**N) / C
+    assert 0.5 * np.abs(emp - p).sum() < 0.1
+    keep = p * C > 5
+    chi2 = ((emp[keep] - p[keep]) ** 2 * C / p[keep]).sum()
+    dof = keep.sum() - 1
+    assert chi2 < dof + 5 * np.sqrt(2 * dof)

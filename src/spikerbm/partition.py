@@ -24,10 +24,12 @@ docs/methods.md §4. Three estimators of ``log Z``:
 
 Precision policy: every energy, log-weight and ``log Z`` is float64 (the parameters are cast to
 float64 before any product that enters an energy), so TF32, which only affects float32
-products, never touches them; the one exception is the trajectory-AIS increment on the fused
-bf16 path, whose two products are float32-accurate split bfloat16 products (the precision
-policy of :mod:`spikerbm.rbm`). Sampling (the conditional probabilities of the Gibbs sweeps)
-runs in the sampler's precision.
+products, never touches them; the exceptions are float32-accurate split bfloat16 products
+(the precision policy of :mod:`spikerbm.rbm`): the two products of the trajectory-AIS
+increment on the fused bf16 path, and AIS's pre-activations on CUDA. Sampling (the
+conditional probabilities of the Gibbs sweeps) runs in the sampler's precision; AIS's default
+is float32 accuracy, on CUDA as split bfloat16 products (:func:`ais_log_weights`,
+docs/methods.md §4, "Precision of AIS").
 """
 
 from __future__ import annotations
@@ -43,7 +45,13 @@ import torch
 import torch.nn.functional as F
 
 from spikerbm.exact import state_chunks
-from spikerbm.rbm import RBM, free_energy_difference
+from spikerbm.rbm import (
+    RBM,
+    binary_mm,
+    free_energy_difference,
+    split_bf16,
+    split_products_available,
+)
 from spikerbm.sampling import Sampler
 
 __all__ = [
@@ -280,7 +288,8 @@ def ais_log_z(rbm: RBM, *, n_chains: int, n_betas: int, generator: torch.Generat
         Independent repeats (>= 1).
     sampler
         How the chains are sampled (default :meth:`Sampler.for_model`: the RBM's dtype on its
-        device).
+        device, with float32 accuracy; for a float32 RBM on a GPU with bfloat16 tensor cores
+        as split bfloat16 products, :func:`ais_log_weights`).
 
     Returns
     -------
@@ -297,7 +306,20 @@ def ais_log_weights(rbm: RBM, *, n_chains: int, n_betas: int, generator: torch.G
                     n_repeats: int = 1, sampler: Sampler | None = None
                     ) -> tuple[torch.Tensor, float]:
     """The AIS log-weights of :func:`ais_log_z`: ``(n_repeats, n_chains)`` float64 (CPU) and
-    the start model's exact ``log Z_0``; ``log Z`` is ``log Z_0 + logmeanexp(log w)``."""
+    the start model's exact ``log Z_0``; ``log Z`` is ``log Z_0 + logmeanexp(log w)``.
+
+    Without a ``sampler``, a float32 RBM on a device where
+    :func:`spikerbm.rbm.split_products_available` (CUDA, compute capability >= 8.0) is sampled
+    with split bfloat16 products (``Sampler(split_bf16=True)``), and the pre-activations
+    ``x = b + v W`` of the weights are computed the same way (:func:`spikerbm.rbm.binary_mm`,
+    float32 accuracy) instead of in float64; elsewhere (CPU, float64 models, another sampler)
+    with float32 (or the model's dtype) sweeps and float64 ``x``. The softplus differences
+    are float64 either way. An error ``δx_μ`` of ``x`` changes a weight's increment
+    ``Σ_μ softplus(β_k x_μ) − softplus(β_{k−1} x_μ)`` by at most ``1.1 (β_k − β_{k−1}) Σ_μ
+    |δx_μ|`` (``|d/du [u σ(u)]| <= 1.0998``), so the whole log-weight by at most ``1.1 Σ_μ
+    max_k |δx_kμ|``: ~1e-4 nats for float32 errors ~1e-7 at M = 1024
+    (docs/methods.md §4, "Precision of AIS").
+    """
     if n_chains < 1 or n_repeats < 1:
         raise ValueError(f"n_chains and n_repeats must be >= 1; got {n_chains}, {n_repeats}")
     if n_betas < 2:
@@ -306,17 +328,31 @@ def ais_log_weights(rbm: RBM, *, n_chains: int, n_betas: int, generator: torch.G
     if generator.device.type != dev.type:
         raise ValueError(f"generator is on {generator.device}, the RBM on {dev}; use one device")
     target = RBM(*(t.detach() for t in (rbm.W, rbm.a, rbm.b)))
-    W64, b64 = target.W.to(torch.float64), target.b.to(torch.float64)
-    n_tot = n_chains * n_repeats
+    if sampler is None:
+        sampler = Sampler.for_model(target, split_bf16=dt == torch.float32
+                                    and split_products_available(dev))
+    b64, n_tot = target.b.to(torch.float64), n_chains * n_repeats
+    if not sampler.split_bf16:
+        W64 = target.W.to(torch.float64)
+    else:  # x = b + v W with float32 accuracy on tensor cores
+        parts = split_bf16(target.W)
+        x_buf = torch.empty(n_tot, parts.shape[0], rbm.n_visible, dtype=torch.bfloat16,
+                            device=dev)
+        x32 = torch.empty(n_tot, rbm.n_hidden, dtype=torch.float32, device=dev)
+        x = torch.empty(n_tot, rbm.n_hidden, dtype=torch.float64, device=dev)
     betas = torch.linspace(0.0, 1.0, n_betas, dtype=torch.float64).tolist()
     # exact sample of the independent-site model (beta = 0)
     u = torch.rand(n_tot, rbm.n_visible, generator=generator, dtype=dt, device=dev)
-    chains = (sampler or Sampler.for_model(target)).chains(
+    chains = sampler.chains(
         (u < torch.sigmoid(target.a)).to(dt), n_hidden=rbm.n_hidden, generator=generator)
     log_w = torch.zeros(n_tot, dtype=torch.float64, device=dev)
     for k in range(1, n_betas):
         beta_prev, beta = betas[k - 1], betas[k]
-        x = torch.addmm(b64, chains.v.to(torch.float64), W64)  # (n_tot, m) float64
+        if sampler.split_bf16:
+            binary_mm(chains.v, parts, out=x32, x_buf=x_buf)
+            torch.add(b64, x32, out=x)  # (n_tot, m) float64
+        else:
+            x = torch.addmm(b64, chains.v.to(torch.float64), W64)  # (n_tot, m) float64
         # F_{k-1}(v) - F_k(v): the a.v terms cancel
         log_w += (F.softplus(beta * x) - F.softplus(beta_prev * x)).sum(-1)
         if k < n_betas - 1:
@@ -531,8 +567,9 @@ class TrajectoryAIS:
         self.group_size = self.n_chains // self.n_groups
         self.ess_threshold = float(ess_threshold)
         self.burn_in_sweeps = int(burn_in_sweeps)
-        self.split_bf16 = bool(sampler is not None and sampler.fused if split_bf16 is None
-                               else split_bf16)
+        self.split_bf16 = bool(sampler is not None and sampler.fused
+                               and split_products_available(rbm.device)
+                               if split_bf16 is None else split_bf16)
         dev, dt = rbm.device, rbm.dtype
         g, n = self.n_groups, self.group_size
         v0 = torch.zeros(n_chains, rbm.n_visible, dtype=dt, device=dev)

@@ -12,9 +12,10 @@ the training config asks for it (``precision: tf32``; ``bf16`` samples with the 
 (:func:`free_energy`, :func:`energy`, :func:`hidden_free_energy` cast to float64 first), so
 reduced-precision products can never touch them, with one exception: the trajectory-AIS
 increment :func:`free_energy_difference` on the fused bf16 path (``split_bf16``). There the
-products ``x = b + v W`` and ``d = db + v dW`` (``dW`` the parameter step) come from one
-bfloat16 tensor-core product of the 0/1 states (exact in bfloat16) with ``W`` and ``dW`` each
-split into two bfloat16 terms, ``W = hi + lo`` (``hi = bf16(W)``, ``lo = bf16(W - hi)``:
+products ``x = b + v W`` and ``d = db + v dW`` (``dW`` the parameter step) come from
+bfloat16 tensor-core products (:func:`binary_mm`) of the 0/1 states (exact in bfloat16)
+with ``W`` and ``dW`` each split into two bfloat16 terms (:func:`split_bf16`),
+``W = hi + lo`` (``hi = bf16(W)``, ``lo = bf16(W - hi)``:
 ``|W - hi - lo| <= 2^-18 |W|``), accumulated in float32: ``x`` and ``d`` are float32-accurate
 (relative ~2^-18 per entry plus the float32 accumulation), the rest of the increment is
 float64. That is precise enough because ``x`` enters only at second order: an error ``e`` in
@@ -24,16 +25,29 @@ and float32-accurate, so each increment is off by about ``1e-5`` of its own size
 products of the same quantities cost 2 x 2 x chains x N x M float64 flops per update: at least
 a third of the cost of trajectory AIS on an H200, far more on GPUs with slow float64;
 docs/methods.md §4, "Increments").
+
+Where float32 is asked for on a GPU with bfloat16 tensor cores (AIS, :mod:`spikerbm.partition`),
+the products of a sweep run as **split bfloat16 products** (:func:`split_bf16`,
+:func:`binary_mm`), which are as precise as float32 products, not a reduced precision: one
+operand of every product of an RBM sweep is a 0/1 state, exact in bfloat16; the float32 weights
+are split into three bfloat16 matrices whose sum *is* ``W`` (8 + 8 + 8 significant bits hold
+float32's 24 exactly); every product ``v_i * part`` is then exact and the tensor cores
+accumulate them in float32, as a float32 product does. TF32 instead rounds ``W`` to 11
+significant bits, so TF32 chains sample a slightly different model.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -174,9 +188,10 @@ def free_energy_difference(rbm_now: RBM, rbm_next: RBM, v: torch.Tensor, *,
         Visible states in {0, 1}, (batch, n_visible).
     split_bf16
         ``False`` (default): ``x`` and ``d`` from float64 products. ``True`` (the fused bf16
-        path): from one bfloat16 product with ``W_now`` and ``W_next - W_now`` split into two
-        bfloat16 terms each, accumulated in float32 (module docstring, "Precision policy");
-        the rest in float64.
+        path, CUDA with :func:`split_products_available`): from bfloat16 products
+        (:func:`binary_mm`) with ``W_now`` and ``W_next - W_now`` split into two bfloat16 terms
+        each (:func:`split_bf16`), accumulated in float32 (module docstring, "Precision
+        policy"); the rest in float64.
 
     Returns
     -------
@@ -187,9 +202,8 @@ def free_energy_difference(rbm_now: RBM, rbm_next: RBM, v: torch.Tensor, *,
     a_now, b_now = rbm_now.a.to(torch.float64), rbm_now.b.to(torch.float64)
     db = rbm_next.b.to(torch.float64) - b_now
     if split_bf16:
-        (x_hi, x_lo), (d_hi, d_lo) = _split_bf16_products(
-            v, (rbm_now.W, rbm_next.W - rbm_now.W))
-        x, d = b_now + x_hi + x_lo, db + d_hi + d_lo  # float64: the biases are
+        x, d = _split_products(v, (rbm_now.W, rbm_next.W - rbm_now.W))
+        x, d = b_now + x, db + d  # float64: the biases are
     else:
         w_now = rbm_now.W.to(torch.float64)
         x, d = b_now + v64 @ w_now, db + v64 @ (rbm_next.W.to(torch.float64) - w_now)
@@ -197,32 +211,11 @@ def free_energy_difference(rbm_now: RBM, rbm_next: RBM, v: torch.Tensor, *,
     return v64 @ (rbm_next.a.to(torch.float64) - a_now) + terms.sum(-1)
 
 
-#: ``torch.mm(a, b, out_dtype)`` exists (torch >= 2.8; CUDA: bfloat16 operands, float32 result).
-_MM_OUT_DTYPE = "dtype" in torch.ops.aten.mm.overloads()
-
-
-def _split_bf16_products(v: torch.Tensor, mats: tuple[torch.Tensor, ...]
-                         ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """``(v @ M_hi, v @ M_lo)`` (float32, whose float64 sum is ``v @ M`` to float32 accuracy) for
-    each ``M`` of ``mats`` (n_visible, m), from one product of bfloat16 operands: ``v`` in
-    {0, 1} (exact in bfloat16) times the columns ``[M0_hi | M0_lo | M1_hi | ...]`` with
-    ``hi = bf16(M)``, ``lo = bf16(M - hi)``, accumulated and returned in float32
-    (``torch.mm(..., out_dtype)`` on CUDA with torch >= 2.8); elsewhere the same arithmetic as
-    a float32 product of the bfloat16 values (exact in float32 and in TF32, so TF32 tensor
-    cores may run it)."""
-    parts = []
-    for w in mats:
-        hi = w.to(torch.bfloat16)
-        parts += [hi, (w - hi.to(w.dtype)).to(torch.bfloat16)]
-    rhs = torch.cat(parts, dim=1)
-    lhs = v.to(device=rhs.device, dtype=torch.bfloat16)
-    if lhs.device.type == "cuda" and _MM_OUT_DTYPE:
-        out = torch.mm(lhs, rhs, torch.float32)
-    else:
-        with tf32_matmul(True):
-            out = lhs.float() @ rhs.float()
-    out = out.view(out.shape[0], len(mats), 2, -1)
-    return [(out[:, k, 0], out[:, k, 1]) for k in range(len(mats))]
+def _split_products(v: torch.Tensor, mats: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
+    """``v @ M`` (float32) for each ``M`` of ``mats`` (n_visible, m) as :func:`binary_mm` of
+    ``v`` in {0, 1} with the two-term split ``split_bf16(M, 2)`` (16 significant bits of
+    ``M``; float32 accumulation)."""
+    return [binary_mm(v, split_bf16(w, 2)) for w in mats]
 
 
 def hidden_free_energy(rbm: RBM, h: torch.Tensor) -> torch.Tensor:
@@ -266,6 +259,160 @@ def tf32_matmul(enabled: bool) -> Iterator[None]:
     finally:
         torch.backends.cuda.matmul.allow_tf32 = old_matmul
         torch.backends.cudnn.allow_tf32 = old_cudnn
+
+
+#: Terms of :func:`split_bf16` that hold a float32 matrix exactly (3 x 8 significant bits).
+SPLIT_TERMS = 3
+
+
+def split_bf16(w: torch.Tensor, n_terms: int = SPLIT_TERMS, *,
+               out: torch.Tensor | None = None) -> torch.Tensor:
+    """Split a matrix into a sum of ``n_terms`` bfloat16 matrices (for :func:`binary_mm`).
+
+    With ``r_0 = float32(w)``: ``p_j = bfloat16(r_j)`` (round to nearest even) and
+    ``r_{j+1} = r_j - p_j`` computed in float32, for ``j = 0 .. n_terms - 1``; the parts are
+    stored from the smallest to the largest, ``parts[n_terms - 1 - j] = p_j``, so that a
+    product accumulating along the term axis (:func:`binary_mm`) adds the small terms first.
+
+    Parameters
+    ----------
+    w
+        Floating matrix (n_rows, n_cols), any layout (e.g. ``W.T``); used as float32.
+    n_terms
+        Number of bfloat16 terms (>= 1): 3 holds float32 exactly, 2 gives 16 significant bits,
+        1 is plain rounding to bfloat16.
+    out
+        Optional preallocated bfloat16 tensor (n_terms, n_rows, n_cols) to write into.
+
+    Returns
+    -------
+    torch.Tensor
+        ``parts``, bfloat16 (n_terms, n_rows, n_cols), contiguous; ``parts[-1]`` is ``w``
+        rounded to bfloat16 and ``parts.float().sum(0)`` reproduces ``w``.
+
+    Notes
+    -----
+    Error bound, elementwise: ``|w - sum_j parts[j]| <= 2**(-8 n_terms) |w| + 2**-133``.
+    Each ``r_j - p_j`` is exact in float32 (Sterbenz's lemma: ``p_j`` lies within a factor 2
+    of ``r_j``, or is 0), so ``w = p_0 + ... + p_{n-1} + r_n`` holds exactly, and rounding to
+    bfloat16's 8 significant bits gives ``|r_{j+1}| <= 2**-8 |r_j|``, hence ``|r_n| <=
+    2**(-8n) |w|`` while the parts are normal numbers (where a remainder underflows, bfloat16
+    rounds it to within half its smallest subnormal ``2**-133``: the added term). For
+    ``n_terms = 3`` and a float32 ``w`` the split is **exact** wherever ``|w| >= 2**-110``:
+    ``r_1`` is an integer multiple of ``w``'s float32 spacing ``2**(e - 23)`` (``2**e <= |w|
+    < 2**(e+1)``) and so is ``r_2``, with ``|r_2| <= 2**-16 |w| < 2**(e-15)``, i.e. ``r_2 =
+    k 2**(e-23)`` with ``|k| <= 2**8``, which bfloat16 holds exactly, so ``r_3 = 0``.
+    ``|w|`` must stay below bfloat16's largest value (3.39e38; beyond it ``p_0`` is
+    infinite). Computed on ``w``'s device (a few elementwise kernels).
+    """
+    if n_terms < 1:
+        raise ValueError(f"n_terms must be >= 1; got {n_terms}")
+    if w.ndim != 2 or not w.is_floating_point():
+        raise ValueError(f"split_bf16 needs a floating matrix; got {w.dtype} of shape "
+                         f"{tuple(w.shape)}")
+    shape = (n_terms, *w.shape)
+    if out is None:
+        out = torch.empty(shape, dtype=torch.bfloat16, device=w.device)
+    elif tuple(out.shape) != shape or out.dtype != torch.bfloat16 or not out.is_contiguous():
+        raise ValueError(f"out must be a contiguous bfloat16 tensor of shape {shape}; got "
+                         f"{out.dtype} of shape {tuple(out.shape)}")
+    r = w.to(torch.float32, copy=True)
+    for j in range(n_terms):
+        part = out[n_terms - 1 - j]
+        part.copy_(r)  # round to nearest even
+        if j < n_terms - 1:
+            r.sub_(part)  # exact in float32 (Notes)
+    return out
+
+
+def binary_mm(x: torch.Tensor, parts: torch.Tensor, *, out: torch.Tensor | None = None,
+              x_buf: torch.Tensor | None = None) -> torch.Tensor:
+    """``x @ sum_j parts[j]`` in float32 for a 0/1 matrix ``x``: one bfloat16 product.
+
+    Parameters
+    ----------
+    x
+        States in {0, 1} (n_rows, n_inner), any dtype (exact in bfloat16).
+    parts
+        :func:`split_bf16` of the matrix, bfloat16 (n_terms, n_inner, n_cols), contiguous.
+    out
+        Optional float32 (n_rows, n_cols) output buffer.
+    x_buf
+        Optional bfloat16 (n_rows, n_terms, n_inner) buffer for ``x`` repeated ``n_terms``
+        times (allocated per call when not given).
+
+    Returns
+    -------
+    torch.Tensor
+        float32 (n_rows, n_cols). On CUDA it is one tensor-core product ``[x | x | x] @
+        [parts[0]; parts[1]; parts[2]]`` of bfloat16 operands with float32 accumulation **and
+        float32 output** (``torch.mm(..., out_dtype=torch.float32)``; a bfloat16 output would
+        round the result to 8 bits). Elsewhere it is emulated with float32 operands (the same
+        values: for tests; slower than a plain float32 product).
+
+    Notes
+    -----
+    Every product ``x_i * parts[j, i, c]`` is exact (``x_i`` is 0 or 1), so the only rounding
+    is the float32 accumulation, as in a float32 product; with ``n_terms = 3`` the sum of the
+    parts is the float32 matrix itself (:func:`split_bf16`). The accumulation runs over the
+    ``n_terms * n_inner`` terms from the smallest parts to the largest, so the small terms
+    are summed among themselves (their rounding errors scale with their own magnitude,
+    ``2**-8`` and ``2**-16`` of ``|W|``) before the leading part adds the ``n_inner`` terms of
+    a float32 product. Bound (Higham, "Accuracy and stability of numerical algorithms",
+    2002, §3.1, for any summation order): ``|error| <= gamma_n (1 + 2**-6) sum_i x_i
+    |W_ic|`` with ``n`` the number of nonzero terms, ``gamma_n = n u / (1 - n u)``, ``u =
+    2**-24`` (``2**-23`` for tensor cores that truncate in their additions; Fasi, Higham,
+    Mikaitis & Pranesh, PeerJ Comput. Sci. 7:e330, 2021), against ``gamma_k sum_i x_i
+    |W_ic|`` with ``k = n / n_terms`` for a float32 product: the worst case is ``n_terms``
+    (x2 with truncation) times float32's, the typical error (~sqrt(k) u) about float32's
+    (checked on the GPU: ``tests/test_rbm.py``).
+    """
+    n_terms, n_inner, n_cols = parts.shape
+    if (x.ndim != 2 or x.shape[1] != n_inner or parts.dtype != torch.bfloat16
+            or not parts.is_contiguous()):
+        raise ValueError(f"binary_mm needs x (n_rows, {n_inner}) and contiguous bfloat16 "
+                         f"parts (split_bf16); got x {tuple(x.shape)}, parts {parts.dtype} "
+                         f"{tuple(parts.shape)}")
+    if x_buf is None:
+        x_buf = torch.empty(x.shape[0], n_terms, n_inner, dtype=torch.bfloat16,
+                            device=x.device)
+    x_buf.copy_(x.unsqueeze(1))  # x repeated n_terms times; exact for 0/1
+    a = x_buf.view(x.shape[0], n_terms * n_inner)
+    b = parts.view(n_terms * n_inner, n_cols)
+    if x.is_cuda:
+        if out is None:
+            return torch.mm(a, b, out_dtype=torch.float32)
+        return torch.mm(a, b, out_dtype=torch.float32, out=out)
+    return torch.mm(a.float(), b.float(), out=out)
+
+
+@functools.cache
+def _split_products_work(device: torch.device) -> bool:
+    """Probe once per device: bfloat16 tensor cores (compute capability >= 8.0) and a
+    ``torch.mm`` with float32 output whose result keeps more than bfloat16's 8 bits."""
+    if torch.cuda.get_device_capability(device) < (8, 0):
+        return False
+    a = torch.ones(1, 2, dtype=torch.bfloat16, device=device)
+    b = torch.tensor([[1.0], [2.0**-9]], dtype=torch.bfloat16, device=device)
+    try:
+        y = torch.mm(a, b, out_dtype=torch.float32)
+    except (RuntimeError, NotImplementedError, TypeError) as err:
+        log.info("split bfloat16 products unavailable on %s (%s): float32 products instead",
+                 device, err)
+        return False
+    return y.dtype == torch.float32 and float(y) == 1.0 + 2.0**-9
+
+
+def split_products_available(device: torch.device | str) -> bool:
+    """True where :func:`binary_mm` runs on bfloat16 tensor cores with float32 output: a CUDA
+    device of compute capability >= 8.0 (Ampere, Hopper, ...) with a torch that has
+    ``torch.mm(..., out_dtype=torch.float32)``. Probed once per device."""
+    device = torch.device(device)
+    if device.type != "cuda" or not torch.cuda.is_available():
+        return False
+    if device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return _split_products_work(device)
 
 
 def resolve_device(device: str) -> torch.device:

@@ -14,8 +14,10 @@ callers then only use the :class:`Chains` protocol and never look at the impleme
 
 * :class:`PersistentChains`: library matrix products in the chains' dtype (float32, or
   float64 for references), with TF32 on CUDA when the precision is ``tf32`` or ``bf16`` on a
-  machine without Triton. Uniforms come from a ``torch.Generator`` (or another uniform source,
-  see the class). Every buffer is preallocated, so a sweep allocates nothing.
+  machine without Triton, or as split bfloat16 products with float32 accuracy
+  (``split_bf16``: :func:`spikerbm.rbm.binary_mm`; AIS on CUDA). Uniforms come from a
+  ``torch.Generator`` (or another uniform source, see the class). Every buffer is
+  preallocated, so a sweep allocates nothing.
 * :class:`FusedChains`: CUDA only, one fused Triton kernel per half sweep
   (:func:`spikerbm.kernels.half_sweep`) with bfloat16 operands and counter-based Philox
   uniforms keyed by a device tensor, so the sweeps of a whole PCD update can be captured in a
@@ -53,7 +55,14 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
-from spikerbm.rbm import RBM, tf32_matmul
+from spikerbm.rbm import (
+    RBM,
+    SPLIT_TERMS,
+    binary_mm,
+    split_bf16,
+    split_products_available,
+    tf32_matmul,
+)
 
 log = logging.getLogger(__name__)
 
@@ -154,12 +163,24 @@ class Sampler:
         Allow TF32 in the float32 products of :class:`PersistentChains` (CUDA only).
     dtype
         dtype of :class:`PersistentChains` (float32, or float64 for exact references).
+    split_bf16
+        Run the float32 products of :class:`PersistentChains` as split bfloat16 products
+        (:func:`spikerbm.rbm.binary_mm`: bfloat16 tensor cores, float32 accuracy; use where
+        :func:`spikerbm.rbm.split_products_available`). Off CUDA they are emulated in float32
+        (for tests). Needs float32, excludes ``fused`` and ``tf32``.
     """
 
     device: torch.device
     fused: bool = False
     tf32: bool = False
     dtype: torch.dtype = torch.float32
+    split_bf16: bool = False
+
+    def __post_init__(self) -> None:
+        if self.split_bf16 and (self.fused or self.tf32 or self.dtype != torch.float32):
+            raise ValueError("split_bf16 runs float32 products: it needs dtype float32 and "
+                             f"neither fused nor tf32; got fused={self.fused}, "
+                             f"tf32={self.tf32}, dtype={self.dtype}")
 
     @classmethod
     def from_precision(cls, precision: str, device: torch.device | str) -> Sampler:
@@ -186,9 +207,10 @@ class Sampler:
         return cls(device, tf32=precision != "float32")
 
     @classmethod
-    def for_model(cls, rbm: RBM) -> Sampler:
-        """Library products in the model's own dtype on its device, no TF32."""
-        return cls(rbm.device, dtype=rbm.dtype)
+    def for_model(cls, rbm: RBM, *, split_bf16: bool = False) -> Sampler:
+        """Library products in the model's own dtype on its device, no TF32 (with
+        ``split_bf16``: split bfloat16 products of float32 accuracy, see the attribute)."""
+        return cls(rbm.device, dtype=rbm.dtype, split_bf16=split_bf16)
 
     def chains(self, v0: torch.Tensor, *, n_hidden: int,
                generator: Randomness | Sequence[Randomness] | None = None,
@@ -212,6 +234,11 @@ class Sampler:
         """
         v0 = v0.to(self.device)
         replicas = v0.ndim == 3
+        if self.split_bf16 and self.device.type == "cuda" and not split_products_available(
+                self.device):
+            raise ValueError(f"split_bf16 needs bfloat16 tensor cores (compute capability >= "
+                             f"8.0) and torch.mm with float32 output on {self.device}; use "
+                             "Sampler(device) (float32 products) there")
         if self.fused:
             if seed is None:
                 gens = _per_replica(generator, v0, "generator")
@@ -225,7 +252,7 @@ class Sampler:
             raise ValueError("PersistentChains need a generator (a torch.Generator on "
                              f"{self.device} or a uniform source; one per replica)")
         return PersistentChains(v0, n_hidden=n_hidden, generator=generator, dtype=self.dtype,
-                                tf32=self.tf32)
+                                tf32=self.tf32, split_bf16=self.split_bf16)
 
 
 def _per_replica(value, v: torch.Tensor, name: str) -> list | None:
@@ -280,6 +307,18 @@ class PersistentChains:
         Floating dtype of the chains and buffers (float32 for training).
     tf32
         Allow TF32 in the two products of a sweep (CUDA float32 only; no effect on CPU).
+    split_bf16
+        Run the two products as split bfloat16 products of float32 accuracy
+        (:func:`spikerbm.rbm.split_bf16`, :func:`spikerbm.rbm.binary_mm`; float32 chains only):
+        the biases and ``beta`` are applied to their float32 output. The split of ``W`` (and
+        of ``W.T``) is computed at the first :meth:`sweep` or :meth:`hidden_means` with a
+        weight tensor and kept while that tensor is unchanged: a new tensor, or an in-place
+        change through torch (which advances its version counter), makes the next call
+        split again. (Writes that bypass the counter, e.g. through ``W.data`` or a NumPy
+        view, are not seen: do not change weights that way between sweeps; an inference
+        tensor, which has no version counter, is split at every call.) Splitting allocates
+        its float32 remainder; the sweeps allocate nothing. Off CUDA the products are
+        emulated in float32 (for tests).
 
     Replicas run in turn, each with the very calls of one-model chains on views of the shared
     buffers, so replica ``r`` is bitwise the chain of one-model chains with its parameters,
@@ -290,10 +329,13 @@ class PersistentChains:
 
     def __init__(self, v: torch.Tensor, *, n_hidden: int,
                  generator: Randomness | Sequence[Randomness],
-                 dtype: torch.dtype = torch.float32, tf32: bool = False) -> None:
+                 dtype: torch.dtype = torch.float32, tf32: bool = False,
+                 split_bf16: bool = False) -> None:
         _check_states(v)
         if n_hidden < 1:
             raise ValueError(f"n_hidden must be >= 1; got {n_hidden}")
+        if split_bf16 and dtype != torch.float32:
+            raise ValueError(f"split_bf16 chains are float32; got dtype {dtype}")
         self.generators = _per_replica(generator, v, "generator")
         self.generator = self.generators[0] if v.ndim == 2 else None
         self._replicas = int(v.shape[0]) if v.ndim == 3 else None
@@ -309,6 +351,14 @@ class PersistentChains:
         self._uv = torch.empty(n_rep, n_chains, n_visible, dtype=dtype, device=dev)
         self._mh = torch.empty(n_rep, n_chains, n_hidden, dtype=torch.bool, device=dev)
         self._mv = torch.empty(n_rep, n_chains, n_visible, dtype=torch.bool, device=dev)
+        self.split_bf16 = bool(split_bf16)
+        if self.split_bf16:  # operands of the split products, and the splits of W and W.T
+            bf16, s = torch.bfloat16, SPLIT_TERMS
+            self._xv = torch.empty(n_rep, n_chains, s, n_visible, dtype=bf16, device=dev)
+            self._xh = torch.empty(n_rep, n_chains, s, n_hidden, dtype=bf16, device=dev)
+            self._parts = torch.empty(n_rep, s, n_visible, n_hidden, dtype=bf16, device=dev)
+            self._parts_t = torch.empty(n_rep, s, n_hidden, n_visible, dtype=bf16, device=dev)
+            self._split_of: list[tuple | None] = [None] * n_rep  # (W, its key) per replica
 
     def _out(self, t: torch.Tensor) -> torch.Tensor:
         """A buffer as the caller sees it: with the replica axis, or replica 0's view."""
@@ -367,20 +417,52 @@ class PersistentChains:
         self._check(rbm)
         if k < 0:
             raise ValueError(f"k (number of sweeps) must be >= 0; got {k}")
-        hidden = {} if beta == 1.0 else {"beta": beta, "alpha": beta}  # (beta W, beta b)
-        visible = {} if beta == 1.0 else {"alpha": beta}  # (beta W^T, a)
         with self._products():
             for r, (model, gen) in enumerate(zip(self._models(rbm), self.generators, strict=True)):
                 v, h, ph, pv = self._v[r], self._h[r], self._ph[r], self._pv[r]
                 uh, uv, mh, mv = self._uh[r], self._uv[r], self._mh[r], self._mv[r]
-                Wt = model.W.T
+                if self.split_bf16 and k > 0:
+                    self._split(r, model.W)
                 for _ in range(k):
-                    torch.addmm(model.b, v, model.W, out=ph, **hidden).sigmoid_()
+                    self._hidden_input(r, model, beta).sigmoid_()
                     torch.lt(self._uniform_(uh, gen), ph, out=mh)
                     h.copy_(mh)
-                    torch.addmm(model.a, h, Wt, out=pv, **visible).sigmoid_()
+                    self._visible_input(r, model, beta).sigmoid_()
                     torch.lt(self._uniform_(uv, gen), pv, out=mv)
                     v.copy_(mv)
+
+    def _hidden_input(self, r: int, model: RBM, beta: float) -> torch.Tensor:
+        """``beta (b + v W)`` of replica ``r`` into its buffer ``_ph`` (returned)."""
+        v, out = self._v[r], self._ph[r]
+        if not self.split_bf16:
+            scale = {} if beta == 1.0 else {"beta": beta, "alpha": beta}
+            return torch.addmm(model.b, v, model.W, out=out, **scale)
+        binary_mm(v, self._parts[r], out=out, x_buf=self._xv[r])
+        out.add_(model.b)
+        return out if beta == 1.0 else out.mul_(beta)
+
+    def _visible_input(self, r: int, model: RBM, beta: float) -> torch.Tensor:
+        """``a + beta h W^T`` of replica ``r`` into its buffer ``_pv`` (returned)."""
+        h, out = self._h[r], self._pv[r]
+        if not self.split_bf16:
+            scale = {} if beta == 1.0 else {"alpha": beta}
+            return torch.addmm(model.a, h, model.W.T, out=out, **scale)
+        binary_mm(h, self._parts_t[r], out=out, x_buf=self._xh[r])
+        return torch.add(model.a, out, alpha=beta, out=out)
+
+    def _split(self, r: int, W: torch.Tensor) -> None:
+        """Split replica ``r``'s ``W`` and ``W.T`` into the bfloat16 parts, unless they hold
+        this very tensor's current values already (same storage, shape, strides and version
+        counter; the cached reference keeps the storage alive, so no other tensor can take
+        its address)."""
+        version = None if W.is_inference() else W._version  # inference tensors have none
+        key = (W.data_ptr(), tuple(W.shape), W.stride(), version)
+        cached = self._split_of[r]
+        if cached is not None and version is not None and cached[1] == key:
+            return
+        split_bf16(W, out=self._parts[r])
+        split_bf16(W.T, out=self._parts_t[r])
+        self._split_of[r] = (W, key)
 
     def _products(self) -> contextlib.AbstractContextManager:
         """TF32 allowed or forbidden in the products on CUDA (no such setting on the CPU)."""
@@ -391,7 +473,9 @@ class PersistentChains:
         self._check(rbm)
         with self._products():
             for r, model in enumerate(self._models(rbm)):
-                torch.addmm(model.b, self._v[r], model.W, out=self._ph[r]).sigmoid_()
+                if self.split_bf16:
+                    self._split(r, model.W)
+                self._hidden_input(r, model, 1.0).sigmoid_()
         return self._out(self._ph)
 
     def uniform(self, n: int = 1) -> torch.Tensor:
@@ -468,7 +552,8 @@ def stack_chains(chains: Sequence[Chains]) -> Chains:
     if isinstance(first, PersistentChains):
         return PersistentChains(v, n_hidden=first.n_hidden,
                                 generator=[c.generators[0] for c in chains],
-                                dtype=first.v.dtype, tf32=first.tf32)
+                                dtype=first.v.dtype, tf32=first.tf32,
+                                split_bf16=first.split_bf16)
     raise ValueError(f"stack_chains cannot stack {type(first).__name__}")
 
 

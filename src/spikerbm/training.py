@@ -409,7 +409,8 @@ class _Replica:
 
     def anchor(self, cfg: TrainConfig, device: torch.device) -> None:
         """Anchor trajectory AIS on an independent ``log Z`` of the current parameters
-        (docs/methods.md §4, "Anchors"): exact or AIS (float32 sampling without TF32, float64
+        (docs/methods.md §4, "Anchors"): exact or AIS (float32-accurate sampling, never TF32 or
+        bf16: split bfloat16 products on CUDA, :func:`spikerbm.partition.ais_log_weights`; float64
         energies, its own generator ``derive_seed(seed, "anchor", update)``), recorded with
         the trajectory-AIS estimate's gap to it, then :meth:`TrajectoryAIS.reanchor`. Runs at
         a synchronisation point, outside any captured update; draws nothing from the
