@@ -52,7 +52,8 @@ def build_tiny_run(folder: Path) -> dict[str, Path]:
     paths = {"raster": io.write_netcdf(raster, folder / "raster.nc", attrs=attrs)}
     splits = binarize.split_arrays(raster)
     cfg = TrainConfig(n_hidden=N_HIDDEN, n_updates=600, n_checkpoints=8, n_chains=200,
-                      batch_size=200, k=5, lr=0.1, weight_std=0.1, tais_chains=50, device="cpu")
+                      batch_size=200, k=5, lr=0.1, weight_std=0.1, tais_chains=50, device="cpu",
+                      optimizer="sgd", lr_final=1.0, decay_start=0.0)
     hid = folder / f"hidden~{N_HIDDEN}"
     model = train_to_files(splits["train"], cfg=cfg, seed=5, model_path=hid / "model.nc",
                            resume_path=hid / "resume.nc", attrs=attrs,

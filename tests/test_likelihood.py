@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import SGD_RECIPE
 from test_partition import N_HID_TRAIN, N_VIS, TOL_LOGZ, planted_data, trained_trajectory
 
 from spikerbm.config import TrainConfig
@@ -110,7 +111,7 @@ def test_loglik_carries_the_online_curve_stop_state_and_honest_errors() -> None:
         cfg = TrainConfig(n_hidden=n_hidden, n_updates=n_updates, n_checkpoints=6,
                           n_chains=60, batch_size=80, k=3, lr=0.05, weight_std=0.1,
                           tais_chains=120, tais_groups=6, eval_every=40, patience=0,
-                          device="cpu")
+                          device="cpu", **SGD_RECIPE)
         model = train(train_v, test_data=test_v, cfg=cfg, seed=n_hidden)
         ll = checkpoint_loglik(model, train_v, test_v, method="exact")
         assert set(ONLINE_VARS) <= set(ll.data_vars)
@@ -178,7 +179,7 @@ def test_replica_loglik_is_each_replica_on_its_own():
     rng = np.random.default_rng(3)
     data = (rng.random((300, 7)) < 0.3).astype(np.uint8)
     cfg = TrainConfig(n_hidden=3, n_updates=40, n_checkpoints=3, n_chains=32, batch_size=32,
-                      k=2, tais_chains=20, device="cpu", replicas=2)
+                      k=2, tais_chains=20, device="cpu", replicas=2, lr=0.1, **SGD_RECIPE)
     model = train(data[:200], cfg=cfg, seed=11, test_data=data[200:])
     kw = dict(method="ais", ais_chains=16, ais_betas=50, ais_repeats=2)  # seeds matter for AIS
     out = replica_loglik(model, data[:200], data[200:], seed=4, **kw)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 
 import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import SGD_RECIPE
 
 from spikerbm import io
 from spikerbm import rbm as R
@@ -18,7 +20,7 @@ from spikerbm.likelihood import ONLINE_VARS
 from spikerbm.pcd import TrainingDivergedError, pcd_gradient, pcd_step
 from spikerbm.sampling import Sampler, random_states
 from spikerbm.train_state import MinibatchStream, OnlineCurve
-from spikerbm.training import checkpoint_schedule, train, train_to_files
+from spikerbm.training import _log_stop, checkpoint_schedule, train, train_to_files
 
 N, M, B = 7, 5, 11  # distinct odd sizes
 
@@ -221,7 +223,7 @@ def test_training_raises_exact_test_loglik(planted_data):
                      "adam": adam}.items():
         cfg = TrainConfig(**{**dict(n_hidden=NH, n_updates=400, n_checkpoints=6, n_chains=201,
                                     batch_size=201, k=5, lr=0.1, weight_std=0.1,
-                                    tais_chains=0, device="cpu"), **kw})
+                                    tais_chains=0, device="cpu", **SGD_RECIPE), **kw})
         ds = train(train_v, cfg=cfg, seed=11)
         ll = [exact_ll(R.rbm_from_dataset(ds, checkpoint=int(c), dtype=torch.float64), test_v)
               for c in ds.checkpoint.values]
@@ -235,7 +237,7 @@ def test_model_dataset_contract_and_tais(planted_data):
     trajectory-AIS log Z vs exact at every checkpoint."""
     train_v, _ = planted_data
     cfg = TrainConfig(n_hidden=NH, n_updates=200, n_checkpoints=7, n_chains=101, batch_size=101,
-                      k=3, lr=0.1, weight_std=0.1, tais_chains=500, device="cpu")
+                      k=3, lr=0.1, weight_std=0.1, tais_chains=500, device="cpu", **SGD_RECIPE)
     coords = {"unit_id": np.arange(NV, dtype=np.int64) + 100, "area": ["A"] * 10 + ["B"] * 11}
     states: list = []
     ds = train(train_v, cfg=cfg, seed=5, neuron_coords=coords, on_checkpoint=states.append)
@@ -275,7 +277,7 @@ def test_model_dataset_contract_and_tais(planted_data):
 def _stop_cfg(**kw) -> TrainConfig:
     base = dict(n_hidden=NH, n_updates=3000, n_checkpoints=8, n_chains=100, batch_size=100,
                 k=3, lr=0.1, weight_std=0.1, tais_chains=100, tais_groups=5, eval_every=50,
-                patience=400, min_delta=0.005, device="cpu")
+                patience=400, min_delta=0.005, device="cpu", **SGD_RECIPE)
     return TrainConfig(**{**base, **kw})
 
 
@@ -361,7 +363,7 @@ def test_decaying_rate_arms_early_stopping_after_decay_start_plus_patience() -> 
     plateau."""
     rbm = R.RBM(torch.zeros(3, 2), torch.zeros(3), torch.zeros(2))
     const = OnlineCurve.for_config(TrainConfig(n_hidden=2, n_updates=2000, patience=200,
-                                               min_delta=0.1))
+                                               min_delta=0.1, lr_final=1.0))
     decay = OnlineCurve.for_config(TrainConfig(n_hidden=2, n_updates=2000, patience=200,
                                                min_delta=0.1, lr_final=0.01, decay_start=0.5))
     assert (const.armed_from, decay.armed_from) == (200, 1200)
@@ -375,17 +377,73 @@ def test_decaying_rate_arms_early_stopping_after_decay_start_plus_patience() -> 
                                                min_delta=0.1, lr_final=0.01, decay_start=0.5))
     assert lucky.decay_from == 1000
     for update in range(0, 2100, 100):  # constant phase flat at -3 but for -2.5 at 300; the
-        # decay gains 0.1 per 100 updates up to 1600, then is flat
+        # decay gains 0.1 per 100 updates up to 1600, then is flat; an error of 0.2 makes the
+        # lucky 0.5 no significant decline (2 x hypot(0.2, 0.2) = 0.57)
         ll = -2.5 if update == 300 else -3.0 + 0.1 * min(max(update - 1000, 0), 600) / 100
-        lucky.record(update, ll_train=0.0, ll_test=ll, log_z=0.0, log_z_std=0.0, rbm=rbm)
+        lucky.record(update, ll_train=0.0, ll_test=ll, log_z=0.0, log_z_std=0.2, rbm=rbm)
         assert lucky.should_stop() == (update >= 1800), update
     assert lucky.still_improving() == 0 and lucky.gain() == pytest.approx(0.0)
+
+
+def _decaying_curve(values: dict[int, float], std: float) -> tuple[OnlineCurve, list[bool]]:
+    """An OnlineCurve of a decaying schedule (decay from update 1000 of 2000, patience 200,
+    min_delta 0.01) fed ``values`` (update -> online test LL, stated error ``std``); the stop
+    decision after each evaluation."""
+    rbm = R.RBM(torch.zeros(3, 2), torch.zeros(3), torch.zeros(2))
+    curve = OnlineCurve.for_config(TrainConfig(n_hidden=2, n_updates=2000, patience=200,
+                                               min_delta=0.01, lr_final=0.01, decay_start=0.5))
+    assert (curve.decay_from, curve.armed_from) == (1000, 1200)
+    stops = []
+    for update, ll in values.items():
+        curve.record(update, ll_train=0.0, ll_test=ll, log_z=0.0, log_z_std=std, rbm=rbm)
+        stops.append(curve.should_stop())
+    return curve, stops
+
+
+def test_significant_decline_stops_in_every_phase(caplog) -> None:
+    """docs/methods.md §3: past its peak the online test LL falls; once the best of the last
+    `window` updates is below the best before by more than max(min_delta, 2 x their combined
+    error), training stops, in the constant-rate phase of a decaying schedule too (where the
+    plateau rule is not armed). Peak -3.0 at update 400, then -0.1 per 100 updates, error 0.05
+    (threshold 2 x hypot(0.05, 0.05) = 0.141): at 600 the window (400, 600] holds -3.1 (0.1 below,
+    no stop), at 700 it holds -3.2 at best (0.2 below, 2.8 errors: stop)."""
+    values = {u: -3.0 - 0.1 * max(u - 400, 0) / 100 - 1e-3 * max(400 - u, 0)
+              for u in range(0, 1100, 100)}
+    curve, stops = _decaying_curve(values, std=0.05)
+    assert stops == [u >= 700 for u in values]
+    curve, _ = _decaying_curve({u: v for u, v in values.items() if u <= 700}, std=0.05)
+    drop, err = curve.decline()
+    assert drop == pytest.approx(0.2) and err == pytest.approx(math.hypot(0.05, 0.05))
+    assert curve.declined() and math.isnan(curve.gain())  # the plateau rule is not armed
+    assert curve.still_improving() == 0  # known: past its peak (not -1, "unknown")
+    curve.stop_reason = "early_stop"
+    cfg = TrainConfig(n_hidden=2, n_updates=2000, patience=200, min_delta=0.01)
+    with caplog.at_level("INFO", logger="spikerbm.training"):
+        _log_stop(curve, 700, cfg)
+    assert "past its peak" in caplog.text and "0.2000 nats/sample below the best -3.0000 at " \
+        "update 400 (2.8 times their combined stated error" in caplog.text
+
+
+def test_decline_within_the_error_or_min_delta_does_not_stop() -> None:
+    """A decline within 2 combined errors (here 0.3 against 2 x hypot(0.2, 0.2) = 0.57), or
+    below min_delta with an exact log Z (0.005 < 0.01, error 0), does not stop; nor does a
+    noisy plateau of the constant-rate phase (alternating +-0.05 around -3 with error 0.05:
+    its best is reached again in every window)."""
+    falls = {u: -3.0 - 0.3 * min(max(u - 400, 0), 300) / 300 for u in range(0, 1100, 100)}
+    curve, stops = _decaying_curve(falls, std=0.2)
+    assert not any(stops) and curve.decline()[0] == pytest.approx(0.3) and not curve.declined()
+    tiny = {u: -3.0 - 0.005 * (u >= 500) for u in range(0, 1100, 100)}
+    curve, stops = _decaying_curve(tiny, std=0.0)
+    assert not any(stops) and curve.decline() == (pytest.approx(0.005), 0.0)
+    noisy = {u: -3.0 + 0.05 * (-1) ** (u // 100) for u in range(0, 1100, 100)}
+    curve, stops = _decaying_curve(noisy, std=0.05)
+    assert not any(stops) and curve.decline()[0] <= 0
 
 
 def test_divergence_names_update_and_parameter_and_keeps_checkpoint(tmp_path, planted_data):
     train_v, _ = planted_data
     cfg = TrainConfig(n_hidden=NH, n_updates=50, n_checkpoints=5, n_chains=21, batch_size=21,
-                      k=1, lr=3e38, tais_chains=0, device="cpu")  # overflows float32
+                      k=1, lr=3e38, tais_chains=0, device="cpu", **SGD_RECIPE)  # overflows float32
     model, resume = tmp_path / "model.nc", tmp_path / "resume.nc"
     with pytest.raises(TrainingDivergedError) as err:
         train_to_files(train_v, cfg=cfg, seed=0, model_path=model, resume_path=resume)
@@ -412,7 +470,7 @@ def test_cpu_and_cuda_training_agree_statistically(planted_data):
         for precision in (PRECISIONS if device == "cuda" else ("float32",)):
             cfg = TrainConfig(n_hidden=NH, n_updates=400, n_checkpoints=4, n_chains=201,
                               batch_size=201, k=5, lr=0.1, weight_std=0.1, tais_chains=200,
-                              device=device, precision=precision)
+                              device=device, precision=precision, **SGD_RECIPE)
             ds = train(train_v, cfg=cfg, seed=11)
             r0 = R.rbm_from_dataset(ds, checkpoint=0, dtype=torch.float64)
             r = R.rbm_from_dataset(ds, dtype=torch.float64)
@@ -441,7 +499,7 @@ def test_fused_bf16_training_resumes_exactly_and_stops_on_divergence(planted_dat
     train_v, _ = planted_data
     cfg = TrainConfig(n_hidden=NH, n_updates=60, n_checkpoints=6, n_chains=201,
                       batch_size=201, k=5, lr=0.1, weight_std=0.1, tais_chains=200,
-                      device="cuda", precision="bf16")
+                      device="cuda", precision="bf16", **SGD_RECIPE)
     states: list = []
     full = train(train_v, cfg=cfg, seed=3, on_checkpoint=states.append)
     mid = states[3]
@@ -628,7 +686,7 @@ def _tais_errors(planted_data, *, optimizer: str, lr: float, seeds: range, devic
         cfg = TrainConfig(n_hidden=NH, n_updates=300, n_checkpoints=12, n_chains=100,
                           batch_size=100, k=5, lr=lr, optimizer=optimizer, weight_std=0.1,
                           tais_chains=200, tais_groups=8, patience=0, anchor_every=0,
-                          device=device, precision=precision)
+                          lr_final=1.0, decay_start=0.0, device=device, precision=precision)
         ds = train(train_v, cfg=cfg, seed=seed, test_data=test_v)
         exact = np.array([exact_log_z(R.rbm_from_dataset(ds, checkpoint=int(c)))
                           for c in ds["checkpoint"].values[1:]])
@@ -653,7 +711,7 @@ def _online_errors(planted_data, *, seeds: range, anchor_every: int = 4, **kw):
         cfg = TrainConfig(**{**dict(
             n_hidden=NH, n_updates=400, n_checkpoints=401, n_chains=100, batch_size=100, k=5,
             lr=0.1, weight_std=0.1, tais_chains=200, tais_groups=8, patience=0, eval_every=25,
-            anchor_every=anchor_every, device="cpu"), **kw})
+            anchor_every=anchor_every, device="cpu", **SGD_RECIPE), **kw})
         ds = train(train_v, cfg=cfg, seed=seed, test_data=test_v)
         u = ds["eval_update"].values[1:]
         assert set(u) <= set(ds["checkpoint"].values)
@@ -784,7 +842,8 @@ def test_fused_bf16_adam_training_with_stages_resumes_exactly(planted_data):
     train_v, _ = planted_data
     cfg = TrainConfig(n_hidden=NH, n_updates=120, n_checkpoints=6, n_chains=201,
                       batch_size=201, k=5, lr=0.03, optimizer="adam", weight_std=0.1,
-                      tais_chains=200, device="cuda", precision="bf16")
+                      tais_chains=200, device="cuda", precision="bf16", lr_final=1.0,
+                      decay_start=0.0)
     stages: list[int] = []
     adapt = partition.TrajectoryAIS.adapt_stages
 

@@ -13,6 +13,7 @@ import logging
 import numpy as np
 import pytest
 import torch
+from conftest import SGD_RECIPE
 
 from spikerbm import io
 from spikerbm import rbm as R
@@ -36,7 +37,7 @@ def _data(n: int, seed: int = 0) -> np.ndarray:
 def _cfg(**kw) -> TrainConfig:
     base = dict(n_hidden=NH, n_updates=150, n_checkpoints=9, n_chains=31, batch_size=37, k=3,
                 lr=0.05, weight_std=0.1, tais_chains=30, eval_every=25, patience=0,
-                device="cpu")
+                device="cpu", **SGD_RECIPE)
     return TrainConfig(**{**base, **kw})
 
 

@@ -51,8 +51,8 @@ class TrainConfig:
         ``decay_start * n_updates`` updates, then decayed geometrically to ``lr * lr_final``
         at ``n_updates`` (:func:`spikerbm.pcd.lr_schedule`).
     optimizer
-        Ascent step on the PCD direction: ``sgd`` or ``adam`` (Kingma & Ba 2015; per-entry
-        step sizes, docs/methods.md §3).
+        Ascent step on the PCD direction: ``adam`` (the default; Kingma & Ba 2015, per-entry
+        step sizes in the centered parametrisation, docs/methods.md §3) or ``sgd``.
     lr_final
         Final learning rate as a fraction of ``lr``, in (0, 1]; 1 keeps it constant.
     decay_start
@@ -121,10 +121,10 @@ class TrainConfig:
     n_chains: int = 500
     batch_size: int = 500
     k: int = 10
-    lr: float = 0.1
-    optimizer: str = "sgd"
-    lr_final: float = 1.0
-    decay_start: float = 0.0
+    lr: float = 0.003
+    optimizer: str = "adam"
+    lr_final: float = 0.01
+    decay_start: float = 0.5
     momentum: float = 0.0
     centered: bool = True
     weight_std: float = 1e-2

@@ -216,8 +216,11 @@ class OnlineCurve:
     :meth:`gain` is the improvement over the last ``window`` updates: the best test LL of the
     evaluations in ``(u - window, u]`` minus the best one up to ``u - window`` (``u``: the last
     evaluated update; ``u - window`` is clamped at 0), counting only evaluations from
-    ``decay_from`` on. Training stops early (:meth:`should_stop`) once ``u >= armed_from`` and
-    ``gain < min_delta``.
+    ``decay_from`` on. Training stops early (:meth:`should_stop`) on a plateau, once
+    ``u >= armed_from`` and ``gain < min_delta``, or on a significant decline, in every phase
+    of the schedule: once ``u >= patience`` and the best test LL of the last ``window``
+    updates is below the best one before them by more than ``max(min_delta, 2 x`` their
+    combined stated error``)`` (:meth:`decline`, docs/methods.md §3).
 
     Attributes
     ----------
@@ -330,20 +333,52 @@ class OnlineCurve:
             return math.nan
         return float(inside.max() - before.max()) if inside.size else math.nan
 
+    def decline(self) -> tuple[float, float]:
+        """How far the best online test LL of the last ``window`` updates lies below the best
+        one before them, among **all** evaluations (nats per sample), and the combined stated
+        error of the two (``hypot`` of their ``log_z_std``: an online LL's error is that of its
+        ``log Z``); NaN, NaN before two evaluations or without finite values on both sides.
+        Negative when the last window holds a new best."""
+        u = np.asarray(self.updates)
+        ll = np.nan_to_num(np.asarray(self.ll_test, dtype=np.float64), nan=-np.inf)
+        if len(u) < 2:
+            return math.nan, math.nan
+        start = max(int(u[-1]) - self.window, 0)
+        inside, before = np.flatnonzero(u > start), np.flatnonzero(u <= start)
+        if not inside.size or not before.size:
+            return math.nan, math.nan
+        i, j = inside[np.argmax(ll[inside])], before[np.argmax(ll[before])]
+        if not (np.isfinite(ll[i]) and np.isfinite(ll[j])):
+            return math.nan, math.nan
+        return float(ll[j] - ll[i]), float(np.hypot(self.log_z_std[i], self.log_z_std[j]))
+
+    def declined(self) -> bool:
+        """The decline rule of :meth:`should_stop`: ``patience > 0``, at least ``patience``
+        updates done, and :meth:`decline` beyond ``max(min_delta, 2 x`` its error``)`` (False
+        when the error is unknown)."""
+        drop, err = self.decline()
+        return bool(self.patience and self.updates and self.updates[-1] >= self.patience
+                    and math.isfinite(drop) and math.isfinite(err)
+                    and drop > max(self.min_delta, 2.0 * err))
+
     def should_stop(self) -> bool:
-        """Early stop: ``patience > 0``, at least ``armed_from`` updates done, and the test LL
-        gained less than ``min_delta`` over the last ``patience`` updates."""
+        """Early stop: ``patience > 0`` and either a plateau (at least ``armed_from`` updates
+        done and the test LL gained less than ``min_delta`` over the last ``window`` updates
+        of the decay phase, :meth:`gain`) or a significant decline in any phase
+        (:meth:`declined`)."""
         gain = self.gain()
-        return bool(self.patience and self.updates
-                    and self.updates[-1] >= max(self.patience, self.armed_from)
-                    and math.isfinite(gain) and gain < self.min_delta)
+        plateau = bool(self.patience and self.updates
+                       and self.updates[-1] >= max(self.patience, self.armed_from)
+                       and math.isfinite(gain) and gain < self.min_delta)
+        return plateau or self.declined()
 
     def still_improving(self) -> int:
         """1 when the test LL gained at least ``min_delta`` over the last ``window`` updates,
-        0 when not, -1 when unknown (no online log-likelihood)."""
+        0 when not (or when it declined significantly, :meth:`declined`, also before the decay
+        phase that :meth:`gain` judges), -1 when unknown (no online log-likelihood)."""
         gain = self.gain()
         if math.isnan(gain):
-            return -1
+            return 0 if self.declined() else -1
         return int(gain >= self.min_delta)
 
     def data_vars(self) -> dict[str, Any]:

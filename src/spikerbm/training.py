@@ -562,7 +562,15 @@ def _log_stop(online: OnlineCurve, update: int, cfg: TrainConfig, *, tag: str = 
     """One line saying why training stopped and whether it had reached its peak (``tag``:
     the replica's prefix)."""
     gain = online.gain()
-    if online.still_improving() == -1:
+    if online.stop_reason == "early_stop" and online.declined():
+        drop, err = online.decline()
+        log.info("%sstopped early at update %d of at most %d: past its peak, the best online "
+                 "test log-likelihood of the last %d updates is %.4f nats/sample below the best "
+                 "%.4f at update %d (%.1f times their combined stated error %.2g; threshold "
+                 "max(min_delta %g, 2 errors)); the best is kept as a checkpoint", tag, update,
+                 cfg.n_updates, online.window, drop, online.best_ll, online.best_update,
+                 drop / err if err > 0 else math.inf, err, cfg.min_delta)
+    elif online.still_improving() == -1:
         log.info("%sran the maximum of %d updates; without an online log-likelihood (no test "
                  "data or no trajectory AIS) it is unknown whether training reached its peak",
                  tag, update)
