@@ -164,10 +164,12 @@ def product_floor(n_rep: int, n: int, m: int, c: int, k: int, *, args: Any) -> l
 
 def train_config(*, n_hidden: int, updates: int, args: Any, tais: bool, replicas: int = 1,
                  checkpoints: int = 2) -> training.TrainConfig:
-    """The training config of both modes: bf16 on CUDA, batch = chains, early stopping off."""
+    """The training config of both modes: bf16 on CUDA, batch = chains, early stopping off,
+    constant-rate SGD (rbms' step)."""
     return training.TrainConfig(n_hidden=n_hidden, n_updates=updates, n_checkpoints=checkpoints,
                                 n_chains=args.chains, batch_size=args.chains, k=args.k,
-                                lr=args.lr, weight_std=args.weight_std, precision="bf16",
+                                lr=args.lr, optimizer="sgd", lr_final=1.0, decay_start=0.0,
+                                weight_std=args.weight_std, precision="bf16",
                                 tais_chains=args.chains if tais else 0, patience=0,
                                 replicas=replicas, device=DEVICE)
 

@@ -39,6 +39,10 @@ from spikerbm.rbm import rbm_from_dataset
 from spikerbm.synthetic import generate_session
 from spikerbm.training import TrainConfig, train
 
+#: The training step these measurements were made with (the default until 2026-12-01):
+#: constant-rate SGD at lr 0.1 (docs/benchmarks.md "Uncertainty of log Z").
+SGD = {"optimizer": "sgd", "lr": 0.1, "lr_final": 1.0, "decay_start": 0.0}
+
 
 def planted_data(n_neurons: int, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Train (first 70 %) and test (last 30 %) bins of a planted 30-minute session."""
@@ -61,7 +65,7 @@ def coverage(err: np.ndarray, std: np.ndarray) -> str:
 def run_ais(args: argparse.Namespace) -> None:
     train_v, test_v = planted_data(args.n_visible, seed=1)
     cfg = TrainConfig(n_hidden=args.n_hidden, n_updates=args.updates, n_checkpoints=30,
-                      patience=0, anchor_every=0, device="cpu", precision="float32")
+                      patience=0, anchor_every=0, device="cpu", precision="float32", **SGD)
     model = train(train_v, cfg=cfg, seed=1, test_data=test_v)
     ck = model["checkpoint"].values
     picks = sorted({int(ck[len(ck) // 2]), int(ck[(4 * len(ck)) // 5]), int(ck[-1])})
@@ -101,7 +105,8 @@ def run_tais(args: argparse.Namespace) -> None:
     for seed in range(args.first_seed - 100, args.first_seed - 100 + args.runs):
         cfg = TrainConfig(n_hidden=args.n_hidden, n_updates=args.updates, n_checkpoints=60,
                           patience=0, tais_chains=args.tais_chains, tais_groups=args.groups,
-                          anchor_every=args.anchor_every, device="cpu", precision="float32")
+                          anchor_every=args.anchor_every, device="cpu", precision="float32",
+                          **SGD)
         t0 = time.perf_counter()
         model = train(train_v, cfg=cfg, seed=100 + seed, test_data=test_v)
         sec = time.perf_counter() - t0

@@ -25,7 +25,7 @@ from spikerbm.partition import exact_log_z
 from spikerbm.sampling import Sampler, random_states
 from spikerbm.training import TrainConfig, train
 
-CONFIGS = {"sgd lr 0.1": {"lr": 0.1},
+CONFIGS = {"sgd lr 0.1": {"optimizer": "sgd", "lr": 0.1, "lr_final": 1.0, "decay_start": 0.0},
            "adam 0.03 + decay": {"optimizer": "adam", "lr": 0.03, "lr_final": 0.01,
                                  "decay_start": 0.5},
            "adam 0.01 + decay": {"optimizer": "adam", "lr": 0.01, "lr_final": 0.01,

@@ -210,7 +210,8 @@ def check_matches_library(train_data: np.ndarray, *, seed: int = 3) -> float:
     0.0 when the loop is the library's."""
     base = dict(n_hidden=7, n_updates=60, n_checkpoints=6, n_chains=40, batch_size=50, k=3,
                 tais_chains=0, device="cpu")
-    pairs = [(TrainConfig(**base, lr=0.05), Variant()),
+    pairs = [(TrainConfig(**base, lr=0.05, optimizer="sgd", lr_final=1.0, decay_start=0.0),
+              Variant()),
              (TrainConfig(**base, lr=0.03, optimizer="adam", lr_final=0.01, decay_start=0.5),
               Variant(optimizer="adam", lr_schedule="exp", lr_final=0.01, decay_start=0.5))]
     worst = 0.0

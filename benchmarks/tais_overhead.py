@@ -54,7 +54,8 @@ def run(train_v: Any, test_v: Any, *, variant: str, updates: int, args: Any) -> 
     """One ``train`` call; returns wall seconds and the stages histogram."""
     cfg = training.TrainConfig(
         n_hidden=args.n_hidden, n_updates=updates, n_checkpoints=2, n_chains=args.chains,
-        batch_size=args.chains, k=args.k, lr=args.lr, weight_std=args.weight_std,
+        batch_size=args.chains, k=args.k, lr=args.lr, optimizer="sgd", lr_final=1.0,
+        decay_start=0.0, weight_std=args.weight_std,
         precision="bf16", tais_chains=0 if variant == "off" else args.chains, tais_groups=10,
         eval_every=args.eval_every, anchor_every=0, patience=0, device="cuda")
     stages: collections.Counter = collections.Counter()

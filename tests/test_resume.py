@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import SGD_RECIPE
 
 from spikerbm import io
 from spikerbm.likelihood import ONLINE_VARS
@@ -149,7 +150,8 @@ def test_resume_with_early_stopping_from_every_checkpoint_is_bitwise():
     of its checkpoints, ends with the same model, curve, best checkpoint and stop attributes;
     the test split changes the resume hash (early stopping reads it)."""
     data, test = _data(301), _data(700, seed=5)
-    cfg = _cfg(n_updates=3000, n_checkpoints=12, eval_every=25, patience=150, min_delta=0.01)
+    cfg = _cfg(n_updates=3000, n_checkpoints=12, eval_every=25, patience=150, min_delta=0.01,
+               **SGD_RECIPE)
     states: list = []
     full = train(data, test_data=test, cfg=cfg, seed=3, on_checkpoint=states.append)
     assert full.attrs["stop_reason"] == "early_stop"
