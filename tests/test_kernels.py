@@ -229,7 +229,8 @@ def test_interpreted_batched_training_engine_equals_replicas_in_turn(monkeypatch
     data = (g.random((101, N)) < 0.3).astype(np.uint8)
     test = (g.random((60, N)) < 0.3).astype(np.uint8)
     cfg = TrainConfig(n_hidden=M, n_updates=6, n_checkpoints=3, n_chains=31, batch_size=17,
-                      k=1, lr=0.05, weight_std=0.1, tais_chains=20, eval_every=3, patience=0,
+                      k=1, lr=0.05, optimizer="sgd", lr_final=1.0, decay_start=0.0,
+                      weight_std=0.1, tais_chains=20, eval_every=3, patience=0,
                       replicas=2, device="cpu", precision="bf16")
     runs = {}
     for batched in (False, True):
