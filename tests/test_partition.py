@@ -530,6 +530,46 @@ def test_trajectory_ais_stages_follow_one_abrupt_step() -> None:
     assert one.adapt_stages(max_stages=7) == 7
 
 
+def test_trajectory_ais_strides_rise_a_notch_per_call_and_fall_at_once() -> None:
+    """Small steps (docs/methods.md §4, "Strides for small steps"): with one stage the stride
+    is the largest of STRIDES (1, 2, 5, 10) whose step keeps the increment s.d. at or below
+    STAGE_TARGET_SD (0.05), from the per-update s.d. ``sd_max / k_min`` (``k_min``: fewest
+    updates a step covered, counted by :meth:`due`), rising one notch per call and falling at
+    once; large steps bring back stages with stride 1. :meth:`due` ends a step every
+    ``stride`` updates and at every ``last`` one."""
+    target = random_rbm(13, 4, seed=4, scale=0.5, dtype=torch.float64)
+    start = independent_site(target.a, 4)
+    tais = TrajectoryAIS(start, log_z=log_z_independent(start), n_chains=8, n_groups=2,
+                         generator=torch.Generator().manual_seed(0))
+
+    def adapt(sd: float, updates_per_step: int) -> tuple[int, int]:
+        for _ in range(2):  # two steps of this many updates each
+            assert [tais.due(False) for _ in range(updates_per_step - 1)] == [False] * (
+                updates_per_step - 1)
+            assert tais.due(True)  # the last update before a check always ends a step
+        tais._inc_sd_max.fill_(sd)
+        return tais.adapt_stages(), tais.stride
+
+    # 0.001 per update: every stride fits (10 x 0.001 <= 0.05); one notch per call
+    assert [adapt(0.001 * tais.stride, tais.stride) for _ in range(4)] == [
+        (1, 2), (1, 5), (1, 10), (1, 10)]
+    assert [tais.due(False) for _ in range(10)] == [False] * 9 + [True]
+    tais._since = 0
+    # a step of 10 updates at s.d. 0.3 (0.03 per update): only stride 1 fits, at once
+    assert adapt(0.3, 10) == (1, 1)
+    # 0.02 per update: stride 2 (2 x 0.02 <= 0.05), not 5
+    assert adapt(0.02, 1) == (1, 2)
+    assert adapt(0.04, 2) == (1, 2)
+    # a step that covered fewer updates than the stride (k_min 1) is read as 1 update: 0.04
+    assert adapt(0.04, 1) == (1, 1)
+    # a large step: stages again, stride 1
+    assert adapt(0.4, 1) == (8, 1)
+    state = tais.state_dict()
+    tais.stride = 5
+    tais.load_state_dict(state)
+    assert (tais.n_stages, tais.stride) == (8, 1)
+
+
 def test_trajectory_ais_resamples_each_group_within_itself() -> None:
     """Group 0 has all its weight on one chain (ESS 1/n: resampled), group 1 equal weights (not
     resampled): after one reweighting with a zero increment, every chain of group 0 holds that

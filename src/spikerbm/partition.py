@@ -480,6 +480,10 @@ def anchored_log_z_std(*, groups_std: float, anchor_std: float, bias_rate: float
 STAGE_TARGET_SD = 0.05
 MAX_STAGES = 32
 STAGE_CHECK_EVERY = 10
+#: Updates per trajectory-AIS step where the steps are small (:attr:`TrajectoryAIS.stride`,
+#: chosen by :meth:`TrajectoryAIS.adapt_stages`): divisors of :data:`STAGE_CHECK_EVERY`, so
+#: that the step at the end of every chunk of training updates falls on the stride.
+STRIDES = (1, 2, 5, 10)
 
 
 class TrajectoryAIS:
@@ -587,6 +591,10 @@ class TrajectoryAIS:
         self._initialised = False
         self.n_steps = 0
         self.n_stages = 1
+        # updates per step when the steps are small (the engine counts them, host side)
+        self.stride = 1
+        self._since = 0
+        self._u_min = 0
         # largest per-stage log-weight increment s.d. since the last adapt_stages (device)
         self._inc_sd_max = torch.zeros((), dtype=torch.float64, device=dev)
         self._stage_rbms: list[RBM] = []  # two stage buffers, allocated at the first staged step
@@ -720,29 +728,56 @@ class TrajectoryAIS:
             prev = stage
         return self.reweight(prev, rbm_next)
 
+    def due(self, last: bool) -> bool:
+        """Whether the coming training update ends a step (host side, no synchronisation;
+        :class:`spikerbm.pcd.PCDEngine` asks before every update): every :attr:`stride`-th
+        update, and always when ``last`` (the last update before a synchronisation point, so
+        that the chains are weighted for the current parameters whenever the loop reads the
+        estimate or saves the state)."""
+        self._since += 1
+        if not (last or self._since >= self.stride):
+            return False
+        self._u_min = min(self._u_min, self._since) if self._u_min else self._since
+        self._since = 0
+        return True
+
     def adapt_stages(self, *, target_sd: float | None = None,
                      max_stages: int | None = None) -> int:
-        """Choose :attr:`n_stages` for the coming updates from the largest per-stage
-        log-weight increment s.d. since the last call (one host synchronisation; call it at
-        the training loop's synchronisation points, docs/methods.md §4).
+        """Choose :attr:`n_stages` and :attr:`stride` for the coming updates from the largest
+        per-stage log-weight increment s.d. since the last call (one host synchronisation;
+        call it at the training loop's synchronisation points, docs/methods.md §4, "Stages
+        for large steps" and "Strides for small steps").
 
-        ``s = clip(max(pow2(s_now * sd_max / target_sd), s_now // 2), 1, max_stages)`` with
-        ``pow2(x)`` the smallest power of two ``>= x``: the per-update increment s.d. is about
-        ``s_now * sd_max`` (the stages split the parameter step evenly), and ``s`` stages bring
-        each stage's s.d. to about ``target_sd`` or below; ``s`` rises at once and falls at
-        most by half per call. Powers of two keep the number of distinct ``s`` (one captured
-        CUDA graph each) at ``log2(max_stages) + 1``. Defaults: :data:`STAGE_TARGET_SD`,
+        The per-update increment s.d. is about ``u = s_now * sd_max / k_min`` (the stages
+        split a step evenly; ``k_min``, the fewest updates a step covered since the last call,
+        1 with stages: a step of ``k`` updates adds their parameter changes, so this
+        overstates ``u`` where steps covered more updates). With ``ratio = u / target_sd``:
+        ``s = clip(max(pow2(ratio), s_now // 2), 1, max_stages)`` with ``pow2(x)`` the
+        smallest power of two ``>= x``, so ``s`` stages bring each stage's s.d. to about
+        ``target_sd`` or below; ``s`` rises at once and falls at most by half per call.
+        Powers of two keep the number of distinct ``s`` (one captured CUDA graph each) at
+        ``log2(max_stages) + 1``. Where one stage is enough (``s = 1``) the stride is the
+        largest of :data:`STRIDES` with ``stride * ratio <= 1``, at most one notch above the
+        current one (it falls at once): a step then covers ``stride`` updates with an
+        increment s.d. of about ``target_sd`` or below. Defaults: :data:`STAGE_TARGET_SD`,
         :data:`MAX_STAGES` (``max_stages = 1`` is the one-stage estimator of earlier versions).
         Returns the new ``s``."""
         target_sd = STAGE_TARGET_SD if target_sd is None else target_sd
         max_stages = MAX_STAGES if max_stages is None else max_stages
         sd = float(self._inc_sd_max)
         self._inc_sd_max.zero_()
-        s = self.n_stages
-        ratio = s * sd / target_sd if math.isfinite(sd) else math.inf
+        s, k_min = self.n_stages, max(self._u_min, 1)
+        self._u_min = 0
+        ratio = s * sd / (k_min * target_sd) if math.isfinite(sd) else math.inf
         want = 1 if ratio <= 1 else (max_stages if ratio > max_stages
                                      else 2 ** math.ceil(math.log2(ratio) - 1e-12))
         self.n_stages = int(min(max(want, s // 2, 1), max_stages))
+        if self.n_stages > 1:
+            self.stride = 1
+        else:
+            notch = STRIDES[min(STRIDES.index(self.stride) + 1, len(STRIDES) - 1)]
+            self.stride = max(k for k in STRIDES if k <= notch and k * ratio <= 1
+                              or k == 1)
         return self.n_stages
 
     def reweight(self, rbm_now: RBM, rbm_next: RBM) -> torch.Tensor:
@@ -805,6 +840,7 @@ class TrajectoryAIS:
             "n_steps": torch.tensor(self.n_steps, dtype=torch.int64),
             "n_resamples": self._n_resamples.detach().cpu().clone(),
             "n_stages": torch.tensor(self.n_stages, dtype=torch.int64),
+            "stride": torch.tensor(self.stride, dtype=torch.int64),
             "inc_sd_max": self._inc_sd_max.detach().cpu().clone(),
         }
 
@@ -837,5 +873,7 @@ class TrajectoryAIS:
         self._n_resamples.copy_(torch.as_tensor(state.get("n_resamples", 0)).to(
             device=dev, dtype=torch.int64).expand(self.n_groups))
         self.n_stages = int(torch.as_tensor(state.get("n_stages", 1)).item())
+        self.stride = int(torch.as_tensor(state.get("stride", 1)).item())
+        self._since = self._u_min = 0
         self._inc_sd_max.copy_(torch.as_tensor(state.get("inc_sd_max", 0.0)).to(
             device=dev, dtype=torch.float64))

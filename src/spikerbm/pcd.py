@@ -404,16 +404,18 @@ class PCDEngine:
     One update (:meth:`step`) is: gather the minibatch (device indices), :func:`pcd_direction`
     (``k`` sweeps, hidden means of chains and data, the centered gradient), the
     :class:`Optimizer` step in place, the divergence record and, with trajectory AIS, its
-    sweep with the parameters before the step (copied into a buffer first) and its
-    reweighting from those to the parameters after it (the free-energy difference of
+    sweep with the parameters of its last step (kept in a buffer) and its reweighting from
+    those to the parameters after the update (the free-energy difference of
     :func:`spikerbm.rbm.free_energy_difference`; resampling by ``torch.where``), in
     ``tais.n_stages`` interpolated stages when the step is large
-    (:meth:`~spikerbm.partition.TrajectoryAIS.advance`).
+    (:meth:`~spikerbm.partition.TrajectoryAIS.advance`), or only every ``tais.stride``-th
+    update (and the last before a synchronisation point) when the steps are small
+    (:meth:`~spikerbm.partition.TrajectoryAIS.due`).
     Nothing in it synchronises with the host. With capturable chains the first update runs
     eagerly on a side stream (which compiles and autotunes the kernels) and is then captured
     once as a CUDA graph that every later update replays; each number of trajectory-AIS stages
-    (fixed between two synchronisation points; one per replica) gets its own graph, captured
-    the same way.
+    (fixed between two synchronisation points; one per replica), with and without the
+    trajectory-AIS step, gets its own graph, captured the same way.
 
     Replicas (docs/methods.md §3, "Replicas"): ``rbm`` has a leading replica axis (R, N, M),
     ``chains`` are replica chains (R, C, N), and ``optimizer``, ``guard`` and ``tais`` are
@@ -502,7 +504,7 @@ class PCDEngine:
         # largest graph's, not the sum over up to 6^R stage tuples)
         self._graphs: dict[tuple[int, ...], torch.cuda.CUDAGraph] = {}
         self._pool = None
-        before = RBM(*(torch.empty_like(t) for t in (rbm.W, rbm.a, rbm.b)))
+        before = RBM(*(t.detach().clone() for t in (rbm.W, rbm.a, rbm.b)))
         befores = [before] if n_rep is None else [before.replica(r) for r in range(n_rep)]
         log_zs = [self.log_z] if n_rep is None else list(self.log_z)
         # per model: parameters (views), optimizer, guard, trajectory AIS, the parameters
@@ -513,33 +515,40 @@ class PCDEngine:
             if t is not None:
                 t.set_current(model, n_steps=t.n_steps)
 
-    def _update(self) -> None:
+    def _update(self, due: tuple[bool, ...]) -> None:
         n = self.data.shape[1]
         torch.index_select(self.data, 0, self.idx.view(-1), out=self._batch_u8.view(-1, n))
         self._batch.copy_(self._batch_u8)
         grads = pcd_direction(self.rbm, self._batch, self.chains, k=self.k,
                               centered=self.centered, tf32=self.tf32)
+        flags = iter(due)
         for (r, optimizer, guard, tais, before, log_z), grad in zip(
                 self._models, grads if isinstance(grads, list) else [grads], strict=True):
-            if tais is not None:
-                tais.sweep(r)
+            # trajectory AIS steps from the parameters of its last step (``before``) to the
+            # current ones on the updates ``due`` marks (every one, unless its stride is > 1)
+            step_tais = tais is not None and next(flags)
+            if step_tais:
+                tais.sweep(before)
+            optimizer.step(r, grad, self._update_no)
+            guard.record(self._update_no, r)
+            if step_tais:
+                log_z.copy_(tais.advance(before, r))
                 for t, b in zip(r.parameters().values(), before.parameters().values(),
                                 strict=True):
                     b.copy_(t)
-            optimizer.step(r, grad, self._update_no)
-            guard.record(self._update_no, r)
-            if tais is not None:
-                log_z.copy_(tais.advance(before, r))
         self._update_no += 1
 
-    def step(self, idx: torch.Tensor) -> None:
+    def step(self, idx: torch.Tensor, *, last: bool = True) -> None:
         """One update with the minibatch rows ``idx`` (int64, ([R,] batch_size), any device;
-        copied; replica ``r`` takes rows ``idx[r]``)."""
+        copied; replica ``r`` takes rows ``idx[r]``). ``last``: the last update before the
+        caller reads :attr:`log_z` or the state (a trajectory-AIS step ends there whatever the
+        stride, :meth:`~spikerbm.partition.TrajectoryAIS.due`)."""
         self.idx.copy_(idx, non_blocking=True)
-        stages = tuple(t.n_stages for t in self._tais)
-        graph = self._graphs.get(stages)
+        due = tuple(t.due(last) for t in self._tais)
+        key = tuple(zip((t.n_stages for t in self._tais), due, strict=True))
+        graph = self._graphs.get(key)
         if not self.chains.capturable:
-            self._update()
+            self._update(due)
         elif graph is None:
             # eager first update on a side stream (compiles, autotunes, warms cuBLAS), then
             # capture the same update once; later updates with these numbers of
@@ -547,13 +556,13 @@ class PCDEngine:
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side):
-                self._update()
+                self._update(due)
             torch.cuda.current_stream().wait_stream(side)
-            graph = self._graphs[stages] = torch.cuda.CUDAGraph()
+            graph = self._graphs[key] = torch.cuda.CUDAGraph()
             if self._pool is None:
                 self._pool = torch.cuda.graph_pool_handle()
             with torch.cuda.graph(graph, pool=self._pool):
-                self._update()
+                self._update(due)
         else:
             graph.replay()
         for t in self._tais:

@@ -385,8 +385,8 @@ class _Replica:
 
     def advance(self, n: int, device: torch.device, bar: Any) -> None:
         """``n`` updates of this replica (its own minibatch stream)."""
-        for idx in self.state.batches.next_rows(n, device):
-            self.engine.step(idx)
+        for i, idx in enumerate(self.state.batches.next_rows(n, device)):
+            self.engine.step(idx, last=i == n - 1)
             bar.update(1)
         self.state.update += n
 
@@ -489,8 +489,8 @@ def _advance_batched(live: list[_Replica], n: int, device: torch.device, bar: An
 
     engine = live[0].engine
     rows = torch.stack([run.state.batches.next_rows(n, device) for run in live], dim=1)
-    for idx in rows:  # (R, batch_size) per update
-        engine.step(idx)
+    for i, idx in enumerate(rows):  # (R, batch_size) per update
+        engine.step(idx, last=i == n - 1)
         bar.update(len(live))
     for run in live:
         run.state.update += n
