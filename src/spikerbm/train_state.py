@@ -318,20 +318,30 @@ class OnlineCurve:
             bias_rate=anchor_bias_rate(self.anchor_updates, self.anchor_gap),
             updates_since=int(update) - self.anchor_updates[-1])
 
+    def _bests(self, since: int = 0) -> tuple[np.ndarray, int, int] | None:
+        """The online test LLs (NaN as -inf) and the indices of the best of the last ``window``
+        updates and of the best before them, among the evaluations from update ``since`` on
+        (``None`` before two such evaluations or with one side empty)."""
+        u = np.asarray(self.updates)
+        ll = np.nan_to_num(np.asarray(self.ll_test, dtype=np.float64), nan=-np.inf)
+        keep = np.flatnonzero(u >= since)
+        if len(keep) < 2:
+            return None
+        start = max(int(u[-1]) - self.window, 0)
+        inside, before = keep[u[keep] > start], keep[u[keep] <= start]
+        if not inside.size or not before.size:
+            return None
+        return ll, int(inside[np.argmax(ll[inside])]), int(before[np.argmax(ll[before])])
+
     def gain(self) -> float:
         """Improvement of the best online test LL over the last ``window`` updates (nats per
         sample; NaN before two evaluations or without finite values before the window), among
         the evaluations from ``decay_from`` on."""
-        u = np.asarray(self.updates)
-        ll = np.nan_to_num(np.asarray(self.ll_test, dtype=np.float64), nan=-np.inf)
-        ll, u = ll[u >= self.decay_from], u[u >= self.decay_from]
-        if len(u) < 2:
+        bests = self._bests(self.decay_from)
+        if bests is None or not np.isfinite(bests[0][bests[2]]):
             return math.nan
-        start = max(int(u[-1]) - self.window, 0)
-        inside, before = ll[u > start], ll[u <= start]
-        if not before.size or not np.isfinite(before).any():
-            return math.nan
-        return float(inside.max() - before.max()) if inside.size else math.nan
+        ll, i, j = bests
+        return float(ll[i] - ll[j])
 
     def decline(self) -> tuple[float, float]:
         """How far the best online test LL of the last ``window`` updates lies below the best
@@ -339,17 +349,10 @@ class OnlineCurve:
         error of the two (``hypot`` of their ``log_z_std``: an online LL's error is that of its
         ``log Z``); NaN, NaN before two evaluations or without finite values on both sides.
         Negative when the last window holds a new best."""
-        u = np.asarray(self.updates)
-        ll = np.nan_to_num(np.asarray(self.ll_test, dtype=np.float64), nan=-np.inf)
-        if len(u) < 2:
+        bests = self._bests()
+        if bests is None or not np.isfinite(bests[0][[bests[1], bests[2]]]).all():
             return math.nan, math.nan
-        start = max(int(u[-1]) - self.window, 0)
-        inside, before = np.flatnonzero(u > start), np.flatnonzero(u <= start)
-        if not inside.size or not before.size:
-            return math.nan, math.nan
-        i, j = inside[np.argmax(ll[inside])], before[np.argmax(ll[before])]
-        if not (np.isfinite(ll[i]) and np.isfinite(ll[j])):
-            return math.nan, math.nan
+        ll, i, j = bests
         return float(ll[j] - ll[i]), float(np.hypot(self.log_z_std[i], self.log_z_std[j]))
 
     def declined(self) -> bool:
