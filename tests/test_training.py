@@ -9,6 +9,7 @@ import re
 import numpy as np
 import pytest
 import torch
+import xarray as xr
 import yaml
 from conftest import SGD_RECIPE
 
@@ -416,6 +417,12 @@ def test_significant_decline_stops_in_every_phase(caplog) -> None:
     assert drop == pytest.approx(0.2) and err == pytest.approx(math.hypot(0.05, 0.05))
     assert curve.declined() and math.isnan(curve.gain())  # the plateau rule is not armed
     assert curve.still_improving() == 0  # known: past its peak (not -1, "unknown")
+    # the rule's state is the curve itself: restored from resume.nc's variables, it decides alike
+    ds = xr.Dataset(curve.data_vars(), coords=curve.coords(), attrs=curve.resume_attrs())
+    back = OnlineCurve.from_dataset(ds, TrainConfig(n_hidden=2, n_updates=2000, patience=200,
+                                                    min_delta=0.01, lr_final=0.01,
+                                                    decay_start=0.5))
+    assert back.decline() == (drop, err) and back.should_stop()
     curve.stop_reason = "early_stop"
     cfg = TrainConfig(n_hidden=2, n_updates=2000, patience=200, min_delta=0.01)
     with caplog.at_level("INFO", logger="spikerbm.training"):
