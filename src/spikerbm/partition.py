@@ -776,8 +776,7 @@ class TrajectoryAIS:
             self.stride = 1
         else:
             notch = STRIDES[min(STRIDES.index(self.stride) + 1, len(STRIDES) - 1)]
-            self.stride = max(k for k in STRIDES if k <= notch and k * ratio <= 1
-                              or k == 1)
+            self.stride = max(k for k in STRIDES if k == 1 or (k <= notch and k * ratio <= 1))
         return self.n_stages
 
     def reweight(self, rbm_now: RBM, rbm_next: RBM) -> torch.Tensor:

@@ -212,10 +212,11 @@ def free_energy_difference(rbm_now: RBM, rbm_next: RBM, v: torch.Tensor, *,
 
 
 def _split_products(v: torch.Tensor, mats: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
-    """``v @ M`` (float32) for each ``M`` of ``mats`` (n_visible, m) as :func:`binary_mm` of
-    ``v`` in {0, 1} with the two-term split ``split_bf16(M, 2)`` (16 significant bits of
-    ``M``; float32 accumulation)."""
-    return [binary_mm(v, split_bf16(w, 2)) for w in mats]
+    """``v @ M`` (float32) for each ``M`` of ``mats`` (n_visible, m) as one :func:`binary_mm`
+    of ``v`` in {0, 1} with the two-term splits ``split_bf16(M, 2)`` side by side (16
+    significant bits of each ``M``; float32 accumulation; ``v`` is repeated once for all)."""
+    parts = torch.cat([split_bf16(w, 2) for w in mats], dim=2)
+    return list(binary_mm(v, parts).split(mats[0].shape[1], dim=1))
 
 
 def hidden_free_energy(rbm: RBM, h: torch.Tensor) -> torch.Tensor:
